@@ -1,0 +1,87 @@
+//! The application state and the HTTP server.
+
+use actix_session::config::{BrowserSession, TtlExtensionPolicy};
+use actix_session::SessionMiddleware;
+use actix_web::cookie::{time::Duration, Key, SameSite};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+
+use crate::auth::session_store::PgSessionStore;
+use crate::config::Config;
+use crate::db::DbPool;
+use crate::routes::{self, RouteTable};
+use crate::web::{home, middleware};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: DbPool,
+    pub config: Config,
+    pub routes: RouteTable,
+}
+
+impl AppState {
+    pub fn new(pool: DbPool, config: Config) -> AppState {
+        AppState { pool, config, routes: RouteTable::new() }
+    }
+}
+
+/// The session cookie: HttpOnly, SameSite=Strict; Secure and `__Host-` prefixed under TLS.
+pub fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-cpis-session"
+    } else {
+        "cpis-session"
+    }
+}
+
+/// Builds and starts the server on an already-bound listener (so tests can bind port 0).
+pub fn server(state: AppState, listener: std::net::TcpListener) -> std::io::Result<actix_web::dev::Server> {
+    let cookie_key = cookie_key(&state.config);
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        let config = &data.config;
+        let store = PgSessionStore::new(data.pool.clone(), config.session_absolute);
+        let sessions = SessionMiddleware::builder(store, cookie_key.clone())
+            .cookie_name(session_cookie_name(config.secure_cookies).into())
+            .cookie_secure(config.secure_cookies)
+            .cookie_http_only(true)
+            .cookie_same_site(SameSite::Strict)
+            .cookie_path("/".into())
+            .cookie_content_security(actix_session::config::CookieContentSecurity::Signed)
+            .session_lifecycle(
+                BrowserSession::default()
+                    .state_ttl(Duration::seconds(config.session_idle.as_secs() as i64))
+                    .state_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+            )
+            .build();
+        App::new()
+            .app_data(data.clone())
+            .app_data(web::FormConfig::default().limit(64 * 1024))
+            .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                crate::error::AppError::BadRequest(format!("The address could not be read: {e}")).into()
+            }))
+            .wrap(from_fn(middleware::authorize))
+            .wrap(sessions)
+            .wrap(from_fn(middleware::security_and_logging))
+            .configure(routes::configure)
+            .service(home::static_files(&config.static_dir))
+            .default_service(web::to(home::not_found))
+    })
+    .listen(listener)?
+    .shutdown_timeout(5)
+    .run();
+    Ok(server)
+}
+
+/// The key that signs the session cookie. The cookie carries only a random 256-bit session key
+/// whose hash the server looks up, so the signature is a second line, not the secret: every
+/// instance must share it, so it comes from `CPIS_COOKIE_KEY` or, when unset, is derived from the
+/// database URL (instances on one database then agree).
+fn cookie_key(config: &Config) -> Key {
+    use sha2::{Digest, Sha512};
+    let master = match &config.cookie_key {
+        Some(k) => Sha512::digest(k.as_bytes()),
+        None => Sha512::digest(format!("cpis-session-cookie:{}", config.database_url).as_bytes()),
+    };
+    Key::derive_from(&master)
+}

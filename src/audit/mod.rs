@@ -1,0 +1,98 @@
+//! The append-only audit trail. [`record`] is called inside the transaction of the action it
+//! describes, so an action and its audit entry are committed together or not at all.
+
+pub mod chain;
+pub mod verify;
+
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+
+use crate::error::AppError;
+use crate::schema::audit_log;
+
+/// Serialises appends so the chain has one order (the lock is released at commit).
+const AUDIT_APPEND_LOCK: i64 = 0x4350_4953_4155_4454; // "CPISAUDT"
+
+/// Who acted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    User(i64),
+    LocalAuthority(String),
+    NhsSystem(i64),
+    Operator,
+    Service,
+    Anonymous,
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Actor::User(id) => write!(f, "user:{id}"),
+            Actor::LocalAuthority(code) => write!(f, "la:{code}"),
+            Actor::NhsSystem(id) => write!(f, "nhs-system:{id}"),
+            Actor::Operator => f.write_str("operator"),
+            Actor::Service => f.write_str("service"),
+            Actor::Anonymous => f.write_str("anonymous"),
+        }
+    }
+}
+
+/// One thing to record.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub actor: Actor,
+    pub action: &'static str,
+    pub nhs_number: Option<String>,
+    pub details: serde_json::Value,
+}
+
+impl Event {
+    pub fn new(actor: Actor, action: &'static str) -> Event {
+        Event { actor, action, nhs_number: None, details: serde_json::json!({}) }
+    }
+    pub fn about(mut self, nhs_number: &str) -> Event {
+        self.nhs_number = Some(nhs_number.to_owned());
+        self
+    }
+    pub fn details(mut self, details: serde_json::Value) -> Event {
+        self.details = details;
+        self
+    }
+}
+
+/// Appends an entry to the chain. Call it inside the action's transaction, as late as possible:
+/// it holds the append lock until that transaction ends.
+pub fn record(conn: &mut PgConnection, event: Event) -> Result<(), AppError> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+        .bind::<BigInt, _>(AUDIT_APPEND_LOCK)
+        .execute(conn)?;
+    let prev: Vec<u8> = audit_log::table
+        .select(audit_log::hash)
+        .order(audit_log::id.desc())
+        .first(conn)
+        .optional()?
+        .unwrap_or_else(|| chain::GENESIS.to_vec());
+    let occurred_at = chain::to_micros(Utc::now());
+    let actor = event.actor.to_string();
+    let fields = chain::EntryFields {
+        occurred_at,
+        actor: &actor,
+        action: event.action,
+        nhs_number: event.nhs_number.as_deref(),
+        details: &event.details,
+    };
+    let hash = chain::entry_hash(&prev, &fields);
+    diesel::insert_into(audit_log::table)
+        .values((
+            audit_log::occurred_at.eq(occurred_at),
+            audit_log::actor.eq(&actor),
+            audit_log::action.eq(event.action),
+            audit_log::nhs_number.eq(event.nhs_number.as_deref()),
+            audit_log::details.eq(&event.details),
+            audit_log::prev_hash.eq(&prev),
+            audit_log::hash.eq(&hash[..]),
+        ))
+        .execute(conn)?;
+    Ok(())
+}

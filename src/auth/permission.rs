@@ -1,0 +1,52 @@
+//! What a route requires. Every route declares one in the route table (src/routes.rs); the
+//! authorisation middleware checks it on the server for every request, and refuses a route that
+//! declares nothing (deny by default).
+
+use super::principal::Principal;
+use crate::domain::roles;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Permission {
+    /// Anyone, signed in or not (sign-in page, static files, health).
+    Public,
+    /// Any signed-in user, whether or not a role is selected (role selection, sign-out).
+    SignedIn,
+    /// A selected role with B0264: find patients and see Patient Details.
+    PatientTrace,
+    /// A selected role with B0264 and B0107: the Child Care Alert tab (CP-IS042, CP-IS043).
+    ViewAlerts,
+}
+
+/// The outcome of checking a permission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Allow,
+    /// Not signed in: go and sign in.
+    SignIn,
+    /// Signed in, but a role must be chosen first.
+    ChooseRole,
+    Deny,
+}
+
+impl Permission {
+    pub fn decide(self, principal: Option<&Principal>) -> Decision {
+        if self == Permission::Public {
+            return Decision::Allow;
+        }
+        let Some(p) = principal else { return Decision::SignIn };
+        if self == Permission::SignedIn {
+            return Decision::Allow;
+        }
+        let Some(role) = &p.role else { return Decision::ChooseRole };
+        let allowed = match self {
+            Permission::Public | Permission::SignedIn => true,
+            Permission::PatientTrace => roles::may_trace_patients(&role.activity_codes),
+            Permission::ViewAlerts => roles::may_view_alerts(&role.activity_codes),
+        };
+        if allowed {
+            Decision::Allow
+        } else {
+            Decision::Deny
+        }
+    }
+}

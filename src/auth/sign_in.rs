@@ -1,0 +1,95 @@
+//! Checking a username and password (standing in for the smartcard), with a lock-out after
+//! repeated failures counted in PostgreSQL so that every instance shares the count.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use diesel::prelude::*;
+
+use super::password;
+use crate::audit::{self, Actor, Event};
+use crate::error::AppError;
+use crate::schema::users;
+
+pub const MAX_FAILURES: i32 = 5;
+pub const LOCK_MINUTES: i64 = 15;
+
+/// The one answer for every failure, so it says nothing about which usernames exist.
+pub const FAILURE_MESSAGE: &str = "The username or password is not right, or the account cannot be used \
+     just now. Check them and try again; after 5 failed attempts an account is locked for 15 minutes.";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    SignedIn { user_id: i64 },
+    Failed,
+}
+
+/// Checks the credentials and records the outcome in the audit trail.
+pub fn sign_in(conn: &mut PgConnection, username: &str, pw: &str, now: DateTime<Utc>) -> Result<Outcome, AppError> {
+    let username = username.trim().to_lowercase();
+    let found: Option<(i64, String, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = users::table
+        .filter(users::username.eq(&username))
+        .select((users::id, users::password_hash, users::disabled_at, users::locked_until))
+        .first(conn)
+        .optional()?;
+    let Some((user_id, hash, disabled_at, locked_until)) = found else {
+        password::verify_dummy(pw);
+        audit::record(
+            conn,
+            Event::new(Actor::Anonymous, "auth.sign_in_failed").details(serde_json::json!({"reason": "unknown_user"})),
+        )?;
+        return Ok(Outcome::Failed);
+    };
+    // The password is checked in every case, so every answer takes as long.
+    let password_ok = password::verify(&hash, pw);
+    let refusal = if disabled_at.is_some() {
+        Some("disabled")
+    } else if locked_until.is_some_and(|t| t > now) {
+        Some("locked")
+    } else if !password_ok {
+        Some("wrong_password")
+    } else {
+        None
+    };
+    conn.transaction(|conn| {
+        match refusal {
+            None => {
+                diesel::update(users::table.find(user_id))
+                    .set((users::failed_sign_ins.eq(0), users::locked_until.eq(None::<DateTime<Utc>>)))
+                    .execute(conn)?;
+                audit::record(conn, Event::new(Actor::User(user_id), "auth.sign_in_succeeded"))?;
+                Ok(Outcome::SignedIn { user_id })
+            }
+            Some("wrong_password") => {
+                let failures: i32 = diesel::update(users::table.find(user_id))
+                    .set(users::failed_sign_ins.eq(users::failed_sign_ins + 1))
+                    .returning(users::failed_sign_ins)
+                    .get_result(conn)?;
+                audit::record(
+                    conn,
+                    Event::new(Actor::User(user_id), "auth.sign_in_failed")
+                        .details(serde_json::json!({"reason": "wrong_password", "consecutive": failures})),
+                )?;
+                if failures >= MAX_FAILURES {
+                    diesel::update(users::table.find(user_id))
+                        .set((
+                            users::failed_sign_ins.eq(0),
+                            users::locked_until.eq(Some(now + TimeDelta::minutes(LOCK_MINUTES))),
+                        ))
+                        .execute(conn)?;
+                    audit::record(
+                        conn,
+                        Event::new(Actor::User(user_id), "auth.account_locked")
+                            .details(serde_json::json!({"minutes": LOCK_MINUTES})),
+                    )?;
+                }
+                Ok(Outcome::Failed)
+            }
+            Some(reason) => {
+                audit::record(
+                    conn,
+                    Event::new(Actor::User(user_id), "auth.sign_in_failed").details(serde_json::json!({"reason": reason})),
+                )?;
+                Ok(Outcome::Failed)
+            }
+        }
+    })
+}

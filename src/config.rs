@@ -1,0 +1,75 @@
+//! Every setting, read from the environment. Each has a default that works on a developer's machine.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DATABASE_URL`: the PostgreSQL database (required; the scripts start a private cluster when unset).
+    pub database_url: String,
+    /// `CPIS_DB_POOL_SIZE` (default 16): connections per `serve` instance.
+    pub db_pool_size: u32,
+    /// `CPIS_DB_TIMEOUT_SECS` (default 3): how long a request waits for a connection before a 503.
+    pub db_timeout: Duration,
+    /// `CPIS_SECURE_COOKIES` (default false): set when the service is reached over TLS (directly or
+    /// behind a TLS-terminating proxy). Cookies then carry `Secure` and the `__Host-` prefix and
+    /// responses carry HSTS. Plain http on 127.0.0.1 for local use works with it off.
+    pub secure_cookies: bool,
+    /// `CPIS_SESSION_IDLE_MINUTES` (default 30).
+    pub session_idle: Duration,
+    /// `CPIS_SESSION_ABSOLUTE_HOURS` (default 12).
+    pub session_absolute: Duration,
+    /// `CPIS_LOG_FORMAT` (`text` or `json`, default `text`).
+    pub log_json: bool,
+    /// `CPIS_COOKIE_KEY`: secret for signing the session cookie, shared by every instance
+    /// (default: derived from the database URL; see app.rs).
+    pub cookie_key: Option<String>,
+    /// `CPIS_STATIC_DIR` (default `static` beside the working directory).
+    pub static_dir: String,
+}
+
+impl Config {
+    pub fn from_env() -> anyhow::Result<Config> {
+        let database_url = std::env::var("DATABASE_URL").map_err(|_| {
+            anyhow::anyhow!(
+                "DATABASE_URL is not set: set it, or use ./scripts/run which starts a private PostgreSQL"
+            )
+        })?;
+        Ok(Config {
+            database_url,
+            db_pool_size: env_parse("CPIS_DB_POOL_SIZE", 16)?,
+            db_timeout: Duration::from_secs(env_parse("CPIS_DB_TIMEOUT_SECS", 3)?),
+            secure_cookies: env_parse("CPIS_SECURE_COOKIES", false)?,
+            session_idle: Duration::from_secs(60 * env_parse::<u64>("CPIS_SESSION_IDLE_MINUTES", 30)?),
+            session_absolute: Duration::from_secs(
+                3600 * env_parse::<u64>("CPIS_SESSION_ABSOLUTE_HOURS", 12)?,
+            ),
+            log_json: std::env::var("CPIS_LOG_FORMAT").is_ok_and(|v| v == "json"),
+            cookie_key: std::env::var("CPIS_COOKIE_KEY").ok().filter(|k| !k.is_empty()),
+            static_dir: std::env::var("CPIS_STATIC_DIR").unwrap_or_else(|_| "static".into()),
+        })
+    }
+
+    /// A configuration for the given database with every other setting at its default.
+    pub fn for_database(database_url: &str) -> Config {
+        Config {
+            database_url: database_url.to_owned(),
+            db_pool_size: 16,
+            db_timeout: Duration::from_secs(3),
+            secure_cookies: false,
+            session_idle: Duration::from_secs(30 * 60),
+            session_absolute: Duration::from_secs(12 * 3600),
+            log_json: false,
+            cookie_key: None,
+            static_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/static").into(),
+        }
+    }
+}
+
+fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid value")),
+        Err(_) => Ok(default),
+    }
+}

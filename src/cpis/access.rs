@@ -1,0 +1,104 @@
+//! Access events: every access is stored (CP-IS036, CP-IS047); the first-access rule decides, as
+//! each one is recorded, whether it is shown in the history, the API and message 05.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+
+use crate::domain::access_history::{self, HISTORY_LIMIT};
+use crate::schema::{access_events, job_roles, nhs_organisations};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Scra,
+    Fhir,
+}
+
+impl Channel {
+    pub fn code(self) -> &'static str {
+        match self {
+            Channel::Scra => "SCRa",
+            Channel::Fhir => "FHIR",
+        }
+    }
+}
+
+/// Who is looking, as the access history records them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Viewer {
+    /// "The same user" of CP-IS047: the account's SDS user id, or the API's NHSD-End-User-ID.
+    pub viewer_id: String,
+    pub user_id: Option<i64>,
+    pub name: String,
+    pub job_role_code: String,
+    pub organisation_code: String,
+    pub channel: Channel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recorded {
+    pub id: i64,
+    pub shown: bool,
+}
+
+/// Records an access at `at`. The caller holds the patient row's lock (`FOR UPDATE`) so that two
+/// accesses to one child are decided one after the other.
+pub fn record(conn: &mut PgConnection, nhs_number: &str, viewer: &Viewer, at: DateTime<Utc>) -> QueryResult<Recorded> {
+    let latest_shown: Option<DateTime<Utc>> = access_events::table
+        .filter(access_events::nhs_number.eq(nhs_number))
+        .filter(access_events::viewer_id.eq(&viewer.viewer_id))
+        .filter(access_events::shown.eq(true))
+        .filter(access_events::accessed_at.le(at))
+        .select(diesel::dsl::max(access_events::accessed_at))
+        .first(conn)?;
+    let shown = access_history::is_shown(at, latest_shown);
+    let id = diesel::insert_into(access_events::table)
+        .values((
+            access_events::nhs_number.eq(nhs_number),
+            access_events::accessed_at.eq(at),
+            access_events::viewer_id.eq(&viewer.viewer_id),
+            access_events::user_id.eq(viewer.user_id),
+            access_events::viewer_name.eq(&viewer.name),
+            access_events::job_role_code.eq(&viewer.job_role_code),
+            access_events::organisation_code.eq(&viewer.organisation_code),
+            access_events::channel.eq(viewer.channel.code()),
+            access_events::shown.eq(shown),
+        ))
+        .returning(access_events::id)
+        .get_result(conn)?;
+    Ok(Recorded { id, shown })
+}
+
+/// One line of the access history, with names in readable form where the reference data has them.
+#[derive(Debug, Clone, Queryable, PartialEq)]
+pub struct HistoryEntry {
+    pub id: i64,
+    pub accessed_at: DateTime<Utc>,
+    pub user_id: Option<i64>,
+    pub viewer_name: String,
+    pub job_role_code: String,
+    pub job_role_name: Option<String>,
+    pub organisation_code: String,
+    pub organisation_name: Option<String>,
+}
+
+/// The shown accesses to any of the numbers: newest first, ties in insertion order, at most 25 (CP-IS048).
+pub fn history(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<Vec<HistoryEntry>> {
+    access_events::table
+        .left_join(job_roles::table.on(job_roles::code.eq(access_events::job_role_code)))
+        .left_join(nhs_organisations::table.on(nhs_organisations::ods_code.eq(access_events::organisation_code)))
+        .filter(access_events::nhs_number.eq_any(numbers))
+        .filter(access_events::shown.eq(true))
+        .order((access_events::accessed_at.desc(), access_events::id.desc()))
+        .limit(HISTORY_LIMIT as i64)
+        .select((
+            access_events::id,
+            access_events::accessed_at,
+            access_events::user_id,
+            access_events::viewer_name,
+            access_events::job_role_code,
+            job_roles::name.nullable(),
+            access_events::organisation_code,
+            nhs_organisations::name.nullable(),
+        ))
+        .load(conn)
+}

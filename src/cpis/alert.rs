@@ -1,0 +1,115 @@
+//! The Child Care Alert tab (CP-IS049 to CP-IS058, CP-IS067): whether it exists for a viewer, and
+//! opening it, which reads what it shows and records the access in one transaction.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::prelude::*;
+
+use super::access::{self, HistoryEntry, Viewer};
+use super::items::{self, CpItem};
+use super::local_authority::{self, LocalAuthority};
+use crate::audit::{self, Actor, Event};
+use crate::domain::dates;
+use crate::domain::retrieval::ItemKind;
+use crate::error::AppError;
+use crate::pds::Patient;
+use crate::schema::patients;
+
+/// One LA's block on the tab.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthorityBlock {
+    pub authority: LocalAuthority,
+    pub items: Vec<ShownItem>,
+}
+
+/// An item as the tab shows it: never the LA's child id nor the delete date (CP-IS051).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShownItem {
+    pub kind: ItemKind,
+    pub start: NaiveDate,
+    pub end: Option<NaiveDate>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertTab {
+    pub authorities: Vec<AuthorityBlock>,
+    pub history: Vec<HistoryEntry>,
+    /// Whether this opening was itself shown (the first access by this user in 24 hours).
+    pub access_shown: bool,
+}
+
+/// What the viewer may see for the child today; empty means there is no tab (CP-IS055).
+pub fn visible_items(
+    conn: &mut PgConnection,
+    patient: &Patient,
+    linked: &[String],
+    may_see_unborn: bool,
+    today: NaiveDate,
+) -> QueryResult<Vec<CpItem>> {
+    let all = items::current_for(conn, linked)?;
+    Ok(items::visible(all, patient.birth_date, today, may_see_unborn))
+}
+
+/// Opens the tab: locks the child's record, reads what the viewer may see, records the access and
+/// its audit entry, all in the caller's transaction. `None` (and nothing recorded) when there is
+/// nothing for this viewer to see.
+pub fn open(
+    conn: &mut PgConnection,
+    patient: &Patient,
+    linked: &[String],
+    viewer: &Viewer,
+    may_see_unborn: bool,
+    now: DateTime<Utc>,
+) -> Result<Option<AlertTab>, AppError> {
+    // Accesses to one child are decided one after another (CP-IS047 depends on the order).
+    patients::table
+        .find(&patient.nhs_number)
+        .select(patients::nhs_number)
+        .for_update()
+        .first::<String>(conn)?;
+    let today = dates::uk_date(now);
+    let visible = visible_items(conn, patient, linked, may_see_unborn, today)?;
+    if visible.is_empty() {
+        return Ok(None);
+    }
+    // CP-IS058, CP-IS067: the access is recorded the moment the tab is opened.
+    let recorded = access::record(conn, &patient.nhs_number, viewer, now)?;
+    let history = access::history(conn, linked)?;
+    let authorities = group_by_authority(conn, visible, patient.birth_date)?;
+    audit::record(
+        conn,
+        Event::new(viewer.user_id.map_or(Actor::Anonymous, Actor::User), "access.alert_tab_opened")
+            .about(&patient.nhs_number)
+            .details(serde_json::json!({
+                "access_event_id": recorded.id,
+                "shown": recorded.shown,
+                "job_role": viewer.job_role_code,
+                "organisation": viewer.organisation_code,
+                "channel": viewer.channel.code(),
+            })),
+    )?;
+    Ok(Some(AlertTab { authorities, history, access_shown: recorded.shown }))
+}
+
+fn group_by_authority(
+    conn: &mut PgConnection,
+    visible: Vec<CpItem>,
+    birth_date: NaiveDate,
+) -> QueryResult<Vec<AuthorityBlock>> {
+    let mut codes: Vec<String> = visible.iter().map(|i| i.la_code.clone()).collect();
+    codes.sort();
+    codes.dedup();
+    let mut blocks: Vec<AuthorityBlock> = local_authority::find_many(conn, &codes)?
+        .into_iter()
+        .map(|authority| {
+            let mut items: Vec<ShownItem> = visible
+                .iter()
+                .filter(|i| i.la_code == authority.code)
+                .map(|i| ShownItem { kind: i.kind(), start: i.start_date, end: i.shown_end(birth_date) })
+                .collect();
+            items.sort_by_key(|i| (i.kind, i.start));
+            AuthorityBlock { authority, items }
+        })
+        .collect();
+    blocks.sort_by_key(|b| b.authority.name().to_lowercase());
+    Ok(blocks)
+}

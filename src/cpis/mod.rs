@@ -1,0 +1,7 @@
+//! Child protection information: items per (NHS number, LA, type), local authorities, access
+//! events, and the Child Care Alert tab built from them.
+
+pub mod access;
+pub mod alert;
+pub mod items;
+pub mod local_authority;

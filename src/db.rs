@@ -1,0 +1,68 @@
+//! The database: pool, migrations under an advisory lock, and the one blocking boundary.
+
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::{Connection, RunQueryDsl};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::config::Config;
+use crate::error::AppError;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Key of the advisory lock that serialises migrations across processes.
+const MIGRATION_LOCK: i64 = 0x4350_4953_4d49_4752; // "CPISMIGR"
+
+pub type DbPool = Pool<ConnectionManager<PgConnection>>;
+pub type DbConn = PooledConnection<ConnectionManager<PgConnection>>;
+
+/// Builds the pool without connecting, so the service starts (and answers 503) while the database is down.
+pub fn pool(config: &Config) -> DbPool {
+    Pool::builder()
+        .max_size(config.db_pool_size)
+        .min_idle(Some(1))
+        .connection_timeout(config.db_timeout)
+        .test_on_check_out(true)
+        .build_unchecked(ConnectionManager::new(&config.database_url))
+}
+
+/// Applies pending migrations; several processes may call this at once.
+pub fn migrate(conn: &mut PgConnection) -> anyhow::Result<usize> {
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).execute(conn)?;
+    let result = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map(|applied| applied.len())
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"));
+    diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).execute(conn)?;
+    result
+}
+
+pub fn connect(database_url: &str) -> anyhow::Result<PgConnection> {
+    PgConnection::establish(database_url)
+        .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))
+}
+
+/// The one blocking boundary: runs `f` on the blocking thread pool with a pooled connection.
+/// Handlers call this (through the domain functions' callers), never `web::block` themselves.
+pub async fn run<T, F>(pool: &DbPool, f: F) -> Result<T, AppError>
+where
+    F: FnOnce(&mut PgConnection) -> Result<T, AppError> + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = pool.clone();
+    actix_web::web::block(move || {
+        let mut conn = pool.get().map_err(|_| AppError::Unavailable)?;
+        f(&mut conn)
+    })
+    .await
+    .map_err(|_| AppError::Internal("blocking task failed".into()))?
+}
+
+/// Like [`run`], inside one transaction.
+pub async fn transaction<T, F>(pool: &DbPool, f: F) -> Result<T, AppError>
+where
+    F: FnOnce(&mut PgConnection) -> Result<T, AppError> + Send + 'static,
+    T: Send + 'static,
+{
+    run(pool, move |conn| conn.transaction(f)).await
+}

@@ -1,0 +1,12 @@
+//! Pure domain rules of the CP-IS service: no I/O, no database.
+//!
+//! Every function here is a plain function of its arguments, so the rules the standard sets
+//! (retrieval windows, the first access rule, NHS number validation, role checks) can be tested
+//! at their edges without a running service.
+
+pub mod access_history;
+pub mod dates;
+pub mod names;
+pub mod nhs_number;
+pub mod retrieval;
+pub mod roles;

@@ -1,0 +1,18 @@
+//! CP-IS: the NHS Child Protection Information Sharing service, with an SCRa-style clinician
+//! front end. See ARCHITECTURE.md for the map of this crate.
+
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod cpis;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod pds;
+pub mod routes;
+pub mod schema;
+pub mod seed;
+pub mod telemetry;
+pub mod validation;
+pub mod web;

@@ -1,0 +1,113 @@
+//! `cpis`: the service's one binary. Its subcommands are a contract (messages.md, operator commands).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use cpis::config::Config;
+use cpis::{app, db, seed, telemetry};
+
+#[derive(Parser)]
+#[command(name = "cpis", version, about = "NHS Child Protection Information Sharing service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the web service (pages, and later the APIs and the scheduler).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: String,
+    },
+    /// Apply pending migrations (safe from several processes at once).
+    Migrate,
+    /// Load reference data (local authorities, NHS organisations, job roles); with --demo, the demo data set.
+    Seed {
+        #[arg(long)]
+        demo: bool,
+    },
+    /// The PDS stand-in.
+    Pds {
+        #[command(subcommand)]
+        command: PdsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PdsCommand {
+    /// Load or update patients from a CSV file.
+    Import { file: PathBuf },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cpis: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_json);
+    match run(cli.command, config) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cpis: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { bind } => {
+            let mut conn = db::connect(&config.database_url)?;
+            db::migrate(&mut conn)?;
+            drop(conn);
+            let listener = std::net::TcpListener::bind(&bind)?;
+            eprintln!("cpis: serving on http://{}", listener.local_addr()?);
+            let state = app::AppState::new(db::pool(&config), config);
+            actix_web::rt::System::new().block_on(async move { app::server(state, listener)?.await })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let mut conn = db::connect(&config.database_url)?;
+            let n = db::migrate(&mut conn)?;
+            eprintln!("cpis: {n} migration(s) applied");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Seed { demo } => {
+            let mut conn = db::connect(&config.database_url)?;
+            db::migrate(&mut conn)?;
+            let r = seed::reference::load(&mut conn)?;
+            eprintln!("cpis: reference data: {r}");
+            if demo {
+                let d = seed::demo::load(&mut conn, chrono::Utc::now())?;
+                eprintln!("cpis: demo data: {d}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pds { command: PdsCommand::Import { file } } => {
+            let mut conn = db::connect(&config.database_url)?;
+            let f = std::fs::File::open(&file)
+                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
+            match cpis::pds::import::parse_csv(f) {
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("cpis: {}: {e}", file.display());
+                    }
+                    eprintln!("cpis: nothing was imported: correct the file and run the import again");
+                    Ok(ExitCode::from(1))
+                }
+                Ok(rows) => {
+                    let n = cpis::pds::import::store(&mut conn, &rows)?;
+                    eprintln!("cpis: {n} patient(s) imported or updated");
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
+    }
+}

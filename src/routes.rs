@@ -1,0 +1,103 @@
+//! The one route table. Every route declares the permission it needs beside its handler; the
+//! authorisation middleware checks it for every request, and the permission-matrix test requests
+//! every route as every persona against this table.
+
+use actix_web::http::Method;
+use actix_web::{web, Route};
+
+use crate::auth::Permission;
+use crate::web::{health, home, local_authorities, patient, search, sign_in};
+
+/// Static files (CSS, JS, images) are public; they hold no data.
+pub const STATIC_PREFIX: &str = "/static/";
+
+pub struct Entry {
+    pub method: Method,
+    pub path: &'static str,
+    pub permission: Permission,
+    route: Route,
+}
+
+fn entry(method: Method, path: &'static str, permission: Permission, route: Route) -> Entry {
+    Entry { method, path, permission, route }
+}
+
+/// Every route: method, path, permission, handler.
+pub fn entries() -> Vec<Entry> {
+    use Permission::*;
+    vec![
+        entry(Method::GET, "/health", Public, web::get().to(health::health)),
+        entry(Method::GET, "/sign-in", Public, web::get().to(sign_in::sign_in_form)),
+        entry(Method::POST, "/sign-in", Public, web::post().to(sign_in::sign_in)),
+        entry(Method::POST, "/sign-out", SignedIn, web::post().to(sign_in::sign_out)),
+        entry(Method::GET, "/select-role", SignedIn, web::get().to(sign_in::select_role_form)),
+        entry(Method::POST, "/select-role", SignedIn, web::post().to(sign_in::select_role)),
+        entry(Method::GET, "/", SignedIn, web::get().to(home::home)),
+        entry(Method::GET, "/search", PatientTrace, web::get().to(search::search_patients)),
+        entry(Method::GET, "/patients/{nhs_number}", PatientTrace, web::get().to(patient::show_patient)),
+        entry(
+            Method::GET,
+            "/patients/{nhs_number}/child-care-alert",
+            ViewAlerts,
+            web::get().to(patient::open_alert_tab),
+        ),
+        entry(Method::GET, "/local-authorities", PatientTrace, web::get().to(local_authorities::list_local_authorities)),
+        entry(
+            Method::GET,
+            "/local-authorities/{code}",
+            PatientTrace,
+            web::get().to(local_authorities::show_local_authority),
+        ),
+    ]
+}
+
+/// The permissions of the table, without the handlers.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    specs: Vec<(Method, &'static str, Permission)>,
+}
+
+impl RouteTable {
+    pub fn new() -> RouteTable {
+        RouteTable { specs: entries().into_iter().map(|e| (e.method, e.path, e.permission)).collect() }
+    }
+
+    pub fn specs(&self) -> &[(Method, &'static str, Permission)] {
+        &self.specs
+    }
+
+    /// The permission a request needs; `None` for a declared path whose method is not declared.
+    pub fn permission_for(&self, method: &Method, pattern: Option<&str>, path: &str) -> Option<Permission> {
+        if path.starts_with(STATIC_PREFIX) {
+            return Some(Permission::Public);
+        }
+        // No route matches: the not-found page, which shows nothing.
+        let Some(pattern) = pattern else { return Some(Permission::Public) };
+        let method = if method == Method::HEAD { &Method::GET } else { method };
+        self.specs.iter().find(|(m, p, _)| m == method && *p == pattern).map(|(_, _, perm)| *perm)
+    }
+}
+
+impl Default for RouteTable {
+    fn default() -> Self {
+        RouteTable::new()
+    }
+}
+
+/// Registers the table: one resource per path, holding that path's methods.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let mut by_path: Vec<(&'static str, Vec<Route>)> = Vec::new();
+    for e in entries() {
+        match by_path.iter_mut().find(|(p, _)| *p == e.path) {
+            Some((_, routes)) => routes.push(e.route),
+            None => by_path.push((e.path, vec![e.route])),
+        }
+    }
+    for (path, routes) in by_path {
+        let mut resource = web::resource(path);
+        for r in routes {
+            resource = resource.route(r);
+        }
+        cfg.service(resource);
+    }
+}

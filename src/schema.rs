@@ -1,0 +1,177 @@
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    access_events (id) {
+        id -> Int8,
+        nhs_number -> Text,
+        accessed_at -> Timestamptz,
+        viewer_id -> Text,
+        user_id -> Nullable<Int8>,
+        viewer_name -> Text,
+        job_role_code -> Text,
+        organisation_code -> Text,
+        channel -> Text,
+        shown -> Bool,
+    }
+}
+
+diesel::table! {
+    activity_codes (code) {
+        code -> Text,
+        name -> Text,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> Int8,
+        occurred_at -> Timestamptz,
+        actor -> Text,
+        action -> Text,
+        nhs_number -> Nullable<Text>,
+        details -> Jsonb,
+        prev_hash -> Bytea,
+        hash -> Bytea,
+    }
+}
+
+diesel::table! {
+    cp_items (id) {
+        id -> Int8,
+        nhs_number -> Text,
+        la_code -> Text,
+        item_type -> Text,
+        la_child_id -> Text,
+        start_date -> Date,
+        end_date -> Nullable<Date>,
+        delete_date -> Nullable<Date>,
+        deleted_at -> Nullable<Timestamptz>,
+        deleted_reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    job_roles (code) {
+        code -> Text,
+        name -> Text,
+    }
+}
+
+diesel::table! {
+    local_authorities (code) {
+        code -> Text,
+        reference_name -> Text,
+        display_name -> Nullable<Text>,
+        emergency_phone -> Nullable<Text>,
+        office_hours_phone -> Nullable<Text>,
+        contacts_updated_at -> Nullable<Timestamptz>,
+        notification_email -> Nullable<Text>,
+        sending_enabled -> Bool,
+        last_sequence -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    nhs_organisations (ods_code) {
+        ods_code -> Text,
+        name -> Text,
+        town -> Nullable<Text>,
+        postcode -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    patients (nhs_number) {
+        nhs_number -> Text,
+        given_name -> Text,
+        family_name -> Text,
+        gender -> Text,
+        birth_date -> Date,
+        death_date -> Nullable<Date>,
+        postcode -> Nullable<Text>,
+        address -> Nullable<Text>,
+        gp_ods -> Nullable<Text>,
+        restricted -> Bool,
+        superseded_by -> Nullable<Text>,
+        invalidated -> Bool,
+        family_key -> Text,
+        given_key -> Text,
+        family_soundex -> Text,
+        given_soundex -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    role_profile_activities (role_profile_id, activity_code) {
+        role_profile_id -> Int8,
+        activity_code -> Text,
+    }
+}
+
+diesel::table! {
+    role_profiles (id) {
+        id -> Int8,
+        user_id -> Int8,
+        nhs_org_code -> Nullable<Text>,
+        la_code -> Nullable<Text>,
+        job_role_code -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sessions (key_hash) {
+        key_hash -> Bytea,
+        user_id -> Nullable<Int8>,
+        state -> Jsonb,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        absolute_expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Int8,
+        username -> Text,
+        sds_user_id -> Uuid,
+        display_name -> Text,
+        email -> Nullable<Text>,
+        telephone -> Nullable<Text>,
+        password_hash -> Text,
+        must_change_password -> Bool,
+        disabled_at -> Nullable<Timestamptz>,
+        failed_sign_ins -> Int4,
+        locked_until -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(access_events -> patients (nhs_number));
+diesel::joinable!(access_events -> users (user_id));
+diesel::joinable!(cp_items -> local_authorities (la_code));
+diesel::joinable!(cp_items -> patients (nhs_number));
+diesel::joinable!(role_profile_activities -> activity_codes (activity_code));
+diesel::joinable!(role_profile_activities -> role_profiles (role_profile_id));
+diesel::joinable!(role_profiles -> job_roles (job_role_code));
+diesel::joinable!(role_profiles -> local_authorities (la_code));
+diesel::joinable!(role_profiles -> nhs_organisations (nhs_org_code));
+diesel::joinable!(role_profiles -> users (user_id));
+diesel::joinable!(sessions -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    access_events,
+    activity_codes,
+    audit_log,
+    cp_items,
+    job_roles,
+    local_authorities,
+    nhs_organisations,
+    patients,
+    role_profile_activities,
+    role_profiles,
+    sessions,
+    users,
+);

@@ -1,0 +1,35 @@
+//! The start page: sends each person where their role works.
+
+use actix_session::Session;
+use actix_web::HttpResponse;
+use askama::Template;
+
+use super::layout::Layout;
+use super::{render, see_other};
+use crate::auth::SignedIn;
+use crate::domain::roles;
+use crate::error::AppError;
+
+#[derive(Template)]
+#[template(path = "home.html")]
+struct HomePage {
+    layout: Layout,
+}
+
+pub async fn home(session: Session, SignedIn(principal): SignedIn) -> Result<HttpResponse, AppError> {
+    match &principal.role {
+        None => Ok(see_other("/select-role")),
+        Some(role) if roles::may_trace_patients(&role.activity_codes) => Ok(see_other("/search")),
+        Some(_) => render(&HomePage { layout: Layout::new("Home", Some(&principal), &session) }),
+    }
+}
+
+/// Static files are served from the configured folder.
+pub fn static_files(dir: &str) -> actix_files::Files {
+    actix_files::Files::new("/static", dir).prefer_utf8(true)
+}
+
+pub async fn not_found() -> Result<HttpResponse, AppError> {
+    Err(AppError::NotFound("The page you asked for does not exist. Check the address or go to the start page.".into()))
+}
+

@@ -1,0 +1,66 @@
+//! What every page's base layout needs: the title, the CSRF token and the header.
+
+use actix_session::Session;
+use askama::Template;
+
+use crate::auth::csrf;
+use crate::auth::Principal;
+use crate::domain::roles;
+
+pub struct Layout {
+    pub title: String,
+    pub csrf_token: String,
+    pub user: Option<HeaderUser>,
+}
+
+pub struct HeaderUser {
+    pub name: String,
+    pub role: Option<String>,
+    pub can_change_role: bool,
+    pub links: Vec<NavLink>,
+}
+
+pub struct NavLink {
+    pub href: String,
+    pub label: String,
+}
+
+impl Layout {
+    pub fn new(title: &str, principal: Option<&Principal>, session: &Session) -> Layout {
+        Layout {
+            title: title.to_owned(),
+            csrf_token: csrf::token(session),
+            user: principal.map(header_user),
+        }
+    }
+
+    /// For error pages rendered without a request at hand.
+    pub fn bare(title: &str) -> Layout {
+        Layout { title: title.to_owned(), csrf_token: String::new(), user: None }
+    }
+}
+
+fn header_user(p: &Principal) -> HeaderUser {
+    let mut links = Vec::new();
+    if let Some(role) = &p.role {
+        if roles::may_trace_patients(&role.activity_codes) {
+            links.push(NavLink { href: "/search".into(), label: "Find a patient".into() });
+            links.push(NavLink { href: "/local-authorities".into(), label: "Local authorities".into() });
+        }
+    }
+    HeaderUser {
+        name: p.account.display_name.clone(),
+        role: p.role.as_ref().map(|r| r.label()),
+        can_change_role: p.profile_count > 1,
+        links,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub layout: Layout,
+    pub heading: String,
+    pub message: String,
+    pub status: u16,
+}
