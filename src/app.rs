@@ -21,7 +21,11 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(pool: DbPool, config: Config) -> AppState {
-        AppState { pool, config, routes: RouteTable::new() }
+        AppState {
+            pool,
+            config,
+            routes: RouteTable::new(),
+        }
     }
 }
 
@@ -35,8 +39,12 @@ pub fn session_cookie_name(secure: bool) -> &'static str {
 }
 
 /// Builds and starts the server on an already-bound listener (so tests can bind port 0).
-pub fn server(state: AppState, listener: std::net::TcpListener) -> std::io::Result<actix_web::dev::Server> {
+pub fn server(
+    state: AppState,
+    listener: std::net::TcpListener,
+) -> std::io::Result<actix_web::dev::Server> {
     let cookie_key = cookie_key(&state.config);
+    let workers = state.config.workers;
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let config = &data.config;
@@ -58,7 +66,8 @@ pub fn server(state: AppState, listener: std::net::TcpListener) -> std::io::Resu
             .app_data(data.clone())
             .app_data(web::FormConfig::default().limit(64 * 1024))
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                crate::error::AppError::BadRequest(format!("The address could not be read: {e}")).into()
+                crate::error::AppError::BadRequest(format!("The address could not be read: {e}"))
+                    .into()
             }))
             .wrap(from_fn(middleware::authorize))
             .wrap(sessions)
@@ -66,10 +75,13 @@ pub fn server(state: AppState, listener: std::net::TcpListener) -> std::io::Resu
             .configure(routes::configure)
             .service(home::static_files(&config.static_dir))
             .default_service(web::to(home::not_found))
-    })
-    .listen(listener)?
-    .shutdown_timeout(5)
-    .run();
+    });
+    let server = if workers > 0 {
+        server.workers(workers)
+    } else {
+        server
+    };
+    let server = server.listen(listener)?.shutdown_timeout(5).run();
     Ok(server)
 }
 

@@ -23,6 +23,8 @@ pub struct Config {
     /// `CPIS_COOKIE_KEY`: secret for signing the session cookie, shared by every instance
     /// (default: derived from the database URL; see app.rs).
     pub cookie_key: Option<String>,
+    /// `CPIS_WORKERS` (default 0: one HTTP worker per core).
+    pub workers: usize,
     /// `CPIS_STATIC_DIR` (default `static` beside the working directory).
     pub static_dir: String,
 }
@@ -39,12 +41,17 @@ impl Config {
             db_pool_size: env_parse("CPIS_DB_POOL_SIZE", 16)?,
             db_timeout: Duration::from_secs(env_parse("CPIS_DB_TIMEOUT_SECS", 3)?),
             secure_cookies: env_parse("CPIS_SECURE_COOKIES", false)?,
-            session_idle: Duration::from_secs(60 * env_parse::<u64>("CPIS_SESSION_IDLE_MINUTES", 30)?),
+            session_idle: Duration::from_secs(
+                60 * env_parse::<u64>("CPIS_SESSION_IDLE_MINUTES", 30)?,
+            ),
             session_absolute: Duration::from_secs(
                 3600 * env_parse::<u64>("CPIS_SESSION_ABSOLUTE_HOURS", 12)?,
             ),
             log_json: std::env::var("CPIS_LOG_FORMAT").is_ok_and(|v| v == "json"),
-            cookie_key: std::env::var("CPIS_COOKIE_KEY").ok().filter(|k| !k.is_empty()),
+            workers: env_parse("CPIS_WORKERS", 0)?,
+            cookie_key: std::env::var("CPIS_COOKIE_KEY")
+                .ok()
+                .filter(|k| !k.is_empty()),
             static_dir: std::env::var("CPIS_STATIC_DIR").unwrap_or_else(|_| "static".into()),
         })
     }
@@ -60,6 +67,7 @@ impl Config {
             session_absolute: Duration::from_secs(12 * 3600),
             log_json: false,
             cookie_key: None,
+            workers: 0,
             static_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/static").into(),
         }
     }

@@ -68,7 +68,9 @@ impl From<diesel::result::Error> for AppError {
         match e {
             Error::NotFound => AppError::NotFound("Not found".into()),
             Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
-            | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => AppError::Unavailable,
+            | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => {
+                AppError::Unavailable
+            }
             Error::DatabaseError(_, ref info)
                 if info.message().contains("terminating connection")
                     || info.message().contains("server closed the connection") =>

@@ -9,7 +9,11 @@ use cpis::config::Config;
 use cpis::{app, db, seed, telemetry};
 
 #[derive(Parser)]
-#[command(name = "cpis", version, about = "NHS Child Protection Information Sharing service")]
+#[command(
+    name = "cpis",
+    version,
+    about = "NHS Child Protection Information Sharing service"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -70,7 +74,8 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             let listener = std::net::TcpListener::bind(&bind)?;
             eprintln!("cpis: serving on http://{}", listener.local_addr()?);
             let state = app::AppState::new(db::pool(&config), config);
-            actix_web::rt::System::new().block_on(async move { app::server(state, listener)?.await })?;
+            actix_web::rt::System::new()
+                .block_on(async move { app::server(state, listener)?.await })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
@@ -90,7 +95,9 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pds { command: PdsCommand::Import { file } } => {
+        Command::Pds {
+            command: PdsCommand::Import { file },
+        } => {
             let mut conn = db::connect(&config.database_url)?;
             let f = std::fs::File::open(&file)
                 .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
@@ -99,7 +106,9 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                     for e in &errors {
                         eprintln!("cpis: {}: {e}", file.display());
                     }
-                    eprintln!("cpis: nothing was imported: correct the file and run the import again");
+                    eprintln!(
+                        "cpis: nothing was imported: correct the file and run the import again"
+                    );
                     Ok(ExitCode::from(1))
                 }
                 Ok(rows) => {

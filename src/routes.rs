@@ -19,29 +19,79 @@ pub struct Entry {
 }
 
 fn entry(method: Method, path: &'static str, permission: Permission, route: Route) -> Entry {
-    Entry { method, path, permission, route }
+    Entry {
+        method,
+        path,
+        permission,
+        route,
+    }
 }
 
 /// Every route: method, path, permission, handler.
 pub fn entries() -> Vec<Entry> {
     use Permission::*;
     vec![
-        entry(Method::GET, "/health", Public, web::get().to(health::health)),
-        entry(Method::GET, "/sign-in", Public, web::get().to(sign_in::sign_in_form)),
-        entry(Method::POST, "/sign-in", Public, web::post().to(sign_in::sign_in)),
-        entry(Method::POST, "/sign-out", SignedIn, web::post().to(sign_in::sign_out)),
-        entry(Method::GET, "/select-role", SignedIn, web::get().to(sign_in::select_role_form)),
-        entry(Method::POST, "/select-role", SignedIn, web::post().to(sign_in::select_role)),
+        entry(
+            Method::GET,
+            "/health",
+            Public,
+            web::get().to(health::health),
+        ),
+        entry(
+            Method::GET,
+            "/sign-in",
+            Public,
+            web::get().to(sign_in::sign_in_form),
+        ),
+        entry(
+            Method::POST,
+            "/sign-in",
+            Public,
+            web::post().to(sign_in::sign_in),
+        ),
+        entry(
+            Method::POST,
+            "/sign-out",
+            SignedIn,
+            web::post().to(sign_in::sign_out),
+        ),
+        entry(
+            Method::GET,
+            "/select-role",
+            SignedIn,
+            web::get().to(sign_in::select_role_form),
+        ),
+        entry(
+            Method::POST,
+            "/select-role",
+            SignedIn,
+            web::post().to(sign_in::select_role),
+        ),
         entry(Method::GET, "/", SignedIn, web::get().to(home::home)),
-        entry(Method::GET, "/search", PatientTrace, web::get().to(search::search_patients)),
-        entry(Method::GET, "/patients/{nhs_number}", PatientTrace, web::get().to(patient::show_patient)),
+        entry(
+            Method::GET,
+            "/search",
+            PatientTrace,
+            web::get().to(search::search_patients),
+        ),
+        entry(
+            Method::GET,
+            "/patients/{nhs_number}",
+            PatientTrace,
+            web::get().to(patient::show_patient),
+        ),
         entry(
             Method::GET,
             "/patients/{nhs_number}/child-care-alert",
             ViewAlerts,
             web::get().to(patient::open_alert_tab),
         ),
-        entry(Method::GET, "/local-authorities", PatientTrace, web::get().to(local_authorities::list_local_authorities)),
+        entry(
+            Method::GET,
+            "/local-authorities",
+            PatientTrace,
+            web::get().to(local_authorities::list_local_authorities),
+        ),
         entry(
             Method::GET,
             "/local-authorities/{code}",
@@ -59,7 +109,12 @@ pub struct RouteTable {
 
 impl RouteTable {
     pub fn new() -> RouteTable {
-        RouteTable { specs: entries().into_iter().map(|e| (e.method, e.path, e.permission)).collect() }
+        RouteTable {
+            specs: entries()
+                .into_iter()
+                .map(|e| (e.method, e.path, e.permission))
+                .collect(),
+        }
     }
 
     pub fn specs(&self) -> &[(Method, &'static str, Permission)] {
@@ -67,14 +122,28 @@ impl RouteTable {
     }
 
     /// The permission a request needs; `None` for a declared path whose method is not declared.
-    pub fn permission_for(&self, method: &Method, pattern: Option<&str>, path: &str) -> Option<Permission> {
+    pub fn permission_for(
+        &self,
+        method: &Method,
+        pattern: Option<&str>,
+        path: &str,
+    ) -> Option<Permission> {
         if path.starts_with(STATIC_PREFIX) {
             return Some(Permission::Public);
         }
         // No route matches: the not-found page, which shows nothing.
-        let Some(pattern) = pattern else { return Some(Permission::Public) };
-        let method = if method == Method::HEAD { &Method::GET } else { method };
-        self.specs.iter().find(|(m, p, _)| m == method && *p == pattern).map(|(_, _, perm)| *perm)
+        let Some(pattern) = pattern else {
+            return Some(Permission::Public);
+        };
+        let method = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
+        self.specs
+            .iter()
+            .find(|(m, p, _)| m == method && *p == pattern)
+            .map(|(_, _, perm)| *perm)
     }
 }
 

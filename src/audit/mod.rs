@@ -49,7 +49,12 @@ pub struct Event {
 
 impl Event {
     pub fn new(actor: Actor, action: &'static str) -> Event {
-        Event { actor, action, nhs_number: None, details: serde_json::json!({}) }
+        Event {
+            actor,
+            action,
+            nhs_number: None,
+            details: serde_json::json!({}),
+        }
     }
     pub fn about(mut self, nhs_number: &str) -> Event {
         self.nhs_number = Some(nhs_number.to_owned());

@@ -12,7 +12,16 @@ pub enum Verdict {
     Broken { entry_id: i64, reason: String },
 }
 
-type Row = (i64, DateTime<Utc>, String, String, Option<String>, serde_json::Value, Vec<u8>, Vec<u8>);
+type Row = (
+    i64,
+    DateTime<Utc>,
+    String,
+    String,
+    Option<String>,
+    serde_json::Value,
+    Vec<u8>,
+    Vec<u8>,
+);
 
 /// Walks the whole trail in id order, in pages, and names the first entry that does not fit.
 pub fn verify(conn: &mut PgConnection) -> QueryResult<Verdict> {

@@ -43,7 +43,11 @@ pub fn check_new_password(password: &str) -> Result<(), &'static str> {
         return Err("Your password must be at most 128 characters long");
     }
     let lower = password.to_lowercase();
-    if COMMON.iter().any(|c| *c == lower) || lower.chars().all(|c| c == lower.chars().next().unwrap_or(' ')) {
+    if COMMON.iter().any(|c| *c == lower)
+        || lower
+            .chars()
+            .all(|c| c == lower.chars().next().unwrap_or(' '))
+    {
         return Err("That password is too common: choose one that is harder to guess");
     }
     Ok(())
@@ -51,12 +55,36 @@ pub fn check_new_password(password: &str) -> Result<(), &'static str> {
 
 /// Common passwords of 12 characters or more (from public breach-frequency lists).
 const COMMON: &[&str] = &[
-    "123456789012", "1234567890123", "12345678901234", "password1234", "password12345",
-    "passwordpassword", "qwertyuiopas", "qwerty123456", "1q2w3e4r5t6y", "iloveyou1234",
-    "administrator", "letmein12345", "welcome12345", "changeme1234", "abcdefghijkl",
-    "abc123456789", "football1234", "monkey123456", "princess1234", "sunshine1234",
-    "qwertyuiop12", "trustno11234", "000000000000", "111111111111", "aaaaaaaaaaaa",
-    "password123!", "passw0rd1234", "p@ssw0rd1234", "correcthorsebatterystaple", "summer2026!!",
+    "123456789012",
+    "1234567890123",
+    "12345678901234",
+    "password1234",
+    "password12345",
+    "passwordpassword",
+    "qwertyuiopas",
+    "qwerty123456",
+    "1q2w3e4r5t6y",
+    "iloveyou1234",
+    "administrator",
+    "letmein12345",
+    "welcome12345",
+    "changeme1234",
+    "abcdefghijkl",
+    "abc123456789",
+    "football1234",
+    "monkey123456",
+    "princess1234",
+    "sunshine1234",
+    "qwertyuiop12",
+    "trustno11234",
+    "000000000000",
+    "111111111111",
+    "aaaaaaaaaaaa",
+    "password123!",
+    "passw0rd1234",
+    "p@ssw0rd1234",
+    "correcthorsebatterystaple",
+    "summer2026!!",
 ];
 
 #[cfg(test)]

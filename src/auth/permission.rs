@@ -33,11 +33,15 @@ impl Permission {
         if self == Permission::Public {
             return Decision::Allow;
         }
-        let Some(p) = principal else { return Decision::SignIn };
+        let Some(p) = principal else {
+            return Decision::SignIn;
+        };
         if self == Permission::SignedIn {
             return Decision::Allow;
         }
-        let Some(role) = &p.role else { return Decision::ChooseRole };
+        let Some(role) = &p.role else {
+            return Decision::ChooseRole;
+        };
         let allowed = match self {
             Permission::Public | Permission::SignedIn => true,
             Permission::PatientTrace => roles::may_trace_patients(&role.activity_codes),

@@ -16,6 +16,9 @@ pub const LOCK_MINUTES: i64 = 15;
 pub const FAILURE_MESSAGE: &str = "The username or password is not right, or the account cannot be used \
      just now. Check them and try again; after 5 failed attempts an account is locked for 15 minutes.";
 
+/// id, password hash, disabled at, locked until.
+type Credentials = (i64, String, Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     SignedIn { user_id: i64 },
@@ -23,18 +26,29 @@ pub enum Outcome {
 }
 
 /// Checks the credentials and records the outcome in the audit trail.
-pub fn sign_in(conn: &mut PgConnection, username: &str, pw: &str, now: DateTime<Utc>) -> Result<Outcome, AppError> {
+pub fn sign_in(
+    conn: &mut PgConnection,
+    username: &str,
+    pw: &str,
+    now: DateTime<Utc>,
+) -> Result<Outcome, AppError> {
     let username = username.trim().to_lowercase();
-    let found: Option<(i64, String, Option<DateTime<Utc>>, Option<DateTime<Utc>>)> = users::table
+    let found: Option<Credentials> = users::table
         .filter(users::username.eq(&username))
-        .select((users::id, users::password_hash, users::disabled_at, users::locked_until))
+        .select((
+            users::id,
+            users::password_hash,
+            users::disabled_at,
+            users::locked_until,
+        ))
         .first(conn)
         .optional()?;
     let Some((user_id, hash, disabled_at, locked_until)) = found else {
         password::verify_dummy(pw);
         audit::record(
             conn,
-            Event::new(Actor::Anonymous, "auth.sign_in_failed").details(serde_json::json!({"reason": "unknown_user"})),
+            Event::new(Actor::Anonymous, "auth.sign_in_failed")
+                .details(serde_json::json!({"reason": "unknown_user"})),
         )?;
         return Ok(Outcome::Failed);
     };
@@ -49,47 +63,53 @@ pub fn sign_in(conn: &mut PgConnection, username: &str, pw: &str, now: DateTime<
     } else {
         None
     };
-    conn.transaction(|conn| {
-        match refusal {
-            None => {
+    conn.transaction(|conn| match refusal {
+        None => {
+            diesel::update(users::table.find(user_id))
+                .set((
+                    users::failed_sign_ins.eq(0),
+                    users::locked_until.eq(None::<DateTime<Utc>>),
+                ))
+                .execute(conn)?;
+            audit::record(
+                conn,
+                Event::new(Actor::User(user_id), "auth.sign_in_succeeded"),
+            )?;
+            Ok(Outcome::SignedIn { user_id })
+        }
+        Some("wrong_password") => {
+            let failures: i32 = diesel::update(users::table.find(user_id))
+                .set(users::failed_sign_ins.eq(users::failed_sign_ins + 1))
+                .returning(users::failed_sign_ins)
+                .get_result(conn)?;
+            audit::record(
+                conn,
+                Event::new(Actor::User(user_id), "auth.sign_in_failed").details(
+                    serde_json::json!({"reason": "wrong_password", "consecutive": failures}),
+                ),
+            )?;
+            if failures >= MAX_FAILURES {
                 diesel::update(users::table.find(user_id))
-                    .set((users::failed_sign_ins.eq(0), users::locked_until.eq(None::<DateTime<Utc>>)))
+                    .set((
+                        users::failed_sign_ins.eq(0),
+                        users::locked_until.eq(Some(now + TimeDelta::minutes(LOCK_MINUTES))),
+                    ))
                     .execute(conn)?;
-                audit::record(conn, Event::new(Actor::User(user_id), "auth.sign_in_succeeded"))?;
-                Ok(Outcome::SignedIn { user_id })
-            }
-            Some("wrong_password") => {
-                let failures: i32 = diesel::update(users::table.find(user_id))
-                    .set(users::failed_sign_ins.eq(users::failed_sign_ins + 1))
-                    .returning(users::failed_sign_ins)
-                    .get_result(conn)?;
                 audit::record(
                     conn,
-                    Event::new(Actor::User(user_id), "auth.sign_in_failed")
-                        .details(serde_json::json!({"reason": "wrong_password", "consecutive": failures})),
+                    Event::new(Actor::User(user_id), "auth.account_locked")
+                        .details(serde_json::json!({"minutes": LOCK_MINUTES})),
                 )?;
-                if failures >= MAX_FAILURES {
-                    diesel::update(users::table.find(user_id))
-                        .set((
-                            users::failed_sign_ins.eq(0),
-                            users::locked_until.eq(Some(now + TimeDelta::minutes(LOCK_MINUTES))),
-                        ))
-                        .execute(conn)?;
-                    audit::record(
-                        conn,
-                        Event::new(Actor::User(user_id), "auth.account_locked")
-                            .details(serde_json::json!({"minutes": LOCK_MINUTES})),
-                    )?;
-                }
-                Ok(Outcome::Failed)
             }
-            Some(reason) => {
-                audit::record(
-                    conn,
-                    Event::new(Actor::User(user_id), "auth.sign_in_failed").details(serde_json::json!({"reason": reason})),
-                )?;
-                Ok(Outcome::Failed)
-            }
+            Ok(Outcome::Failed)
+        }
+        Some(reason) => {
+            audit::record(
+                conn,
+                Event::new(Actor::User(user_id), "auth.sign_in_failed")
+                    .details(serde_json::json!({"reason": reason})),
+            )?;
+            Ok(Outcome::Failed)
         }
     })
 }

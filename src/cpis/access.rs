@@ -42,7 +42,12 @@ pub struct Recorded {
 
 /// Records an access at `at`. The caller holds the patient row's lock (`FOR UPDATE`) so that two
 /// accesses to one child are decided one after the other.
-pub fn record(conn: &mut PgConnection, nhs_number: &str, viewer: &Viewer, at: DateTime<Utc>) -> QueryResult<Recorded> {
+pub fn record(
+    conn: &mut PgConnection,
+    nhs_number: &str,
+    viewer: &Viewer,
+    at: DateTime<Utc>,
+) -> QueryResult<Recorded> {
     let latest_shown: Option<DateTime<Utc>> = access_events::table
         .filter(access_events::nhs_number.eq(nhs_number))
         .filter(access_events::viewer_id.eq(&viewer.viewer_id))
@@ -85,7 +90,10 @@ pub struct HistoryEntry {
 pub fn history(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<Vec<HistoryEntry>> {
     access_events::table
         .left_join(job_roles::table.on(job_roles::code.eq(access_events::job_role_code)))
-        .left_join(nhs_organisations::table.on(nhs_organisations::ods_code.eq(access_events::organisation_code)))
+        .left_join(
+            nhs_organisations::table
+                .on(nhs_organisations::ods_code.eq(access_events::organisation_code)),
+        )
         .filter(access_events::nhs_number.eq_any(numbers))
         .filter(access_events::shown.eq(true))
         .order((access_events::accessed_at.desc(), access_events::id.desc()))

@@ -46,7 +46,12 @@ pub fn visible_items(
     today: NaiveDate,
 ) -> QueryResult<Vec<CpItem>> {
     let all = items::current_for(conn, linked)?;
-    Ok(items::visible(all, patient.birth_date, today, may_see_unborn))
+    Ok(items::visible(
+        all,
+        patient.birth_date,
+        today,
+        may_see_unborn,
+    ))
 }
 
 /// Opens the tab: locks the child's record, reads what the viewer may see, records the access and
@@ -74,26 +79,34 @@ pub fn open(
     // CP-IS058, CP-IS067: the access is recorded the moment the tab is opened.
     let recorded = access::record(conn, &patient.nhs_number, viewer, now)?;
     let history = access::history(conn, linked)?;
-    let authorities = group_by_authority(conn, visible, patient.birth_date)?;
+    let authorities = group_by_authority(conn, visible, patient.birth_date, today)?;
     audit::record(
         conn,
-        Event::new(viewer.user_id.map_or(Actor::Anonymous, Actor::User), "access.alert_tab_opened")
-            .about(&patient.nhs_number)
-            .details(serde_json::json!({
-                "access_event_id": recorded.id,
-                "shown": recorded.shown,
-                "job_role": viewer.job_role_code,
-                "organisation": viewer.organisation_code,
-                "channel": viewer.channel.code(),
-            })),
+        Event::new(
+            viewer.user_id.map_or(Actor::Anonymous, Actor::User),
+            "access.alert_tab_opened",
+        )
+        .about(&patient.nhs_number)
+        .details(serde_json::json!({
+            "access_event_id": recorded.id,
+            "shown": recorded.shown,
+            "job_role": viewer.job_role_code,
+            "organisation": viewer.organisation_code,
+            "channel": viewer.channel.code(),
+        })),
     )?;
-    Ok(Some(AlertTab { authorities, history, access_shown: recorded.shown }))
+    Ok(Some(AlertTab {
+        authorities,
+        history,
+        access_shown: recorded.shown,
+    }))
 }
 
 fn group_by_authority(
     conn: &mut PgConnection,
     visible: Vec<CpItem>,
     birth_date: NaiveDate,
+    today: NaiveDate,
 ) -> QueryResult<Vec<AuthorityBlock>> {
     let mut codes: Vec<String> = visible.iter().map(|i| i.la_code.clone()).collect();
     codes.sort();
@@ -104,7 +117,11 @@ fn group_by_authority(
             let mut items: Vec<ShownItem> = visible
                 .iter()
                 .filter(|i| i.la_code == authority.code)
-                .map(|i| ShownItem { kind: i.kind(), start: i.start_date, end: i.shown_end(birth_date) })
+                .map(|i| ShownItem {
+                    kind: i.kind(),
+                    start: i.start_date,
+                    end: i.shown_end(birth_date, today),
+                })
                 .collect();
             items.sort_by_key(|i| (i.kind, i.start));
             AuthorityBlock { authority, items }

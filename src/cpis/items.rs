@@ -25,20 +25,33 @@ impl CpItem {
         ItemKind::from_code(&self.item_type).unwrap_or(ItemKind::ChildProtectionPlan)
     }
     pub fn dates(&self) -> ItemDates {
-        ItemDates { start: self.start_date, end: self.end_date, delete: self.delete_date }
+        ItemDates {
+            start: self.start_date,
+            end: self.end_date,
+            delete: self.delete_date,
+        }
     }
     /// Retrievable on `on` (messages.md, "Rules every interface shares").
     pub fn is_retrievable(&self, birth_date: NaiveDate, on: NaiveDate) -> bool {
         retrieval::is_retrievable(self.kind(), &self.dates(), birth_date, on)
     }
-    /// The end date shown: CP-IS030 ends an open CPP or LAC on the 18th birthday.
-    pub fn shown_end(&self, birth_date: NaiveDate) -> Option<NaiveDate> {
-        retrieval::effective_end(self.kind(), &self.dates(), birth_date)
+    /// The end date shown on `today`: the LA's end date, until CP-IS030 ends a CPP or LAC still
+    /// open at the 18th birthday on that birthday (the record is end-dated when it arrives).
+    pub fn shown_end(&self, birth_date: NaiveDate, today: NaiveDate) -> Option<NaiveDate> {
+        match retrieval::effective_end(self.kind(), &self.dates(), birth_date) {
+            Some(effective) if effective <= today => Some(effective),
+            _ => self.end_date,
+        }
     }
 }
 
 /// What a viewer may see: retrievable items, and unborn plans only for midwife roles (CP-IS041).
-pub fn visible(items: Vec<CpItem>, birth_date: NaiveDate, today: NaiveDate, may_see_unborn: bool) -> Vec<CpItem> {
+pub fn visible(
+    items: Vec<CpItem>,
+    birth_date: NaiveDate,
+    today: NaiveDate,
+    may_see_unborn: bool,
+) -> Vec<CpItem> {
     items
         .into_iter()
         .filter(|i| i.is_retrievable(birth_date, today))
@@ -54,4 +67,59 @@ pub fn current_for(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<V
         .order((cp_items::la_code, cp_items::item_type))
         .select(CpItem::as_select())
         .load(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(y: i32, m: u32, day: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, day).unwrap()
+    }
+
+    fn cpp(end: Option<NaiveDate>) -> CpItem {
+        CpItem {
+            id: 1,
+            nhs_number: "9990000018".into(),
+            la_code: "E10000016".into(),
+            item_type: "CPP".into(),
+            la_child_id: "K-1".into(),
+            start_date: d(2020, 1, 1),
+            end_date: end,
+            delete_date: None,
+        }
+    }
+
+    #[test]
+    fn an_open_plan_shows_no_end_until_the_18th_birthday_ends_it() {
+        let birth = d(2008, 6, 1);
+        assert_eq!(cpp(None).shown_end(birth, d(2026, 5, 31)), None);
+        // CP-IS030: end-dated on the 18th birthday.
+        assert_eq!(
+            cpp(None).shown_end(birth, d(2026, 6, 1)),
+            Some(d(2026, 6, 1))
+        );
+        assert_eq!(
+            cpp(Some(d(2027, 1, 1))).shown_end(birth, d(2026, 5, 1)),
+            Some(d(2027, 1, 1))
+        );
+        assert_eq!(
+            cpp(Some(d(2027, 1, 1))).shown_end(birth, d(2026, 7, 1)),
+            Some(d(2026, 6, 1))
+        );
+        assert_eq!(
+            cpp(Some(d(2025, 1, 1))).shown_end(birth, d(2026, 7, 1)),
+            Some(d(2025, 1, 1))
+        );
+    }
+
+    #[test]
+    fn unborn_plans_are_for_midwives_only() {
+        let mut u = cpp(Some(d(2026, 12, 1)));
+        u.item_type = "UCPP".into();
+        let birth = d(1990, 1, 1);
+        let today = d(2026, 11, 22);
+        assert_eq!(visible(vec![u.clone()], birth, today, false).len(), 0);
+        assert_eq!(visible(vec![u], birth, today, true).len(), 1);
+    }
 }

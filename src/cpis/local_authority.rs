@@ -40,12 +40,16 @@ pub fn find_many(conn: &mut PgConnection, codes: &[String]) -> QueryResult<Vec<L
 
 /// The directory: every LA whose name or code contains the text (all of them when it is empty).
 pub fn search(conn: &mut PgConnection, text: &str) -> QueryResult<Vec<LocalAuthority>> {
-    let mut q = local_authorities::table.select(LocalAuthority::as_select()).into_boxed();
+    let mut q = local_authorities::table
+        .select(LocalAuthority::as_select())
+        .into_boxed();
     let text = text.trim();
     if !text.is_empty() {
         let pattern = format!(
             "%{}%",
-            text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+            text.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
         );
         q = q.filter(
             local_authorities::reference_name

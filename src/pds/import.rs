@@ -40,10 +40,17 @@ impl std::fmt::Display for RowError {
 
 /// Parses and checks a whole file. Returns every row, or every problem found (at most 100).
 pub fn parse_csv(input: impl Read) -> Result<Vec<NewPatient>, Vec<RowError>> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(input);
     let headers = reader
         .headers()
-        .map_err(|e| vec![RowError { line: 1, message: format!("cannot read the header: {e}") }])?
+        .map_err(|e| {
+            vec![RowError {
+                line: 1,
+                message: format!("cannot read the header: {e}"),
+            }]
+        })?
         .clone();
     let found: Vec<&str> = headers.iter().collect();
     if found != COLUMNS {
@@ -65,7 +72,10 @@ pub fn parse_csv(input: impl Read) -> Result<Vec<NewPatient>, Vec<RowError>> {
                 if !seen.insert(p.nhs_number.clone()) {
                     errors.push(RowError {
                         line,
-                        message: format!("NHS number {} appears more than once in the file", p.nhs_number),
+                        message: format!(
+                            "NHS number {} appears more than once in the file",
+                            p.nhs_number
+                        ),
                     });
                 } else {
                     rows.push(p);
@@ -81,7 +91,10 @@ pub fn parse_csv(input: impl Read) -> Result<Vec<NewPatient>, Vec<RowError>> {
         return Err(errors);
     }
     if rows.is_empty() {
-        return Err(vec![RowError { line: 2, message: "the file holds no patients".into() }]);
+        return Err(vec![RowError {
+            line: 2,
+            message: "the file holds no patients".into(),
+        }]);
     }
     Ok(rows)
 }
@@ -91,7 +104,9 @@ fn parse_row(r: &csv::StringRecord) -> Result<NewPatient, String> {
     let optional = |i: usize| Some(field(i)).filter(|s| !s.is_empty());
     let nhs = field(0);
     if !nhs_number::is_valid(nhs) {
-        return Err(format!("nhs_number {nhs:?} is not a valid 10-digit NHS number"));
+        return Err(format!(
+            "nhs_number {nhs:?} is not a valid 10-digit NHS number"
+        ));
     }
     let family = field(2);
     if family.is_empty() || family.chars().count() > 100 {
@@ -100,8 +115,12 @@ fn parse_row(r: &csv::StringRecord) -> Result<NewPatient, String> {
     if field(1).chars().count() > 100 {
         return Err("given_name is longer than 100 characters".into());
     }
-    let gender = Gender::parse(field(3))
-        .ok_or_else(|| format!("gender {:?} must be male, female, other or unknown", field(3)))?;
+    let gender = Gender::parse(field(3)).ok_or_else(|| {
+        format!(
+            "gender {:?} must be male, female, other or unknown",
+            field(3)
+        )
+    })?;
     let birth = date(field(4), "birth_date")?.ok_or("birth_date is required (YYYY-MM-DD)")?;
     let mut p = NewPatient::new(nhs, field(1), family, gender, birth);
     p.death_date = date(field(5), "death_date")?;
@@ -128,7 +147,9 @@ fn parse_row(r: &csv::StringRecord) -> Result<NewPatient, String> {
     p.restricted = boolean(field(9), "restricted")?;
     if let Some(s) = optional(10) {
         if !nhs_number::is_valid(s) || s == nhs {
-            return Err(format!("superseded_by {s:?} must be another valid NHS number"));
+            return Err(format!(
+                "superseded_by {s:?} must be another valid NHS number"
+            ));
         }
         p.superseded_by = Some(s.to_owned());
     }
@@ -154,6 +175,39 @@ fn boolean(s: &str, name: &str) -> Result<bool, String> {
         "true" => Ok(true),
         other => Err(format!("{name} {other:?} must be true, false or empty")),
     }
+}
+
+/// Stores a checked file in one transaction, with its audit entry.
+pub fn store(
+    conn: &mut diesel::PgConnection,
+    rows: &[NewPatient],
+) -> Result<usize, crate::error::AppError> {
+    use diesel::prelude::*;
+    conn.transaction(|conn| {
+        // A superseded_by must name a patient in this file or already in the store.
+        let in_file: HashSet<&str> = rows.iter().map(|r| r.nhs_number.as_str()).collect();
+        let wanted: Vec<&str> = rows
+            .iter()
+            .filter_map(|r| r.superseded_by.as_deref())
+            .filter(|n| !in_file.contains(n))
+            .collect();
+        let known: Vec<String> = crate::schema::patients::table
+            .filter(crate::schema::patients::nhs_number.eq_any(&wanted))
+            .select(crate::schema::patients::nhs_number)
+            .load(conn)?;
+        if let Some(missing) = wanted.iter().find(|n| !known.iter().any(|k| k == *n)) {
+            return Err(crate::error::AppError::BadRequest(format!(
+                "superseded_by {missing} names no patient in the file or the store; nothing was imported"
+            )));
+        }
+        let n = super::patient::upsert(conn, rows)?;
+        crate::audit::record(
+            conn,
+            crate::audit::Event::new(crate::audit::Actor::Operator, "pds.imported")
+                .details(serde_json::json!({ "rows": rows.len() })),
+        )?;
+        Ok(n)
+    })
 }
 
 #[cfg(test)]
@@ -198,20 +252,4 @@ mod tests {
         let csv = format!("{HEADER}9990000026,A,B,male,2010-10-22,,,,,false,9990000034,true\n");
         assert!(parse_csv(csv.as_bytes()).is_err());
     }
-}
-
-/// Stores a checked file in one transaction, with its audit entry.
-pub fn store(conn: &mut diesel::PgConnection, rows: &[NewPatient]) -> Result<usize, crate::error::AppError> {
-    use diesel::Connection;
-    conn.transaction(|conn| {
-        // A superseded_by that names a number neither here nor in the store fails the deferred
-        // foreign key at commit, so nothing is half-stored.
-        let n = super::patient::upsert(conn, rows)?;
-        crate::audit::record(
-            conn,
-            crate::audit::Event::new(crate::audit::Actor::Operator, "pds.imported")
-                .details(serde_json::json!({ "rows": rows.len() })),
-        )?;
-        Ok(n)
-    })
 }

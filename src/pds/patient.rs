@@ -72,7 +72,9 @@ impl Patient {
         }
     }
     pub fn gender_label(&self) -> &'static str {
-        Gender::parse(&self.gender).unwrap_or(Gender::Unknown).label()
+        Gender::parse(&self.gender)
+            .unwrap_or(Gender::Unknown)
+            .label()
     }
     pub fn age_on(&self, on: NaiveDate) -> i32 {
         dates::age_in_years(self.birth_date, self.death_date.map_or(on, |d| d.min(on)))
@@ -103,7 +105,10 @@ impl Patient {
 pub enum Lookup {
     Found(Patient),
     /// The number was superseded; this is the current record.
-    Superseded { old_number: String, current: Patient },
+    Superseded {
+        old_number: String,
+        current: Patient,
+    },
     NotFound,
 }
 
@@ -180,7 +185,9 @@ pub fn lookup(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<Lookup> 
     }
     let mut current = first;
     for _ in 0..10 {
-        let Some(next) = current.superseded_by.clone() else { break };
+        let Some(next) = current.superseded_by.clone() else {
+            break;
+        };
         match find(conn, &next)? {
             Some(p) if !p.invalidated => current = p,
             _ => return Ok(Lookup::NotFound),
@@ -192,7 +199,10 @@ pub fn lookup(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<Lookup> 
     if current.nhs_number == nhs_number {
         Ok(Lookup::Found(current))
     } else {
-        Ok(Lookup::Superseded { old_number: nhs_number.to_owned(), current })
+        Ok(Lookup::Superseded {
+            old_number: nhs_number.to_owned(),
+            current,
+        })
     }
 }
 

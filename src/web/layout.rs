@@ -36,7 +36,11 @@ impl Layout {
 
     /// For error pages rendered without a request at hand.
     pub fn bare(title: &str) -> Layout {
-        Layout { title: title.to_owned(), csrf_token: String::new(), user: None }
+        Layout {
+            title: title.to_owned(),
+            csrf_token: String::new(),
+            user: None,
+        }
     }
 }
 
@@ -44,8 +48,14 @@ fn header_user(p: &Principal) -> HeaderUser {
     let mut links = Vec::new();
     if let Some(role) = &p.role {
         if roles::may_trace_patients(&role.activity_codes) {
-            links.push(NavLink { href: "/search".into(), label: "Find a patient".into() });
-            links.push(NavLink { href: "/local-authorities".into(), label: "Local authorities".into() });
+            links.push(NavLink {
+                href: "/search".into(),
+                label: "Find a patient".into(),
+            });
+            links.push(NavLink {
+                href: "/local-authorities".into(),
+                label: "Local authorities".into(),
+            });
         }
     }
     HeaderUser {

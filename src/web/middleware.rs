@@ -29,18 +29,35 @@ pub async fn security_and_logging(
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let method = req.method().clone();
-    let secure = req.app_data::<web::Data<AppState>>().is_some_and(|s| s.config.secure_cookies);
+    let secure = req
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.config.secure_cookies);
     let mut res = match cross_site_refusal(&req) {
         Some(err) => req.into_response(err.error_response()),
         None => next.call(req).await?.map_into_boxed_body(),
     };
-    let route = res.request().match_pattern().unwrap_or_else(|| "(unmatched)".into());
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "(unmatched)".into());
     let status = res.status().as_u16();
     let h = res.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static(CSP));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
-    h.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
     h.insert(
         header::HeaderName::from_static("cross-origin-opener-policy"),
         header::HeaderValue::from_static("same-origin"),
@@ -75,14 +92,30 @@ fn cross_site_refusal(req: &ServiceRequest) -> Option<AppError> {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return None;
     }
-    let refuse = || Some(AppError::Forbidden("This request came from another site and was refused.".into()));
-    if let Some(site) = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+    let refuse = || {
+        Some(AppError::Forbidden(
+            "This request came from another site and was refused.".into(),
+        ))
+    };
+    if let Some(site) = req
+        .headers()
+        .get("sec-fetch-site")
+        .and_then(|v| v.to_str().ok())
+    {
         if site != "same-origin" && site != "none" {
             return refuse();
         }
     }
-    if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+    {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
         if origin == "null" || origin_host != host {
             return refuse();
@@ -97,13 +130,22 @@ pub async fn authorize(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return Ok(req.into_response(AppError::Internal("no application state".into()).error_response()));
+        return Ok(
+            req.into_response(AppError::Internal("no application state".into()).error_response())
+        );
     };
-    let permission = state.routes.permission_for(req.method(), req.match_pattern().as_deref(), req.path());
+    let permission =
+        state
+            .routes
+            .permission_for(req.method(), req.match_pattern().as_deref(), req.path());
     let session = req.get_session();
     let principal = match session_ids(&session) {
         (Some(uid), rid) => {
-            match crate::db::run(&state.pool, move |conn| Ok(Principal::load(conn, uid, rid)?)).await {
+            match crate::db::run(&state.pool, move |conn| {
+                Ok(Principal::load(conn, uid, rid)?)
+            })
+            .await
+            {
                 Ok(Some(p)) => Some(p),
                 // Unknown or disabled account: the session ends at once (CP-IS059).
                 Ok(None) => {

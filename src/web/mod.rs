@@ -24,7 +24,10 @@ pub fn render(page: &impl Template) -> Result<HttpResponse, AppError> {
 }
 
 /// Renders a page with a status other than 200 (a form with errors is 400 or 422).
-pub fn render_status(status: actix_web::http::StatusCode, page: &impl Template) -> Result<HttpResponse, AppError> {
+pub fn render_status(
+    status: actix_web::http::StatusCode,
+    page: &impl Template,
+) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -32,5 +35,7 @@ pub fn render_status(status: actix_web::http::StatusCode, page: &impl Template) 
 }
 
 pub fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location))
+        .finish()
 }

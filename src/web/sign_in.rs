@@ -37,7 +37,11 @@ impl SignInPage {
 }
 
 pub async fn sign_in_form(session: Session) -> Result<HttpResponse, AppError> {
-    render(&SignInPage { layout: Layout::new("Sign in", None, &session), errors: vec![], username: String::new() })
+    render(&SignInPage {
+        layout: Layout::new("Sign in", None, &session),
+        errors: vec![],
+        username: String::new(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -67,15 +71,23 @@ pub async fn sign_in(
     }
     if errors.is_empty() {
         let (username, password) = (form.username.clone(), form.password.clone());
-        let outcome = db::run(&state.pool, move |conn| sign_in::sign_in(conn, &username, &password, Utc::now())).await?;
+        let outcome = db::run(&state.pool, move |conn| {
+            sign_in::sign_in(conn, &username, &password, Utc::now())
+        })
+        .await?;
         match outcome {
             Outcome::SignedIn { user_id } => {
-                let profiles = db::run(&state.pool, move |conn| Ok(users::profiles(conn, user_id)?)).await?;
+                let profiles =
+                    db::run(&state.pool, move |conn| Ok(users::profiles(conn, user_id)?)).await?;
                 // A new session id at sign-in (OWASP ASVS 3.2.1): no fixation.
                 session.renew();
-                session.insert(USER_ID_KEY, user_id).map_err(AppError::internal)?;
+                session
+                    .insert(USER_ID_KEY, user_id)
+                    .map_err(AppError::internal)?;
                 if let [only] = profiles.as_slice() {
-                    session.insert(ROLE_KEY, only.id).map_err(AppError::internal)?;
+                    session
+                        .insert(ROLE_KEY, only.id)
+                        .map_err(AppError::internal)?;
                     return Ok(see_other("/"));
                 }
                 return Ok(see_other("/select-role"));
@@ -83,7 +95,11 @@ pub async fn sign_in(
             Outcome::Failed => errors.push(FieldError::new("username", FAILURE_MESSAGE)),
         }
     }
-    let page = SignInPage { layout: Layout::new("Error: Sign in", None, &session), errors, username: form.username };
+    let page = SignInPage {
+        layout: Layout::new("Error: Sign in", None, &session),
+        errors,
+        username: form.username,
+    };
     render_status(StatusCode::UNAUTHORIZED, &page)
 }
 
@@ -103,18 +119,27 @@ pub async fn select_role_form(
 ) -> Result<HttpResponse, AppError> {
     let user_id = principal.account.id;
     let profiles = db::run(&state.pool, move |conn| Ok(users::profiles(conn, user_id)?)).await?;
-    let selected = principal.role.as_ref().map(|r| r.id.to_string()).unwrap_or_default();
+    let selected = principal
+        .role
+        .as_ref()
+        .map(|r| r.id.to_string())
+        .unwrap_or_default();
     let page = SelectRolePage {
         layout: Layout::new("Choose a role", Some(&principal), &session),
         options: role_options(&profiles),
         selected,
-        error: profiles.is_empty().then(|| "Your account has no role profile: ask your registration authority".into()),
+        error: profiles
+            .is_empty()
+            .then(|| "Your account has no role profile: ask your registration authority".into()),
     };
     render(&page)
 }
 
 fn role_options(profiles: &[RoleProfile]) -> Vec<(String, String)> {
-    profiles.iter().map(|p| (p.id.to_string(), p.label())).collect()
+    profiles
+        .iter()
+        .map(|p| (p.id.to_string(), p.label()))
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -134,11 +159,17 @@ pub async fn select_role(
     let user_id = principal.account.id;
     let chosen: Option<i64> = form.role.parse().ok();
     let profile = match chosen {
-        Some(rid) => db::run(&state.pool, move |conn| Ok(users::profile(conn, user_id, rid)?)).await?,
+        Some(rid) => {
+            db::run(&state.pool, move |conn| {
+                Ok(users::profile(conn, user_id, rid)?)
+            })
+            .await?
+        }
         None => None,
     };
     let Some(profile) = profile else {
-        let profiles = db::run(&state.pool, move |conn| Ok(users::profiles(conn, user_id)?)).await?;
+        let profiles =
+            db::run(&state.pool, move |conn| Ok(users::profiles(conn, user_id)?)).await?;
         let page = SelectRolePage {
             layout: Layout::new("Error: Choose a role", Some(&principal), &session),
             options: role_options(&profiles),
@@ -150,10 +181,15 @@ pub async fn select_role(
     let details = serde_json::json!({"role_profile_id": profile.id, "job_role": profile.job_role_code,
                                      "organisation": profile.organisation_code()});
     db::transaction(&state.pool, move |conn| {
-        audit::record(conn, Event::new(Actor::User(user_id), "auth.role_selected").details(details))
+        audit::record(
+            conn,
+            Event::new(Actor::User(user_id), "auth.role_selected").details(details),
+        )
     })
     .await?;
-    session.insert(ROLE_KEY, profile.id).map_err(AppError::internal)?;
+    session
+        .insert(ROLE_KEY, profile.id)
+        .map_err(AppError::internal)?;
     Ok(see_other("/"))
 }
 
@@ -170,8 +206,10 @@ pub async fn sign_out(
     CsrfForm(_): CsrfForm<SignOutForm>,
 ) -> Result<HttpResponse, AppError> {
     let user_id = principal.account.id;
-    db::transaction(&state.pool, move |conn| audit::record(conn, Event::new(Actor::User(user_id), "auth.signed_out")))
-        .await?;
+    db::transaction(&state.pool, move |conn| {
+        audit::record(conn, Event::new(Actor::User(user_id), "auth.signed_out"))
+    })
+    .await?;
     // Deletes the server-side session, not just the cookie.
     session.purge();
     Ok(see_other("/sign-in"))

@@ -1,0 +1,12 @@
+//! The one integration-test binary: a real PostgreSQL database per test, the service on
+//! 127.0.0.1, and headless Chromium for what a person sees.
+
+mod support;
+
+mod alert_tab;
+mod audit_trail;
+mod browser;
+mod cli;
+mod schema;
+mod search;
+mod sign_in;

@@ -1,0 +1,234 @@
+//! Sign-in, role selection, sign-out and the request checks every page shares.
+
+use reqwest::StatusCode;
+
+use crate::support::{between, Template, TestApp, PASSWORD};
+
+#[tokio::test]
+async fn anonymous_requests_are_sent_to_sign_in() {
+    let app = TestApp::spawn(Template::Demo);
+    let c = app.client();
+    for path in [
+        "/",
+        "/search",
+        "/patients/9990000042",
+        "/patients/9990000042/child-care-alert",
+        "/local-authorities",
+    ] {
+        let res = c.get(path).await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(res.headers()["location"], "/sign-in", "{path}");
+    }
+    assert_eq!(c.get("/sign-in").await.status(), StatusCode::OK);
+    assert_eq!(c.get("/health").await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_get_the_same_answer() {
+    let app = TestApp::spawn(Template::Demo);
+    let c = app.client();
+    let wrong = c.sign_in("amy.patel", "not the password at all").await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let wrong_text = wrong.text().await.unwrap();
+    let unknown = c.sign_in("nobody.here", "not the password at all").await;
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    let unknown_text = unknown.text().await.unwrap();
+    let message = |t: &str| between(t, "nhsuk-error-summary__list\">", "</ul>").unwrap();
+    assert_eq!(message(&wrong_text), message(&unknown_text));
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_log WHERE action = 'auth.sign_in_failed'"),
+        2
+    );
+}
+
+#[tokio::test]
+async fn five_failures_lock_the_account_for_fifteen_minutes() {
+    let app = TestApp::spawn(Template::Demo);
+    let c = app.client();
+    for _ in 0..5 {
+        assert_eq!(
+            c.sign_in("amy.patel", "wrong password here").await.status(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Even the right password is refused while locked.
+    assert_eq!(
+        c.sign_in("amy.patel", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM audit_log WHERE action = 'auth.account_locked'"),
+        1
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM users WHERE username = 'amy.patel' AND locked_until > now() + interval '14 minutes'"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_form_without_the_session_csrf_token_is_refused() {
+    let app = TestApp::spawn(Template::Demo);
+    let c = app.client();
+    let _ = c.text("/sign-in").await;
+    let res = c
+        .http
+        .post(app.url("/sign-in"))
+        .form(&[
+            ("username", "amy.patel"),
+            ("password", PASSWORD),
+            ("csrf_token", "forged"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.text().await.unwrap().contains("This form has expired"));
+}
+
+#[tokio::test]
+async fn a_cross_site_post_is_refused_even_with_a_token() {
+    let app = TestApp::spawn(Template::Demo);
+    let c = app.client();
+    let token = c.csrf().await;
+    let res = c
+        .http
+        .post(app.url("/sign-in"))
+        .header("Origin", "https://evil.example")
+        .form(&[
+            ("username", "amy.patel"),
+            ("password", PASSWORD),
+            ("csrf_token", token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = c
+        .http
+        .post(app.url("/sign-in"))
+        .header("Sec-Fetch-Site", "cross-site")
+        .form(&[
+            ("username", "amy.patel"),
+            ("password", PASSWORD),
+            ("csrf_token", token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn sign_in_issues_a_new_session_id() {
+    let app = TestApp::spawn(Template::Demo);
+    let c = app.client();
+    let before = c.get("/sign-in").await;
+    let cookie_before = before.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let after = c.sign_in("amy.patel", PASSWORD).await;
+    let cookie_after = after.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let value = |c: &str| c.split(';').next().unwrap().to_owned();
+    assert_ne!(value(&cookie_before), value(&cookie_after));
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie_after.contains(attr), "{attr} in {cookie_after}");
+    }
+}
+
+#[tokio::test]
+async fn a_user_with_several_roles_chooses_one_and_can_change_it() {
+    let app = TestApp::spawn(Template::Demo);
+    let c = app.client();
+    let res = c.sign_in("nadia.khan", PASSWORD).await;
+    assert_eq!(res.headers()["location"], "/select-role");
+    // No role yet: patient pages send the user to choose one.
+    assert_eq!(c.get("/search").await.headers()["location"], "/select-role");
+    let page = c.text("/select-role").await;
+    assert!(page.contains("Clinical Practitioner Access Role, Leeds Teaching Hospitals NHS Trust"));
+    assert!(page.contains(
+        "Admin/Clinical Support Access Role, University Hospitals Birmingham NHS Foundation Trust"
+    ));
+    let ids: Vec<String> = page
+        .match_indices("name=\"role\" type=\"radio\" value=\"")
+        .map(|(i, m)| page[i + m.len()..].split('"').next().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    // A role profile of someone else's is refused.
+    let res = c.post_form("/select-role", &[("role", "999999")]).await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let res = c.post_form("/select-role", &[("role", &ids[1])]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(c
+        .text("/search")
+        .await
+        .contains("Admin/Clinical Support Access Role"));
+    let res = c.post_form("/select-role", &[("role", &ids[0])]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert!(c
+        .text("/search")
+        .await
+        .contains("Clinical Practitioner Access Role, Leeds"));
+}
+
+#[tokio::test]
+async fn sign_out_ends_the_server_session() {
+    let app = TestApp::spawn(Template::Demo);
+    let c = app.signed_in("amy.patel").await;
+    assert_eq!(c.get("/search").await.status(), StatusCode::OK);
+    let sessions_before = app.count("SELECT count(*) FROM sessions WHERE user_id IS NOT NULL");
+    assert_eq!(sessions_before, 1);
+    let res = c.post_form("/sign-out", &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.count("SELECT count(*) FROM sessions WHERE user_id IS NOT NULL"),
+        0
+    );
+    assert_eq!(c.get("/search").await.headers()["location"], "/sign-in");
+}
+
+#[tokio::test]
+async fn a_disabled_account_is_signed_out_at_its_next_request() {
+    let app = TestApp::spawn(Template::Demo);
+    let c = app.signed_in("amy.patel").await;
+    assert_eq!(c.get("/search").await.status(), StatusCode::OK);
+    crate::support::db::execute(
+        &mut app.conn(),
+        "UPDATE users SET disabled_at = now() WHERE username = 'amy.patel'",
+    );
+    let res = c.get("/search").await;
+    assert_eq!(res.headers()["location"], "/sign-in");
+    assert_eq!(
+        c.sign_in("amy.patel", PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = TestApp::spawn(Template::Demo);
+    let c = app.client();
+    for path in ["/sign-in", "/health", "/no-such-page", "/static/cpis.css"] {
+        let res = c.get(path).await;
+        let h = res.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(!csp.contains("unsafe-inline"), "{path}");
+        for part in [
+            "object-src 'none'",
+            "base-uri 'none'",
+            "frame-ancestors 'none'",
+            "script-src 'self'",
+        ] {
+            assert!(csp.contains(part), "{part} on {path}");
+        }
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert!(h.contains_key("x-request-id"));
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_page_is_a_clear_404() {
+    let app = TestApp::spawn(Template::Demo);
+    let res = app.client().get("/no-such-page").await;
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert!(res.text().await.unwrap().contains("Page not found"));
+}

@@ -1,0 +1,168 @@
+//! A running service on 127.0.0.1 with its own database, and an HTTP client that behaves like a
+//! browser session (cookies, CSRF tokens read from the pages).
+
+use std::net::{SocketAddr, TcpListener};
+
+use actix_web::dev::ServerHandle;
+use reqwest::redirect::Policy;
+use reqwest::StatusCode;
+
+use super::db::{Template, TestDatabase};
+use cpis::app::{self, AppState};
+use cpis::config::Config;
+
+pub const PASSWORD: &str = cpis::seed::demo::DEMO_PASSWORD;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: TestDatabase,
+    handle: ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub fn spawn(t: Template) -> TestApp {
+        Self::spawn_with(t, |_| {})
+    }
+
+    pub fn spawn_with(t: Template, configure: impl FnOnce(&mut Config)) -> TestApp {
+        let db = TestDatabase::new(t);
+        let mut config = Config::for_database(&db.url);
+        config.db_pool_size = 4;
+        config.workers = 1;
+        configure(&mut config);
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let system = actix_web::rt::System::new();
+            system.block_on(async move {
+                let state = AppState::new(cpis::db::pool(&config), config);
+                let server = app::server(state, listener).expect("start the server");
+                tx.send(server.handle()).unwrap();
+                let _ = server.await;
+            });
+        });
+        let handle = rx.recv().expect("the server starts");
+        TestApp {
+            addr,
+            db,
+            handle,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            base: format!("http://{}", self.addr),
+        }
+    }
+
+    /// A client signed in as a demo persona; with several role profiles, the first one chosen.
+    pub async fn signed_in(&self, username: &str) -> Client {
+        let c = self.client();
+        let res = c.sign_in(username, PASSWORD).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::SEE_OTHER,
+            "demo sign-in for {username}"
+        );
+        if res.headers()["location"] == "/select-role" {
+            let page = c.text("/select-role").await;
+            let role = between(&page, "name=\"role\" type=\"radio\" value=\"", "\"")
+                .expect("a role to choose");
+            let res = c.post_form("/select-role", &[("role", &role)]).await;
+            assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        }
+        c
+    }
+
+    pub fn conn(&self) -> diesel::PgConnection {
+        self.db.conn()
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        super::db::count(&mut self.conn(), sql)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        // Stop the server from outside its runtime, then wait for its thread.
+        let _ = std::thread::spawn(move || futures_lite_block_on(handle.stop(false))).join();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// The text between two markers, first occurrence.
+pub fn between(s: &str, start: &str, end: &str) -> Option<String> {
+    let i = s.find(start)? + start.len();
+    let j = s[i..].find(end)? + i;
+    Some(s[i..j].to_owned())
+}
+
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl Client {
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}{}", self.base, path))
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    pub async fn text(&self, path: &str) -> String {
+        self.get(path).await.text().await.unwrap()
+    }
+
+    /// The page's CSRF token (every page carries the session's token).
+    pub async fn csrf(&self) -> String {
+        let page = self.text("/sign-in").await;
+        between(&page, "name=\"csrf_token\" value=\"", "\"").expect("a CSRF token on the page")
+    }
+
+    /// Posts a form with the session's CSRF token added.
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let token = self.csrf().await;
+        let mut form: Vec<(&str, &str)> = fields.to_vec();
+        form.push(("csrf_token", &token));
+        self.http
+            .post(format!("{}{}", self.base, path))
+            .form(&form)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn sign_in(&self, username: &str, password: &str) -> reqwest::Response {
+        self.post_form(
+            "/sign-in",
+            &[("username", username), ("password", password)],
+        )
+        .await
+    }
+}

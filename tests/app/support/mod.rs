@@ -1,0 +1,6 @@
+pub mod app;
+pub mod browser;
+pub mod db;
+
+pub use app::{between, Client, TestApp, PASSWORD};
+pub use db::{Template, TestDatabase};
