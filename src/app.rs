@@ -21,11 +21,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(pool: DbPool, config: Config) -> AppState {
-        AppState {
-            pool,
-            config,
-            routes: RouteTable::new(),
-        }
+        AppState { pool, config, routes: RouteTable::new() }
     }
 }
 
@@ -39,10 +35,7 @@ pub fn session_cookie_name(secure: bool) -> &'static str {
 }
 
 /// Builds and starts the server on an already-bound listener (so tests can bind port 0).
-pub fn server(
-    state: AppState,
-    listener: std::net::TcpListener,
-) -> std::io::Result<actix_web::dev::Server> {
+pub fn server(state: AppState, listener: std::net::TcpListener) -> std::io::Result<actix_web::dev::Server> {
     let cookie_key = cookie_key(&state.config);
     let workers = state.config.workers;
     let data = web::Data::new(state);
@@ -65,9 +58,11 @@ pub fn server(
         App::new()
             .app_data(data.clone())
             .app_data(web::FormConfig::default().limit(64 * 1024))
+            .app_data(web::PathConfig::default().error_handler(|_, _| {
+                crate::error::AppError::NotFound("The page you asked for does not exist.".into()).into()
+            }))
             .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                crate::error::AppError::BadRequest(format!("The address could not be read: {e}"))
-                    .into()
+                crate::error::AppError::BadRequest(format!("The address could not be read: {e}")).into()
             }))
             .wrap(from_fn(middleware::authorize))
             .wrap(sessions)
@@ -76,11 +71,7 @@ pub fn server(
             .service(home::static_files(&config.static_dir))
             .default_service(web::to(home::not_found))
     });
-    let server = if workers > 0 {
-        server.workers(workers)
-    } else {
-        server
-    };
+    let server = if workers > 0 { server.workers(workers) } else { server };
     let server = server.listen(listener)?.shutdown_timeout(5).run();
     Ok(server)
 }

@@ -23,6 +23,8 @@ pub struct Config {
     /// `CPIS_COOKIE_KEY`: secret for signing the session cookie, shared by every instance
     /// (default: derived from the database URL; see app.rs).
     pub cookie_key: Option<String>,
+    /// `CPIS_SIGN_IN_LIMIT` (default 30): sign-in attempts allowed from one address in 10 minutes.
+    pub sign_in_limit: u32,
     /// `CPIS_WORKERS` (default 0: one HTTP worker per core).
     pub workers: usize,
     /// `CPIS_STATIC_DIR` (default `static` beside the working directory).
@@ -32,26 +34,19 @@ pub struct Config {
 impl Config {
     pub fn from_env() -> anyhow::Result<Config> {
         let database_url = std::env::var("DATABASE_URL").map_err(|_| {
-            anyhow::anyhow!(
-                "DATABASE_URL is not set: set it, or use ./scripts/run which starts a private PostgreSQL"
-            )
+            anyhow::anyhow!("DATABASE_URL is not set: set it, or use ./scripts/run which starts a private PostgreSQL")
         })?;
         Ok(Config {
             database_url,
             db_pool_size: env_parse("CPIS_DB_POOL_SIZE", 16)?,
             db_timeout: Duration::from_secs(env_parse("CPIS_DB_TIMEOUT_SECS", 3)?),
             secure_cookies: env_parse("CPIS_SECURE_COOKIES", false)?,
-            session_idle: Duration::from_secs(
-                60 * env_parse::<u64>("CPIS_SESSION_IDLE_MINUTES", 30)?,
-            ),
-            session_absolute: Duration::from_secs(
-                3600 * env_parse::<u64>("CPIS_SESSION_ABSOLUTE_HOURS", 12)?,
-            ),
+            session_idle: Duration::from_secs(60 * env_parse::<u64>("CPIS_SESSION_IDLE_MINUTES", 30)?),
+            session_absolute: Duration::from_secs(3600 * env_parse::<u64>("CPIS_SESSION_ABSOLUTE_HOURS", 12)?),
             log_json: std::env::var("CPIS_LOG_FORMAT").is_ok_and(|v| v == "json"),
             workers: env_parse("CPIS_WORKERS", 0)?,
-            cookie_key: std::env::var("CPIS_COOKIE_KEY")
-                .ok()
-                .filter(|k| !k.is_empty()),
+            sign_in_limit: env_parse("CPIS_SIGN_IN_LIMIT", 30)?,
+            cookie_key: std::env::var("CPIS_COOKIE_KEY").ok().filter(|k| !k.is_empty()),
             static_dir: std::env::var("CPIS_STATIC_DIR").unwrap_or_else(|_| "static".into()),
         })
     }
@@ -68,6 +63,7 @@ impl Config {
             log_json: false,
             cookie_key: None,
             workers: 0,
+            sign_in_limit: 30,
             static_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/static").into(),
         }
     }
@@ -75,9 +71,7 @@ impl Config {
 
 fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
     match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid value")),
+        Ok(v) => v.parse().map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid value")),
         Err(_) => Ok(default),
     }
 }

@@ -38,8 +38,7 @@ pub fn migrate(conn: &mut PgConnection) -> anyhow::Result<usize> {
 }
 
 pub fn connect(database_url: &str) -> anyhow::Result<PgConnection> {
-    PgConnection::establish(database_url)
-        .map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))
+    PgConnection::establish(database_url).map_err(|e| anyhow::anyhow!("cannot connect to the database: {e}"))
 }
 
 /// The one blocking boundary: runs `f` on the blocking thread pool with a pooled connection.

@@ -49,11 +49,9 @@ impl AppError {
     /// What the person reads: never internal detail.
     fn public_message(&self) -> String {
         match self {
-            AppError::Unavailable => {
-                "The service cannot reach its database just now. Try again in a few minutes; \
+            AppError::Unavailable => "The service cannot reach its database just now. Try again in a few minutes; \
                  in an emergency follow your local child safeguarding procedure."
-                    .into()
-            }
+                .into(),
             AppError::Internal(_) => {
                 "Something went wrong on our side. Try again; if it keeps happening, tell the service desk.".into()
             }
@@ -68,9 +66,7 @@ impl From<diesel::result::Error> for AppError {
         match e {
             Error::NotFound => AppError::NotFound("Not found".into()),
             Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
-            | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => {
-                AppError::Unavailable
-            }
+            | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => AppError::Unavailable,
             Error::DatabaseError(_, ref info)
                 if info.message().contains("terminating connection")
                     || info.message().contains("server closed the connection") =>
@@ -111,9 +107,7 @@ impl ResponseError for AppError {
     fn error_response(&self) -> HttpResponse {
         match self {
             AppError::SignInRequired => {
-                return HttpResponse::SeeOther()
-                    .insert_header((header::LOCATION, "/sign-in"))
-                    .finish()
+                return HttpResponse::SeeOther().insert_header((header::LOCATION, "/sign-in")).finish()
             }
             AppError::Internal(detail) => tracing::error!(error = %detail, "internal error"),
             AppError::Unavailable => tracing::warn!("database unavailable"),
@@ -129,8 +123,14 @@ impl ResponseError for AppError {
         let body = page.render().unwrap_or_else(|_| self.public_message());
         let mut builder = HttpResponse::build(status);
         builder.content_type("text/html; charset=utf-8");
-        if matches!(self, AppError::Unavailable) {
-            builder.insert_header((header::RETRY_AFTER, "30"));
+        match self {
+            AppError::Unavailable => {
+                builder.insert_header((header::RETRY_AFTER, "30"));
+            }
+            AppError::TooManyRequests(_) => {
+                builder.insert_header((header::RETRY_AFTER, "600"));
+            }
+            _ => {}
         }
         builder.body(body)
     }

@@ -9,11 +9,7 @@ use cpis::config::Config;
 use cpis::{app, db, seed, telemetry};
 
 #[derive(Parser)]
-#[command(
-    name = "cpis",
-    version,
-    about = "NHS Child Protection Information Sharing service"
-)]
+#[command(name = "cpis", version, about = "NHS Child Protection Information Sharing service")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -72,10 +68,9 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             db::migrate(&mut conn)?;
             drop(conn);
             let listener = std::net::TcpListener::bind(&bind)?;
-            eprintln!("cpis: serving on http://{}", listener.local_addr()?);
+            tracing::info!(address = %listener.local_addr()?, "serving on http://{}", listener.local_addr()?);
             let state = app::AppState::new(db::pool(&config), config);
-            actix_web::rt::System::new()
-                .block_on(async move { app::server(state, listener)?.await })?;
+            actix_web::rt::System::new().block_on(async move { app::server(state, listener)?.await })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
@@ -95,20 +90,15 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pds {
-            command: PdsCommand::Import { file },
-        } => {
+        Command::Pds { command: PdsCommand::Import { file } } => {
             let mut conn = db::connect(&config.database_url)?;
-            let f = std::fs::File::open(&file)
-                .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
+            let f = std::fs::File::open(&file).map_err(|e| anyhow::anyhow!("cannot open {}: {e}", file.display()))?;
             match cpis::pds::import::parse_csv(f) {
                 Err(errors) => {
                     for e in &errors {
                         eprintln!("cpis: {}: {e}", file.display());
                     }
-                    eprintln!(
-                        "cpis: nothing was imported: correct the file and run the import again"
-                    );
+                    eprintln!("cpis: nothing was imported: correct the file and run the import again");
                     Ok(ExitCode::from(1))
                 }
                 Ok(rows) => {

@@ -6,7 +6,7 @@ use actix_web::http::Method;
 use actix_web::{web, Route};
 
 use crate::auth::Permission;
-use crate::web::{health, home, local_authorities, patient, search, sign_in};
+use crate::web::{account, admin_users, health, home, local_authorities, patient, search, sign_in};
 
 /// Static files (CSS, JS, images) are public; they hold no data.
 pub const STATIC_PREFIX: &str = "/static/";
@@ -19,67 +19,24 @@ pub struct Entry {
 }
 
 fn entry(method: Method, path: &'static str, permission: Permission, route: Route) -> Entry {
-    Entry {
-        method,
-        path,
-        permission,
-        route,
-    }
+    Entry { method, path, permission, route }
 }
 
 /// Every route: method, path, permission, handler.
 pub fn entries() -> Vec<Entry> {
     use Permission::*;
     vec![
-        entry(
-            Method::GET,
-            "/health",
-            Public,
-            web::get().to(health::health),
-        ),
-        entry(
-            Method::GET,
-            "/sign-in",
-            Public,
-            web::get().to(sign_in::sign_in_form),
-        ),
-        entry(
-            Method::POST,
-            "/sign-in",
-            Public,
-            web::post().to(sign_in::sign_in),
-        ),
-        entry(
-            Method::POST,
-            "/sign-out",
-            SignedIn,
-            web::post().to(sign_in::sign_out),
-        ),
-        entry(
-            Method::GET,
-            "/select-role",
-            SignedIn,
-            web::get().to(sign_in::select_role_form),
-        ),
-        entry(
-            Method::POST,
-            "/select-role",
-            SignedIn,
-            web::post().to(sign_in::select_role),
-        ),
+        entry(Method::GET, "/health", Public, web::get().to(health::health)),
+        entry(Method::GET, "/sign-in", Public, web::get().to(sign_in::sign_in_form)),
+        entry(Method::POST, "/sign-in", Public, web::post().to(sign_in::sign_in)),
+        entry(Method::POST, "/sign-out", SignedIn, web::post().to(sign_in::sign_out)),
+        entry(Method::GET, "/select-role", SignedIn, web::get().to(sign_in::select_role_form)),
+        entry(Method::POST, "/select-role", SignedIn, web::post().to(sign_in::select_role)),
         entry(Method::GET, "/", SignedIn, web::get().to(home::home)),
-        entry(
-            Method::GET,
-            "/search",
-            PatientTrace,
-            web::get().to(search::search_patients),
-        ),
-        entry(
-            Method::GET,
-            "/patients/{nhs_number}",
-            PatientTrace,
-            web::get().to(patient::show_patient),
-        ),
+        entry(Method::GET, "/change-password", SignedIn, web::get().to(account::change_password_form)),
+        entry(Method::POST, "/change-password", SignedIn, web::post().to(account::change_password)),
+        entry(Method::GET, "/search", PatientTrace, web::get().to(search::search_patients)),
+        entry(Method::GET, "/patients/{nhs_number}", PatientTrace, web::get().to(patient::show_patient)),
         entry(
             Method::GET,
             "/patients/{nhs_number}/child-care-alert",
@@ -98,6 +55,22 @@ pub fn entries() -> Vec<Entry> {
             PatientTrace,
             web::get().to(local_authorities::show_local_authority),
         ),
+        entry(Method::GET, "/admin/users", UserAdmin, web::get().to(admin_users::list_users)),
+        entry(Method::POST, "/admin/users", UserAdmin, web::post().to(admin_users::create_user)),
+        entry(Method::GET, "/admin/users/new", UserAdmin, web::get().to(admin_users::new_user_form)),
+        entry(Method::GET, "/admin/users/{id}", UserAdmin, web::get().to(admin_users::show_user)),
+        entry(Method::GET, "/admin/users/{id}/edit", UserAdmin, web::get().to(admin_users::edit_user_form)),
+        entry(Method::POST, "/admin/users/{id}/edit", UserAdmin, web::post().to(admin_users::update_user)),
+        entry(Method::POST, "/admin/users/{id}/roles", UserAdmin, web::post().to(admin_users::add_role_profile)),
+        entry(
+            Method::POST,
+            "/admin/users/{id}/roles/{profile_id}/remove",
+            UserAdmin,
+            web::post().to(admin_users::remove_role_profile),
+        ),
+        entry(Method::POST, "/admin/users/{id}/reset-password", UserAdmin, web::post().to(admin_users::reset_password)),
+        entry(Method::POST, "/admin/users/{id}/disable", UserAdmin, web::post().to(admin_users::disable_user)),
+        entry(Method::POST, "/admin/users/{id}/enable", UserAdmin, web::post().to(admin_users::enable_user)),
     ]
 }
 
@@ -109,12 +82,7 @@ pub struct RouteTable {
 
 impl RouteTable {
     pub fn new() -> RouteTable {
-        RouteTable {
-            specs: entries()
-                .into_iter()
-                .map(|e| (e.method, e.path, e.permission))
-                .collect(),
-        }
+        RouteTable { specs: entries().into_iter().map(|e| (e.method, e.path, e.permission)).collect() }
     }
 
     pub fn specs(&self) -> &[(Method, &'static str, Permission)] {
@@ -122,12 +90,7 @@ impl RouteTable {
     }
 
     /// The permission a request needs; `None` for a declared path whose method is not declared.
-    pub fn permission_for(
-        &self,
-        method: &Method,
-        pattern: Option<&str>,
-        path: &str,
-    ) -> Option<Permission> {
+    pub fn permission_for(&self, method: &Method, pattern: Option<&str>, path: &str) -> Option<Permission> {
         if path.starts_with(STATIC_PREFIX) {
             return Some(Permission::Public);
         }
@@ -135,15 +98,8 @@ impl RouteTable {
         let Some(pattern) = pattern else {
             return Some(Permission::Public);
         };
-        let method = if method == Method::HEAD {
-            &Method::GET
-        } else {
-            method
-        };
-        self.specs
-            .iter()
-            .find(|(m, p, _)| m == method && *p == pattern)
-            .map(|(_, _, perm)| *perm)
+        let method = if method == Method::HEAD { &Method::GET } else { method };
+        self.specs.iter().find(|(m, p, _)| m == method && *p == pattern).map(|(_, _, perm)| *perm)
     }
 }
 

@@ -133,6 +133,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    sign_in_throttle (address) {
+        address -> Text,
+        window_start -> Timestamptz,
+        attempts -> Int4,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Int8,
         username -> Text,
@@ -173,5 +181,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     role_profile_activities,
     role_profiles,
     sessions,
+    sign_in_throttle,
     users,
 );

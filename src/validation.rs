@@ -8,17 +8,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: &str, message: impl Into<String>) -> FieldError {
-        FieldError {
-            field: field.to_owned(),
-            message: message.into(),
-        }
+        FieldError { field: field.to_owned(), message: message.into() }
     }
 }
 
 /// The message for one field, if any (for the inline error beside it).
 pub fn message_for(errors: &[FieldError], field: &str) -> Option<String> {
-    errors
-        .iter()
-        .find(|e| e.field == field)
-        .map(|e| e.message.clone())
+    errors.iter().find(|e| e.field == field).map(|e| e.message.clone())
 }

@@ -62,10 +62,7 @@ mod tests {
     fn key_order_in_details_does_not_change_the_hash() {
         let a: serde_json::Value = serde_json::from_str(r#"{"b":1,"a":"x"}"#).unwrap();
         let b: serde_json::Value = serde_json::from_str(r#"{"a":"x","b":1}"#).unwrap();
-        assert_eq!(
-            entry_hash(&GENESIS, &fields(&a)),
-            entry_hash(&GENESIS, &fields(&b))
-        );
+        assert_eq!(entry_hash(&GENESIS, &fields(&a)), entry_hash(&GENESIS, &fields(&b)));
     }
 
     #[test]

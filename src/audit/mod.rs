@@ -49,12 +49,7 @@ pub struct Event {
 
 impl Event {
     pub fn new(actor: Actor, action: &'static str) -> Event {
-        Event {
-            actor,
-            action,
-            nhs_number: None,
-            details: serde_json::json!({}),
-        }
+        Event { actor, action, nhs_number: None, details: serde_json::json!({}) }
     }
     pub fn about(mut self, nhs_number: &str) -> Event {
         self.nhs_number = Some(nhs_number.to_owned());
@@ -69,9 +64,7 @@ impl Event {
 /// Appends an entry to the chain. Call it inside the action's transaction, as late as possible:
 /// it holds the append lock until that transaction ends.
 pub fn record(conn: &mut PgConnection, event: Event) -> Result<(), AppError> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
-        .bind::<BigInt, _>(AUDIT_APPEND_LOCK)
-        .execute(conn)?;
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<BigInt, _>(AUDIT_APPEND_LOCK).execute(conn)?;
     let prev: Vec<u8> = audit_log::table
         .select(audit_log::hash)
         .order(audit_log::id.desc())

@@ -12,16 +12,7 @@ pub enum Verdict {
     Broken { entry_id: i64, reason: String },
 }
 
-type Row = (
-    i64,
-    DateTime<Utc>,
-    String,
-    String,
-    Option<String>,
-    serde_json::Value,
-    Vec<u8>,
-    Vec<u8>,
-);
+type Row = (i64, DateTime<Utc>, String, String, Option<String>, serde_json::Value, Vec<u8>, Vec<u8>);
 
 /// Walks the whole trail in id order, in pages, and names the first entry that does not fit.
 pub fn verify(conn: &mut PgConnection) -> QueryResult<Verdict> {
@@ -51,7 +42,9 @@ pub fn verify(conn: &mut PgConnection) -> QueryResult<Verdict> {
             if prev_hash != expected_prev {
                 return Ok(Verdict::Broken {
                     entry_id: id,
-                    reason: "its predecessor hash does not match the entry before it (an entry was removed or inserted)".into(),
+                    reason:
+                        "its predecessor hash does not match the entry before it (an entry was removed or inserted)"
+                            .into(),
                 });
             }
             let fields = EntryFields {

@@ -29,11 +29,7 @@ pub fn token(session: &Session) -> String {
 }
 
 pub fn verify(session: &Session, submitted: &str) -> Result<(), AppError> {
-    let expected = session
-        .get::<String>(CSRF_KEY)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let expected = session.get::<String>(CSRF_KEY).ok().flatten().unwrap_or_default();
     if !expected.is_empty() && bool::from(expected.as_bytes().ct_eq(submitted.as_bytes())) {
         Ok(())
     } else {
@@ -60,9 +56,7 @@ impl<T: DeserializeOwned + HasCsrfToken + 'static> FromRequest for CsrfForm<T> {
         let form = web::Form::<T>::from_request(req, payload);
         Box::pin(async move {
             let form = form.await.map_err(|e| {
-                AppError::BadRequest(format!(
-                    "The form could not be read: {e}. Go back and try again."
-                ))
+                AppError::BadRequest(format!("The form could not be read: {e}. Go back and try again."))
             })?;
             verify(&session, form.csrf_token())?;
             Ok(CsrfForm(form.into_inner()))

@@ -1,5 +1,6 @@
 //! Passwords, server-side sessions, role profiles, the signed-in principal and CSRF protection.
 
+pub mod admin;
 pub mod csrf;
 pub mod password;
 pub mod permission;

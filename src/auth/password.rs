@@ -14,10 +14,7 @@ fn hasher() -> Argon2<'static> {
 
 pub fn hash(password: &str) -> String {
     let salt = SaltString::generate(&mut OsRng);
-    hasher()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("argon2 hashing with valid parameters")
-        .to_string()
+    hasher().hash_password(password.as_bytes(), &salt).expect("argon2 hashing with valid parameters").to_string()
 }
 
 pub fn verify(phc: &str, password: &str) -> bool {
@@ -43,11 +40,7 @@ pub fn check_new_password(password: &str) -> Result<(), &'static str> {
         return Err("Your password must be at most 128 characters long");
     }
     let lower = password.to_lowercase();
-    if COMMON.iter().any(|c| *c == lower)
-        || lower
-            .chars()
-            .all(|c| c == lower.chars().next().unwrap_or(' '))
-    {
+    if COMMON.iter().any(|c| *c == lower) || lower.chars().all(|c| c == lower.chars().next().unwrap_or(' ')) {
         return Err("That password is too common: choose one that is harder to guess");
     }
     Ok(())

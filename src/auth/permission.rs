@@ -15,6 +15,8 @@ pub enum Permission {
     PatientTrace,
     /// A selected role with B0264 and B0107: the Child Care Alert tab (CP-IS042, CP-IS043).
     ViewAlerts,
+    /// A Registration Authority role (R5080, R5090) or the project's CPX01: user administration.
+    UserAdmin,
 }
 
 /// The outcome of checking a permission.
@@ -46,6 +48,7 @@ impl Permission {
             Permission::Public | Permission::SignedIn => true,
             Permission::PatientTrace => roles::may_trace_patients(&role.activity_codes),
             Permission::ViewAlerts => roles::may_view_alerts(&role.activity_codes),
+            Permission::UserAdmin => roles::may_administer_users(&role.job_role_code, &role.activity_codes),
         };
         if allowed {
             Decision::Allow

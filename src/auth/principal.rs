@@ -24,11 +24,7 @@ pub struct Principal {
 
 impl Principal {
     /// Loads the account and the selected role; `None` for an unknown or disabled account (CP-IS059).
-    pub fn load(
-        conn: &mut PgConnection,
-        user_id: i64,
-        role_id: Option<i64>,
-    ) -> diesel::QueryResult<Option<Principal>> {
+    pub fn load(conn: &mut PgConnection, user_id: i64, role_id: Option<i64>) -> diesel::QueryResult<Option<Principal>> {
         let Some(account) = users::account(conn, user_id)? else {
             return Ok(None);
         };
@@ -38,11 +34,7 @@ impl Principal {
         let profiles = users::profiles(conn, user_id)?;
         let profile_count = profiles.len();
         let role = role_id.and_then(|rid| profiles.into_iter().find(|p| p.id == rid));
-        Ok(Some(Principal {
-            account,
-            role,
-            profile_count,
-        }))
+        Ok(Some(Principal { account, role, profile_count }))
     }
 
     /// Checks a permission again inside a handler (defence in depth beside the middleware).
@@ -78,22 +70,13 @@ impl FromRequest for SignedIn {
     type Future = Ready<Result<SignedIn, AppError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(
-            req.extensions()
-                .get::<Principal>()
-                .cloned()
-                .map(SignedIn)
-                .ok_or(AppError::SignInRequired),
-        )
+        ready(req.extensions().get::<Principal>().cloned().map(SignedIn).ok_or(AppError::SignInRequired))
     }
 }
 
 /// The user id and role id a session carries.
 pub fn session_ids(session: &Session) -> (Option<i64>, Option<i64>) {
-    let uid = session
-        .get::<i64>(super::session_store::USER_ID_KEY)
-        .ok()
-        .flatten();
+    let uid = session.get::<i64>(super::session_store::USER_ID_KEY).ok().flatten();
     let rid = session.get::<i64>(ROLE_KEY).ok().flatten();
     (uid, rid)
 }

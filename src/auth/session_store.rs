@@ -64,10 +64,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl SessionStore for PgSessionStore {
-    async fn load(
-        &self,
-        session_key: &SessionKey,
-    ) -> Result<Option<HashMap<String, String>>, LoadError> {
+    async fn load(&self, session_key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
         let hash = key_hash(session_key.as_ref());
         let state: Option<serde_json::Value> = blocking(&self.pool, move |conn| {
             let now = Utc::now();
@@ -81,24 +78,16 @@ impl SessionStore for PgSessionStore {
         })
         .await
         .map_err(LoadError::Other)?;
-        state
-            .map(|s| serde_json::from_value(s).map_err(|e| LoadError::Deserialization(e.into())))
-            .transpose()
+        state.map(|s| serde_json::from_value(s).map_err(|e| LoadError::Deserialization(e.into()))).transpose()
     }
 
-    async fn save(
-        &self,
-        state: HashMap<String, String>,
-        ttl: &Duration,
-    ) -> Result<SessionKey, SaveError> {
+    async fn save(&self, state: HashMap<String, String>, ttl: &Duration) -> Result<SessionKey, SaveError> {
         let key = new_key();
         let hash = key_hash(key.as_ref());
         let uid = user_id(&state);
         let json = serde_json::to_value(&state).map_err(|e| SaveError::Serialization(e.into()))?;
-        let (expires, absolute) = (
-            expiry(ttl),
-            Utc::now() + chrono::TimeDelta::from_std(self.absolute).unwrap_or_default(),
-        );
+        let (expires, absolute) =
+            (expiry(ttl), Utc::now() + chrono::TimeDelta::from_std(self.absolute).unwrap_or_default());
         blocking(&self.pool, move |conn| {
             diesel::insert_into(sessions::table)
                 .values((
@@ -123,17 +112,12 @@ impl SessionStore for PgSessionStore {
     ) -> Result<SessionKey, UpdateError> {
         let hash = key_hash(session_key.as_ref());
         let uid = user_id(&state);
-        let json =
-            serde_json::to_value(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
+        let json = serde_json::to_value(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
         let expires = expiry(ttl);
         let updated = blocking(&self.pool, move |conn| {
             diesel::update(sessions::table.find(hash))
                 .filter(sessions::absolute_expires_at.gt(Utc::now()))
-                .set((
-                    sessions::user_id.eq(uid),
-                    sessions::state.eq(json),
-                    sessions::expires_at.eq(expires),
-                ))
+                .set((sessions::user_id.eq(uid), sessions::state.eq(json), sessions::expires_at.eq(expires)))
                 .execute(conn)
         })
         .await
@@ -143,22 +127,14 @@ impl SessionStore for PgSessionStore {
         }
         // The session was ended meanwhile (signed out, disabled, expired): never bring it back.
         // Start an empty one instead.
-        self.save(HashMap::new(), ttl)
-            .await
-            .map_err(|e| UpdateError::Other(anyhow::anyhow!("{e}")))
+        self.save(HashMap::new(), ttl).await.map_err(|e| UpdateError::Other(anyhow::anyhow!("{e}")))
     }
 
-    async fn update_ttl(
-        &self,
-        session_key: &SessionKey,
-        ttl: &Duration,
-    ) -> Result<(), anyhow::Error> {
+    async fn update_ttl(&self, session_key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
         let hash = key_hash(session_key.as_ref());
         let expires = expiry(ttl);
         blocking(&self.pool, move |conn| {
-            diesel::update(sessions::table.find(hash))
-                .set(sessions::expires_at.eq(expires))
-                .execute(conn)
+            diesel::update(sessions::table.find(hash)).set(sessions::expires_at.eq(expires)).execute(conn)
         })
         .await?;
         Ok(())
@@ -166,10 +142,7 @@ impl SessionStore for PgSessionStore {
 
     async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
         let hash = key_hash(session_key.as_ref());
-        blocking(&self.pool, move |conn| {
-            diesel::delete(sessions::table.find(hash)).execute(conn)
-        })
-        .await?;
+        blocking(&self.pool, move |conn| diesel::delete(sessions::table.find(hash)).execute(conn)).await?;
         Ok(())
     }
 }

@@ -26,29 +26,18 @@ pub enum Outcome {
 }
 
 /// Checks the credentials and records the outcome in the audit trail.
-pub fn sign_in(
-    conn: &mut PgConnection,
-    username: &str,
-    pw: &str,
-    now: DateTime<Utc>,
-) -> Result<Outcome, AppError> {
+pub fn sign_in(conn: &mut PgConnection, username: &str, pw: &str, now: DateTime<Utc>) -> Result<Outcome, AppError> {
     let username = username.trim().to_lowercase();
     let found: Option<Credentials> = users::table
         .filter(users::username.eq(&username))
-        .select((
-            users::id,
-            users::password_hash,
-            users::disabled_at,
-            users::locked_until,
-        ))
+        .select((users::id, users::password_hash, users::disabled_at, users::locked_until))
         .first(conn)
         .optional()?;
     let Some((user_id, hash, disabled_at, locked_until)) = found else {
         password::verify_dummy(pw);
         audit::record(
             conn,
-            Event::new(Actor::Anonymous, "auth.sign_in_failed")
-                .details(serde_json::json!({"reason": "unknown_user"})),
+            Event::new(Actor::Anonymous, "auth.sign_in_failed").details(serde_json::json!({"reason": "unknown_user"})),
         )?;
         return Ok(Outcome::Failed);
     };
@@ -66,15 +55,9 @@ pub fn sign_in(
     conn.transaction(|conn| match refusal {
         None => {
             diesel::update(users::table.find(user_id))
-                .set((
-                    users::failed_sign_ins.eq(0),
-                    users::locked_until.eq(None::<DateTime<Utc>>),
-                ))
+                .set((users::failed_sign_ins.eq(0), users::locked_until.eq(None::<DateTime<Utc>>)))
                 .execute(conn)?;
-            audit::record(
-                conn,
-                Event::new(Actor::User(user_id), "auth.sign_in_succeeded"),
-            )?;
+            audit::record(conn, Event::new(Actor::User(user_id), "auth.sign_in_succeeded"))?;
             Ok(Outcome::SignedIn { user_id })
         }
         Some("wrong_password") => {
@@ -84,9 +67,8 @@ pub fn sign_in(
                 .get_result(conn)?;
             audit::record(
                 conn,
-                Event::new(Actor::User(user_id), "auth.sign_in_failed").details(
-                    serde_json::json!({"reason": "wrong_password", "consecutive": failures}),
-                ),
+                Event::new(Actor::User(user_id), "auth.sign_in_failed")
+                    .details(serde_json::json!({"reason": "wrong_password", "consecutive": failures})),
             )?;
             if failures >= MAX_FAILURES {
                 diesel::update(users::table.find(user_id))
@@ -106,10 +88,38 @@ pub fn sign_in(
         Some(reason) => {
             audit::record(
                 conn,
-                Event::new(Actor::User(user_id), "auth.sign_in_failed")
-                    .details(serde_json::json!({"reason": reason})),
+                Event::new(Actor::User(user_id), "auth.sign_in_failed").details(serde_json::json!({"reason": reason})),
             )?;
             Ok(Outcome::Failed)
         }
     })
+}
+
+/// Counts a sign-in attempt from an address; false once the address has used up its allowance for
+/// the current window (OWASP ASVS 2.2.1). The count is in PostgreSQL, shared by every instance.
+pub fn allow_attempt(
+    conn: &mut PgConnection,
+    address: &str,
+    now: DateTime<Utc>,
+    limit: u32,
+    window: TimeDelta,
+) -> QueryResult<bool> {
+    use diesel::sql_types::{Text, Timestamptz};
+    #[derive(QueryableByName)]
+    struct Attempts {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        attempts: i32,
+    }
+    let row: Attempts = diesel::sql_query(
+        "INSERT INTO sign_in_throttle (address, window_start, attempts) VALUES ($1, $2, 1) \
+         ON CONFLICT (address) DO UPDATE SET \
+           window_start = CASE WHEN sign_in_throttle.window_start <= $3 THEN $2 ELSE sign_in_throttle.window_start END, \
+           attempts = CASE WHEN sign_in_throttle.window_start <= $3 THEN 1 ELSE sign_in_throttle.attempts + 1 END \
+         RETURNING attempts",
+    )
+    .bind::<Text, _>(address)
+    .bind::<Timestamptz, _>(now)
+    .bind::<Timestamptz, _>(now - window)
+    .get_result(conn)?;
+    Ok(row.attempts as u32 <= limit)
 }

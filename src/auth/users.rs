@@ -28,10 +28,7 @@ pub struct RoleProfile {
 
 impl RoleProfile {
     pub fn organisation_code(&self) -> &str {
-        self.nhs_org_code
-            .as_deref()
-            .or(self.la_code.as_deref())
-            .unwrap_or("")
+        self.nhs_org_code.as_deref().or(self.la_code.as_deref()).unwrap_or("")
     }
     pub fn has(&self, activity: &str) -> bool {
         self.activity_codes.iter().any(|a| a == activity)
@@ -98,23 +95,15 @@ pub fn account(conn: &mut PgConnection, user_id: i64) -> QueryResult<Option<Acco
 }
 
 pub fn profiles(conn: &mut PgConnection, user_id: i64) -> QueryResult<Vec<RoleProfile>> {
-    diesel::sql_query(format!(
-        "SELECT {PROFILE_COLUMNS} WHERE rp.user_id = $1 ORDER BY rp.id"
-    ))
-    .bind::<BigInt, _>(user_id)
-    .load(conn)
+    diesel::sql_query(format!("SELECT {PROFILE_COLUMNS} WHERE rp.user_id = $1 ORDER BY rp.id"))
+        .bind::<BigInt, _>(user_id)
+        .load(conn)
 }
 
-pub fn profile(
-    conn: &mut PgConnection,
-    user_id: i64,
-    profile_id: i64,
-) -> QueryResult<Option<RoleProfile>> {
-    diesel::sql_query(format!(
-        "SELECT {PROFILE_COLUMNS} WHERE rp.user_id = $1 AND rp.id = $2"
-    ))
-    .bind::<BigInt, _>(user_id)
-    .bind::<BigInt, _>(profile_id)
-    .get_result(conn)
-    .optional()
+pub fn profile(conn: &mut PgConnection, user_id: i64, profile_id: i64) -> QueryResult<Option<RoleProfile>> {
+    diesel::sql_query(format!("SELECT {PROFILE_COLUMNS} WHERE rp.user_id = $1 AND rp.id = $2"))
+        .bind::<BigInt, _>(user_id)
+        .bind::<BigInt, _>(profile_id)
+        .get_result(conn)
+        .optional()
 }

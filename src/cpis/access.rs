@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
 use crate::domain::access_history::{self, HISTORY_LIMIT};
-use crate::schema::{access_events, job_roles, nhs_organisations};
+use crate::schema::{access_events, job_roles, nhs_organisations, users};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
@@ -42,12 +42,7 @@ pub struct Recorded {
 
 /// Records an access at `at`. The caller holds the patient row's lock (`FOR UPDATE`) so that two
 /// accesses to one child are decided one after the other.
-pub fn record(
-    conn: &mut PgConnection,
-    nhs_number: &str,
-    viewer: &Viewer,
-    at: DateTime<Utc>,
-) -> QueryResult<Recorded> {
+pub fn record(conn: &mut PgConnection, nhs_number: &str, viewer: &Viewer, at: DateTime<Utc>) -> QueryResult<Recorded> {
     let latest_shown: Option<DateTime<Utc>> = access_events::table
         .filter(access_events::nhs_number.eq(nhs_number))
         .filter(access_events::viewer_id.eq(&viewer.viewer_id))
@@ -84,16 +79,28 @@ pub struct HistoryEntry {
     pub job_role_name: Option<String>,
     pub organisation_code: String,
     pub organisation_name: Option<String>,
+    /// The viewer's account contact details, when the viewer has an account here.
+    pub contact_email: Option<String>,
+    pub contact_telephone: Option<String>,
+    pub viewer_disabled_at: Option<DateTime<Utc>>,
+}
+
+impl HistoryEntry {
+    /// CP-IS059: a disabled account's contact details are shown to nobody.
+    pub fn contact(&self) -> Option<(Option<&str>, Option<&str>)> {
+        if self.user_id.is_none() || self.viewer_disabled_at.is_some() {
+            return None;
+        }
+        Some((self.contact_email.as_deref(), self.contact_telephone.as_deref()))
+    }
 }
 
 /// The shown accesses to any of the numbers: newest first, ties in insertion order, at most 25 (CP-IS048).
 pub fn history(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<Vec<HistoryEntry>> {
     access_events::table
         .left_join(job_roles::table.on(job_roles::code.eq(access_events::job_role_code)))
-        .left_join(
-            nhs_organisations::table
-                .on(nhs_organisations::ods_code.eq(access_events::organisation_code)),
-        )
+        .left_join(nhs_organisations::table.on(nhs_organisations::ods_code.eq(access_events::organisation_code)))
+        .left_join(users::table.on(users::id.nullable().eq(access_events::user_id)))
         .filter(access_events::nhs_number.eq_any(numbers))
         .filter(access_events::shown.eq(true))
         .order((access_events::accessed_at.desc(), access_events::id.desc()))
@@ -107,6 +114,9 @@ pub fn history(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<Vec<H
             job_roles::name.nullable(),
             access_events::organisation_code,
             nhs_organisations::name.nullable(),
+            users::email.nullable(),
+            users::telephone.nullable(),
+            users::disabled_at.nullable(),
         ))
         .load(conn)
 }

@@ -46,12 +46,7 @@ pub fn visible_items(
     today: NaiveDate,
 ) -> QueryResult<Vec<CpItem>> {
     let all = items::current_for(conn, linked)?;
-    Ok(items::visible(
-        all,
-        patient.birth_date,
-        today,
-        may_see_unborn,
-    ))
+    Ok(items::visible(all, patient.birth_date, today, may_see_unborn))
 }
 
 /// Opens the tab: locks the child's record, reads what the viewer may see, records the access and
@@ -66,11 +61,7 @@ pub fn open(
     now: DateTime<Utc>,
 ) -> Result<Option<AlertTab>, AppError> {
     // Accesses to one child are decided one after another (CP-IS047 depends on the order).
-    patients::table
-        .find(&patient.nhs_number)
-        .select(patients::nhs_number)
-        .for_update()
-        .first::<String>(conn)?;
+    patients::table.find(&patient.nhs_number).select(patients::nhs_number).for_update().first::<String>(conn)?;
     let today = dates::uk_date(now);
     let visible = visible_items(conn, patient, linked, may_see_unborn, today)?;
     if visible.is_empty() {
@@ -82,24 +73,17 @@ pub fn open(
     let authorities = group_by_authority(conn, visible, patient.birth_date, today)?;
     audit::record(
         conn,
-        Event::new(
-            viewer.user_id.map_or(Actor::Anonymous, Actor::User),
-            "access.alert_tab_opened",
-        )
-        .about(&patient.nhs_number)
-        .details(serde_json::json!({
-            "access_event_id": recorded.id,
-            "shown": recorded.shown,
-            "job_role": viewer.job_role_code,
-            "organisation": viewer.organisation_code,
-            "channel": viewer.channel.code(),
-        })),
+        Event::new(viewer.user_id.map_or(Actor::Anonymous, Actor::User), "access.alert_tab_opened")
+            .about(&patient.nhs_number)
+            .details(serde_json::json!({
+                "access_event_id": recorded.id,
+                "shown": recorded.shown,
+                "job_role": viewer.job_role_code,
+                "organisation": viewer.organisation_code,
+                "channel": viewer.channel.code(),
+            })),
     )?;
-    Ok(Some(AlertTab {
-        authorities,
-        history,
-        access_shown: recorded.shown,
-    }))
+    Ok(Some(AlertTab { authorities, history, access_shown: recorded.shown }))
 }
 
 fn group_by_authority(
@@ -117,11 +101,7 @@ fn group_by_authority(
             let mut items: Vec<ShownItem> = visible
                 .iter()
                 .filter(|i| i.la_code == authority.code)
-                .map(|i| ShownItem {
-                    kind: i.kind(),
-                    start: i.start_date,
-                    end: i.shown_end(birth_date, today),
-                })
+                .map(|i| ShownItem { kind: i.kind(), start: i.start_date, end: i.shown_end(birth_date, today) })
                 .collect();
             items.sort_by_key(|i| (i.kind, i.start));
             AuthorityBlock { authority, items }

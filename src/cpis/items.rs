@@ -25,11 +25,7 @@ impl CpItem {
         ItemKind::from_code(&self.item_type).unwrap_or(ItemKind::ChildProtectionPlan)
     }
     pub fn dates(&self) -> ItemDates {
-        ItemDates {
-            start: self.start_date,
-            end: self.end_date,
-            delete: self.delete_date,
-        }
+        ItemDates { start: self.start_date, end: self.end_date, delete: self.delete_date }
     }
     /// Retrievable on `on` (messages.md, "Rules every interface shares").
     pub fn is_retrievable(&self, birth_date: NaiveDate, on: NaiveDate) -> bool {
@@ -46,12 +42,7 @@ impl CpItem {
 }
 
 /// What a viewer may see: retrievable items, and unborn plans only for midwife roles (CP-IS041).
-pub fn visible(
-    items: Vec<CpItem>,
-    birth_date: NaiveDate,
-    today: NaiveDate,
-    may_see_unborn: bool,
-) -> Vec<CpItem> {
+pub fn visible(items: Vec<CpItem>, birth_date: NaiveDate, today: NaiveDate, may_see_unborn: bool) -> Vec<CpItem> {
     items
         .into_iter()
         .filter(|i| i.is_retrievable(birth_date, today))
@@ -95,22 +86,10 @@ mod tests {
         let birth = d(2008, 6, 1);
         assert_eq!(cpp(None).shown_end(birth, d(2026, 5, 31)), None);
         // CP-IS030: end-dated on the 18th birthday.
-        assert_eq!(
-            cpp(None).shown_end(birth, d(2026, 6, 1)),
-            Some(d(2026, 6, 1))
-        );
-        assert_eq!(
-            cpp(Some(d(2027, 1, 1))).shown_end(birth, d(2026, 5, 1)),
-            Some(d(2027, 1, 1))
-        );
-        assert_eq!(
-            cpp(Some(d(2027, 1, 1))).shown_end(birth, d(2026, 7, 1)),
-            Some(d(2026, 6, 1))
-        );
-        assert_eq!(
-            cpp(Some(d(2025, 1, 1))).shown_end(birth, d(2026, 7, 1)),
-            Some(d(2025, 1, 1))
-        );
+        assert_eq!(cpp(None).shown_end(birth, d(2026, 6, 1)), Some(d(2026, 6, 1)));
+        assert_eq!(cpp(Some(d(2027, 1, 1))).shown_end(birth, d(2026, 5, 1)), Some(d(2027, 1, 1)));
+        assert_eq!(cpp(Some(d(2027, 1, 1))).shown_end(birth, d(2026, 7, 1)), Some(d(2026, 6, 1)));
+        assert_eq!(cpp(Some(d(2025, 1, 1))).shown_end(birth, d(2026, 7, 1)), Some(d(2025, 1, 1)));
     }
 
     #[test]

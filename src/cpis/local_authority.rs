@@ -24,11 +24,7 @@ impl LocalAuthority {
 }
 
 pub fn find(conn: &mut PgConnection, code: &str) -> QueryResult<Option<LocalAuthority>> {
-    local_authorities::table
-        .find(code)
-        .select(LocalAuthority::as_select())
-        .first(conn)
-        .optional()
+    local_authorities::table.find(code).select(LocalAuthority::as_select()).first(conn).optional()
 }
 
 pub fn find_many(conn: &mut PgConnection, codes: &[String]) -> QueryResult<Vec<LocalAuthority>> {
@@ -40,17 +36,10 @@ pub fn find_many(conn: &mut PgConnection, codes: &[String]) -> QueryResult<Vec<L
 
 /// The directory: every LA whose name or code contains the text (all of them when it is empty).
 pub fn search(conn: &mut PgConnection, text: &str) -> QueryResult<Vec<LocalAuthority>> {
-    let mut q = local_authorities::table
-        .select(LocalAuthority::as_select())
-        .into_boxed();
+    let mut q = local_authorities::table.select(LocalAuthority::as_select()).into_boxed();
     let text = text.trim();
     if !text.is_empty() {
-        let pattern = format!(
-            "%{}%",
-            text.replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_")
-        );
+        let pattern = format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
         q = q.filter(
             local_authorities::reference_name
                 .ilike(pattern.clone())

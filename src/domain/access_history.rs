@@ -109,10 +109,7 @@ mod tests {
     fn hidden_accesses_do_not_extend_the_window() {
         // Every 12 hours for three days: shown at 0, 24, 48, 72.
         let events: Vec<_> = (0..=6).map(|i| ("a", h(i * 12))).collect();
-        assert_eq!(
-            first_access_flags(&events),
-            vec![true, false, true, false, true, false, true]
-        );
+        assert_eq!(first_access_flags(&events), vec![true, false, true, false, true, false, true]);
     }
 
     #[test]
@@ -137,10 +134,7 @@ mod tests {
             ("bob", h(25)),
             ("carol", h(25)),
         ];
-        assert_eq!(
-            first_access_flags(&events),
-            vec![true, true, false, false, false, true, true, true]
-        );
+        assert_eq!(first_access_flags(&events), vec![true, true, false, false, false, true, true, true]);
     }
 
     #[test]

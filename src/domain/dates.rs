@@ -21,11 +21,7 @@ pub fn format_date(d: NaiveDate) -> String {
 pub fn format_uk_datetime(t: DateTime<Utc>) -> String {
     let local = t.with_timezone(&UK);
     // Name the zone from the offset rather than trusting the abbreviation table.
-    let zone = if local.offset().fix().local_minus_utc() == 0 {
-        "GMT"
-    } else {
-        "BST"
-    };
+    let zone = if local.offset().fix().local_minus_utc() == 0 { "GMT" } else { "BST" };
     format!("{} {}", local.format("%d/%m/%Y %H:%M:%S"), zone)
 }
 
@@ -60,19 +56,11 @@ fn uk_day_start(d: NaiveDate) -> DateTime<Utc> {
 /// Saturates at chrono's representable range.
 pub fn anniversary(birth: NaiveDate, years: i32) -> NaiveDate {
     let Some(year) = birth.year().checked_add(years) else {
-        return if years < 0 {
-            NaiveDate::MIN
-        } else {
-            NaiveDate::MAX
-        };
+        return if years < 0 { NaiveDate::MIN } else { NaiveDate::MAX };
     };
     NaiveDate::from_ymd_opt(year, birth.month(), birth.day())
         .or_else(|| NaiveDate::from_ymd_opt(year, birth.month(), 28))
-        .unwrap_or(if years < 0 {
-            NaiveDate::MIN
-        } else {
-            NaiveDate::MAX
-        })
+        .unwrap_or(if years < 0 { NaiveDate::MIN } else { NaiveDate::MAX })
 }
 
 /// Age in whole years on date `on`: the number of birthdays (by [`anniversary`], so a 29 February
@@ -133,46 +121,22 @@ mod tests {
 
     #[test]
     fn format_uk_datetime_winter_and_summer() {
-        assert_eq!(
-            format_uk_datetime(utc("2026-01-15T09:05:07Z")),
-            "15/01/2026 09:05:07 GMT"
-        );
-        assert_eq!(
-            format_uk_datetime(utc("2026-07-15T09:05:07Z")),
-            "15/07/2026 10:05:07 BST"
-        );
-        assert_eq!(
-            format_uk_datetime(utc("2026-07-15T23:30:00Z")),
-            "16/07/2026 00:30:00 BST"
-        );
+        assert_eq!(format_uk_datetime(utc("2026-01-15T09:05:07Z")), "15/01/2026 09:05:07 GMT");
+        assert_eq!(format_uk_datetime(utc("2026-07-15T09:05:07Z")), "15/07/2026 10:05:07 BST");
+        assert_eq!(format_uk_datetime(utc("2026-07-15T23:30:00Z")), "16/07/2026 00:30:00 BST");
     }
 
     #[test]
     fn format_uk_datetime_spring_change() {
-        assert_eq!(
-            format_uk_datetime(utc("2026-03-29T00:59:59Z")),
-            "29/03/2026 00:59:59 GMT"
-        );
-        assert_eq!(
-            format_uk_datetime(utc("2026-03-29T01:00:00Z")),
-            "29/03/2026 02:00:00 BST"
-        );
+        assert_eq!(format_uk_datetime(utc("2026-03-29T00:59:59Z")), "29/03/2026 00:59:59 GMT");
+        assert_eq!(format_uk_datetime(utc("2026-03-29T01:00:00Z")), "29/03/2026 02:00:00 BST");
     }
 
     #[test]
     fn format_uk_datetime_autumn_change() {
-        assert_eq!(
-            format_uk_datetime(utc("2026-10-25T00:00:00Z")),
-            "25/10/2026 01:00:00 BST"
-        );
-        assert_eq!(
-            format_uk_datetime(utc("2026-10-25T00:59:59Z")),
-            "25/10/2026 01:59:59 BST"
-        );
-        assert_eq!(
-            format_uk_datetime(utc("2026-10-25T01:00:00Z")),
-            "25/10/2026 01:00:00 GMT"
-        );
+        assert_eq!(format_uk_datetime(utc("2026-10-25T00:00:00Z")), "25/10/2026 01:00:00 BST");
+        assert_eq!(format_uk_datetime(utc("2026-10-25T00:59:59Z")), "25/10/2026 01:59:59 BST");
+        assert_eq!(format_uk_datetime(utc("2026-10-25T01:00:00Z")), "25/10/2026 01:00:00 GMT");
     }
 
     #[test]
@@ -209,10 +173,7 @@ mod tests {
             assert_eq!(uk_date(start), d);
             assert_eq!(uk_date(end - chrono::TimeDelta::seconds(1)), d);
             assert_eq!(uk_date(end), d.succ_opt().unwrap());
-            assert_eq!(
-                uk_date(start - chrono::TimeDelta::seconds(1)),
-                d.pred_opt().unwrap()
-            );
+            assert_eq!(uk_date(start - chrono::TimeDelta::seconds(1)), d.pred_opt().unwrap());
         }
     }
 

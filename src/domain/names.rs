@@ -20,10 +20,7 @@ pub fn soundex(name: &str) -> String {
         }
     }
 
-    let mut letters = name
-        .chars()
-        .filter(char::is_ascii_alphabetic)
-        .map(|c| c.to_ascii_uppercase());
+    let mut letters = name.chars().filter(char::is_ascii_alphabetic).map(|c| c.to_ascii_uppercase());
     let Some(first) = letters.next() else {
         return String::new();
     };
@@ -57,18 +54,12 @@ pub fn soundex(name: &str) -> String {
 
 /// A name for comparison: trimmed, lower case, inner whitespace collapsed to single spaces.
 pub fn normalise_name(s: &str) -> String {
-    s.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    s.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
 }
 
 /// A postcode for comparison and storage: upper case with no whitespace ("ls1 6ae" -> "LS16AE").
 pub fn normalise_postcode(s: &str) -> String {
-    s.chars()
-        .filter(|c| !c.is_whitespace())
-        .flat_map(char::to_uppercase)
-        .collect()
+    s.chars().filter(|c| !c.is_whitespace()).flat_map(char::to_uppercase).collect()
 }
 
 /// A postcode for display: upper case with a single space before the inward code (the last three
@@ -79,11 +70,7 @@ pub fn format_postcode(s: &str) -> String {
     let chars: Vec<char> = n.chars().collect();
     if (5..=7).contains(&chars.len()) {
         let (outward, inward) = chars.split_at(chars.len() - 3);
-        format!(
-            "{} {}",
-            outward.iter().collect::<String>(),
-            inward.iter().collect::<String>()
-        )
+        format!("{} {}", outward.iter().collect::<String>(), inward.iter().collect::<String>())
     } else {
         n
     }
@@ -112,11 +99,8 @@ const HYPHEN_SMALL_WORDS: &[&str] = &["le", "la", "de", "by", "en", "sub"];
 pub fn readable_org_name(upper: &str) -> String {
     let mut words = Vec::new();
     for (wi, word) in upper.split_whitespace().enumerate() {
-        let parts: Vec<String> = word
-            .split('-')
-            .enumerate()
-            .map(|(pi, part)| readable_word(part, wi == 0 && pi == 0, pi > 0))
-            .collect();
+        let parts: Vec<String> =
+            word.split('-').enumerate().map(|(pi, part)| readable_word(part, wi == 0 && pi == 0, pi > 0)).collect();
         words.push(parts.join("-"));
     }
     words.join(" ")
@@ -258,14 +242,8 @@ mod tests {
                 "THE QUEEN ELIZABETH HOSPITAL, KING'S LYNN, NHS FOUNDATION TRUST",
                 "The Queen Elizabeth Hospital, King's Lynn, NHS Foundation Trust",
             ),
-            (
-                "GUY'S AND ST THOMAS' NHS FOUNDATION TRUST",
-                "Guy's and St Thomas' NHS Foundation Trust",
-            ),
-            (
-                "ROYAL BROMPTON & HAREFIELD NHS FOUNDATION TRUST",
-                "Royal Brompton & Harefield NHS Foundation Trust",
-            ),
+            ("GUY'S AND ST THOMAS' NHS FOUNDATION TRUST", "Guy's and St Thomas' NHS Foundation Trust"),
+            ("ROYAL BROMPTON & HAREFIELD NHS FOUNDATION TRUST", "Royal Brompton & Harefield NHS Foundation Trust"),
             (
                 "THE NEWCASTLE UPON TYNE HOSPITALS NHS FOUNDATION TRUST",
                 "The Newcastle upon Tyne Hospitals NHS Foundation Trust",
@@ -283,18 +261,12 @@ mod tests {
                 "BARKING, HAVERING AND REDBRIDGE UNIVERSITY HOSPITALS NHS TRUST",
                 "Barking, Havering and Redbridge University Hospitals NHS Trust",
             ),
-            (
-                "ALDER HEY CHILDREN'S NHS FOUNDATION TRUST",
-                "Alder Hey Children's NHS Foundation Trust",
-            ),
+            ("ALDER HEY CHILDREN'S NHS FOUNDATION TRUST", "Alder Hey Children's NHS Foundation Trust"),
             (
                 "ASHFORD AND ST PETER'S HOSPITALS NHS FOUNDATION TRUST",
                 "Ashford and St Peter's Hospitals NHS Foundation Trust",
             ),
-            (
-                "POWYS TEACHING LOCAL HEALTH BOARD",
-                "Powys Teaching Local Health Board",
-            ),
+            ("POWYS TEACHING LOCAL HEALTH BOARD", "Powys Teaching Local Health Board"),
         ];
         for (upper, readable) in cases {
             assert_eq!(readable_org_name(upper), readable, "{upper}");
@@ -304,51 +276,30 @@ mod tests {
     #[test]
     fn readable_place_names() {
         assert_eq!(readable_org_name("STOKE-ON-TRENT"), "Stoke-on-Trent");
-        assert_eq!(
-            readable_org_name("NEWCASTLE-UNDER-LYME"),
-            "Newcastle-under-Lyme"
-        );
-        assert_eq!(
-            readable_org_name("ST. LEONARDS-ON-SEA"),
-            "St. Leonards-on-Sea"
-        );
+        assert_eq!(readable_org_name("NEWCASTLE-UNDER-LYME"), "Newcastle-under-Lyme");
+        assert_eq!(readable_org_name("ST. LEONARDS-ON-SEA"), "St. Leonards-on-Sea");
         assert_eq!(readable_org_name("CHESTER-LE-STREET"), "Chester-le-Street");
         assert_eq!(readable_org_name("KING'S LYNN"), "King's Lynn");
-        assert_eq!(
-            readable_org_name("KINGSTON UPON THAMES"),
-            "Kingston upon Thames"
-        );
+        assert_eq!(readable_org_name("KINGSTON UPON THAMES"), "Kingston upon Thames");
     }
 
     #[test]
     fn readable_edges() {
         // A small word first is capitalised.
-        assert_eq!(
-            readable_org_name("THE CHRISTIE NHS FOUNDATION TRUST"),
-            "The Christie NHS Foundation Trust"
-        );
+        assert_eq!(readable_org_name("THE CHRISTIE NHS FOUNDATION TRUST"), "The Christie NHS Foundation Trust");
         assert_eq!(readable_org_name("OF COURSE"), "Of Course");
         // Brackets and punctuation survive.
-        assert_eq!(
-            readable_org_name("BARTS HEALTH NHS TRUST (HQ)"),
-            "Barts Health NHS Trust (Hq)"
-        );
+        assert_eq!(readable_org_name("BARTS HEALTH NHS TRUST (HQ)"), "Barts Health NHS Trust (Hq)");
         assert_eq!(readable_org_name("(THE) TRUST"), "(The) Trust");
         assert_eq!(readable_org_name("NHS (ENGLAND)"), "NHS (England)");
         // Initialisms and numerals.
         assert_eq!(readable_org_name("NHS ENGLAND"), "NHS England");
         assert_eq!(readable_org_name("WARD II"), "Ward II");
-        assert_eq!(
-            readable_org_name("2GETHER NHS FOUNDATION TRUST"),
-            "2gether NHS Foundation Trust"
-        );
+        assert_eq!(readable_org_name("2GETHER NHS FOUNDATION TRUST"), "2gether NHS Foundation Trust");
         // One-letter prefix before an apostrophe.
         assert_eq!(readable_org_name("O'NEILL HOUSE"), "O'Neill House");
         // Already readable input and odd spacing.
-        assert_eq!(
-            readable_org_name("  King's   College Hospital  "),
-            "King's College Hospital"
-        );
+        assert_eq!(readable_org_name("  King's   College Hospital  "), "King's College Hospital");
         assert_eq!(readable_org_name(""), "");
         assert_eq!(readable_org_name("&"), "&");
         assert_eq!(readable_org_name("A-"), "A-");

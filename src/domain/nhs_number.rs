@@ -125,11 +125,7 @@ pub fn check_digit(first_nine: &str) -> Option<u8> {
     if bytes.len() != 9 || !bytes.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let sum: u32 = bytes
-        .iter()
-        .zip((2..=10u32).rev())
-        .map(|(b, weight)| u32::from(b - b'0') * weight)
-        .sum();
+    let sum: u32 = bytes.iter().zip((2..=10u32).rev()).map(|(b, weight)| u32::from(b - b'0') * weight).sum();
     match 11 - sum % 11 {
         11 => Some(0),
         10 => None,
@@ -141,14 +137,7 @@ pub fn check_digit(first_nine: &str) -> Option<u8> {
 mod tests {
     use super::*;
 
-    const VALID: [&str; 6] = [
-        "9434765919",
-        "9990000018",
-        "9990000026",
-        "9990000034",
-        "9000000009",
-        "9000000025",
-    ];
+    const VALID: [&str; 6] = ["9434765919", "9990000018", "9990000026", "9990000034", "9000000009", "9000000025"];
 
     #[test]
     fn known_numbers_are_valid() {
@@ -202,9 +191,7 @@ mod tests {
     fn exactly_one_check_digit_works_otherwise() {
         for i in 0..500u32 {
             let nine = format!("999{i:06}");
-            let valid: Vec<u8> = (0..=9u8)
-                .filter(|d| is_valid(&format!("{nine}{d}")))
-                .collect();
+            let valid: Vec<u8> = (0..=9u8).filter(|d| is_valid(&format!("{nine}{d}"))).collect();
             match check_digit(&nine) {
                 Some(c) => assert_eq!(valid, vec![c]),
                 None => assert!(valid.is_empty()),
@@ -290,28 +277,14 @@ mod tests {
             "9434765919-",
             "943 476 5919 x",
         ] {
-            assert_eq!(
-                NhsNumber::parse(input),
-                Err(NhsNumberError::NotDigits),
-                "{input:?}"
-            );
+            assert_eq!(NhsNumber::parse(input), Err(NhsNumberError::NotDigits), "{input:?}");
         }
     }
 
     #[test]
     fn wrong_lengths() {
-        for input in [
-            "943476591",
-            "94347659190",
-            "1",
-            "943 476 591",
-            "999 000 00189",
-        ] {
-            assert_eq!(
-                NhsNumber::parse(input),
-                Err(NhsNumberError::WrongLength),
-                "{input:?}"
-            );
+        for input in ["943476591", "94347659190", "1", "943 476 591", "999 000 00189"] {
+            assert_eq!(NhsNumber::parse(input), Err(NhsNumberError::WrongLength), "{input:?}");
         }
         assert!(!is_valid("943476591"));
         assert!(!is_valid("94347659190"));
@@ -335,31 +308,16 @@ mod tests {
 
     #[test]
     fn bad_check_digit() {
-        assert_eq!(
-            NhsNumber::parse("9434765918"),
-            Err(NhsNumberError::BadCheckDigit)
-        );
-        assert_eq!(
-            NhsNumber::parse("999 000 0019"),
-            Err(NhsNumberError::BadCheckDigit)
-        );
+        assert_eq!(NhsNumber::parse("9434765918"), Err(NhsNumberError::BadCheckDigit));
+        assert_eq!(NhsNumber::parse("999 000 0019"), Err(NhsNumberError::BadCheckDigit));
     }
 
     #[test]
     fn messages_a_clinician_can_act_on() {
         assert_eq!(NhsNumberError::Empty.to_string(), "Enter the NHS number");
-        assert_eq!(
-            NhsNumberError::NotDigits.to_string(),
-            "An NHS number contains only digits"
-        );
-        assert_eq!(
-            NhsNumberError::WrongLength.to_string(),
-            "An NHS number is 10 digits long"
-        );
-        assert_eq!(
-            NhsNumberError::BadCheckDigit.to_string(),
-            "This is not a valid NHS number: check the digits"
-        );
+        assert_eq!(NhsNumberError::NotDigits.to_string(), "An NHS number contains only digits");
+        assert_eq!(NhsNumberError::WrongLength.to_string(), "An NHS number is 10 digits long");
+        assert_eq!(NhsNumberError::BadCheckDigit.to_string(), "This is not a valid NHS number: check the digits");
     }
 
     #[test]
@@ -368,9 +326,7 @@ mod tests {
         let a = NhsNumber::parse("9000000009").unwrap();
         let b = NhsNumber::parse("9990000018").unwrap();
         assert!(a < b);
-        let set: HashSet<_> = [a.clone(), NhsNumber::parse("900 000 0009").unwrap()]
-            .into_iter()
-            .collect();
+        let set: HashSet<_> = [a.clone(), NhsNumber::parse("900 000 0009").unwrap()].into_iter().collect();
         assert_eq!(set.len(), 1);
     }
 }

@@ -28,11 +28,8 @@ pub enum ItemKind {
 
 impl ItemKind {
     /// Every kind, in display order.
-    pub const ALL: [ItemKind; 3] = [
-        ItemKind::ChildProtectionPlan,
-        ItemKind::LookedAfterChild,
-        ItemKind::UnbornChildProtectionPlan,
-    ];
+    pub const ALL: [ItemKind; 3] =
+        [ItemKind::ChildProtectionPlan, ItemKind::LookedAfterChild, ItemKind::UnbornChildProtectionPlan];
 
     /// The code used in messages and storage: "CPP", "LAC" or "UCPP".
     pub fn code(self) -> &'static str {
@@ -83,11 +80,7 @@ pub struct ItemDates {
 /// The end date the rules use (CP-IS030): for a CPP or LAC, a missing end, or an end after the
 /// child's 18th birthday, becomes the 18th birthday (always `Some`); an unborn child protection
 /// plan's end is as given (it is the mother's; no age rule).
-pub fn effective_end(
-    kind: ItemKind,
-    dates: &ItemDates,
-    birth_date: NaiveDate,
-) -> Option<NaiveDate> {
+pub fn effective_end(kind: ItemKind, dates: &ItemDates, birth_date: NaiveDate) -> Option<NaiveDate> {
     if kind.is_unborn() {
         return dates.end;
     }
@@ -104,11 +97,7 @@ pub fn effective_end(
 /// The earliest of: the day before the delete date (CP-IS009); for CPP and LAC the effective end
 /// plus 365 days (CP-IS010, CP-IS032, CP-IS030), which is never after the 18th birthday plus 365
 /// days (CP-IS007); for an unborn plan the end plus 28 days (CP-IS011, CP-IS033).
-pub fn last_retrievable_day(
-    kind: ItemKind,
-    dates: &ItemDates,
-    birth_date: NaiveDate,
-) -> Option<NaiveDate> {
+pub fn last_retrievable_day(kind: ItemKind, dates: &ItemDates, birth_date: NaiveDate) -> Option<NaiveDate> {
     let by_delete = dates.delete.map(|d| d.pred_opt().unwrap_or(NaiveDate::MIN));
     let grace_days = if kind.is_unborn() { 28 } else { 365 };
     let by_end = effective_end(kind, dates, birth_date).map(|end| add_days(end, grace_days));
@@ -119,12 +108,7 @@ pub fn last_retrievable_day(
 }
 
 /// True when the item is retrievable on UK date `on` (see the module notes).
-pub fn is_retrievable(
-    kind: ItemKind,
-    dates: &ItemDates,
-    birth_date: NaiveDate,
-    on: NaiveDate,
-) -> bool {
+pub fn is_retrievable(kind: ItemKind, dates: &ItemDates, birth_date: NaiveDate, on: NaiveDate) -> bool {
     match last_retrievable_day(kind, dates, birth_date) {
         Some(last) => on <= last,
         None => true,
@@ -170,10 +154,7 @@ mod tests {
     fn names_and_snomed() {
         assert_eq!(ChildProtectionPlan.display_name(), "Child protection plan");
         assert_eq!(LookedAfterChild.display_name(), "Looked after child");
-        assert_eq!(
-            UnbornChildProtectionPlan.display_name(),
-            "Unborn child protection plan"
-        );
+        assert_eq!(UnbornChildProtectionPlan.display_name(), "Unborn child protection plan");
         assert_eq!(ChildProtectionPlan.snomed_code(), "342191000000101");
         assert_eq!(LookedAfterChild.snomed_code(), "764841000000100");
         assert_eq!(UnbornChildProtectionPlan.snomed_code(), "818901000000100");
@@ -188,10 +169,7 @@ mod tests {
         let d = dates(date(2023, 1, 1), Some(end), None);
         for kind in [ChildProtectionPlan, LookedAfterChild] {
             assert_eq!(effective_end(kind, &d, birth()), Some(end));
-            assert_eq!(
-                last_retrievable_day(kind, &d, birth()),
-                Some(plus(end, 365))
-            );
+            assert_eq!(last_retrievable_day(kind, &d, birth()), Some(plus(end, 365)));
             assert!(is_retrievable(kind, &d, birth(), end));
             assert!(is_retrievable(kind, &d, birth(), plus(end, 365)));
             assert!(!is_retrievable(kind, &d, birth(), plus(end, 366)));
@@ -202,12 +180,7 @@ mod tests {
     fn retrievable_before_start_too() {
         // The start date plays no part.
         let d = dates(date(2025, 1, 1), None, None);
-        assert!(is_retrievable(
-            ChildProtectionPlan,
-            &d,
-            birth(),
-            date(2024, 1, 1)
-        ));
+        assert!(is_retrievable(ChildProtectionPlan, &d, birth(), date(2024, 1, 1)));
     }
 
     #[test]
@@ -215,26 +188,10 @@ mod tests {
         let end = date(2025, 6, 30);
         let d = dates(date(2025, 1, 1), Some(end), None);
         let mother = date(1995, 1, 1);
-        assert_eq!(
-            effective_end(UnbornChildProtectionPlan, &d, mother),
-            Some(end)
-        );
-        assert_eq!(
-            last_retrievable_day(UnbornChildProtectionPlan, &d, mother),
-            Some(plus(end, 28))
-        );
-        assert!(is_retrievable(
-            UnbornChildProtectionPlan,
-            &d,
-            mother,
-            plus(end, 28)
-        ));
-        assert!(!is_retrievable(
-            UnbornChildProtectionPlan,
-            &d,
-            mother,
-            plus(end, 29)
-        ));
+        assert_eq!(effective_end(UnbornChildProtectionPlan, &d, mother), Some(end));
+        assert_eq!(last_retrievable_day(UnbornChildProtectionPlan, &d, mother), Some(plus(end, 28)));
+        assert!(is_retrievable(UnbornChildProtectionPlan, &d, mother, plus(end, 28)));
+        assert!(!is_retrievable(UnbornChildProtectionPlan, &d, mother, plus(end, 29)));
     }
 
     #[test]
@@ -242,16 +199,8 @@ mod tests {
         let d = dates(date(2025, 1, 1), None, None);
         let mother = date(1995, 1, 1);
         assert_eq!(effective_end(UnbornChildProtectionPlan, &d, mother), None);
-        assert_eq!(
-            last_retrievable_day(UnbornChildProtectionPlan, &d, mother),
-            None
-        );
-        assert!(is_retrievable(
-            UnbornChildProtectionPlan,
-            &d,
-            mother,
-            date(2099, 1, 1)
-        ));
+        assert_eq!(last_retrievable_day(UnbornChildProtectionPlan, &d, mother), None);
+        assert!(is_retrievable(UnbornChildProtectionPlan, &d, mother, date(2099, 1, 1)));
     }
 
     #[test]
@@ -262,12 +211,7 @@ mod tests {
         let open = dates(date(2026, 1, 5), None, None);
         assert!(is_retrievable(UnbornChildProtectionPlan, &open, mother, on));
         let ended = dates(date(2026, 1, 5), Some(date(2026, 3, 20)), None);
-        assert!(is_retrievable(
-            UnbornChildProtectionPlan,
-            &ended,
-            mother,
-            on
-        ));
+        assert!(is_retrievable(UnbornChildProtectionPlan, &ended, mother, on));
         // The same dates on a CPP for someone born then are long gone.
         assert!(!is_retrievable(ChildProtectionPlan, &open, mother, on));
     }
@@ -277,19 +221,10 @@ mod tests {
         let delete = date(2025, 9, 1);
         for kind in ItemKind::ALL {
             let d = dates(date(2025, 1, 1), None, Some(delete));
-            assert_eq!(
-                last_retrievable_day(kind, &d, birth()),
-                Some(date(2025, 8, 31))
-            );
-            assert!(
-                is_retrievable(kind, &d, birth(), date(2025, 8, 31)),
-                "{kind:?}"
-            );
+            assert_eq!(last_retrievable_day(kind, &d, birth()), Some(date(2025, 8, 31)));
+            assert!(is_retrievable(kind, &d, birth(), date(2025, 8, 31)), "{kind:?}");
             assert!(!is_retrievable(kind, &d, birth(), delete), "{kind:?}");
-            assert!(
-                !is_retrievable(kind, &d, birth(), plus(delete, 1)),
-                "{kind:?}"
-            );
+            assert!(!is_retrievable(kind, &d, birth(), plus(delete, 1)), "{kind:?}");
         }
     }
 
@@ -297,33 +232,19 @@ mod tests {
     fn delete_date_after_end_window_does_not_extend_it() {
         let end = date(2024, 3, 1);
         let d = dates(date(2023, 1, 1), Some(end), Some(date(2030, 1, 1)));
-        assert_eq!(
-            last_retrievable_day(ChildProtectionPlan, &d, birth()),
-            Some(plus(end, 365))
-        );
+        assert_eq!(last_retrievable_day(ChildProtectionPlan, &d, birth()), Some(plus(end, 365)));
         let u = dates(date(2023, 1, 1), Some(end), Some(date(2030, 1, 1)));
-        assert_eq!(
-            last_retrievable_day(UnbornChildProtectionPlan, &u, birth()),
-            Some(plus(end, 28))
-        );
+        assert_eq!(last_retrievable_day(UnbornChildProtectionPlan, &u, birth()), Some(plus(end, 28)));
     }
 
     #[test]
     fn delete_date_before_end_window_wins() {
         let end = date(2024, 3, 1);
         let d = dates(date(2023, 1, 1), Some(end), Some(date(2024, 3, 10)));
-        assert_eq!(
-            last_retrievable_day(LookedAfterChild, &d, birth()),
-            Some(date(2024, 3, 9))
-        );
+        assert_eq!(last_retrievable_day(LookedAfterChild, &d, birth()), Some(date(2024, 3, 9)));
         // Delete date on the start date: never retrievable from then on.
         let d = dates(date(2023, 1, 1), None, Some(date(2023, 1, 1)));
-        assert!(!is_retrievable(
-            ChildProtectionPlan,
-            &d,
-            birth(),
-            date(2023, 1, 1)
-        ));
+        assert!(!is_retrievable(ChildProtectionPlan, &d, birth(), date(2023, 1, 1)));
     }
 
     #[test]
@@ -344,31 +265,14 @@ mod tests {
     #[test]
     fn end_after_18th_birthday_clamps() {
         let d = dates(date(2020, 1, 1), Some(date(2035, 1, 1)), None);
-        assert_eq!(
-            effective_end(ChildProtectionPlan, &d, birth()),
-            Some(date(2033, 5, 10))
-        );
-        assert_eq!(
-            last_retrievable_day(ChildProtectionPlan, &d, birth()),
-            Some(date(2034, 5, 10))
-        );
-        assert!(!is_retrievable(
-            ChildProtectionPlan,
-            &d,
-            birth(),
-            date(2034, 5, 11)
-        ));
+        assert_eq!(effective_end(ChildProtectionPlan, &d, birth()), Some(date(2033, 5, 10)));
+        assert_eq!(last_retrievable_day(ChildProtectionPlan, &d, birth()), Some(date(2034, 5, 10)));
+        assert!(!is_retrievable(ChildProtectionPlan, &d, birth(), date(2034, 5, 11)));
         // An end on the 18th birthday itself stays; the day after clamps back to it.
         let on = dates(date(2020, 1, 1), Some(date(2033, 5, 10)), None);
         let after = dates(date(2020, 1, 1), Some(date(2033, 5, 11)), None);
-        assert_eq!(
-            effective_end(LookedAfterChild, &on, birth()),
-            Some(date(2033, 5, 10))
-        );
-        assert_eq!(
-            effective_end(LookedAfterChild, &after, birth()),
-            Some(date(2033, 5, 10))
-        );
+        assert_eq!(effective_end(LookedAfterChild, &on, birth()), Some(date(2033, 5, 10)));
+        assert_eq!(effective_end(LookedAfterChild, &after, birth()), Some(date(2033, 5, 10)));
     }
 
     #[test]
@@ -376,10 +280,7 @@ mod tests {
         // A mother aged 30: an end long after her 18th birthday is kept.
         let mother = date(1996, 4, 2);
         let d = dates(date(2026, 1, 5), Some(date(2026, 9, 1)), None);
-        assert_eq!(
-            effective_end(UnbornChildProtectionPlan, &d, mother),
-            Some(date(2026, 9, 1))
-        );
+        assert_eq!(effective_end(UnbornChildProtectionPlan, &d, mother), Some(date(2026, 9, 1)));
     }
 
     #[test]
@@ -387,28 +288,12 @@ mod tests {
         // 18 on 2026-02-28 (2026 is not a leap year); a child until 2027-02-28.
         let b = date(2008, 2, 29);
         let d = dates(date(2020, 1, 1), None, None);
-        assert_eq!(
-            effective_end(ChildProtectionPlan, &d, b),
-            Some(date(2026, 2, 28))
-        );
-        assert!(is_retrievable(
-            ChildProtectionPlan,
-            &d,
-            b,
-            date(2027, 2, 28)
-        ));
-        assert!(!is_retrievable(
-            ChildProtectionPlan,
-            &d,
-            b,
-            date(2027, 3, 1)
-        ));
+        assert_eq!(effective_end(ChildProtectionPlan, &d, b), Some(date(2026, 2, 28)));
+        assert!(is_retrievable(ChildProtectionPlan, &d, b, date(2027, 2, 28)));
+        assert!(!is_retrievable(ChildProtectionPlan, &d, b, date(2027, 3, 1)));
         // An end on 1 March 2026 is after the 18th birthday and clamps.
         let late = dates(date(2020, 1, 1), Some(date(2026, 3, 1)), None);
-        assert_eq!(
-            effective_end(LookedAfterChild, &late, b),
-            Some(date(2026, 2, 28))
-        );
+        assert_eq!(effective_end(LookedAfterChild, &late, b), Some(date(2026, 2, 28)));
     }
 
     #[test]
@@ -416,9 +301,6 @@ mod tests {
         // 2027-06-01 + 365 days crosses 29 February 2028: last day 2028-05-31.
         let end = date(2027, 6, 1);
         let d = dates(date(2026, 1, 1), Some(end), None);
-        assert_eq!(
-            last_retrievable_day(ChildProtectionPlan, &d, birth()),
-            Some(date(2028, 5, 31))
-        );
+        assert_eq!(last_retrievable_day(ChildProtectionPlan, &d, birth()), Some(date(2028, 5, 31)));
     }
 }

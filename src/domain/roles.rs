@@ -69,10 +69,7 @@ pub fn job_role_name(code: &str) -> Option<&'static str> {
 }
 
 fn lookup(table: &'static [(&'static str, &'static str)], code: &str) -> Option<&'static str> {
-    table
-        .iter()
-        .find(|(c, _)| *c == code)
-        .map(|(_, name)| *name)
+    table.iter().find(|(c, _)| *c == code).map(|(_, name)| *name)
 }
 
 /// The job role code alone: SDS writes a full role as "S8000:G8000:R8001"; the job role is the
@@ -104,9 +101,26 @@ pub fn may_trace_patients(activity_codes: &[impl AsRef<str>]) -> bool {
     holds(activity_codes, B0264)
 }
 
+/// Registration Authority job roles: RA Manager and RA Agent.
+pub const RA_ROLES: [&str; 2] = ["R5080", "R5090"];
+
+/// True when the role profile may administer user accounts: an RA job role, or the project's
+/// CPX01 activity code.
+pub fn may_administer_users(job_role: &str, activity_codes: &[impl AsRef<str>]) -> bool {
+    RA_ROLES.contains(&job_role) || holds(activity_codes, CPX01)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registration_authority_roles_or_cpx01_administer_users() {
+        assert!(may_administer_users("R5080", &[] as &[&str]));
+        assert!(may_administer_users("R5090", &[] as &[&str]));
+        assert!(may_administer_users("R8000", &[CPX01]));
+        assert!(!may_administer_users("R8000", &[B0264, B0107]));
+    }
     use std::collections::HashSet;
 
     #[test]
@@ -117,14 +131,8 @@ mod tests {
         for code in [B0264, B0107, B0170, CPX01, CPX02, CPX03, CPX04] {
             assert!(codes.contains(code), "{code}");
         }
-        assert_eq!(
-            activity_name(B0264),
-            Some("Access SCR Application (Perform Patient Trace)")
-        );
-        assert_eq!(
-            activity_name("B0107"),
-            Some("View Child Protection Plan information")
-        );
+        assert_eq!(activity_name(B0264), Some("Access SCR Application (Perform Patient Trace)"));
+        assert_eq!(activity_name("B0107"), Some("View Child Protection Plan information"));
         assert_eq!(activity_name("B9999"), None);
         assert_eq!(activity_name(""), None);
     }
@@ -137,19 +145,10 @@ mod tests {
         for m in MIDWIFE_ROLES {
             assert!(codes.contains(m), "{m}");
         }
-        assert_eq!(
-            job_role_name("R8000"),
-            Some("Clinical Practitioner Access Role")
-        );
+        assert_eq!(job_role_name("R8000"), Some("Clinical Practitioner Access Role"));
         assert_eq!(job_role_name("R0680"), Some("Midwife"));
-        assert_eq!(
-            job_role_name("S8000:G8000:R8001"),
-            Some("Nurse Access Role")
-        );
-        assert_eq!(
-            job_role_name(R9000),
-            Some("Local Authority Children's Social Care Practitioner")
-        );
+        assert_eq!(job_role_name("S8000:G8000:R8001"), Some("Nurse Access Role"));
+        assert_eq!(job_role_name(R9000), Some("Local Authority Children's Social Care Practitioner"));
         assert_eq!(job_role_name("R1234"), None);
     }
 
@@ -159,11 +158,7 @@ mod tests {
             assert!(may_see_unborn_plans(m), "{m}");
         }
         for (code, _) in JOB_ROLES {
-            assert_eq!(
-                may_see_unborn_plans(code),
-                MIDWIFE_ROLES.contains(code),
-                "{code}"
-            );
+            assert_eq!(may_see_unborn_plans(code), MIDWIFE_ROLES.contains(code), "{code}");
         }
         assert!(!may_see_unborn_plans(""));
         assert!(!may_see_unborn_plans("r0680"));

@@ -40,42 +40,27 @@ impl std::fmt::Display for RowError {
 
 /// Parses and checks a whole file. Returns every row, or every problem found (at most 100).
 pub fn parse_csv(input: impl Read) -> Result<Vec<NewPatient>, Vec<RowError>> {
-    let mut reader = csv::ReaderBuilder::new()
-        .trim(csv::Trim::All)
-        .from_reader(input);
+    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(input);
     let headers = reader
         .headers()
-        .map_err(|e| {
-            vec![RowError {
-                line: 1,
-                message: format!("cannot read the header: {e}"),
-            }]
-        })?
+        .map_err(|e| vec![RowError { line: 1, message: format!("cannot read the header: {e}") }])?
         .clone();
     let found: Vec<&str> = headers.iter().collect();
     if found != COLUMNS {
-        return Err(vec![RowError {
-            line: 1,
-            message: format!("the header must be exactly: {}", COLUMNS.join(",")),
-        }]);
+        return Err(vec![RowError { line: 1, message: format!("the header must be exactly: {}", COLUMNS.join(",")) }]);
     }
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     let mut seen = HashSet::new();
     for (i, record) in reader.records().enumerate() {
         let line = i as u64 + 2;
-        let result = record
-            .map_err(|e| format!("cannot read the row: {e}"))
-            .and_then(|r| parse_row(&r));
+        let result = record.map_err(|e| format!("cannot read the row: {e}")).and_then(|r| parse_row(&r));
         match result {
             Ok(p) => {
                 if !seen.insert(p.nhs_number.clone()) {
                     errors.push(RowError {
                         line,
-                        message: format!(
-                            "NHS number {} appears more than once in the file",
-                            p.nhs_number
-                        ),
+                        message: format!("NHS number {} appears more than once in the file", p.nhs_number),
                     });
                 } else {
                     rows.push(p);
@@ -91,10 +76,7 @@ pub fn parse_csv(input: impl Read) -> Result<Vec<NewPatient>, Vec<RowError>> {
         return Err(errors);
     }
     if rows.is_empty() {
-        return Err(vec![RowError {
-            line: 2,
-            message: "the file holds no patients".into(),
-        }]);
+        return Err(vec![RowError { line: 2, message: "the file holds no patients".into() }]);
     }
     Ok(rows)
 }
@@ -104,9 +86,7 @@ fn parse_row(r: &csv::StringRecord) -> Result<NewPatient, String> {
     let optional = |i: usize| Some(field(i)).filter(|s| !s.is_empty());
     let nhs = field(0);
     if !nhs_number::is_valid(nhs) {
-        return Err(format!(
-            "nhs_number {nhs:?} is not a valid 10-digit NHS number"
-        ));
+        return Err(format!("nhs_number {nhs:?} is not a valid 10-digit NHS number"));
     }
     let family = field(2);
     if family.is_empty() || family.chars().count() > 100 {
@@ -115,12 +95,8 @@ fn parse_row(r: &csv::StringRecord) -> Result<NewPatient, String> {
     if field(1).chars().count() > 100 {
         return Err("given_name is longer than 100 characters".into());
     }
-    let gender = Gender::parse(field(3)).ok_or_else(|| {
-        format!(
-            "gender {:?} must be male, female, other or unknown",
-            field(3)
-        )
-    })?;
+    let gender = Gender::parse(field(3))
+        .ok_or_else(|| format!("gender {:?} must be male, female, other or unknown", field(3)))?;
     let birth = date(field(4), "birth_date")?.ok_or("birth_date is required (YYYY-MM-DD)")?;
     let mut p = NewPatient::new(nhs, field(1), family, gender, birth);
     p.death_date = date(field(5), "death_date")?;
@@ -147,9 +123,7 @@ fn parse_row(r: &csv::StringRecord) -> Result<NewPatient, String> {
     p.restricted = boolean(field(9), "restricted")?;
     if let Some(s) = optional(10) {
         if !nhs_number::is_valid(s) || s == nhs {
-            return Err(format!(
-                "superseded_by {s:?} must be another valid NHS number"
-            ));
+            return Err(format!("superseded_by {s:?} must be another valid NHS number"));
         }
         p.superseded_by = Some(s.to_owned());
     }
@@ -178,19 +152,13 @@ fn boolean(s: &str, name: &str) -> Result<bool, String> {
 }
 
 /// Stores a checked file in one transaction, with its audit entry.
-pub fn store(
-    conn: &mut diesel::PgConnection,
-    rows: &[NewPatient],
-) -> Result<usize, crate::error::AppError> {
+pub fn store(conn: &mut diesel::PgConnection, rows: &[NewPatient]) -> Result<usize, crate::error::AppError> {
     use diesel::prelude::*;
     conn.transaction(|conn| {
         // A superseded_by must name a patient in this file or already in the store.
         let in_file: HashSet<&str> = rows.iter().map(|r| r.nhs_number.as_str()).collect();
-        let wanted: Vec<&str> = rows
-            .iter()
-            .filter_map(|r| r.superseded_by.as_deref())
-            .filter(|n| !in_file.contains(n))
-            .collect();
+        let wanted: Vec<&str> =
+            rows.iter().filter_map(|r| r.superseded_by.as_deref()).filter(|n| !in_file.contains(n)).collect();
         let known: Vec<String> = crate::schema::patients::table
             .filter(crate::schema::patients::nhs_number.eq_any(&wanted))
             .select(crate::schema::patients::nhs_number)
@@ -218,7 +186,9 @@ mod tests {
 
     #[test]
     fn reads_a_full_row() {
-        let csv = format!("{HEADER}9000000009,Jane,Smith,female,2010-10-22,,ls1 6ae,1 Trevelyan Square,Y12345,false,,false\n");
+        let csv = format!(
+            "{HEADER}9000000009,Jane,Smith,female,2010-10-22,,ls1 6ae,1 Trevelyan Square,Y12345,false,,false\n"
+        );
         let rows = parse_csv(csv.as_bytes()).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].postcode.as_deref(), Some("LS16AE"));

@@ -72,9 +72,7 @@ impl Patient {
         }
     }
     pub fn gender_label(&self) -> &'static str {
-        Gender::parse(&self.gender)
-            .unwrap_or(Gender::Unknown)
-            .label()
+        Gender::parse(&self.gender).unwrap_or(Gender::Unknown).label()
     }
     pub fn age_on(&self, on: NaiveDate) -> i32 {
         dates::age_in_years(self.birth_date, self.death_date.map_or(on, |d| d.min(on)))
@@ -167,11 +165,7 @@ impl NewPatient {
 // Database methods.
 
 pub fn find(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<Option<Patient>> {
-    patients::table
-        .find(nhs_number)
-        .select(Patient::as_select())
-        .first(conn)
-        .optional()
+    patients::table.find(nhs_number).select(Patient::as_select()).first(conn).optional()
 }
 
 /// Looks a number up as PDS would: a superseded number leads to the current record (following a
@@ -199,10 +193,7 @@ pub fn lookup(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<Lookup> 
     if current.nhs_number == nhs_number {
         Ok(Lookup::Found(current))
     } else {
-        Ok(Lookup::Superseded {
-            old_number: nhs_number.to_owned(),
-            current,
-        })
+        Ok(Lookup::Superseded { old_number: nhs_number.to_owned(), current })
     }
 }
 
@@ -265,10 +256,7 @@ pub fn upsert(conn: &mut PgConnection, rows: &[NewPatient]) -> QueryResult<usize
 pub fn insert_missing(conn: &mut PgConnection, rows: &[NewPatient]) -> QueryResult<usize> {
     let mut n = 0;
     for chunk in rows.chunks(3000) {
-        n += diesel::insert_into(patients::table)
-            .values(chunk)
-            .on_conflict_do_nothing()
-            .execute(conn)?;
+        n += diesel::insert_into(patients::table).values(chunk).on_conflict_do_nothing().execute(conn)?;
     }
     Ok(n)
 }

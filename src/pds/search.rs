@@ -42,10 +42,7 @@ impl NamePattern {
             return Ok(Some(NamePattern::Prefix(stem.to_owned())));
         }
         if s.contains('*') {
-            return Err(FieldError::new(
-                field,
-                "A * can only go at the end of a name, like Smi*",
-            ));
+            return Err(FieldError::new(field, "A * can only go at the end of a name, like Smi*"));
         }
         Ok(Some(NamePattern::Exact(s)))
     }
@@ -105,10 +102,7 @@ pub struct DemographicInput {
 
 impl DemographicQuery {
     /// Checks the form; every problem is reported at once, each against its field.
-    pub fn parse(
-        input: &DemographicInput,
-        today: NaiveDate,
-    ) -> Result<DemographicQuery, Vec<FieldError>> {
+    pub fn parse(input: &DemographicInput, today: NaiveDate) -> Result<DemographicQuery, Vec<FieldError>> {
         let mut errors = Vec::new();
         let family = match NamePattern::parse(&input.family_name, "family_name") {
             Ok(Some(f)) => Some(f),
@@ -127,10 +121,7 @@ impl DemographicQuery {
         });
         let from = match parse_date(&input.dob_day, &input.dob_month, &input.dob_year) {
             DateField::Valid(d) if d > today => {
-                errors.push(FieldError::new(
-                    "dob",
-                    "Date of birth must be today or in the past",
-                ));
+                errors.push(FieldError::new("dob", "Date of birth must be today or in the past"));
                 None
             }
             DateField::Valid(d) => Some(d),
@@ -139,10 +130,7 @@ impl DemographicQuery {
                 None
             }
             DateField::Invalid => {
-                errors.push(FieldError::new(
-                    "dob",
-                    "Date of birth must be a real date, like 22 10 2010",
-                ));
+                errors.push(FieldError::new("dob", "Date of birth must be a real date, like 22 10 2010"));
                 None
             }
         };
@@ -150,24 +138,15 @@ impl DemographicQuery {
             DateField::Valid(d) => Some(d),
             DateField::Empty => from,
             DateField::Invalid => {
-                errors.push(FieldError::new(
-                    "dob_to",
-                    "The end of the range must be a real date",
-                ));
+                errors.push(FieldError::new("dob_to", "The end of the range must be a real date"));
                 None
             }
         };
         if let (Some(f), Some(t)) = (from, to) {
             if t < f {
-                errors.push(FieldError::new(
-                    "dob_to",
-                    "The end of the range must be on or after its start",
-                ));
+                errors.push(FieldError::new("dob_to", "The end of the range must be on or after its start"));
             } else if (t - f).num_days() > MAX_RANGE_DAYS {
-                errors.push(FieldError::new(
-                    "dob_to",
-                    "A date of birth range can be at most 5 years",
-                ));
+                errors.push(FieldError::new("dob_to", "A date of birth range can be at most 5 years"));
             }
         }
         let gender = match input.gender.trim() {
@@ -179,29 +158,22 @@ impl DemographicQuery {
         };
         let postcode = match normalise_postcode(&input.postcode) {
             p if p.is_empty() => None,
-            p if (5..=7).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()) => {
-                Some(p)
-            }
+            p if (5..=7).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()) => Some(p),
             _ => {
-                errors.push(FieldError::new(
-                    "postcode",
-                    "Enter a full UK postcode, like LS1 6AE",
-                ));
+                errors.push(FieldError::new("postcode", "Enter a full UK postcode, like LS1 6AE"));
                 None
             }
         };
         match (family, from, to) {
-            (Some(family), Some(birth_from), Some(birth_to)) if errors.is_empty() => {
-                Ok(DemographicQuery {
-                    family,
-                    given,
-                    birth_from,
-                    birth_to,
-                    gender,
-                    postcode,
-                    similar: input.similar.as_deref().is_some_and(|s| !s.is_empty()),
-                })
-            }
+            (Some(family), Some(birth_from), Some(birth_to)) if errors.is_empty() => Ok(DemographicQuery {
+                family,
+                given,
+                birth_from,
+                birth_to,
+                gender,
+                postcode,
+                similar: input.similar.as_deref().is_some_and(|s| !s.is_empty()),
+            }),
             _ => Err(errors),
         }
     }
@@ -300,9 +272,7 @@ pub fn search(conn: &mut PgConnection, q: &DemographicQuery) -> QueryResult<Sear
         query = query.filter(patients::gender.eq(g.code()));
     }
     if let Some(pc) = &q.postcode {
-        query = query
-            .filter(patients::postcode.eq(pc))
-            .filter(patients::restricted.eq(false));
+        query = query.filter(patients::postcode.eq(pc)).filter(patients::restricted.eq(false));
     }
     let found: Vec<Patient> = query.limit(MAX_RESULTS as i64 + 1).load(conn)?;
     if found.len() > MAX_RESULTS {
@@ -326,9 +296,7 @@ pub fn search(conn: &mut PgConnection, q: &DemographicQuery) -> QueryResult<Sear
 }
 
 fn escape_like(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
+    s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
 
 #[cfg(test)]
@@ -368,10 +336,7 @@ mod tests {
 
     #[test]
     fn wildcards_need_three_letters() {
-        assert_eq!(
-            NamePattern::parse("Smi*", "f").unwrap(),
-            Some(NamePattern::Prefix("smi".into()))
-        );
+        assert_eq!(NamePattern::parse("Smi*", "f").unwrap(), Some(NamePattern::Prefix("smi".into())));
         assert!(NamePattern::parse("Sm*", "f").is_err());
         assert!(NamePattern::parse("S*th", "f").is_err());
         assert_eq!(NamePattern::parse("  ", "f").unwrap(), None);
@@ -379,8 +344,7 @@ mod tests {
 
     #[test]
     fn family_name_and_birth_date_are_required() {
-        let errors =
-            DemographicQuery::parse(&input("", ("", "", "")), d(2026, 11, 22)).unwrap_err();
+        let errors = DemographicQuery::parse(&input("", ("", "", "")), d(2026, 11, 22)).unwrap_err();
         let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, vec!["family_name", "dob"]);
     }
@@ -399,12 +363,8 @@ mod tests {
 
     #[test]
     fn a_single_date_is_a_range_of_one_day() {
-        let q = DemographicQuery::parse(&input("Smith", ("22", "10", "2010")), d(2026, 11, 22))
-            .unwrap();
-        assert_eq!(
-            (q.birth_from, q.birth_to),
-            (d(2010, 10, 22), d(2010, 10, 22))
-        );
+        let q = DemographicQuery::parse(&input("Smith", ("22", "10", "2010")), d(2026, 11, 22)).unwrap();
+        assert_eq!((q.birth_from, q.birth_to), (d(2010, 10, 22), d(2010, 10, 22)));
     }
 
     #[test]

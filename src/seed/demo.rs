@@ -15,9 +15,7 @@ use crate::domain::dates::{anniversary, uk_date};
 use crate::domain::nhs_number;
 use crate::domain::roles::{B0107, B0264, CPX01, CPX02, CPX03};
 use crate::pds::patient::{self, Gender, NewPatient};
-use crate::schema::{
-    access_events, cp_items, local_authorities, role_profile_activities, role_profiles, users,
-};
+use crate::schema::{access_events, cp_items, local_authorities, role_profile_activities, role_profiles, users};
 
 /// The password of every demo account (listed in README.md). Demo only.
 pub const DEMO_PASSWORD: &str = "demo-passphrase-2026";
@@ -67,10 +65,7 @@ pub const PERSONAS: &[Persona] = &[
         name: "Dr Nadia Khan",
         email: "nadia.khan@nhs.example.org",
         telephone: "020 7946 0105",
-        profiles: &[
-            ("RR8", "R8000", &[B0264, B0107]),
-            ("RRK", "R8008", &[B0264]),
-        ],
+        profiles: &[("RR8", "R8000", &[B0264, B0107]), ("RRK", "R8008", &[B0264])],
     },
     Persona {
         username: "ravi.shah",
@@ -164,9 +159,8 @@ const GIVEN_F: &[&str] = &[
     "Zara",
 ];
 const GIVEN_M: &[&str] = &[
-    "Muhammad", "Noah", "Oliver", "George", "Leo", "Arthur", "Oscar", "Harry", "Theodore", "Jack",
-    "Charlie", "Freddie", "Alfie", "Jacob", "Thomas", "Henry", "Archie", "Ethan", "Isaac",
-    "Joshua", "Reuben",
+    "Muhammad", "Noah", "Oliver", "George", "Leo", "Arthur", "Oscar", "Harry", "Theodore", "Jack", "Charlie",
+    "Freddie", "Alfie", "Jacob", "Thomas", "Henry", "Archie", "Ethan", "Isaac", "Joshua", "Reuben",
 ];
 const FAMILY: &[&str] = &[
     "Smith",
@@ -270,9 +264,7 @@ const FAMILY: &[&str] = &[
     "Pearson",
     "Smyth",
 ];
-const POSTCODE_AREAS: &[&str] = &[
-    "LS", "M", "B", "SE", "N", "E", "CT", "ME", "TN", "BS", "L", "NE", "S", "NG", "LE",
-];
+const POSTCODE_AREAS: &[&str] = &["LS", "M", "B", "SE", "N", "E", "CT", "ME", "TN", "BS", "L", "NE", "S", "NG", "LE"];
 const STREETS: &[&str] = &[
     "High Street",
     "Station Road",
@@ -296,19 +288,16 @@ pub fn test_numbers() -> impl Iterator<Item = String> {
 
 /// The `n`th valid NHS number of the test range.
 pub fn test_number(n: usize) -> String {
-    test_numbers()
-        .nth(n)
-        .expect("the test range holds millions of numbers")
+    test_numbers().nth(n).expect("the test range holds millions of numbers")
 }
 
 /// A summary of what was loaded.
 pub type Summary = String;
 
 pub fn load(conn: &mut PgConnection, now: DateTime<Utc>) -> anyhow::Result<Summary> {
-    let already: bool = diesel::select(diesel::dsl::exists(
-        users::table.filter(users::username.eq(PERSONAS[0].username)),
-    ))
-    .get_result(conn)?;
+    let already: bool =
+        diesel::select(diesel::dsl::exists(users::table.filter(users::username.eq(PERSONAS[0].username))))
+            .get_result(conn)?;
     if already {
         return Ok("already loaded; nothing changed".into());
     }
@@ -352,130 +341,58 @@ fn named(today: NaiveDate) -> Vec<NewPatient> {
     use fixtures::*;
     let mut v = vec![
         with_address(
-            NewPatient::new(
-                AMELIA_HART,
-                "Amelia",
-                "Hart",
-                Gender::Female,
-                years_ago(today, 17, 40),
-            ),
+            NewPatient::new(AMELIA_HART, "Amelia", "Hart", Gender::Female, years_ago(today, 17, 40)),
             "CT1 2AB",
             "4 Castle Row, Canterbury",
         ),
         with_address(
-            NewPatient::new(
-                OLIVER_BENNETT,
-                "Oliver",
-                "Bennett",
-                Gender::Male,
-                years_ago(today, 8, 10),
-            ),
+            NewPatient::new(OLIVER_BENNETT, "Oliver", "Bennett", Gender::Male, years_ago(today, 8, 10)),
             "ME14 1XX",
             "12 Tonbridge Road, Maidstone",
         ),
         with_address(
-            NewPatient::new(
-                MIA_THOMPSON,
-                "Mia",
-                "Thompson",
-                Gender::Female,
-                years_ago(today, 6, 100),
-            ),
+            NewPatient::new(MIA_THOMPSON, "Mia", "Thompson", Gender::Female, years_ago(today, 6, 100)),
             "M13 9WL",
             "7 Oxford Road, Manchester",
         ),
         with_address(
-            NewPatient::new(
-                NOAH_WILLIAMS,
-                "Noah",
-                "Williams",
-                Gender::Male,
-                years_ago(today, 12, 5),
-            ),
+            NewPatient::new(NOAH_WILLIAMS, "Noah", "Williams", Gender::Male, years_ago(today, 12, 5)),
             "LS9 7TF",
             "22 Beckett Street, Leeds",
         ),
         with_address(
-            NewPatient::new(
-                SARAH_COLLINS,
-                "Sarah",
-                "Collins",
-                Gender::Female,
-                years_ago(today, 29, 60),
-            ),
+            NewPatient::new(SARAH_COLLINS, "Sarah", "Collins", Gender::Female, years_ago(today, 29, 60)),
             "B15 2GW",
             "3 Mindelsohn Way, Birmingham",
         ),
         with_address(
-            NewPatient::new(
-                JACK_ROBINSON,
-                "Jack",
-                "Robinson",
-                Gender::Male,
-                years_ago(today, 10, 20),
-            ),
+            NewPatient::new(JACK_ROBINSON, "Jack", "Robinson", Gender::Male, years_ago(today, 10, 20)),
             "CT9 4AN",
             "9 Ramsgate Road, Margate",
         ),
         with_address(
-            NewPatient::new(
-                ELLA_WRIGHT,
-                "Ella",
-                "Wright",
-                Gender::Female,
-                years_ago(today, 9, 30),
-            ),
+            NewPatient::new(ELLA_WRIGHT, "Ella", "Wright", Gender::Female, years_ago(today, 9, 30)),
             "TN24 0LZ",
             "1 Kennington Road, Ashford",
         ),
         with_address(
-            NewPatient::new(
-                HARRY_GREEN,
-                "Harry",
-                "Green",
-                Gender::Male,
-                years_ago(today, 7, 3),
-            ),
+            NewPatient::new(HARRY_GREEN, "Harry", "Green", Gender::Male, years_ago(today, 7, 3)),
             "LS1 4AP",
             "15 Park Row, Leeds",
         ),
         with_address(
-            NewPatient::new(
-                AVA_HALL,
-                "Ava",
-                "Hall",
-                Gender::Female,
-                years_ago(today, 15, 77),
-            ),
+            NewPatient::new(AVA_HALL, "Ava", "Hall", Gender::Female, years_ago(today, 15, 77)),
             "SE5 9RS",
             "Withheld",
         ),
-        NewPatient::new(
-            LEO_BAKER,
-            "Leo",
-            "Baker",
-            Gender::Male,
-            years_ago(today, 5, 12),
-        ),
+        NewPatient::new(LEO_BAKER, "Leo", "Baker", Gender::Male, years_ago(today, 5, 12)),
         with_address(
-            NewPatient::new(
-                CHLOE_EVANS,
-                "Chloe",
-                "Evans",
-                Gender::Female,
-                years_ago(today, 18, 200),
-            ),
+            NewPatient::new(CHLOE_EVANS, "Chloe", "Evans", Gender::Female, years_ago(today, 18, 200)),
             "M1 1AE",
             "30 Portland Street, Manchester",
         ),
         with_address(
-            NewPatient::new(
-                ALFIE_MOORE,
-                "Alfie",
-                "Moore",
-                Gender::Male,
-                years_ago(today, 4, 50),
-            ),
+            NewPatient::new(ALFIE_MOORE, "Alfie", "Moore", Gender::Male, years_ago(today, 4, 50)),
             "B1 1BB",
             "8 Broad Street, Birmingham",
         ),
@@ -504,13 +421,7 @@ fn named(today: NaiveDate) -> Vec<NewPatient> {
     ];
     v.push(NewPatient {
         superseded_by: Some(OLIVER_BENNETT.into()),
-        ..NewPatient::new(
-            OLIVER_OLD_NUMBER,
-            "Oliver",
-            "Bennett",
-            Gender::Male,
-            years_ago(today, 8, 10),
-        )
+        ..NewPatient::new(OLIVER_OLD_NUMBER, "Oliver", "Bennett", Gender::Male, years_ago(today, 8, 10))
     });
     for p in v.iter_mut() {
         if p.nhs_number == AVA_HALL || p.nhs_number == JANET_SMYTHE {
@@ -529,34 +440,14 @@ pub fn population(today: NaiveDate) -> Vec<NewPatient> {
     let mut out = named(today);
     let mut numbers = test_numbers().skip(100);
     while out.len() < POPULATION {
-        let number = numbers
-            .next()
-            .expect("the test range holds millions of numbers");
+        let number = numbers.next().expect("the test range holds millions of numbers");
         let kind = rng.gen_range(0..100);
         let (gender, age) = match kind {
-            0..=69 => (
-                if rng.gen_bool(0.5) {
-                    Gender::Female
-                } else {
-                    Gender::Male
-                },
-                rng.gen_range(0..19),
-            ),
+            0..=69 => (if rng.gen_bool(0.5) { Gender::Female } else { Gender::Male }, rng.gen_range(0..19)),
             70..=94 => (Gender::Female, rng.gen_range(16..45)),
-            _ => (
-                if rng.gen_bool(0.5) {
-                    Gender::Female
-                } else {
-                    Gender::Male
-                },
-                rng.gen_range(19..80),
-            ),
+            _ => (if rng.gen_bool(0.5) { Gender::Female } else { Gender::Male }, rng.gen_range(19..80)),
         };
-        let given = if gender == Gender::Female {
-            GIVEN_F
-        } else {
-            GIVEN_M
-        };
+        let given = if gender == Gender::Female { GIVEN_F } else { GIVEN_M };
         let birth = years_ago(today, age, rng.gen_range(0..365));
         let area = POSTCODE_AREAS[rng.gen_range(0..POSTCODE_AREAS.len())];
         let postcode = format!(
@@ -566,11 +457,7 @@ pub fn population(today: NaiveDate) -> Vec<NewPatient> {
             (b'A' + rng.gen_range(0..26u8)) as char,
             (b'A' + rng.gen_range(0..26u8)) as char
         );
-        let address = format!(
-            "{} {}",
-            rng.gen_range(1..200),
-            STREETS[rng.gen_range(0..STREETS.len())]
-        );
+        let address = format!("{} {}", rng.gen_range(1..200), STREETS[rng.gen_range(0..STREETS.len())]);
         let mut p = with_address(
             NewPatient::new(
                 &number,
@@ -650,23 +537,8 @@ struct Item<'a> {
     replaced: bool,
 }
 
-fn item<'a>(
-    nhs: &'a str,
-    la: &'a str,
-    kind: &'a str,
-    start: NaiveDate,
-    end: Option<NaiveDate>,
-) -> Item<'a> {
-    Item {
-        nhs,
-        la,
-        kind,
-        child_id: format!("{}-{}", &la[5..], &nhs[6..]),
-        start,
-        end,
-        delete: None,
-        replaced: false,
-    }
+fn item<'a>(nhs: &'a str, la: &'a str, kind: &'a str, start: NaiveDate, end: Option<NaiveDate>) -> Item<'a> {
+    Item { nhs, la, kind, child_id: format!("{}-{}", &la[5..], &nhs[6..]), start, end, delete: None, replaced: false }
 }
 
 fn items(conn: &mut PgConnection, today: NaiveDate) -> QueryResult<usize> {
@@ -683,22 +555,14 @@ fn items(conn: &mut PgConnection, today: NaiveDate) -> QueryResult<usize> {
         item(SARAH_COLLINS, BIRMINGHAM, "UCPP", d(-100), Some(d(60))),
         item(JACK_ROBINSON, KENT, "CPP", d(-700), Some(d(-300))),
         item(ELLA_WRIGHT, KENT, "CPP", d(-900), Some(d(-400))),
-        Item {
-            delete: Some(d(-10)),
-            ..item(HARRY_GREEN, LEEDS, "CPP", d(-300), None)
-        },
-        Item {
-            replaced: true,
-            ..item(HARRY_GREEN, LEEDS, "LAC", d(-250), None)
-        },
+        Item { delete: Some(d(-10)), ..item(HARRY_GREEN, LEEDS, "CPP", d(-300), None) },
+        Item { replaced: true, ..item(HARRY_GREEN, LEEDS, "LAC", d(-250), None) },
         item(CHLOE_EVANS, MANCHESTER, "CPP", d(-1000), None),
         item(JANE_SMITH, LEEDS, "CPP", d(-30), None),
     ];
     // The generated population: about one child in eight has information, across many LAs.
-    let las: Vec<String> = local_authorities::table
-        .select(local_authorities::code)
-        .order(local_authorities::code)
-        .load(conn)?;
+    let las: Vec<String> =
+        local_authorities::table.select(local_authorities::code).order(local_authorities::code).load(conn)?;
     let generated = population(today);
     let mut rng = ChaCha8Rng::seed_from_u64(0x17E45);
     for p in generated.iter().skip(15) {
@@ -710,18 +574,10 @@ fn items(conn: &mut PgConnection, today: NaiveDate) -> QueryResult<usize> {
         let start = d(-rng.gen_range(10..900)).max(p.birth_date);
         if age < 18 {
             let kind = if rng.gen_bool(0.45) { "CPP" } else { "LAC" };
-            let end = rng
-                .gen_ratio(1, 5)
-                .then(|| (start + TimeDelta::days(rng.gen_range(30..400))).min(today));
+            let end = rng.gen_ratio(1, 5).then(|| (start + TimeDelta::days(rng.gen_range(30..400))).min(today));
             list.push(item(&p.nhs_number, la, kind, start, end));
         } else if p.gender == "female" && (18..40).contains(&age) && rng.gen_ratio(1, 6) {
-            list.push(item(
-                &p.nhs_number,
-                la,
-                "UCPP",
-                d(-rng.gen_range(10..200)),
-                Some(d(rng.gen_range(1..200))),
-            ));
+            list.push(item(&p.nhs_number, la, "UCPP", d(-rng.gen_range(10..200)), Some(d(rng.gen_range(1..200)))));
         }
     }
     let mut n = 0;
@@ -744,14 +600,7 @@ fn items(conn: &mut PgConnection, today: NaiveDate) -> QueryResult<usize> {
 }
 
 /// (NHS number, viewer id, viewer name, job role, organisation, when)
-type SeedAccess = (
-    String,
-    String,
-    String,
-    &'static str,
-    &'static str,
-    DateTime<Utc>,
-);
+type SeedAccess = (String, String, String, &'static str, &'static str, DateTime<Utc>);
 
 /// Thirty earlier accesses to Mia Thompson by thirty people (the history shows 25), and a few to
 /// Noah Williams, one person twice within 24 hours (shown once).
@@ -764,11 +613,7 @@ fn accesses(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
             (
                 MIA_THOMPSON.to_owned(),
                 format!("00000000-0000-4000-8000-{:012}", i + 1),
-                format!(
-                    "{} {}",
-                    GIVEN_F[i % GIVEN_F.len()],
-                    FAMILY[(i * 7) % FAMILY.len()]
-                ),
+                format!("{} {}", GIVEN_F[i % GIVEN_F.len()], FAMILY[(i * 7) % FAMILY.len()]),
                 roles[i % roles.len()],
                 orgs[i % orgs.len()],
                 now - TimeDelta::hours(12 * (30 - i as i64)),
@@ -786,10 +631,8 @@ fn accesses(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
         ));
     }
     events.sort_by_key(|e| e.5);
-    let keyed: Vec<((String, String), DateTime<Utc>)> = events
-        .iter()
-        .map(|e| ((e.0.clone(), e.1.clone()), e.5))
-        .collect();
+    let keyed: Vec<((String, String), DateTime<Utc>)> =
+        events.iter().map(|e| ((e.0.clone(), e.1.clone()), e.5)).collect();
     let shown = first_access_flags(&keyed);
     for (e, shown) in events.iter().zip(shown) {
         diesel::insert_into(access_events::table)
@@ -811,10 +654,7 @@ fn accesses(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<usize> {
 /// Contact numbers for the LAs that hold demo information, as their first accepted file would
 /// have set them (Ofcom's drama range), and a notification address under example.org for every LA.
 fn la_contacts(conn: &mut PgConnection, now: DateTime<Utc>) -> QueryResult<()> {
-    let holding: Vec<String> = cp_items::table
-        .select(cp_items::la_code)
-        .distinct()
-        .load(conn)?;
+    let holding: Vec<String> = cp_items::table.select(cp_items::la_code).distinct().load(conn)?;
     for (i, code) in holding.iter().enumerate() {
         let n = 100 + 2 * (i % 450);
         diesel::update(local_authorities::table.find(code))
@@ -843,10 +683,7 @@ mod tests {
         let all = population(today);
         assert_eq!(all.len(), POPULATION);
         let mut numbers: Vec<&str> = all.iter().map(|p| p.nhs_number.as_str()).collect();
-        assert!(
-            numbers.iter().all(|n| nhs_number::is_valid(n)),
-            "every number passes modulus 11"
-        );
+        assert!(numbers.iter().all(|n| nhs_number::is_valid(n)), "every number passes modulus 11");
         numbers.sort();
         numbers.dedup();
         assert_eq!(numbers.len(), POPULATION, "no number twice");

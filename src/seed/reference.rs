@@ -33,11 +33,7 @@ fn rows(csv_text: &str, columns: usize) -> anyhow::Result<Vec<Vec<String>>> {
     let mut out = Vec::new();
     for record in reader.records() {
         let record = record?;
-        anyhow::ensure!(
-            record.len() == columns,
-            "reference row with {} columns",
-            record.len()
-        );
+        anyhow::ensure!(record.len() == columns, "reference row with {} columns", record.len());
         out.push(record.iter().map(str::to_owned).collect());
     }
     Ok(out)
@@ -51,10 +47,7 @@ pub fn load(conn: &mut PgConnection) -> anyhow::Result<Loaded> {
         let mut loaded = Loaded::default();
         for r in &las {
             loaded.local_authorities += diesel::insert_into(local_authorities::table)
-                .values((
-                    local_authorities::code.eq(&r[0]),
-                    local_authorities::reference_name.eq(&r[1]),
-                ))
+                .values((local_authorities::code.eq(&r[0]), local_authorities::reference_name.eq(&r[1])))
                 .on_conflict_do_nothing()
                 .execute(conn)?;
         }

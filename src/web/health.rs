@@ -12,13 +12,10 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     })
     .await
     .is_ok();
-    let body =
-        serde_json::json!({ "status": if ok { "ok" } else { "unavailable" }, "database": ok });
+    let body = serde_json::json!({ "status": if ok { "ok" } else { "unavailable" }, "database": ok });
     if ok {
         HttpResponse::Ok().json(body)
     } else {
-        HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", "30"))
-            .json(body)
+        HttpResponse::ServiceUnavailable().insert_header(("Retry-After", "30")).json(body)
     }
 }

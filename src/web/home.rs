@@ -16,16 +16,14 @@ struct HomePage {
     layout: Layout,
 }
 
-pub async fn home(
-    session: Session,
-    SignedIn(principal): SignedIn,
-) -> Result<HttpResponse, AppError> {
+pub async fn home(session: Session, SignedIn(principal): SignedIn) -> Result<HttpResponse, AppError> {
     match &principal.role {
         None => Ok(see_other("/select-role")),
         Some(role) if roles::may_trace_patients(&role.activity_codes) => Ok(see_other("/search")),
-        Some(_) => render(&HomePage {
-            layout: Layout::new("Home", Some(&principal), &session),
-        }),
+        Some(role) if roles::may_administer_users(&role.job_role_code, &role.activity_codes) => {
+            Ok(see_other("/admin/users"))
+        }
+        Some(_) => render(&HomePage { layout: Layout::new("Home", Some(&principal), &session) }),
     }
 }
 
@@ -35,7 +33,5 @@ pub fn static_files(dir: &str) -> actix_files::Files {
 }
 
 pub async fn not_found() -> Result<HttpResponse, AppError> {
-    Err(AppError::NotFound(
-        "The page you asked for does not exist. Check the address or go to the start page.".into(),
-    ))
+    Err(AppError::NotFound("The page you asked for does not exist. Check the address or go to the start page.".into()))
 }

@@ -27,37 +27,28 @@ pub struct NavLink {
 
 impl Layout {
     pub fn new(title: &str, principal: Option<&Principal>, session: &Session) -> Layout {
-        Layout {
-            title: title.to_owned(),
-            csrf_token: csrf::token(session),
-            user: principal.map(header_user),
-        }
+        Layout { title: title.to_owned(), csrf_token: csrf::token(session), user: principal.map(header_user) }
     }
 
     /// For error pages rendered without a request at hand.
     pub fn bare(title: &str) -> Layout {
-        Layout {
-            title: title.to_owned(),
-            csrf_token: String::new(),
-            user: None,
-        }
+        Layout { title: title.to_owned(), csrf_token: String::new(), user: None }
     }
 }
 
 fn header_user(p: &Principal) -> HeaderUser {
     let mut links = Vec::new();
+    let mut link = |href: &str, label: &str| links.push(NavLink { href: href.into(), label: label.into() });
     if let Some(role) = &p.role {
         if roles::may_trace_patients(&role.activity_codes) {
-            links.push(NavLink {
-                href: "/search".into(),
-                label: "Find a patient".into(),
-            });
-            links.push(NavLink {
-                href: "/local-authorities".into(),
-                label: "Local authorities".into(),
-            });
+            link("/search", "Find a patient");
+            link("/local-authorities", "Local authorities");
+        }
+        if roles::may_administer_users(&role.job_role_code, &role.activity_codes) {
+            link("/admin/users", "Users");
         }
     }
+    link("/change-password", "Change password");
     HeaderUser {
         name: p.account.display_name.clone(),
         role: p.role.as_ref().map(|r| r.label()),

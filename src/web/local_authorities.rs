@@ -27,14 +27,8 @@ fn row(la: &LocalAuthority) -> LaRow {
         name: la.name().to_owned(),
         code: la.code.clone(),
         href: format!("/local-authorities/{}", la.code),
-        emergency_phone: la
-            .emergency_phone
-            .clone()
-            .unwrap_or_else(|| "Not provided yet".into()),
-        office_hours_phone: la
-            .office_hours_phone
-            .clone()
-            .unwrap_or_else(|| "Not provided".into()),
+        emergency_phone: la.emergency_phone.clone().unwrap_or_else(|| "Not provided yet".into()),
+        office_hours_phone: la.office_hours_phone.clone().unwrap_or_else(|| "Not provided".into()),
     }
 }
 
@@ -61,10 +55,7 @@ pub async fn list_local_authorities(
 ) -> Result<HttpResponse, AppError> {
     let q: String = query.q.chars().take(100).collect();
     let text = q.clone();
-    let las = db::run(&state.pool, move |conn| {
-        Ok(local_authority::search(conn, &text)?)
-    })
-    .await?;
+    let las = db::run(&state.pool, move |conn| Ok(local_authority::search(conn, &text)?)).await?;
     render(&DirectoryPage {
         layout: Layout::new("Local authorities", Some(&principal), &session),
         q,
@@ -89,11 +80,9 @@ pub async fn show_local_authority(
     path: web::Path<String>,
 ) -> Result<HttpResponse, AppError> {
     let code: String = path.into_inner().chars().take(20).collect();
-    let la = db::run(&state.pool, move |conn| {
-        Ok(local_authority::find(conn, &code)?)
-    })
-    .await?
-    .ok_or_else(|| AppError::NotFound("There is no local authority with that code.".into()))?;
+    let la = db::run(&state.pool, move |conn| Ok(local_authority::find(conn, &code)?))
+        .await?
+        .ok_or_else(|| AppError::NotFound("There is no local authority with that code.".into()))?;
     render(&LaPage {
         layout: Layout::new(la.name(), Some(&principal), &session),
         la: row(&la),

@@ -11,7 +11,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, HttpMessage, ResponseError};
 
 use crate::app::AppState;
-use crate::auth::permission::Decision;
+use crate::auth::permission::{Decision, Permission};
 use crate::auth::principal::{session_ids, Principal};
 use crate::error::AppError;
 
@@ -29,35 +29,18 @@ pub async fn security_and_logging(
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let method = req.method().clone();
-    let secure = req
-        .app_data::<web::Data<AppState>>()
-        .is_some_and(|s| s.config.secure_cookies);
+    let secure = req.app_data::<web::Data<AppState>>().is_some_and(|s| s.config.secure_cookies);
     let mut res = match cross_site_refusal(&req) {
         Some(err) => req.into_response(err.error_response()),
         None => next.call(req).await?.map_into_boxed_body(),
     };
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "(unmatched)".into());
+    let route = res.request().match_pattern().unwrap_or_else(|| "(unmatched)".into());
     let status = res.status().as_u16();
     let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        header::HeaderValue::from_static(CSP),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        header::HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        header::REFERRER_POLICY,
-        header::HeaderValue::from_static("no-referrer"),
-    );
-    h.insert(
-        header::X_FRAME_OPTIONS,
-        header::HeaderValue::from_static("DENY"),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
+    h.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
     h.insert(
         header::HeaderName::from_static("cross-origin-opener-policy"),
         header::HeaderValue::from_static("same-origin"),
@@ -92,37 +75,25 @@ fn cross_site_refusal(req: &ServiceRequest) -> Option<AppError> {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return None;
     }
-    let refuse = || {
-        Some(AppError::Forbidden(
-            "This request came from another site and was refused.".into(),
-        ))
-    };
-    if let Some(site) = req
-        .headers()
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-    {
-        if site != "same-origin" && site != "none" {
-            return refuse();
-        }
+    let refuse = || Some(AppError::Forbidden("This request came from another site and was refused.".into()));
+    // Fetch Metadata decides when the browser sends it. (With Referrer-Policy: no-referrer,
+    // browsers send `Origin: null` even on same-origin form posts, so Origin cannot come first.)
+    if let Some(site) = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return if site == "same-origin" || site == "none" { None } else { refuse() };
     }
-    if let Some(origin) = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-    {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
-        if origin == "null" || origin_host != host {
+    // Older browsers: an Origin naming another host is refused.
+    if let Some(origin) = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let origin_host = origin.split_once("://").map(|(_, rest)| rest);
+        if origin_host.is_some_and(|h| h != host) {
             return refuse();
         }
     }
     None
 }
+
+/// What a user who must change their password may still reach.
+const PASSWORD_CHANGE_PATHS: [&str; 2] = ["/change-password", "/sign-out"];
 
 /// Inside the session middleware: loads the principal and checks the route's declared permission.
 pub async fn authorize(
@@ -130,22 +101,13 @@ pub async fn authorize(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
-        return Ok(
-            req.into_response(AppError::Internal("no application state".into()).error_response())
-        );
+        return Ok(req.into_response(AppError::Internal("no application state".into()).error_response()));
     };
-    let permission =
-        state
-            .routes
-            .permission_for(req.method(), req.match_pattern().as_deref(), req.path());
+    let permission = state.routes.permission_for(req.method(), req.match_pattern().as_deref(), req.path());
     let session = req.get_session();
     let principal = match session_ids(&session) {
         (Some(uid), rid) => {
-            match crate::db::run(&state.pool, move |conn| {
-                Ok(Principal::load(conn, uid, rid)?)
-            })
-            .await
-            {
+            match crate::db::run(&state.pool, move |conn| Ok(Principal::load(conn, uid, rid)?)).await {
                 Ok(Some(p)) => Some(p),
                 // Unknown or disabled account: the session ends at once (CP-IS059).
                 Ok(None) => {
@@ -162,18 +124,27 @@ pub async fn authorize(
         // A route without a declared permission is refused (deny by default).
         None => Decision::Deny,
     };
+    // After an administrator's reset, a user must choose a new password before anything else.
+    let must_change = principal.as_ref().is_some_and(|p| p.account.must_change_password)
+        && !PASSWORD_CHANGE_PATHS.contains(&req.path())
+        && permission != Some(Permission::Public);
     if let Some(p) = principal {
         req.extensions_mut().insert(p);
     }
     match decision {
+        Decision::Allow if must_change => Ok(req.into_response(
+            actix_web::HttpResponse::SeeOther().insert_header((header::LOCATION, "/change-password")).finish(),
+        )),
         Decision::Allow => Ok(next.call(req).await?.map_into_boxed_body()),
         Decision::SignIn => Ok(req.into_response(AppError::SignInRequired.error_response())),
         Decision::ChooseRole => Ok(req.into_response(
             actix_web::HttpResponse::SeeOther().insert_header((header::LOCATION, "/select-role")).finish(),
         )),
         Decision::Deny => Ok(req.into_response(
-            AppError::Forbidden("Your selected role does not allow this. Change role if you have another one that does.".into())
-                .error_response(),
+            AppError::Forbidden(
+                "Your selected role does not allow this. Change role if you have another one that does.".into(),
+            )
+            .error_response(),
         )),
     }
 }

@@ -1,5 +1,7 @@
 //! Page handlers, one file per area. Handlers are thin: extract, call the domain, render or redirect.
 
+pub mod account;
+pub mod admin_users;
 pub mod health;
 pub mod home;
 pub mod layout;
@@ -24,10 +26,7 @@ pub fn render(page: &impl Template) -> Result<HttpResponse, AppError> {
 }
 
 /// Renders a page with a status other than 200 (a form with errors is 400 or 422).
-pub fn render_status(
-    status: actix_web::http::StatusCode,
-    page: &impl Template,
-) -> Result<HttpResponse, AppError> {
+pub fn render_status(status: actix_web::http::StatusCode, page: &impl Template) -> Result<HttpResponse, AppError> {
     Ok(HttpResponse::build(status)
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -35,7 +34,5 @@ pub fn render_status(
 }
 
 pub fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, location))
-        .finish()
+    HttpResponse::SeeOther().insert_header((header::LOCATION, location)).finish()
 }

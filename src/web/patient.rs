@@ -35,21 +35,14 @@ impl Banner {
         Banner {
             name: p.display_name(),
             nhs_number: formatted(&p.nhs_number),
-            born: format!(
-                "{} ({} {})",
-                format_date(p.birth_date),
-                age,
-                if age == 1 { "year" } else { "years" }
-            ),
+            born: format!("{} ({} {})", format_date(p.birth_date), age, if age == 1 { "year" } else { "years" }),
             gender: p.gender_label().into(),
         }
     }
 }
 
 fn formatted(nhs: &str) -> String {
-    NhsNumber::parse(nhs)
-        .map(|n| n.formatted())
-        .unwrap_or_else(|_| nhs.to_owned())
+    NhsNumber::parse(nhs).map(|n| n.formatted()).unwrap_or_else(|_| nhs.to_owned())
 }
 
 /// The record's tabs; the alert tab only when the rules hold.
@@ -77,40 +70,24 @@ struct PatientPage {
 
 /// Loads the record for a number in the path, following a superseded number to its current record.
 enum Record {
-    Current {
-        patient: Patient,
-        linked: Vec<String>,
-    },
-    Moved {
-        current: String,
-        old: String,
-    },
+    Current { patient: Patient, linked: Vec<String> },
+    Moved { current: String, old: String },
 }
 
 async fn load_record(state: &AppState, number: &str) -> Result<Record, AppError> {
     if !nhs_number::is_valid(number) {
-        return Err(AppError::NotFound(
-            "There is no patient with that NHS number.".into(),
-        ));
+        return Err(AppError::NotFound("There is no patient with that NHS number.".into()));
     }
     let number = number.to_owned();
-    db::run(&state.pool, move |conn| {
-        match patient::lookup(conn, &number)? {
-            Lookup::Found(p) => {
-                let linked = patient::linked_numbers(conn, &p.nhs_number)?;
-                Ok(Record::Current { patient: p, linked })
-            }
-            Lookup::Superseded {
-                old_number,
-                current,
-            } => Ok(Record::Moved {
-                current: current.nhs_number,
-                old: old_number,
-            }),
-            Lookup::NotFound => Err(AppError::NotFound(
-                "There is no patient with that NHS number.".into(),
-            )),
+    db::run(&state.pool, move |conn| match patient::lookup(conn, &number)? {
+        Lookup::Found(p) => {
+            let linked = patient::linked_numbers(conn, &p.nhs_number)?;
+            Ok(Record::Current { patient: p, linked })
         }
+        Lookup::Superseded { old_number, current } => {
+            Ok(Record::Moved { current: current.nhs_number, old: old_number })
+        }
+        Lookup::NotFound => Err(AppError::NotFound("There is no patient with that NHS number.".into())),
     })
     .await
 }
@@ -126,16 +103,9 @@ async fn offers_alert_tab(
     if !role.may_view_alerts() {
         return Ok(false);
     }
-    let (p, linked, unborn) = (
-        patient.clone(),
-        linked.to_vec(),
-        role.may_see_unborn_plans(),
-    );
+    let (p, linked, unborn) = (patient.clone(), linked.to_vec(), role.may_see_unborn_plans());
     let today = dates::uk_date(Utc::now());
-    db::run(&state.pool, move |conn| {
-        Ok(!alert::visible_items(conn, &p, &linked, unborn, today)?.is_empty())
-    })
-    .await
+    db::run(&state.pool, move |conn| Ok(!alert::visible_items(conn, &p, &linked, unborn, today)?.is_empty())).await
 }
 
 pub async fn show_patient(
@@ -147,18 +117,13 @@ pub async fn show_patient(
 ) -> Result<HttpResponse, AppError> {
     let role = principal.require(Permission::PatientTrace)?.clone();
     let (patient, linked) = match load_record(&state, &path).await? {
-        Record::Moved { current, old } => {
-            return Ok(see_other(&format!("/patients/{current}?superseded={old}")))
-        }
+        Record::Moved { current, old } => return Ok(see_other(&format!("/patients/{current}?superseded={old}"))),
         Record::Current { patient, linked } => (patient, linked),
     };
     let has_alert = offers_alert_tab(&state, &role, &patient, &linked).await?;
     // Only a number that really was superseded into this record is named in the notice.
-    let superseded_notice = query
-        .superseded
-        .as_ref()
-        .filter(|old| *old != &patient.nhs_number && linked.contains(old))
-        .map(|old| {
+    let superseded_notice =
+        query.superseded.as_ref().filter(|old| *old != &patient.nhs_number && linked.contains(old)).map(|old| {
             format!(
                 "NHS number {} has been replaced by {}. This is the current record.",
                 formatted(old),
@@ -174,9 +139,7 @@ pub async fn show_patient(
         address: if patient.restricted {
             "Not shown: this is a restricted record".into()
         } else {
-            patient
-                .shown_address()
-                .unwrap_or_else(|| "Not known".into())
+            patient.shown_address().unwrap_or_else(|| "Not known".into())
         },
         gp: if patient.restricted {
             "Not shown: this is a restricted record".into()
@@ -208,6 +171,10 @@ pub struct HistoryView {
     pub name: String,
     pub job_role: String,
     pub organisation: String,
+    /// The contact card: e-mail and telephone, empty for a disabled account (CP-IS059).
+    pub email: String,
+    pub telephone: String,
+    pub contact_available: bool,
 }
 
 #[derive(Template)]
@@ -233,22 +200,16 @@ pub async fn open_alert_tab(
     // Opening the tab records an access and notifies the LA: another site must not trigger it.
     refuse_cross_site(&req)?;
     let (patient, linked) = match load_record(&state, &path).await? {
-        Record::Moved { current, .. } => {
-            return Ok(see_other(&format!("/patients/{current}/child-care-alert")))
-        }
+        Record::Moved { current, .. } => return Ok(see_other(&format!("/patients/{current}/child-care-alert"))),
         Record::Current { patient, linked } => (patient, linked),
     };
     let viewer = principal.viewer(&role);
     let unborn = role.may_see_unborn_plans();
     let p = patient.clone();
-    let tab = db::transaction(&state.pool, move |conn| {
-        alert::open(conn, &p, &linked, &viewer, unborn, Utc::now())
-    })
-    .await?;
+    let tab =
+        db::transaction(&state.pool, move |conn| alert::open(conn, &p, &linked, &viewer, unborn, Utc::now())).await?;
     let Some(tab) = tab else {
-        return Err(AppError::NotFound(
-            "There is no child protection information to show for this patient.".into(),
-        ));
+        return Err(AppError::NotFound("There is no child protection information to show for this patient.".into()));
     };
     let page = AlertPage {
         layout: Layout::new("Child Care Alert", Some(&principal), &session),
@@ -267,16 +228,8 @@ fn authority_views(tab: &AlertTab) -> Vec<AuthorityView> {
             name: b.authority.name().to_owned(),
             code: b.authority.code.clone(),
             href: format!("/local-authorities/{}", b.authority.code),
-            emergency_phone: b
-                .authority
-                .emergency_phone
-                .clone()
-                .unwrap_or_else(|| "Not provided".into()),
-            office_hours_phone: b
-                .authority
-                .office_hours_phone
-                .clone()
-                .unwrap_or_else(|| "Not provided".into()),
+            emergency_phone: b.authority.emergency_phone.clone().unwrap_or_else(|| "Not provided".into()),
+            office_hours_phone: b.authority.office_hours_phone.clone().unwrap_or_else(|| "Not provided".into()),
             items: b
                 .items
                 .iter()
@@ -298,15 +251,15 @@ fn history_views(tab: &AlertTab) -> Vec<HistoryView> {
         .map(|h| HistoryView {
             at: format_uk_datetime(h.accessed_at),
             name: h.viewer_name.clone(),
-            job_role: h
-                .job_role_name
-                .clone()
-                .unwrap_or_else(|| h.job_role_code.clone()),
+            job_role: h.job_role_name.clone().unwrap_or_else(|| h.job_role_code.clone()),
             organisation: h
                 .organisation_name
                 .as_deref()
                 .map(readable_org_name)
                 .unwrap_or_else(|| h.organisation_code.clone()),
+            email: h.contact().and_then(|c| c.0).unwrap_or_default().to_owned(),
+            telephone: h.contact().and_then(|c| c.1).unwrap_or_default().to_owned(),
+            contact_available: h.contact().is_some(),
         })
         .collect()
 }

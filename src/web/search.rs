@@ -91,25 +91,14 @@ pub async fn search_patients(
     match params.by.as_str() {
         "nhs" => match NhsNumber::parse(&params.nhs_number) {
             // Modulus 11 is checked before any look-up.
-            Err(e) => page
-                .errors
-                .push(FieldError::new("nhs_number", e.to_string())),
+            Err(e) => page.errors.push(FieldError::new("nhs_number", e.to_string())),
             Ok(nhs) => {
                 let number = nhs.as_str().to_owned();
-                let found =
-                    db::run(&state.pool, move |conn| Ok(patient::lookup(conn, &number)?)).await?;
+                let found = db::run(&state.pool, move |conn| Ok(patient::lookup(conn, &number)?)).await?;
                 match found {
-                    Lookup::Found(p) => {
-                        return Ok(see_other(&format!("/patients/{}", p.nhs_number)))
-                    }
-                    Lookup::Superseded {
-                        old_number,
-                        current,
-                    } => {
-                        return Ok(see_other(&format!(
-                            "/patients/{}?superseded={}",
-                            current.nhs_number, old_number
-                        )))
+                    Lookup::Found(p) => return Ok(see_other(&format!("/patients/{}", p.nhs_number))),
+                    Lookup::Superseded { old_number, current } => {
+                        return Ok(see_other(&format!("/patients/{}?superseded={}", current.nhs_number, old_number)))
                     }
                     Lookup::NotFound => {
                         page.searched = true;
@@ -128,10 +117,7 @@ pub async fn search_patients(
                         SearchOutcome::TooMany => page.too_many = true,
                         SearchOutcome::Matches(found) => {
                             page.not_found = found.is_empty();
-                            page.results = found
-                                .iter()
-                                .map(|(p, score)| result_row(p, *score))
-                                .collect();
+                            page.results = found.iter().map(|(p, score)| result_row(p, *score)).collect();
                         }
                     }
                 }
@@ -148,9 +134,7 @@ pub async fn search_patients(
 }
 
 fn result_row(p: &crate::pds::Patient, score: f32) -> ResultRow {
-    let nhs = NhsNumber::parse(&p.nhs_number)
-        .map(|n| n.formatted())
-        .unwrap_or_else(|_| p.nhs_number.clone());
+    let nhs = NhsNumber::parse(&p.nhs_number).map(|n| n.formatted()).unwrap_or_else(|_| p.nhs_number.clone());
     ResultRow {
         href: format!("/patients/{}", p.nhs_number),
         name: p.display_name(),
@@ -161,10 +145,7 @@ fn result_row(p: &crate::pds::Patient, score: f32) -> ResultRow {
         postcode: if p.restricted {
             String::new()
         } else {
-            p.postcode
-                .as_deref()
-                .map(format_postcode)
-                .unwrap_or_default()
+            p.postcode.as_deref().map(format_postcode).unwrap_or_default()
         },
         score: format!("{score:.2}"),
     }

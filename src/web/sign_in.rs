@@ -2,9 +2,9 @@
 
 use actix_session::Session;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
-use chrono::Utc;
+use chrono::{TimeDelta, Utc};
 use serde::Deserialize;
 
 use super::layout::Layout;
@@ -37,11 +37,7 @@ impl SignInPage {
 }
 
 pub async fn sign_in_form(session: Session) -> Result<HttpResponse, AppError> {
-    render(&SignInPage {
-        layout: Layout::new("Sign in", None, &session),
-        errors: vec![],
-        username: String::new(),
-    })
+    render(&SignInPage { layout: Layout::new("Sign in", None, &session), errors: vec![], username: String::new() })
 }
 
 #[derive(Deserialize)]
@@ -55,10 +51,27 @@ pub struct SignInForm {
 csrf_form!(SignInForm);
 
 pub async fn sign_in(
+    req: HttpRequest,
     state: web::Data<AppState>,
     session: Session,
     CsrfForm(form): CsrfForm<SignInForm>,
 ) -> Result<HttpResponse, AppError> {
+    // A per-address limit, before any password is checked.
+    let address = req.peer_addr().map(|a| a.ip().to_string()).unwrap_or_else(|| "unknown".into());
+    let limit = state.config.sign_in_limit;
+    let allowed = db::transaction(&state.pool, move |conn| {
+        let allowed = sign_in::allow_attempt(conn, &address, Utc::now(), limit, TimeDelta::minutes(10))?;
+        if !allowed {
+            audit::record(conn, Event::new(Actor::Anonymous, "auth.sign_in_throttled"))?;
+        }
+        Ok(allowed)
+    })
+    .await?;
+    if !allowed {
+        return Err(AppError::TooManyRequests(
+            "There have been too many sign-in attempts from your network. Wait 10 minutes and try again.".into(),
+        ));
+    }
     let mut errors = Vec::new();
     if form.username.trim().is_empty() {
         errors.push(FieldError::new("username", "Enter your username"));
@@ -71,23 +84,16 @@ pub async fn sign_in(
     }
     if errors.is_empty() {
         let (username, password) = (form.username.clone(), form.password.clone());
-        let outcome = db::run(&state.pool, move |conn| {
-            sign_in::sign_in(conn, &username, &password, Utc::now())
-        })
-        .await?;
+        let outcome =
+            db::run(&state.pool, move |conn| sign_in::sign_in(conn, &username, &password, Utc::now())).await?;
         match outcome {
             Outcome::SignedIn { user_id } => {
-                let profiles =
-                    db::run(&state.pool, move |conn| Ok(users::profiles(conn, user_id)?)).await?;
+                let profiles = db::run(&state.pool, move |conn| Ok(users::profiles(conn, user_id)?)).await?;
                 // A new session id at sign-in (OWASP ASVS 3.2.1): no fixation.
                 session.renew();
-                session
-                    .insert(USER_ID_KEY, user_id)
-                    .map_err(AppError::internal)?;
+                session.insert(USER_ID_KEY, user_id).map_err(AppError::internal)?;
                 if let [only] = profiles.as_slice() {
-                    session
-                        .insert(ROLE_KEY, only.id)
-                        .map_err(AppError::internal)?;
+                    session.insert(ROLE_KEY, only.id).map_err(AppError::internal)?;
                     return Ok(see_other("/"));
                 }
                 return Ok(see_other("/select-role"));
@@ -95,11 +101,7 @@ pub async fn sign_in(
             Outcome::Failed => errors.push(FieldError::new("username", FAILURE_MESSAGE)),
         }
     }
-    let page = SignInPage {
-        layout: Layout::new("Error: Sign in", None, &session),
-        errors,
-        username: form.username,
-    };
+    let page = SignInPage { layout: Layout::new("Error: Sign in", None, &session), errors, username: form.username };
     render_status(StatusCode::UNAUTHORIZED, &page)
 }
 
@@ -119,27 +121,18 @@ pub async fn select_role_form(
 ) -> Result<HttpResponse, AppError> {
     let user_id = principal.account.id;
     let profiles = db::run(&state.pool, move |conn| Ok(users::profiles(conn, user_id)?)).await?;
-    let selected = principal
-        .role
-        .as_ref()
-        .map(|r| r.id.to_string())
-        .unwrap_or_default();
+    let selected = principal.role.as_ref().map(|r| r.id.to_string()).unwrap_or_default();
     let page = SelectRolePage {
         layout: Layout::new("Choose a role", Some(&principal), &session),
         options: role_options(&profiles),
         selected,
-        error: profiles
-            .is_empty()
-            .then(|| "Your account has no role profile: ask your registration authority".into()),
+        error: profiles.is_empty().then(|| "Your account has no role profile: ask your registration authority".into()),
     };
     render(&page)
 }
 
 fn role_options(profiles: &[RoleProfile]) -> Vec<(String, String)> {
-    profiles
-        .iter()
-        .map(|p| (p.id.to_string(), p.label()))
-        .collect()
+    profiles.iter().map(|p| (p.id.to_string(), p.label())).collect()
 }
 
 #[derive(Deserialize)]
@@ -159,17 +152,11 @@ pub async fn select_role(
     let user_id = principal.account.id;
     let chosen: Option<i64> = form.role.parse().ok();
     let profile = match chosen {
-        Some(rid) => {
-            db::run(&state.pool, move |conn| {
-                Ok(users::profile(conn, user_id, rid)?)
-            })
-            .await?
-        }
+        Some(rid) => db::run(&state.pool, move |conn| Ok(users::profile(conn, user_id, rid)?)).await?,
         None => None,
     };
     let Some(profile) = profile else {
-        let profiles =
-            db::run(&state.pool, move |conn| Ok(users::profiles(conn, user_id)?)).await?;
+        let profiles = db::run(&state.pool, move |conn| Ok(users::profiles(conn, user_id)?)).await?;
         let page = SelectRolePage {
             layout: Layout::new("Error: Choose a role", Some(&principal), &session),
             options: role_options(&profiles),
@@ -181,15 +168,10 @@ pub async fn select_role(
     let details = serde_json::json!({"role_profile_id": profile.id, "job_role": profile.job_role_code,
                                      "organisation": profile.organisation_code()});
     db::transaction(&state.pool, move |conn| {
-        audit::record(
-            conn,
-            Event::new(Actor::User(user_id), "auth.role_selected").details(details),
-        )
+        audit::record(conn, Event::new(Actor::User(user_id), "auth.role_selected").details(details))
     })
     .await?;
-    session
-        .insert(ROLE_KEY, profile.id)
-        .map_err(AppError::internal)?;
+    session.insert(ROLE_KEY, profile.id).map_err(AppError::internal)?;
     Ok(see_other("/"))
 }
 
@@ -206,10 +188,8 @@ pub async fn sign_out(
     CsrfForm(_): CsrfForm<SignOutForm>,
 ) -> Result<HttpResponse, AppError> {
     let user_id = principal.account.id;
-    db::transaction(&state.pool, move |conn| {
-        audit::record(conn, Event::new(Actor::User(user_id), "auth.signed_out"))
-    })
-    .await?;
+    db::transaction(&state.pool, move |conn| audit::record(conn, Event::new(Actor::User(user_id), "auth.signed_out")))
+        .await?;
     // Deletes the server-side session, not just the cookie.
     session.purge();
     Ok(see_other("/sign-in"))

@@ -7,9 +7,7 @@ use reqwest::StatusCode;
 use crate::support::{Template, TestApp};
 
 fn accesses(app: &TestApp, nhs: &str) -> i64 {
-    app.count(&format!(
-        "SELECT count(*) FROM access_events WHERE nhs_number = '{nhs}'"
-    ))
+    app.count(&format!("SELECT count(*) FROM access_events WHERE nhs_number = '{nhs}'"))
 }
 
 fn tab(nhs: &str) -> String {
@@ -22,22 +20,11 @@ async fn tab_open_records_access_but_page_view_does_not() {
     let c = app.signed_in("amy.patel").await;
     let before = accesses(&app, NOAH_WILLIAMS);
     let page = c.text(&format!("/patients/{NOAH_WILLIAMS}")).await;
-    assert!(
-        page.contains(&tab(NOAH_WILLIAMS)),
-        "the record offers the tab"
-    );
-    assert_eq!(
-        accesses(&app, NOAH_WILLIAMS),
-        before,
-        "CP-IS058: showing the tab's link records nothing"
-    );
+    assert!(page.contains(&tab(NOAH_WILLIAMS)), "the record offers the tab");
+    assert_eq!(accesses(&app, NOAH_WILLIAMS), before, "CP-IS058: showing the tab's link records nothing");
     let res = c.get(&tab(NOAH_WILLIAMS)).await;
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(
-        accesses(&app, NOAH_WILLIAMS),
-        before + 1,
-        "CP-IS067: opening the tab records the access at once"
-    );
+    assert_eq!(accesses(&app, NOAH_WILLIAMS), before + 1, "CP-IS067: opening the tab records the access at once");
     assert_eq!(
         app.count(&format!(
             "SELECT count(*) FROM audit_log WHERE action = 'access.alert_tab_opened' AND nhs_number = '{NOAH_WILLIAMS}'"
@@ -53,18 +40,11 @@ async fn without_b0107_there_is_no_tab_and_its_url_is_forbidden() {
     let c = app.signed_in("lee.carter").await; // receptionist: B0264 only
     let page = c.text(&format!("/patients/{NOAH_WILLIAMS}")).await;
     assert!(page.contains("999 000 0050"), "Patient Details are shown");
-    assert!(
-        !page.contains("child-care-alert"),
-        "CP-IS056: no tab, nor a hint of one"
-    );
+    assert!(!page.contains("child-care-alert"), "CP-IS056: no tab, nor a hint of one");
     assert!(!page.contains("Child Care Alert"));
     let res = c.get(&tab(NOAH_WILLIAMS)).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    assert_eq!(
-        accesses(&app, NOAH_WILLIAMS),
-        3,
-        "only the three seeded accesses"
-    );
+    assert_eq!(accesses(&app, NOAH_WILLIAMS), 3, "only the three seeded accesses");
 }
 
 #[tokio::test]
@@ -72,14 +52,8 @@ async fn a_role_without_patient_trace_cannot_search() {
     let app = TestApp::spawn(Template::Demo);
     let c = app.signed_in("ravi.shah").await; // RA manager
     assert_eq!(c.get("/search").await.status(), StatusCode::FORBIDDEN);
-    assert_eq!(
-        c.get(&format!("/patients/{NOAH_WILLIAMS}")).await.status(),
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        c.get(&tab(NOAH_WILLIAMS)).await.status(),
-        StatusCode::FORBIDDEN
-    );
+    assert_eq!(c.get(&format!("/patients/{NOAH_WILLIAMS}")).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(c.get(&tab(NOAH_WILLIAMS)).await.status(), StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]
@@ -98,21 +72,11 @@ async fn only_midwives_see_unborn_plans() {
     // Sarah Collins holds only an unborn plan: a non-midwife sees no tab at all.
     let record = clinician.text(&format!("/patients/{SARAH_COLLINS}")).await;
     assert!(!record.contains("child-care-alert"));
-    assert_eq!(
-        clinician.get(&tab(SARAH_COLLINS)).await.status(),
-        StatusCode::NOT_FOUND
-    );
-    assert_eq!(
-        accesses(&app, SARAH_COLLINS),
-        0,
-        "nothing shown, nothing recorded"
-    );
+    assert_eq!(clinician.get(&tab(SARAH_COLLINS)).await.status(), StatusCode::NOT_FOUND);
+    assert_eq!(accesses(&app, SARAH_COLLINS), 0, "nothing shown, nothing recorded");
     let record = midwife.text(&format!("/patients/{SARAH_COLLINS}")).await;
     assert!(record.contains(&tab(SARAH_COLLINS)));
-    assert_eq!(
-        midwife.get(&tab(SARAH_COLLINS)).await.status(),
-        StatusCode::OK
-    );
+    assert_eq!(midwife.get(&tab(SARAH_COLLINS)).await.status(), StatusCode::OK);
     assert_eq!(accesses(&app, SARAH_COLLINS), 1);
 }
 
@@ -124,11 +88,7 @@ async fn no_retrievable_information_means_no_tab() {
     for nhs in [ELLA_WRIGHT, HARRY_GREEN, ALFIE_MOORE] {
         let record = c.text(&format!("/patients/{nhs}")).await;
         assert!(!record.contains("child-care-alert"), "{nhs}: CP-IS055");
-        assert_eq!(
-            c.get(&tab(nhs)).await.status(),
-            StatusCode::NOT_FOUND,
-            "{nhs}"
-        );
+        assert_eq!(c.get(&tab(nhs)).await.status(), StatusCode::NOT_FOUND, "{nhs}");
         assert_eq!(accesses(&app, nhs), 0, "{nhs}");
     }
     // Ended 300 days ago: still shown (CP-IS032), with its end date.
@@ -144,17 +104,10 @@ async fn a_plan_left_open_past_the_18th_birthday_is_shown_ended_on_it() {
     let birth: chrono::NaiveDate = {
         use cpis::schema::patients::dsl::*;
         use diesel::prelude::*;
-        patients
-            .find(CHLOE_EVANS)
-            .select(birth_date)
-            .first(&mut app.conn())
-            .unwrap()
+        patients.find(CHLOE_EVANS).select(birth_date).first(&mut app.conn()).unwrap()
     };
     let eighteenth = cpis::domain::dates::anniversary(birth, 18);
-    assert!(
-        page.contains(&cpis::domain::dates::format_date(eighteenth)),
-        "CP-IS030: end-dated on the 18th birthday"
-    );
+    assert!(page.contains(&cpis::domain::dates::format_date(eighteenth)), "CP-IS030: end-dated on the 18th birthday");
 }
 
 #[tokio::test]
@@ -162,42 +115,23 @@ async fn the_tab_shows_contacts_and_items_but_never_the_la_child_id_or_delete_da
     let app = TestApp::spawn(Template::Demo);
     let c = app.signed_in("amy.patel").await;
     let page = c.text(&tab(MIA_THOMPSON)).await;
-    for expected in [
-        "Kent",
-        "E10000016",
-        "Manchester",
-        "E08000003",
-        "Emergency duty team",
-        "Office hours",
-        "01632 960",
-    ] {
+    for expected in ["Kent", "E10000016", "Manchester", "E08000003", "Emergency duty team", "Office hours", "01632 960"]
+    {
         assert!(page.contains(expected), "{expected}");
     }
     assert!(page.contains("Looked after child"));
-    assert!(
-        page.contains("/local-authorities/E10000016"),
-        "linked to the LA's page"
-    );
+    assert!(page.contains("/local-authorities/E10000016"), "linked to the LA's page");
     let child_ids: Vec<String> = {
         use cpis::schema::cp_items::dsl::*;
         use diesel::prelude::*;
-        cp_items
-            .filter(nhs_number.eq(MIA_THOMPSON))
-            .select(la_child_id)
-            .load(&mut app.conn())
-            .unwrap()
+        cp_items.filter(nhs_number.eq(MIA_THOMPSON)).select(la_child_id).load(&mut app.conn()).unwrap()
     };
     for id in child_ids {
-        assert!(
-            !page.contains(&id),
-            "CP-IS051: the LA's child id is never shown"
-        );
+        assert!(!page.contains(&id), "CP-IS051: the LA's child id is never shown");
     }
     assert!(!page.to_lowercase().contains("delete"));
     // The patient banner identifies the child beyond doubt on every tab (CP-NHS013).
-    assert!(
-        page.contains("999 000 0042") && page.contains("Mia THOMPSON") && page.contains("Female")
-    );
+    assert!(page.contains("999 000 0042") && page.contains("Mia THOMPSON") && page.contains("Female"));
 }
 
 #[tokio::test]
@@ -207,27 +141,12 @@ async fn the_history_shows_at_most_25_newest_first_in_readable_form() {
     let page = c.text(&tab(MIA_THOMPSON)).await;
     let table = page.split("access-history-table").nth(1).unwrap();
     let rows = table.matches("<tr class=\"nhsuk-table__row\">").count();
-    assert_eq!(
-        rows, 25,
-        "CP-IS048: 31 shown accesses, the newest 25 listed"
-    );
-    let first = table
-        .split("<tr class=\"nhsuk-table__row\">")
-        .nth(1)
-        .unwrap();
+    assert_eq!(rows, 25, "CP-IS048: 31 shown accesses, the newest 25 listed");
+    let first = table.split("<tr class=\"nhsuk-table__row\">").nth(1).unwrap();
     assert!(first.contains("Dr Amy Patel"), "newest first: this access");
-    assert!(
-        first.contains("Clinical Practitioner Access Role"),
-        "job role by name"
-    );
-    assert!(
-        first.contains("King&#39;s College Hospital NHS Foundation Trust"),
-        "organisation in readable form"
-    );
-    assert!(
-        first.contains(" GMT") || first.contains(" BST"),
-        "CP-IS045: time with its zone"
-    );
+    assert!(first.contains("Clinical Practitioner Access Role"), "job role by name");
+    assert!(first.contains("King&#39;s College Hospital NHS Foundation Trust"), "organisation in readable form");
+    assert!(first.contains(" GMT") || first.contains(" BST"), "CP-IS045: time with its zone");
 }
 
 #[tokio::test]
@@ -236,19 +155,12 @@ async fn a_second_opening_within_24_hours_is_recorded_but_shown_once() {
     let c = app.signed_in("amy.patel").await;
     let _ = c.text(&tab(NOAH_WILLIAMS)).await;
     let page = c.text(&tab(NOAH_WILLIAMS)).await;
-    assert_eq!(
-        accesses(&app, NOAH_WILLIAMS),
-        5,
-        "CP-IS047: every access is stored"
-    );
-    assert_eq!(
-        page.matches("Dr Amy Patel").count(),
-        2,
-        "once in the header, once in the history"
-    );
-    // The seeded viewer who looked twice within 24 hours is listed once.
+    assert_eq!(accesses(&app, NOAH_WILLIAMS), 5, "CP-IS047: every access is stored");
+    // The seeded viewer who looked twice within 24 hours is listed once, and so is this one.
     let table = page.split("access-history-table").nth(1).unwrap();
-    assert_eq!(table.matches("<tr class=\"nhsuk-table__row\">").count(), 3);
+    let rows: Vec<&str> = table.split("<tr class=\"nhsuk-table__row\">").skip(1).collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows.iter().filter(|r| r.contains("Dr Amy Patel")).count(), 1);
 }
 
 #[tokio::test]
@@ -271,13 +183,7 @@ async fn a_superseded_number_leads_to_the_current_record_and_its_information() {
 async fn the_tab_cannot_be_opened_from_another_site() {
     let app = TestApp::spawn(Template::Demo);
     let c = app.signed_in("amy.patel").await;
-    let res = c
-        .http
-        .get(app.url(&tab(NOAH_WILLIAMS)))
-        .header("Sec-Fetch-Site", "cross-site")
-        .send()
-        .await
-        .unwrap();
+    let res = c.http.get(app.url(&tab(NOAH_WILLIAMS))).header("Sec-Fetch-Site", "cross-site").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     assert_eq!(accesses(&app, NOAH_WILLIAMS), 3, "nothing recorded");
 }
@@ -324,8 +230,5 @@ async fn local_authority_directory_and_pages() {
             && page.contains("01632 960")
             && page.contains("Contact details last changed")
     );
-    assert_eq!(
-        c.get("/local-authorities/NOPE").await.status(),
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(c.get("/local-authorities/NOPE").await.status(), StatusCode::NOT_FOUND);
 }

@@ -12,17 +12,9 @@ async fn the_journey_leaves_a_verifiable_chain() {
     let _ = c.text("/patients/9990000042/child-care-alert").await;
     let _ = c.post_form("/sign-out", &[]).await;
     let mut conn = app.conn();
-    for action in [
-        "seed.demo_loaded",
-        "auth.sign_in_succeeded",
-        "access.alert_tab_opened",
-        "auth.signed_out",
-    ] {
+    for action in ["seed.demo_loaded", "auth.sign_in_succeeded", "access.alert_tab_opened", "auth.signed_out"] {
         assert_eq!(
-            crate::support::db::count(
-                &mut conn,
-                &format!("SELECT count(*) FROM audit_log WHERE action = '{action}'")
-            ),
+            crate::support::db::count(&mut conn, &format!("SELECT count(*) FROM audit_log WHERE action = '{action}'")),
             1,
             "{action}"
         );
@@ -37,15 +29,8 @@ async fn the_journey_leaves_a_verifiable_chain() {
 fn update_delete_and_truncate_are_refused_by_the_database() {
     let db = TestDatabase::new(Template::Demo);
     let mut conn = db.conn();
-    for sql in [
-        "UPDATE audit_log SET actor = 'someone else'",
-        "DELETE FROM audit_log",
-        "TRUNCATE audit_log",
-    ] {
-        let err = diesel::sql_query(sql)
-            .execute(&mut conn)
-            .unwrap_err()
-            .to_string();
+    for sql in ["UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log", "TRUNCATE audit_log"] {
+        let err = diesel::sql_query(sql).execute(&mut conn).unwrap_err().to_string();
         assert!(err.contains("append-only"), "{sql}: {err}");
     }
 }
@@ -54,37 +39,19 @@ fn update_delete_and_truncate_are_refused_by_the_database() {
 fn verify_names_the_first_altered_entry() {
     let db = TestDatabase::new(Template::Demo);
     let mut conn = db.conn();
-    cpis::audit::record(
-        &mut conn,
-        cpis::audit::Event::new(cpis::audit::Actor::Operator, "test.second"),
-    )
-    .unwrap();
-    cpis::audit::record(
-        &mut conn,
-        cpis::audit::Event::new(cpis::audit::Actor::Operator, "test.third"),
-    )
-    .unwrap();
-    assert!(matches!(
-        verify(&mut conn).unwrap(),
-        Verdict::Intact { entries: 3 }
-    ));
+    cpis::audit::record(&mut conn, cpis::audit::Event::new(cpis::audit::Actor::Operator, "test.second")).unwrap();
+    cpis::audit::record(&mut conn, cpis::audit::Event::new(cpis::audit::Actor::Operator, "test.third")).unwrap();
+    assert!(matches!(verify(&mut conn).unwrap(), Verdict::Intact { entries: 3 }));
     // As the database superuser, bypassing the triggers.
-    let second: i64 = diesel::dsl::sql::<diesel::sql_types::BigInt>(
-        "SELECT id FROM audit_log WHERE action = 'test.second'",
-    )
-    .get_result(&mut conn)
-    .unwrap();
-    diesel::sql_query("SET session_replication_role = replica")
+    let second: i64 =
+        diesel::dsl::sql::<diesel::sql_types::BigInt>("SELECT id FROM audit_log WHERE action = 'test.second'")
+            .get_result(&mut conn)
+            .unwrap();
+    diesel::sql_query("SET session_replication_role = replica").execute(&mut conn).unwrap();
+    diesel::sql_query(format!("UPDATE audit_log SET actor = 'user:999' WHERE id = {second}"))
         .execute(&mut conn)
         .unwrap();
-    diesel::sql_query(format!(
-        "UPDATE audit_log SET actor = 'user:999' WHERE id = {second}"
-    ))
-    .execute(&mut conn)
-    .unwrap();
-    diesel::sql_query("SET session_replication_role = origin")
-        .execute(&mut conn)
-        .unwrap();
+    diesel::sql_query("SET session_replication_role = origin").execute(&mut conn).unwrap();
     assert_eq!(
         verify(&mut conn).unwrap(),
         Verdict::Broken {
@@ -99,27 +66,13 @@ fn verify_notices_a_removed_entry() {
     let db = TestDatabase::new(Template::Demo);
     let mut conn = db.conn();
     for action in ["test.a", "test.b", "test.c"] {
-        cpis::audit::record(
-            &mut conn,
-            cpis::audit::Event::new(cpis::audit::Actor::Operator, action),
-        )
-        .unwrap();
+        cpis::audit::record(&mut conn, cpis::audit::Event::new(cpis::audit::Actor::Operator, action)).unwrap();
     }
-    diesel::sql_query("SET session_replication_role = replica")
-        .execute(&mut conn)
+    diesel::sql_query("SET session_replication_role = replica").execute(&mut conn).unwrap();
+    diesel::sql_query("DELETE FROM audit_log WHERE action = 'test.b'").execute(&mut conn).unwrap();
+    diesel::sql_query("SET session_replication_role = origin").execute(&mut conn).unwrap();
+    let c_id: i64 = diesel::dsl::sql::<diesel::sql_types::BigInt>("SELECT id FROM audit_log WHERE action = 'test.c'")
+        .get_result(&mut conn)
         .unwrap();
-    diesel::sql_query("DELETE FROM audit_log WHERE action = 'test.b'")
-        .execute(&mut conn)
-        .unwrap();
-    diesel::sql_query("SET session_replication_role = origin")
-        .execute(&mut conn)
-        .unwrap();
-    let c_id: i64 = diesel::dsl::sql::<diesel::sql_types::BigInt>(
-        "SELECT id FROM audit_log WHERE action = 'test.c'",
-    )
-    .get_result(&mut conn)
-    .unwrap();
-    assert!(
-        matches!(verify(&mut conn).unwrap(), Verdict::Broken { entry_id, .. } if entry_id == c_id)
-    );
+    assert!(matches!(verify(&mut conn).unwrap(), Verdict::Broken { entry_id, .. } if entry_id == c_id));
 }

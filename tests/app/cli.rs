@@ -35,11 +35,7 @@ fn tables(db: &TestDatabase) -> Vec<i64> {
 fn seed_demo_twice_changes_nothing() {
     let db = TestDatabase::empty();
     let first = cpis(&db, &["seed", "--demo"]);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let after_first = tables(&db);
     assert!(after_first[0] >= 20_000, "at least 20,000 patients");
     assert_eq!(after_first[6], 152, "152 local authorities");
@@ -67,10 +63,7 @@ fn seed_covers_every_kind_of_patient_and_item() {
         assert!(count(&mut conn, sql) > 0, "{what}");
     }
     // Every persona of domain.md has an account.
-    assert_eq!(
-        count(&mut conn, "SELECT count(*) FROM users"),
-        cpis::seed::demo::PERSONAS.len() as i64
-    );
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM users"), cpis::seed::demo::PERSONAS.len() as i64);
 }
 
 const HEADER: &str = "nhs_number,given_name,family_name,gender,birth_date,death_date,postcode,address,gp_ods,restricted,superseded_by,invalidated\n";
@@ -91,31 +84,28 @@ fn pds_import_loads_and_updates_patients() {
     )
     .unwrap();
     let out = cpis(&db, &["pds", "import", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut conn = db.conn();
     assert_eq!(count(&mut conn, "SELECT count(*) FROM patients"), 3);
-    assert_eq!(count(&mut conn, "SELECT count(*) FROM patients WHERE nhs_number = '9990000026' AND superseded_by = '9990000034'"), 1);
-    // Importing an update changes the row.
-    std::fs::write(
-        &file,
-        format!("{HEADER}9990000034,Oliver,Bennett-Jones,male,2018-03-04,,,,,false,,false\n"),
-    )
-    .unwrap();
-    assert!(cpis(&db, &["pds", "import", file.to_str().unwrap()])
-        .status
-        .success());
-    assert_eq!(count(&mut conn, "SELECT count(*) FROM patients WHERE family_name = 'Bennett-Jones' AND family_key = 'bennett-jones'"), 1);
     assert_eq!(
         count(
             &mut conn,
-            "SELECT count(*) FROM audit_log WHERE action = 'pds.imported'"
+            "SELECT count(*) FROM patients WHERE nhs_number = '9990000026' AND superseded_by = '9990000034'"
         ),
-        2
+        1
     );
+    // Importing an update changes the row.
+    std::fs::write(&file, format!("{HEADER}9990000034,Oliver,Bennett-Jones,male,2018-03-04,,,,,false,,false\n"))
+        .unwrap();
+    assert!(cpis(&db, &["pds", "import", file.to_str().unwrap()]).status.success());
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) FROM patients WHERE family_name = 'Bennett-Jones' AND family_key = 'bennett-jones'"
+        ),
+        1
+    );
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM audit_log WHERE action = 'pds.imported'"), 2);
 }
 
 #[test]
@@ -135,21 +125,11 @@ fn a_bad_pds_file_is_refused_whole_with_line_numbers() {
     let out = cpis(&db, &["pds", "import", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("line 3") && stderr.contains("nothing was imported"),
-        "{stderr}"
-    );
-    assert_eq!(
-        count(&mut db.conn(), "SELECT count(*) FROM patients"),
-        0,
-        "nothing half-stored"
-    );
+    assert!(stderr.contains("line 3") && stderr.contains("nothing was imported"), "{stderr}");
+    assert_eq!(count(&mut db.conn(), "SELECT count(*) FROM patients"), 0, "nothing half-stored");
     // A superseded_by that names nobody is refused too, and nothing is stored.
-    std::fs::write(
-        &file,
-        format!("{HEADER}9990000026,Oliver,Bennett,male,2018-03-04,,,,,false,9990000042,false\n"),
-    )
-    .unwrap();
+    std::fs::write(&file, format!("{HEADER}9990000026,Oliver,Bennett,male,2018-03-04,,,,,false,9990000042,false\n"))
+        .unwrap();
     let out = cpis(&db, &["pds", "import", file.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("9990000042"));
@@ -160,11 +140,7 @@ fn a_bad_pds_file_is_refused_whole_with_line_numbers() {
 
 #[test]
 fn commands_explain_a_missing_database_url() {
-    let out = Command::new(env!("CARGO_BIN_EXE_cpis"))
-        .arg("migrate")
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cpis")).arg("migrate").env_remove("DATABASE_URL").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("DATABASE_URL is not set"));
 }

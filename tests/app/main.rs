@@ -7,6 +7,8 @@ mod alert_tab;
 mod audit_trail;
 mod browser;
 mod cli;
+mod logs;
 mod schema;
 mod search;
+mod sessions;
 mod sign_in;

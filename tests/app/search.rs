@@ -17,11 +17,7 @@ async fn nhs_number_search_checks_modulus_11_before_any_look_up() {
     let c = app.signed_in("amy.patel").await;
     let res = c.get("/search?by=nhs&nhs_number=9990000019").await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
-    assert!(res
-        .text()
-        .await
-        .unwrap()
-        .contains("This is not a valid NHS number"));
+    assert!(res.text().await.unwrap().contains("This is not a valid NHS number"));
     let res = c.get("/search?by=nhs&nhs_number=99900").await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     assert!(res.text().await.unwrap().contains("10 digits"));
@@ -35,33 +31,19 @@ async fn nhs_number_search_accepts_spacing_and_opens_the_record() {
     let c = app.signed_in("amy.patel").await;
     let res = c.get("/search?by=nhs&nhs_number=999+000+0042").await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(
-        res.headers()["location"],
-        format!("/patients/{MIA_THOMPSON}")
-    );
+    assert_eq!(res.headers()["location"], format!("/patients/{MIA_THOMPSON}"));
     // An invalidated number is not found; a superseded one leads to the current record.
-    let page = c
-        .text(&format!("/search?by=nhs&nhs_number={LEO_BAKER}"))
-        .await;
+    let page = c.text(&format!("/search?by=nhs&nhs_number={LEO_BAKER}")).await;
     assert!(page.contains("No patient matches"));
-    let res = c
-        .get(&format!("/search?by=nhs&nhs_number={OLIVER_OLD_NUMBER}"))
-        .await;
-    assert_eq!(
-        res.headers()["location"],
-        format!("/patients/{OLIVER_BENNETT}?superseded={OLIVER_OLD_NUMBER}")
-    );
+    let res = c.get(&format!("/search?by=nhs&nhs_number={OLIVER_OLD_NUMBER}")).await;
+    assert_eq!(res.headers()["location"], format!("/patients/{OLIVER_BENNETT}?superseded={OLIVER_OLD_NUMBER}"));
 }
 
 #[tokio::test]
 async fn demographic_search_finds_by_family_name_and_birth_date() {
     let app = TestApp::spawn(Template::Demo);
     let c = app.signed_in("amy.patel").await;
-    let (status, page) = demographics(
-        &c,
-        "family_name=smith&dob_day=22&dob_month=10&dob_year=2010",
-    )
-    .await;
+    let (status, page) = demographics(&c, "family_name=smith&dob_day=22&dob_month=10&dob_year=2010").await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Jane SMITH") && page.contains("900 000 0009"));
     assert!(page.contains("1.00"), "an exact match scores 1.0");
@@ -73,12 +55,10 @@ async fn demographic_search_finds_by_family_name_and_birth_date() {
 async fn wildcards_need_three_letters_and_match_prefixes() {
     let app = TestApp::spawn(Template::Demo);
     let c = app.signed_in("amy.patel").await;
-    let (status, page) =
-        demographics(&c, "family_name=Sm*&dob_day=22&dob_month=10&dob_year=2010").await;
+    let (status, page) = demographics(&c, "family_name=Sm*&dob_day=22&dob_month=10&dob_year=2010").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(page.contains("at least 3 letters"));
-    let (status, page) =
-        demographics(&c, "family_name=Smi*&dob_day=22&dob_month=10&dob_year=2010").await;
+    let (status, page) = demographics(&c, "family_name=Smi*&dob_day=22&dob_month=10&dob_year=2010").await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Jane SMITH") && page.contains("0.90"));
 }
@@ -88,18 +68,11 @@ async fn similar_names_find_sound_alikes_and_swapped_names() {
     let app = TestApp::spawn(Template::Demo);
     let c = app.signed_in("amy.patel").await;
     // Smyth sounds like Smith.
-    let (_, page) = demographics(
-        &c,
-        "family_name=Smyth&dob_day=22&dob_month=10&dob_year=2010&similar=true",
-    )
-    .await;
+    let (_, page) = demographics(&c, "family_name=Smyth&dob_day=22&dob_month=10&dob_year=2010&similar=true").await;
     assert!(page.contains("Jane SMITH"), "Soundex match");
     // Given and family names typed the wrong way round.
-    let (_, page) = demographics(
-        &c,
-        "family_name=Jane&given_name=Smith&dob_day=22&dob_month=10&dob_year=2010&similar=true",
-    )
-    .await;
+    let (_, page) =
+        demographics(&c, "family_name=Jane&given_name=Smith&dob_day=22&dob_month=10&dob_year=2010&similar=true").await;
     assert!(page.contains("Jane SMITH"), "swapped names");
 }
 
@@ -108,18 +81,10 @@ async fn a_postcode_search_never_returns_restricted_patients() {
     let app = TestApp::spawn(Template::Demo);
     let c = app.signed_in("amy.patel").await;
     // Janet Smythe (restricted) shares Jane Smith's postcode.
-    let (_, page) = demographics(
-        &c,
-        "family_name=Smythe&dob_day=9&dob_month=11&dob_year=2005",
-    )
-    .await;
+    let (_, page) = demographics(&c, "family_name=Smythe&dob_day=9&dob_month=11&dob_year=2005").await;
     assert!(page.contains("Janet SMYTHE"), "found without a postcode");
     assert!(!page.contains("LS1 6AE"), "but her postcode is not shown");
-    let (_, page) = demographics(
-        &c,
-        "family_name=Smythe&dob_day=9&dob_month=11&dob_year=2005&postcode=LS1+6AE",
-    )
-    .await;
+    let (_, page) = demographics(&c, "family_name=Smythe&dob_day=9&dob_month=11&dob_year=2005&postcode=LS1+6AE").await;
     assert!(!page.contains("Janet SMYTHE"));
     assert!(page.contains("No patient matches"));
 }
@@ -129,8 +94,11 @@ async fn too_many_matches_asks_for_more_detail() {
     let app = TestApp::spawn(Template::Demo);
     let c = app.signed_in("amy.patel").await;
     // Harris, Harrison and Harvey born in five years: over a hundred in the demo population.
-    let (status, page) =
-        demographics(&c, "family_name=Har*&dob_day=1&dob_month=1&dob_year=2010&dob_to_day=31&dob_to_month=12&dob_to_year=2014").await;
+    let (status, page) = demographics(
+        &c,
+        "family_name=Har*&dob_day=1&dob_month=1&dob_year=2010&dob_to_day=31&dob_to_month=12&dob_to_year=2014",
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("Too many matches"));
     assert!(!page.contains("<table"), "no list when there are too many");
@@ -155,10 +123,6 @@ async fn bad_demographic_input_gets_field_errors_not_a_failure() {
         assert!(!page.contains("<script>"), "input is escaped");
     }
     let long = "a".repeat(5000);
-    let (status, _) = demographics(
-        &c,
-        &format!("family_name={long}&dob_day=1&dob_month=1&dob_year=2010"),
-    )
-    .await;
+    let (status, _) = demographics(&c, &format!("family_name={long}&dob_day=1&dob_month=1&dob_year=2010")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

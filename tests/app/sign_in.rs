@@ -8,13 +8,8 @@ use crate::support::{between, Template, TestApp, PASSWORD};
 async fn anonymous_requests_are_sent_to_sign_in() {
     let app = TestApp::spawn(Template::Demo);
     let c = app.client();
-    for path in [
-        "/",
-        "/search",
-        "/patients/9990000042",
-        "/patients/9990000042/child-care-alert",
-        "/local-authorities",
-    ] {
+    for path in ["/", "/search", "/patients/9990000042", "/patients/9990000042/child-care-alert", "/local-authorities"]
+    {
         let res = c.get(path).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER, "{path}");
         assert_eq!(res.headers()["location"], "/sign-in", "{path}");
@@ -35,10 +30,7 @@ async fn wrong_password_and_unknown_user_get_the_same_answer() {
     let unknown_text = unknown.text().await.unwrap();
     let message = |t: &str| between(t, "nhsuk-error-summary__list\">", "</ul>").unwrap();
     assert_eq!(message(&wrong_text), message(&unknown_text));
-    assert_eq!(
-        app.count("SELECT count(*) FROM audit_log WHERE action = 'auth.sign_in_failed'"),
-        2
-    );
+    assert_eq!(app.count("SELECT count(*) FROM audit_log WHERE action = 'auth.sign_in_failed'"), 2);
 }
 
 #[tokio::test]
@@ -46,22 +38,15 @@ async fn five_failures_lock_the_account_for_fifteen_minutes() {
     let app = TestApp::spawn(Template::Demo);
     let c = app.client();
     for _ in 0..5 {
-        assert_eq!(
-            c.sign_in("amy.patel", "wrong password here").await.status(),
-            StatusCode::UNAUTHORIZED
-        );
+        assert_eq!(c.sign_in("amy.patel", "wrong password here").await.status(), StatusCode::UNAUTHORIZED);
     }
     // Even the right password is refused while locked.
+    assert_eq!(c.sign_in("amy.patel", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.count("SELECT count(*) FROM audit_log WHERE action = 'auth.account_locked'"), 1);
     assert_eq!(
-        c.sign_in("amy.patel", PASSWORD).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM audit_log WHERE action = 'auth.account_locked'"),
-        1
-    );
-    assert_eq!(
-        app.count("SELECT count(*) FROM users WHERE username = 'amy.patel' AND locked_until > now() + interval '14 minutes'"),
+        app.count(
+            "SELECT count(*) FROM users WHERE username = 'amy.patel' AND locked_until > now() + interval '14 minutes'"
+        ),
         1
     );
 }
@@ -74,11 +59,7 @@ async fn a_form_without_the_session_csrf_token_is_refused() {
     let res = c
         .http
         .post(app.url("/sign-in"))
-        .form(&[
-            ("username", "amy.patel"),
-            ("password", PASSWORD),
-            ("csrf_token", "forged"),
-        ])
+        .form(&[("username", "amy.patel"), ("password", PASSWORD), ("csrf_token", "forged")])
         .send()
         .await
         .unwrap();
@@ -95,11 +76,7 @@ async fn a_cross_site_post_is_refused_even_with_a_token() {
         .http
         .post(app.url("/sign-in"))
         .header("Origin", "https://evil.example")
-        .form(&[
-            ("username", "amy.patel"),
-            ("password", PASSWORD),
-            ("csrf_token", token.as_str()),
-        ])
+        .form(&[("username", "amy.patel"), ("password", PASSWORD), ("csrf_token", token.as_str())])
         .send()
         .await
         .unwrap();
@@ -108,11 +85,7 @@ async fn a_cross_site_post_is_refused_even_with_a_token() {
         .http
         .post(app.url("/sign-in"))
         .header("Sec-Fetch-Site", "cross-site")
-        .form(&[
-            ("username", "amy.patel"),
-            ("password", PASSWORD),
-            ("csrf_token", token.as_str()),
-        ])
+        .form(&[("username", "amy.patel"), ("password", PASSWORD), ("csrf_token", token.as_str())])
         .send()
         .await
         .unwrap();
@@ -144,9 +117,7 @@ async fn a_user_with_several_roles_chooses_one_and_can_change_it() {
     assert_eq!(c.get("/search").await.headers()["location"], "/select-role");
     let page = c.text("/select-role").await;
     assert!(page.contains("Clinical Practitioner Access Role, Leeds Teaching Hospitals NHS Trust"));
-    assert!(page.contains(
-        "Admin/Clinical Support Access Role, University Hospitals Birmingham NHS Foundation Trust"
-    ));
+    assert!(page.contains("Admin/Clinical Support Access Role, University Hospitals Birmingham NHS Foundation Trust"));
     let ids: Vec<String> = page
         .match_indices("name=\"role\" type=\"radio\" value=\"")
         .map(|(i, m)| page[i + m.len()..].split('"').next().unwrap().to_owned())
@@ -157,16 +128,10 @@ async fn a_user_with_several_roles_chooses_one_and_can_change_it() {
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let res = c.post_form("/select-role", &[("role", &ids[1])]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert!(c
-        .text("/search")
-        .await
-        .contains("Admin/Clinical Support Access Role"));
+    assert!(c.text("/search").await.contains("Admin/Clinical Support Access Role"));
     let res = c.post_form("/select-role", &[("role", &ids[0])]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert!(c
-        .text("/search")
-        .await
-        .contains("Clinical Practitioner Access Role, Leeds"));
+    assert!(c.text("/search").await.contains("Clinical Practitioner Access Role, Leeds"));
 }
 
 #[tokio::test]
@@ -178,10 +143,7 @@ async fn sign_out_ends_the_server_session() {
     assert_eq!(sessions_before, 1);
     let res = c.post_form("/sign-out", &[]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    assert_eq!(
-        app.count("SELECT count(*) FROM sessions WHERE user_id IS NOT NULL"),
-        0
-    );
+    assert_eq!(app.count("SELECT count(*) FROM sessions WHERE user_id IS NOT NULL"), 0);
     assert_eq!(c.get("/search").await.headers()["location"], "/sign-in");
 }
 
@@ -190,16 +152,10 @@ async fn a_disabled_account_is_signed_out_at_its_next_request() {
     let app = TestApp::spawn(Template::Demo);
     let c = app.signed_in("amy.patel").await;
     assert_eq!(c.get("/search").await.status(), StatusCode::OK);
-    crate::support::db::execute(
-        &mut app.conn(),
-        "UPDATE users SET disabled_at = now() WHERE username = 'amy.patel'",
-    );
+    crate::support::db::execute(&mut app.conn(), "UPDATE users SET disabled_at = now() WHERE username = 'amy.patel'");
     let res = c.get("/search").await;
     assert_eq!(res.headers()["location"], "/sign-in");
-    assert_eq!(
-        c.sign_in("amy.patel", PASSWORD).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(c.sign_in("amy.patel", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -211,12 +167,7 @@ async fn every_response_carries_the_security_headers() {
         let h = res.headers();
         let csp = h["content-security-policy"].to_str().unwrap();
         assert!(!csp.contains("unsafe-inline"), "{path}");
-        for part in [
-            "object-src 'none'",
-            "base-uri 'none'",
-            "frame-ancestors 'none'",
-            "script-src 'self'",
-        ] {
+        for part in ["object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'", "script-src 'self'"] {
             assert!(csp.contains(part), "{part} on {path}");
         }
         assert_eq!(h["x-content-type-options"], "nosniff");

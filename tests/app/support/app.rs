@@ -44,12 +44,7 @@ impl TestApp {
             });
         });
         let handle = rx.recv().expect("the server starts");
-        TestApp {
-            addr,
-            db,
-            handle,
-            thread: Some(thread),
-        }
+        TestApp { addr, db, handle, thread: Some(thread) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -58,11 +53,7 @@ impl TestApp {
 
     pub fn client(&self) -> Client {
         Client {
-            http: reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(Policy::none())
-                .build()
-                .unwrap(),
+            http: reqwest::Client::builder().cookie_store(true).redirect(Policy::none()).build().unwrap(),
             base: format!("http://{}", self.addr),
         }
     }
@@ -71,15 +62,10 @@ impl TestApp {
     pub async fn signed_in(&self, username: &str) -> Client {
         let c = self.client();
         let res = c.sign_in(username, PASSWORD).await;
-        assert_eq!(
-            res.status(),
-            StatusCode::SEE_OTHER,
-            "demo sign-in for {username}"
-        );
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "demo sign-in for {username}");
         if res.headers()["location"] == "/select-role" {
             let page = c.text("/select-role").await;
-            let role = between(&page, "name=\"role\" type=\"radio\" value=\"", "\"")
-                .expect("a role to choose");
+            let role = between(&page, "name=\"role\" type=\"radio\" value=\"", "\"").expect("a role to choose");
             let res = c.post_form("/select-role", &[("role", &role)]).await;
             assert_eq!(res.status(), StatusCode::SEE_OTHER);
         }
@@ -107,11 +93,7 @@ impl Drop for TestApp {
 }
 
 fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }
 
 /// The text between two markers, first occurrence.
@@ -128,11 +110,7 @@ pub struct Client {
 
 impl Client {
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}{}", self.base, path))
-            .send()
-            .await
-            .expect("GET")
+        self.http.get(format!("{}{}", self.base, path)).send().await.expect("GET")
     }
 
     pub async fn text(&self, path: &str) -> String {
@@ -150,19 +128,10 @@ impl Client {
         let token = self.csrf().await;
         let mut form: Vec<(&str, &str)> = fields.to_vec();
         form.push(("csrf_token", &token));
-        self.http
-            .post(format!("{}{}", self.base, path))
-            .form(&form)
-            .send()
-            .await
-            .expect("POST")
+        self.http.post(format!("{}{}", self.base, path)).form(&form).send().await.expect("POST")
     }
 
     pub async fn sign_in(&self, username: &str, password: &str) -> reqwest::Response {
-        self.post_form(
-            "/sign-in",
-            &[("username", username), ("password", password)],
-        )
-        .await
+        self.post_form("/sign-in", &[("username", username), ("password", password)]).await
     }
 }

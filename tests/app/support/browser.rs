@@ -55,21 +55,14 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start {CHROMEDRIVER}: {e}"));
-        let profile =
-            std::env::temp_dir().join(format!("cpis-chromium-{}", uuid::Uuid::new_v4().simple()));
+        let profile = std::env::temp_dir().join(format!("cpis-chromium-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&profile).expect("create a Chromium profile directory");
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(60))
             .build()
             .expect("an HTTP client for chromedriver");
-        let mut browser = Browser {
-            driver,
-            port,
-            session: String::new(),
-            http,
-            profile,
-        };
+        let mut browser = Browser { driver, port, session: String::new(), http, profile };
         browser.wait_until_driver_ready().await;
         let capabilities = json!({
             "capabilities": {
@@ -96,9 +89,7 @@ impl Browser {
                 }
             }
         });
-        let created = browser
-            .command(reqwest::Method::POST, "/session", Some(capabilities))
-            .await;
+        let created = browser.command(reqwest::Method::POST, "/session", Some(capabilities)).await;
         browser.session = created["sessionId"]
             .as_str()
             .unwrap_or_else(|| panic!("chromedriver gave no session id: {created}"))
@@ -110,19 +101,10 @@ impl Browser {
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = self.driver.try_wait() {
-                panic!(
-                    "{CHROMEDRIVER} exited at once ({status}) on port {}",
-                    self.port
-                );
+                panic!("{CHROMEDRIVER} exited at once ({status}) on port {}", self.port);
             }
             let url = format!("http://127.0.0.1:{}/status", self.port);
-            if let Ok(res) = self
-                .http
-                .get(&url)
-                .timeout(Duration::from_secs(1))
-                .send()
-                .await
-            {
+            if let Ok(res) = self.http.get(&url).timeout(Duration::from_secs(1)).send().await {
                 if let Ok(v) = res.json::<Value>().await {
                     if v["value"]["ready"] == true {
                         return;
@@ -147,15 +129,9 @@ impl Browser {
         } else if method == reqwest::Method::POST {
             req = req.json(&json!({}));
         }
-        let res = req
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
+        let res = req.send().await.unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"));
         let status = res.status();
-        let v: Value = res
-            .json()
-            .await
-            .unwrap_or_else(|e| panic!("WebDriver {method} {path}: unreadable answer: {e}"));
+        let v: Value = res.json().await.unwrap_or_else(|e| panic!("WebDriver {method} {path}: unreadable answer: {e}"));
         if !status.is_success() {
             panic!(
                 "WebDriver {method} {path} failed ({status}): {} {}",
@@ -166,37 +142,23 @@ impl Browser {
         v["value"].clone()
     }
 
-    async fn session_command(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Value {
-        self.command(method, &format!("/session/{}{}", self.session, path), body)
-            .await
+    async fn session_command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.command(method, &format!("/session/{}{}", self.session, path), body).await
     }
 
     /// Opens a URL and waits for the page to load.
     pub async fn goto(&self, url: &str) {
-        self.session_command(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
-            .await;
+        self.session_command(reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
     }
 
     pub async fn current_url(&self) -> String {
-        self.session_command(reqwest::Method::GET, "/url", None)
-            .await
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.session_command(reqwest::Method::GET, "/url", None).await.as_str().unwrap_or_default().to_owned()
     }
 
     /// The current URL's path and query.
     pub async fn current_path(&self) -> String {
         let url = self.current_url().await;
-        match url
-            .split_once("://")
-            .and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned()))
-        {
+        match url.split_once("://").and_then(|(_, rest)| rest.find('/').map(|i| rest[i..].to_owned())) {
             Some(p) => p,
             None => url,
         }
@@ -212,9 +174,8 @@ impl Browser {
                 return;
             }
             if started.elapsed() > WAIT {
-                let page = self
-                    .script("return document.querySelector('main')?.innerText ?? document.body.innerText")
-                    .await;
+                let page =
+                    self.script("return document.querySelector('main')?.innerText ?? document.body.innerText").await;
                 panic!("expected to reach {path}, still on {current}, which shows:\n{page}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -228,11 +189,7 @@ impl Browser {
     /// Runs a script in the page; its result as text.
     pub async fn script(&self, script: &str) -> String {
         let v = self
-            .session_command(
-                reqwest::Method::POST,
-                "/execute/sync",
-                Some(json!({ "script": script, "args": [] })),
-            )
+            .session_command(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": script, "args": [] })))
             .await;
         match v {
             Value::String(s) => s,
@@ -243,35 +200,17 @@ impl Browser {
     /// The first element matching a CSS selector (waiting up to the implicit wait).
     pub async fn find(&self, css: &str) -> Element {
         let v = self
-            .session_command(
-                reqwest::Method::POST,
-                "/element",
-                Some(json!({ "using": "css selector", "value": css })),
-            )
+            .session_command(reqwest::Method::POST, "/element", Some(json!({ "using": "css selector", "value": css })))
             .await;
-        Element(
-            v[ELEMENT]
-                .as_str()
-                .unwrap_or_else(|| panic!("no element for {css}: {v}"))
-                .to_owned(),
-        )
+        Element(v[ELEMENT].as_str().unwrap_or_else(|| panic!("no element for {css}: {v}")).to_owned())
     }
 
     /// Types into a field, after clearing it.
     pub async fn fill(&self, css: &str, text: &str) {
         let e = self.find(css).await;
-        self.session_command(
-            reqwest::Method::POST,
-            &format!("/element/{}/clear", e.0),
-            None,
-        )
-        .await;
-        self.session_command(
-            reqwest::Method::POST,
-            &format!("/element/{}/value", e.0),
-            Some(json!({ "text": text })),
-        )
-        .await;
+        self.session_command(reqwest::Method::POST, &format!("/element/{}/clear", e.0), None).await;
+        self.session_command(reqwest::Method::POST, &format!("/element/{}/value", e.0), Some(json!({ "text": text })))
+            .await;
     }
 
     pub async fn click(&self, css: &str) {
@@ -280,12 +219,7 @@ impl Browser {
     }
 
     pub async fn click_element(&self, e: &Element) {
-        self.session_command(
-            reqwest::Method::POST,
-            &format!("/element/{}/click", e.0),
-            None,
-        )
-        .await;
+        self.session_command(reqwest::Method::POST, &format!("/element/{}/click", e.0), None).await;
     }
 
     /// The rendered text of the first element matching a CSS selector.
@@ -295,34 +229,21 @@ impl Browser {
     }
 
     pub async fn element_text(&self, e: &Element) -> String {
-        let v = self
-            .session_command(
-                reqwest::Method::GET,
-                &format!("/element/{}/text", e.0),
-                None,
-            )
-            .await;
+        let v = self.session_command(reqwest::Method::GET, &format!("/element/{}/text", e.0), None).await;
         v.as_str().unwrap_or_default().to_owned()
     }
 
     /// The cookies the browser holds for the current page, as WebDriver describes them
     /// (`name`, `value`, `secure`, `httpOnly`, `sameSite`, ...).
     pub async fn cookies(&self) -> Vec<Value> {
-        self.session_command(reqwest::Method::GET, "/cookie", None)
-            .await
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.session_command(reqwest::Method::GET, "/cookie", None).await.as_array().cloned().unwrap_or_default()
     }
 
     /// Saves a PNG of the whole page (not just the window), creating the directory.
     pub async fn screenshot_full_page(&self, path: &Path) {
         let metrics = self.cdp("Page.getLayoutMetrics", json!({})).await;
         let size = &metrics["cssContentSize"];
-        let (w, h) = (
-            size["width"].as_f64().unwrap_or(1280.0),
-            size["height"].as_f64().unwrap_or(1000.0),
-        );
+        let (w, h) = (size["width"].as_f64().unwrap_or(1280.0), size["height"].as_f64().unwrap_or(1000.0));
         let shot = self
             .cdp(
                 "Page.captureScreenshot",
@@ -337,32 +258,22 @@ impl Browser {
             .decode(shot["data"].as_str().expect("a screenshot"))
             .expect("the screenshot is base64");
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+            std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         }
         std::fs::write(path, png).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     }
 
     /// A Chrome DevTools Protocol command through chromedriver.
     async fn cdp(&self, cmd: &str, params: Value) -> Value {
-        self.session_command(
-            reqwest::Method::POST,
-            "/goog/cdp/execute",
-            Some(json!({ "cmd": cmd, "params": params })),
-        )
-        .await
+        self.session_command(reqwest::Method::POST, "/goog/cdp/execute", Some(json!({ "cmd": cmd, "params": params })))
+            .await
     }
 
     /// Ends the session (Chromium exits) and stops chromedriver.
     pub async fn quit(mut self) {
         let session = std::mem::take(&mut self.session);
         if !session.is_empty() {
-            self.command(
-                reqwest::Method::DELETE,
-                &format!("/session/{session}"),
-                None,
-            )
-            .await;
+            self.command(reqwest::Method::DELETE, &format!("/session/{session}"), None).await;
         }
         // Drop kills chromedriver and removes the profile.
     }

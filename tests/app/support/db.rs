@@ -23,9 +23,8 @@ pub struct TestDatabase {
 
 /// The server's URL from DATABASE_URL (scripts/test starts a private cluster and sets it).
 pub fn admin_url() -> String {
-    std::env::var("DATABASE_URL").expect(
-        "DATABASE_URL is not set: run the tests with ./scripts/test, which starts a private PostgreSQL",
-    )
+    std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL is not set: run the tests with ./scripts/test, which starts a private PostgreSQL")
 }
 
 /// The same server, another database.
@@ -36,10 +35,7 @@ pub fn url_for(database: &str) -> String {
         None => (url.clone(), String::new()),
     };
     let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map(|i| scheme_end + i)
-        .unwrap_or(base.len());
+    let host_end = base[scheme_end..].find('/').map(|i| scheme_end + i).unwrap_or(base.len());
     format!("{}/{database}{query}", &base[..host_end])
 }
 
@@ -71,42 +67,22 @@ fn template(t: Template) -> String {
     if let Some(name) = done.get(&t) {
         return name.clone();
     }
-    let name = format!(
-        "cpis_tmpl_{}_{}",
-        fingerprint(),
-        format!("{t:?}").to_lowercase()
-    );
+    let name = format!("cpis_tmpl_{}_{}", fingerprint(), format!("{t:?}").to_lowercase());
     let mut conn = admin();
     // Another test process may be building the same template.
-    diesel::sql_query("SELECT pg_advisory_lock($1)")
-        .bind::<BigInt, _>(0x7e57_7e57_i64)
-        .execute(&mut conn)
+    diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(0x7e57_7e57_i64).execute(&mut conn).unwrap();
+    let existing: Vec<Name> = diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'cpis\\_tmpl\\_%'")
+        .load(&mut conn)
         .unwrap();
-    let existing: Vec<Name> =
-        diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'cpis\\_tmpl\\_%'")
-            .load(&mut conn)
-            .unwrap();
     if !existing.iter().any(|n| n.datname == name) {
         // Templates of earlier builds are no longer needed.
-        for old in existing
-            .iter()
-            .filter(|n| !n.datname.contains(&fingerprint()))
-        {
-            let _ = diesel::sql_query(format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                old.datname
-            ))
-            .execute(&mut conn);
+        for old in existing.iter().filter(|n| !n.datname.contains(&fingerprint())) {
+            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", old.datname))
+                .execute(&mut conn);
         }
         let building = format!("{name}_building");
-        diesel::sql_query(format!(
-            "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
-        ))
-        .execute(&mut conn)
-        .unwrap();
-        diesel::sql_query(format!("CREATE DATABASE \"{building}\""))
-            .execute(&mut conn)
-            .unwrap();
+        diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)")).execute(&mut conn).unwrap();
+        diesel::sql_query(format!("CREATE DATABASE \"{building}\"")).execute(&mut conn).unwrap();
         {
             let mut t_conn = PgConnection::establish(&url_for(&building)).unwrap();
             cpis::db::migrate(&mut t_conn).expect("migrations apply");
@@ -115,16 +91,9 @@ fn template(t: Template) -> String {
                 cpis::seed::demo::load(&mut t_conn, chrono::Utc::now()).expect("demo data loads");
             }
         }
-        diesel::sql_query(format!(
-            "ALTER DATABASE \"{building}\" RENAME TO \"{name}\""
-        ))
-        .execute(&mut conn)
-        .unwrap();
+        diesel::sql_query(format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"")).execute(&mut conn).unwrap();
     }
-    diesel::sql_query("SELECT pg_advisory_unlock($1)")
-        .bind::<BigInt, _>(0x7e57_7e57_i64)
-        .execute(&mut conn)
-        .unwrap();
+    diesel::sql_query("SELECT pg_advisory_unlock($1)").bind::<BigInt, _>(0x7e57_7e57_i64).execute(&mut conn).unwrap();
     done.insert(t, name.clone());
     name
 }
@@ -133,27 +102,17 @@ impl TestDatabase {
     pub fn new(t: Template) -> TestDatabase {
         let template = template(t);
         let name = format!("t_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
-        diesel::sql_query(format!(
-            "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
-        ))
-        .execute(&mut admin())
-        .expect("clone the template database");
-        TestDatabase {
-            url: url_for(&name),
-            name,
-        }
+        diesel::sql_query(format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
+            .execute(&mut admin())
+            .expect("clone the template database");
+        TestDatabase { url: url_for(&name), name }
     }
 
     /// An empty database: nothing migrated.
     pub fn empty() -> TestDatabase {
         let name = format!("t_{}", &uuid::Uuid::new_v4().simple().to_string()[..16]);
-        diesel::sql_query(format!("CREATE DATABASE \"{name}\""))
-            .execute(&mut admin())
-            .expect("create a database");
-        TestDatabase {
-            url: url_for(&name),
-            name,
-        }
+        diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut admin()).expect("create a database");
+        TestDatabase { url: url_for(&name), name }
     }
 
     pub fn conn(&self) -> PgConnection {
@@ -163,11 +122,8 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let _ = diesel::sql_query(format!(
-            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-            self.name
-        ))
-        .execute(&mut admin());
+        let _ =
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name)).execute(&mut admin());
     }
 }
 
@@ -187,7 +143,5 @@ pub fn count(conn: &mut PgConnection, sql: &str) -> i64 {
 
 /// Runs a statement, returning how many rows it touched.
 pub fn execute(conn: &mut PgConnection, sql: &str) -> usize {
-    diesel::sql_query(sql)
-        .execute(conn)
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    diesel::sql_query(sql).execute(conn).unwrap_or_else(|e| panic!("{sql}: {e}"))
 }

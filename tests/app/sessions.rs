@@ -1,0 +1,113 @@
+//! Session lifetime and storage (OWASP ASVS 3.3): an idle timeout, an absolute limit that
+//! activity cannot push back, and server-side rows keyed by a hash of the session key.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use sha2::{Digest, Sha256};
+
+use crate::support::{Client, Template, TestApp, PASSWORD};
+
+const SEARCH: &str = "/search";
+
+async fn assert_sent_to_sign_in(c: &Client, when: &str) {
+    let res = c.get(SEARCH).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{when}");
+    assert_eq!(res.headers()["location"], "/sign-in", "{when}");
+}
+
+async fn sleep_until(start: Instant, offset: Duration) {
+    let now = Instant::now();
+    if let Some(wait) = (start + offset).checked_duration_since(now) {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+#[tokio::test]
+async fn an_idle_session_expires() {
+    let app = TestApp::spawn_with(Template::Demo, |config| {
+        config.session_idle = Duration::from_secs(2);
+    });
+    let c = app.signed_in("amy.patel").await;
+    assert_eq!(c.get(SEARCH).await.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_sent_to_sign_in(&c, "after 3 s without a request (idle limit 2 s)").await;
+}
+
+#[tokio::test]
+async fn activity_keeps_a_session_alive_until_the_absolute_limit() {
+    let app = TestApp::spawn_with(Template::Demo, |config| {
+        config.session_idle = Duration::from_secs(2);
+        config.session_absolute = Duration::from_secs(4);
+    });
+    // The absolute limit runs from the sign-in, which ends before this instant.
+    let c = app.signed_in("amy.patel").await;
+    let signed_in = Instant::now();
+    for second in 1..=3 {
+        sleep_until(signed_in, Duration::from_secs(second)).await;
+        assert_eq!(
+            c.get(SEARCH).await.status(),
+            StatusCode::OK,
+            "a request every second keeps the session alive at {second} s (idle limit 2 s)"
+        );
+    }
+    // Around the absolute limit: either answer; the request keeps the idle timer running, so
+    // whatever ends the session a second later is the absolute limit.
+    sleep_until(signed_in, Duration::from_secs(4)).await;
+    let _ = c.get(SEARCH).await;
+    sleep_until(signed_in, Duration::from_secs(5)).await;
+    assert_sent_to_sign_in(&c, "5 s after sign-in (absolute limit 4 s), despite activity").await;
+}
+
+#[tokio::test]
+async fn the_session_row_holds_a_hash_not_the_cookie_value() {
+    let app = TestApp::spawn(Template::Demo);
+    let c = app.client();
+    let res = c.sign_in("amy.patel", PASSWORD).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let set_cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("cpis-session="))
+        .expect("sign-in sets the session cookie")
+        .to_owned();
+    let value = set_cookie["cpis-session=".len()..].split(';').next().unwrap().to_owned();
+    // A signed cookie is the base64 HMAC followed by the value it signs: here the 43-character
+    // URL-safe session key, which percent-encoding leaves as it is.
+    assert!(value.len() > 43, "a signed session cookie: {value}");
+    let key = &value[value.len() - 43..];
+    assert!(
+        key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "the cookie ends with a URL-safe session key: {value}"
+    );
+    for part in [value.as_str(), key] {
+        assert!(part.bytes().all(|b| b != b'\''), "safe to quote: {part}");
+    }
+    let hash = hex::encode(Sha256::digest(key.as_bytes()));
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.key_hash = decode('{hash}', 'hex') AND u.username = 'amy.patel'"
+        )),
+        1,
+        "the signed-in session's row is keyed by the SHA-256 of the session key"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM sessions WHERE length(key_hash) <> 32"),
+        0,
+        "every row is keyed by a 32-byte hash"
+    );
+    for (what, secret) in [("cookie value", value.as_str()), ("session key", key)] {
+        assert_eq!(
+            app.count(&format!(
+                "SELECT count(*) FROM sessions \
+                 WHERE position(convert_to('{secret}', 'UTF8') in key_hash) > 0 \
+                    OR position('{secret}' in state::text) > 0"
+            )),
+            0,
+            "no session row holds the {what}"
+        );
+    }
+}
