@@ -132,7 +132,7 @@ pub async fn authorize(
         req.extensions_mut().insert(p);
     }
     match decision {
-        Decision::Allow if must_change => Ok(req.into_response(
+        _ if must_change && decision != Decision::SignIn => Ok(req.into_response(
             actix_web::HttpResponse::SeeOther().insert_header((header::LOCATION, "/change-password")).finish(),
         )),
         Decision::Allow => Ok(next.call(req).await?.map_into_boxed_body()),

@@ -12,3 +12,4 @@ mod schema;
 mod search;
 mod sessions;
 mod sign_in;
+mod user_admin;

@@ -183,3 +183,17 @@ async fn an_unknown_page_is_a_clear_404() {
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     assert!(res.text().await.unwrap().contains("Page not found"));
 }
+
+#[tokio::test]
+async fn under_tls_the_cookie_is_secure_and_host_prefixed_and_hsts_is_sent() {
+    let app = TestApp::spawn_with(Template::Demo, |c| c.secure_cookies = true);
+    let c = app.client();
+    let res = c.get("/sign-in").await;
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("__Host-cpis-session="), "{cookie}");
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "{attr} in {cookie}");
+    }
+    assert!(!cookie.contains("Domain="), "a __Host- cookie has no Domain");
+    assert!(res.headers()["strict-transport-security"].to_str().unwrap().contains("max-age="));
+}
