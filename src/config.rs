@@ -25,6 +25,8 @@ pub struct Config {
     pub cookie_key: Option<String>,
     /// `CPIS_SIGN_IN_LIMIT` (default 30): sign-in attempts allowed from one address in 10 minutes.
     pub sign_in_limit: u32,
+    /// `CPIS_UPLOAD_LIMIT_MB` (default 100): the largest file an LA may upload; larger gets 413.
+    pub upload_limit_bytes: usize,
     /// `CPIS_WORKERS` (default 0: one HTTP worker per core).
     pub workers: usize,
     /// `CPIS_STATIC_DIR` (default `static` beside the working directory).
@@ -46,6 +48,7 @@ impl Config {
             log_json: std::env::var("CPIS_LOG_FORMAT").is_ok_and(|v| v == "json"),
             workers: env_parse("CPIS_WORKERS", 0)?,
             sign_in_limit: env_parse("CPIS_SIGN_IN_LIMIT", 30)?,
+            upload_limit_bytes: env_parse::<usize>("CPIS_UPLOAD_LIMIT_MB", 100)? * 1_048_576,
             cookie_key: std::env::var("CPIS_COOKIE_KEY").ok().filter(|k| !k.is_empty()),
             static_dir: std::env::var("CPIS_STATIC_DIR").unwrap_or_else(|_| "static".into()),
         })
@@ -64,6 +67,7 @@ impl Config {
             cookie_key: None,
             workers: 0,
             sign_in_limit: 30,
+            upload_limit_bytes: 100 * 1_048_576,
             static_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/static").into(),
         }
     }

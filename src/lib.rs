@@ -1,6 +1,7 @@
 //! CP-IS: the NHS Child Protection Information Sharing service, with an SCRa-style clinician
 //! front end. See ARCHITECTURE.md for the map of this crate.
 
+pub mod api;
 pub mod app;
 pub mod audit;
 pub mod auth;
@@ -9,6 +10,8 @@ pub mod cpis;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod mailbox;
+pub mod messages;
 pub mod pds;
 pub mod routes;
 pub mod schema;

@@ -29,11 +29,24 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Issue endpoint tokens; each is printed once, alone on stdout, and only its hash is kept.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// The PDS stand-in.
     Pds {
         #[command(subcommand)]
         command: PdsCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// A mailbox token for the local authority with this code (e.g. E10000016).
+    La { code: String },
+    /// A FHIR API token for an NHS system at the organisation with this ODS code.
+    Nhs { ods: String },
 }
 
 #[derive(Subcommand)]
@@ -88,6 +101,24 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 let d = seed::demo::load(&mut conn, chrono::Utc::now())?;
                 eprintln!("cpis: demo data: {d}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token { command } => {
+            let mut conn = db::connect(&config.database_url)?;
+            db::migrate(&mut conn)?;
+            let actor = cpis::audit::Actor::Operator;
+            let (token, what) = match command {
+                TokenCommand::La { code } => (
+                    cpis::mailbox::tokens::issue_la(&mut conn, actor, &code, "cpis token la")?,
+                    format!("local authority {code}"),
+                ),
+                TokenCommand::Nhs { ods } => (
+                    cpis::mailbox::tokens::issue_nhs(&mut conn, actor, &ods, "cpis token nhs")?,
+                    format!("NHS organisation {ods}"),
+                ),
+            };
+            eprintln!("cpis: a new token for {what}; it is shown only now and only its hash is stored");
+            println!("{token}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Pds { command: PdsCommand::Import { file } } => {

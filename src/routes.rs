@@ -5,8 +5,12 @@
 use actix_web::http::Method;
 use actix_web::{web, Route};
 
+use crate::api::mailbox;
 use crate::auth::Permission;
-use crate::web::{account, admin_users, health, home, local_authorities, patient, search, sign_in};
+use crate::web::{
+    account, admin_las, admin_users, health, home, la_portal, local_authorities, patient, search, sign_in,
+    transmissions,
+};
 
 /// Static files (CSS, JS, images) are public; they hold no data.
 pub const STATIC_PREFIX: &str = "/static/";
@@ -55,6 +59,55 @@ pub fn entries() -> Vec<Entry> {
             PatientTrace,
             web::get().to(local_authorities::show_local_authority),
         ),
+        entry(Method::POST, "/mesh/v1/{la}/outbox", EndpointToken, web::post().to(mailbox::post_outbox)),
+        entry(Method::GET, "/mesh/v1/{la}/inbox", EndpointToken, web::get().to(mailbox::list_inbox)),
+        entry(Method::GET, "/mesh/v1/{la}/inbox/{message_id}", EndpointToken, web::get().to(mailbox::get_message)),
+        entry(
+            Method::PUT,
+            "/mesh/v1/{la}/inbox/{message_id}/status/acknowledged",
+            EndpointToken,
+            web::put().to(mailbox::acknowledge_message),
+        ),
+        // LA_ADMIN_ROUTES (begin)
+        entry(Method::GET, "/admin/local-authorities", ServiceOwner, web::get().to(admin_las::list_local_authorities)),
+        entry(
+            Method::GET,
+            "/admin/local-authorities/{code}",
+            ServiceOwner,
+            web::get().to(admin_las::show_local_authority),
+        ),
+        entry(
+            Method::POST,
+            "/admin/local-authorities/{code}/sending",
+            ServiceOwner,
+            web::post().to(admin_las::switch_sending),
+        ),
+        entry(
+            Method::POST,
+            "/admin/local-authorities/{code}/notification-email",
+            ServiceOwner,
+            web::post().to(admin_las::set_notification_email),
+        ),
+        entry(
+            Method::POST,
+            "/admin/local-authorities/{code}/tokens",
+            ServiceOwner,
+            web::post().to(admin_las::issue_token),
+        ),
+        entry(
+            Method::POST,
+            "/admin/local-authorities/{code}/tokens/{token_id}/revoke",
+            ServiceOwner,
+            web::post().to(admin_las::revoke_token),
+        ),
+        entry(Method::GET, "/admin/transmissions", ServiceOwner, web::get().to(transmissions::list_transmissions)),
+        // LA_ADMIN_ROUTES (end)
+        entry(Method::GET, "/la", LaPortal, web::get().to(la_portal::show_portal)),
+        entry(Method::POST, "/la/uploads", LaPortal, web::post().to(la_portal::upload_file)),
+        entry(Method::GET, "/la/uploads/{id}", LaPortal, web::get().to(la_portal::show_upload)),
+        entry(Method::GET, "/la/messages/{message_id}", LaPortal, web::get().to(la_portal::show_message)),
+        entry(Method::GET, "/la/messages/{message_id}/xml", LaPortal, web::get().to(la_portal::download_message)),
+        entry(Method::POST, "/la/messages/{message_id}/read", LaPortal, web::post().to(la_portal::mark_read)),
         entry(Method::GET, "/admin/users", UserAdmin, web::get().to(admin_users::list_users)),
         entry(Method::POST, "/admin/users", UserAdmin, web::post().to(admin_users::create_user)),
         entry(Method::GET, "/admin/users/new", UserAdmin, web::get().to(admin_users::new_user_form)),

@@ -48,6 +48,20 @@ diesel::table! {
         deleted_at -> Nullable<Timestamptz>,
         deleted_reason -> Nullable<Text>,
         created_at -> Timestamptz,
+        upload_id -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    endpoint_tokens (id) {
+        id -> Int8,
+        kind -> Text,
+        la_code -> Nullable<Text>,
+        ods_code -> Nullable<Text>,
+        label -> Text,
+        token_hash -> Bytea,
+        created_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -73,11 +87,31 @@ diesel::table! {
 }
 
 diesel::table! {
+    mailbox_messages (id) {
+        id -> Uuid,
+        la_code -> Text,
+        message_type -> Text,
+        created_at -> Timestamptz,
+        body -> Text,
+        upload_id -> Nullable<Int8>,
+        acknowledged_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     nhs_organisations (ods_code) {
         ods_code -> Text,
         name -> Text,
         town -> Nullable<Text>,
         postcode -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    patient_names (nhs_number, given_name, family_name) {
+        nhs_number -> Text,
+        given_name -> Text,
+        family_name -> Text,
     }
 }
 
@@ -141,6 +175,36 @@ diesel::table! {
 }
 
 diesel::table! {
+    transmissions (id) {
+        id -> Int8,
+        at -> Timestamptz,
+        direction -> Text,
+        origin -> Text,
+        destination -> Text,
+        message_type -> Text,
+        message_id -> Nullable<Text>,
+        channel -> Text,
+    }
+}
+
+diesel::table! {
+    uploads (id) {
+        id -> Int8,
+        la_code -> Text,
+        message_id -> Nullable<Uuid>,
+        sequence -> Nullable<Int8>,
+        received_at -> Timestamptz,
+        size_bytes -> Int4,
+        channel -> Text,
+        file_code -> Text,
+        received -> Int4,
+        accepted -> Int4,
+        rejected -> Int4,
+        ack_message_id -> Uuid,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> Int8,
         username -> Text,
@@ -161,6 +225,12 @@ diesel::joinable!(access_events -> patients (nhs_number));
 diesel::joinable!(access_events -> users (user_id));
 diesel::joinable!(cp_items -> local_authorities (la_code));
 diesel::joinable!(cp_items -> patients (nhs_number));
+diesel::joinable!(cp_items -> uploads (upload_id));
+diesel::joinable!(endpoint_tokens -> local_authorities (la_code));
+diesel::joinable!(endpoint_tokens -> nhs_organisations (ods_code));
+diesel::joinable!(mailbox_messages -> local_authorities (la_code));
+diesel::joinable!(mailbox_messages -> uploads (upload_id));
+diesel::joinable!(patient_names -> patients (nhs_number));
 diesel::joinable!(role_profile_activities -> activity_codes (activity_code));
 diesel::joinable!(role_profile_activities -> role_profiles (role_profile_id));
 diesel::joinable!(role_profiles -> job_roles (job_role_code));
@@ -168,19 +238,25 @@ diesel::joinable!(role_profiles -> local_authorities (la_code));
 diesel::joinable!(role_profiles -> nhs_organisations (nhs_org_code));
 diesel::joinable!(role_profiles -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(uploads -> local_authorities (la_code));
 
 diesel::allow_tables_to_appear_in_same_query!(
     access_events,
     activity_codes,
     audit_log,
     cp_items,
+    endpoint_tokens,
     job_roles,
     local_authorities,
+    mailbox_messages,
     nhs_organisations,
+    patient_names,
     patients,
     role_profile_activities,
     role_profiles,
     sessions,
     sign_in_throttle,
+    transmissions,
+    uploads,
     users,
 );

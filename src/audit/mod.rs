@@ -94,3 +94,45 @@ pub fn record(conn: &mut PgConnection, event: Event) -> Result<(), AppError> {
         .execute(conn)?;
     Ok(())
 }
+
+/// Appends many entries in one go (an upload's per-record changes): one lock, one read of the
+/// chain's head, and multi-row inserts. Same chain, same rules as [`record`].
+pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), AppError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<BigInt, _>(AUDIT_APPEND_LOCK).execute(conn)?;
+    let mut prev: Vec<u8> = audit_log::table
+        .select(audit_log::hash)
+        .order(audit_log::id.desc())
+        .first(conn)
+        .optional()?
+        .unwrap_or_else(|| chain::GENESIS.to_vec());
+    let occurred_at = chain::to_micros(Utc::now());
+    let mut rows = Vec::with_capacity(events.len());
+    for event in events {
+        let actor = event.actor.to_string();
+        let fields = chain::EntryFields {
+            occurred_at,
+            actor: &actor,
+            action: event.action,
+            nhs_number: event.nhs_number.as_deref(),
+            details: &event.details,
+        };
+        let hash = chain::entry_hash(&prev, &fields).to_vec();
+        rows.push((
+            audit_log::occurred_at.eq(occurred_at),
+            audit_log::actor.eq(actor),
+            audit_log::action.eq(event.action),
+            audit_log::nhs_number.eq(event.nhs_number),
+            audit_log::details.eq(event.details),
+            audit_log::prev_hash.eq(std::mem::replace(&mut prev, hash.clone())),
+            audit_log::hash.eq(hash),
+        ));
+    }
+    // Seven bind parameters a row, under PostgreSQL's 65,535.
+    for chunk in rows.chunks(9000) {
+        diesel::insert_into(audit_log::table).values(chunk).execute(conn)?;
+    }
+    Ok(())
+}

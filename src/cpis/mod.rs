@@ -3,5 +3,7 @@
 
 pub mod access;
 pub mod alert;
+pub mod inactive;
 pub mod items;
 pub mod local_authority;
+pub mod upload;

@@ -5,8 +5,11 @@
 //! at their edges without a running service.
 
 pub mod access_history;
+pub mod codes;
 pub mod dates;
 pub mod names;
 pub mod nhs_number;
+pub mod record_checks;
 pub mod retrieval;
 pub mod roles;
+pub mod verification;

@@ -110,9 +110,27 @@ pub fn may_administer_users(job_role: &str, activity_codes: &[impl AsRef<str>]) 
     RA_ROLES.contains(&job_role) || holds(activity_codes, CPX01)
 }
 
+/// True when the role profile may use its local authority's portal: CPX03.
+pub fn may_use_la_portal(activity_codes: &[impl AsRef<str>]) -> bool {
+    holds(activity_codes, CPX03)
+}
+
+/// True for CP-IS owners: CPX02 (reports and audit) or CPX04 (PDS and endpoints).
+pub fn is_service_owner(activity_codes: &[impl AsRef<str>]) -> bool {
+    holds(activity_codes, CPX02) || holds(activity_codes, CPX04)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn la_portal_and_service_owner_codes() {
+        assert!(may_use_la_portal(&[CPX03]));
+        assert!(!may_use_la_portal(&[B0264, B0107]));
+        assert!(is_service_owner(&[CPX02]) && is_service_owner(&[CPX04]));
+        assert!(!is_service_owner(&[CPX01, CPX03]));
+    }
 
     #[test]
     fn registration_authority_roles_or_cpx01_administer_users() {

@@ -168,11 +168,31 @@ pub fn store(conn: &mut diesel::PgConnection, rows: &[NewPatient]) -> Result<usi
                 "superseded_by {missing} names no patient in the file or the store; nothing was imported"
             )));
         }
+        // The states before the import, to send message 06 once per change of state (CP-IS012).
+        let numbers: Vec<&str> = rows.iter().map(|r| r.nhs_number.as_str()).collect();
+        let mut before = std::collections::BTreeMap::new();
+        for chunk in numbers.chunks(20_000) {
+            let states: Vec<(String, Option<String>, bool)> = crate::schema::patients::table
+                .filter(crate::schema::patients::nhs_number.eq_any(chunk))
+                .select((
+                    crate::schema::patients::nhs_number,
+                    crate::schema::patients::superseded_by,
+                    crate::schema::patients::invalidated,
+                ))
+                .load(conn)?;
+            before.extend(states.into_iter().map(|(n, s, i)| (n, (s, i))));
+        }
         let n = super::patient::upsert(conn, rows)?;
+        let after: Vec<(String, Option<String>, bool)> =
+            rows.iter().map(|r| (r.nhs_number.clone(), r.superseded_by.clone(), r.invalidated)).collect();
+        let changed = crate::cpis::inactive::changes(&before, &after);
+        let notices =
+            crate::cpis::inactive::notify(conn, &changed, &crate::audit::Actor::Operator, chrono::Utc::now())?;
         crate::audit::record(
             conn,
-            crate::audit::Event::new(crate::audit::Actor::Operator, "pds.imported")
-                .details(serde_json::json!({ "rows": rows.len() })),
+            crate::audit::Event::new(crate::audit::Actor::Operator, "pds.imported").details(serde_json::json!({
+                "rows": rows.len(), "became_inactive": changed.len(), "inactive_notices": notices
+            })),
         )?;
         Ok(n)
     })

@@ -20,6 +20,7 @@ pub async fn home(session: Session, SignedIn(principal): SignedIn) -> Result<Htt
     match &principal.role {
         None => Ok(see_other("/select-role")),
         Some(role) if roles::may_trace_patients(&role.activity_codes) => Ok(see_other("/search")),
+        Some(role) if role.la_code.is_some() && roles::may_use_la_portal(&role.activity_codes) => Ok(see_other("/la")),
         Some(role) if roles::may_administer_users(&role.job_role_code, &role.activity_codes) => {
             Ok(see_other("/admin/users"))
         }

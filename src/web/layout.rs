@@ -44,8 +44,15 @@ fn header_user(p: &Principal) -> HeaderUser {
             link("/search", "Find a patient");
             link("/local-authorities", "Local authorities");
         }
+        if role.la_code.is_some() && roles::may_use_la_portal(&role.activity_codes) {
+            link("/la", "Portal");
+        }
         if roles::may_administer_users(&role.job_role_code, &role.activity_codes) {
             link("/admin/users", "Users");
+        }
+        if roles::is_service_owner(&role.activity_codes) {
+            link("/admin/local-authorities", "Local authorities (admin)");
+            link("/admin/transmissions", "Transmissions");
         }
     }
     link("/change-password", "Change password");

@@ -1,15 +1,18 @@
 //! Page handlers, one file per area. Handlers are thin: extract, call the domain, render or redirect.
 
 pub mod account;
+pub mod admin_las;
 pub mod admin_users;
 pub mod health;
 pub mod home;
+pub mod la_portal;
 pub mod layout;
 pub mod local_authorities;
 pub mod middleware;
 pub mod patient;
 pub mod search;
 pub mod sign_in;
+pub mod transmissions;
 
 use actix_web::http::header;
 use actix_web::HttpResponse;

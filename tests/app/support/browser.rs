@@ -222,6 +222,20 @@ impl Browser {
         self.session_command(reqwest::Method::POST, &format!("/element/{}/click", e.0), None).await;
     }
 
+    /// The first link whose visible text is exactly `text` (waiting up to the implicit wait).
+    pub async fn find_link(&self, text: &str) -> Element {
+        let v = self
+            .session_command(reqwest::Method::POST, "/element", Some(json!({ "using": "link text", "value": text })))
+            .await;
+        Element(v[ELEMENT].as_str().unwrap_or_else(|| panic!("no link reading {text:?}: {v}")).to_owned())
+    }
+
+    /// Clicks the first link whose visible text is exactly `text`.
+    pub async fn click_link(&self, text: &str) {
+        let e = self.find_link(text).await;
+        self.click_element(&e).await;
+    }
+
     /// The rendered text of the first element matching a CSS selector.
     pub async fn text(&self, css: &str) -> String {
         let e = self.find(css).await;

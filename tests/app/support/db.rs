@@ -67,32 +67,46 @@ fn template(t: Template) -> String {
     if let Some(name) = done.get(&t) {
         return name.clone();
     }
-    let name = format!("cpis_tmpl_{}_{}", fingerprint(), format!("{t:?}").to_lowercase());
+    let prefix = format!("cpis_tmpl_{}_{}_", fingerprint(), format!("{t:?}").to_lowercase());
     let mut conn = admin();
     // Another test process may be building the same template.
     diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<BigInt, _>(0x7e57_7e57_i64).execute(&mut conn).unwrap();
     let existing: Vec<Name> = diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'cpis\\_tmpl\\_%'")
         .load(&mut conn)
         .unwrap();
-    if !existing.iter().any(|n| n.datname == name) {
-        // Templates of earlier builds are no longer needed.
-        for old in existing.iter().filter(|n| !n.datname.contains(&fingerprint())) {
+    let now = chrono::Utc::now().timestamp();
+    // Templates of other builds are dropped once they are two hours old: a test run of another
+    // build that is still going may be cloning them.
+    for old in &existing {
+        let created = old.datname.rsplit('_').next().and_then(|t| t.parse::<i64>().ok()).unwrap_or(0);
+        if !old.datname.starts_with(&format!("cpis_tmpl_{}_", fingerprint())) && now - created > 2 * 3600 {
             let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", old.datname))
                 .execute(&mut conn);
         }
-        let building = format!("{name}_building");
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)")).execute(&mut conn).unwrap();
-        diesel::sql_query(format!("CREATE DATABASE \"{building}\"")).execute(&mut conn).unwrap();
-        {
-            let mut t_conn = PgConnection::establish(&url_for(&building)).unwrap();
-            cpis::db::migrate(&mut t_conn).expect("migrations apply");
-            cpis::seed::reference::load(&mut t_conn).expect("reference data loads");
-            if t == Template::Demo {
-                cpis::seed::demo::load(&mut t_conn, chrono::Utc::now()).expect("demo data loads");
-            }
-        }
-        diesel::sql_query(format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\"")).execute(&mut conn).unwrap();
     }
+    let name = match existing.iter().find(|n| n.datname.starts_with(&prefix) && !n.datname.ends_with("_building")) {
+        Some(found) => found.datname.clone(),
+        None => {
+            let name = format!("{prefix}{now}");
+            let building = format!("{name}_building");
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"))
+                .execute(&mut conn)
+                .unwrap();
+            diesel::sql_query(format!("CREATE DATABASE \"{building}\"")).execute(&mut conn).unwrap();
+            {
+                let mut t_conn = PgConnection::establish(&url_for(&building)).unwrap();
+                cpis::db::migrate(&mut t_conn).expect("migrations apply");
+                cpis::seed::reference::load(&mut t_conn).expect("reference data loads");
+                if t == Template::Demo {
+                    cpis::seed::demo::load(&mut t_conn, chrono::Utc::now()).expect("demo data loads");
+                }
+            }
+            diesel::sql_query(format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\""))
+                .execute(&mut conn)
+                .unwrap();
+            name
+        }
+    };
     diesel::sql_query("SELECT pg_advisory_unlock($1)").bind::<BigInt, _>(0x7e57_7e57_i64).execute(&mut conn).unwrap();
     done.insert(t, name.clone());
     name

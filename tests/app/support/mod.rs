@@ -4,3 +4,4 @@ pub mod db;
 
 pub use app::{between, Client, TestApp, PASSWORD};
 pub use db::{Template, TestDatabase};
+pub mod uploads;

@@ -1,0 +1,480 @@
+//! Processing a Local Authority Upload (message 01) into its acknowledgement (message 02), in one
+//! transaction: a file-level rejection stores nothing, and the accepted records of a file are all
+//! stored or none (CP-IS002, CP-IS017 to CP-IS020, CP-IS024, CP-SC014, CP-SC016, CP-SC017).
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::audit::{self, Actor, Event};
+use crate::domain::codes::{FileCode, RecordCode};
+use crate::domain::dates::uk_date;
+use crate::domain::record_checks::{self, PdsView, Verdict};
+use crate::domain::verification::PdsName;
+use crate::error::AppError;
+use crate::mailbox::inbox::{self, NewMessage};
+use crate::mailbox::transmissions::{self, Direction, Transmission, SERVICE};
+use crate::messages::ack::{Acknowledgement, RecordResponse};
+use crate::messages::upload::{self, Limits, Upload};
+use crate::schema::{cp_items, local_authorities, patient_names, patients, uploads};
+
+/// How the file arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Mailbox,
+    Portal,
+}
+
+impl Channel {
+    pub fn code(self) -> &'static str {
+        match self {
+            Channel::Mailbox => "mailbox",
+            Channel::Portal => "portal",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processed {
+    pub upload_id: i64,
+    pub ack_message_id: Uuid,
+    pub file_code: FileCode,
+    /// The file's messageId had been seen: the earlier acknowledgement was given again.
+    pub resubmission: bool,
+}
+
+/// Processes one file sent to `la_code`'s mailbox (or portal) and puts the acknowledgement in
+/// its inbox before returning (CP-IS065, CP-IS066: synchronously).
+pub fn process(
+    conn: &mut PgConnection,
+    la_code: &str,
+    bytes: &[u8],
+    channel: Channel,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<Processed, AppError> {
+    // Parsing needs no database: do it before the transaction.
+    let parsed = upload::parse(bytes, &Limits::default());
+    conn.transaction(|conn| {
+        // Uploads from one LA are processed one at a time, so the sequence rule holds.
+        let (sending_enabled, last_sequence): (bool, Option<i64>) = local_authorities::table
+            .find(la_code)
+            .select((local_authorities::sending_enabled, local_authorities::last_sequence))
+            .for_update()
+            .first(conn)
+            .optional()?
+            .ok_or_else(|| AppError::NotFound(format!("There is no local authority with code {la_code}.")))?;
+        let message_id = match &parsed {
+            Ok(u) => Some(u.message_id),
+            Err(r) => r.message_id,
+        };
+        if let Some(mid) = message_id {
+            if let Some(done) = resubmission(conn, la_code, mid, channel, &actor, now)? {
+                return Ok(done);
+            }
+        }
+        let ctx = Context { la_code, size: bytes.len(), channel, now };
+        let upload = match parsed {
+            Err(rejection) => {
+                let text = format!("Rejected: {}", rejection.reason);
+                return finish(conn, &ctx, &actor, message_id, None, FileCode::Cpf03, text, vec![], None);
+            }
+            Ok(u) => u,
+        };
+        let sequence = upload.sequence as i64;
+        // CP-SC014, CP-SC025: only the mailbox's own LA, and only while its sending is on.
+        if upload.sender.ods_code != la_code {
+            let text = format!(
+                "Rejected: the Sender odsCode {} is not this mailbox's local authority {la_code}",
+                upload.sender.ods_code
+            );
+            return finish(conn, &ctx, &actor, message_id, Some(sequence), FileCode::Cpf04, text, vec![], None);
+        }
+        if !sending_enabled {
+            let text =
+                "Rejected: sending is switched off for this local authority; ask the CP-IS service desk".to_owned();
+            return finish(conn, &ctx, &actor, message_id, Some(sequence), FileCode::Cpf04, text, vec![], None);
+        }
+        // CP-SC016: files are sequential.
+        if let Some(last) = last_sequence.filter(|last| sequence <= *last) {
+            let text = format!("Rejected: sequence {sequence} is not greater than the last accepted sequence {last}");
+            return finish(conn, &ctx, &actor, message_id, Some(sequence), FileCode::Cpf05, text, vec![], None);
+        }
+        let verdicts = check_records(conn, &upload, uk_date(now))?;
+        let accepted = verdicts.iter().filter(|(_, v)| matches!(v, Verdict::Accepted { .. })).count();
+        let received = verdicts.len();
+        let mut text = if accepted == received {
+            format!("All {received} records accepted")
+        } else if accepted == 0 {
+            format!("Rejected: none of the {received} records was accepted")
+        } else {
+            format!("{accepted} of {received} records accepted")
+        };
+        if let Some(last) = last_sequence.filter(|last| sequence > last + 1) {
+            text.push_str(&format!(" (note: sequence {sequence} follows {last}; files in between were not received)"));
+        }
+        let code = if accepted == received {
+            FileCode::Cpf01
+        } else if accepted == 0 {
+            FileCode::Cpf06
+        } else {
+            FileCode::Cpf02
+        };
+        finish(conn, &ctx, &actor, message_id, Some(sequence), code, text, verdicts, Some(&upload))
+    })
+}
+
+struct Context<'a> {
+    la_code: &'a str,
+    size: usize,
+    channel: Channel,
+    now: DateTime<Utc>,
+}
+
+/// A known messageId: answer with the acknowledgement already given, unread again; change nothing.
+fn resubmission(
+    conn: &mut PgConnection,
+    la_code: &str,
+    message_id: Uuid,
+    channel: Channel,
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Option<Processed>, AppError> {
+    let found: Option<(i64, Uuid, String)> = uploads::table
+        .filter(uploads::la_code.eq(la_code))
+        .filter(uploads::message_id.eq(message_id))
+        .select((uploads::id, uploads::ack_message_id, uploads::file_code))
+        .first(conn)
+        .optional()?;
+    let Some((upload_id, ack_id, file_code)) = found else { return Ok(None) };
+    inbox::mark_unread(conn, ack_id)?;
+    log_exchange(conn, la_code, Some(message_id), ack_id, channel, now)?;
+    audit::record(
+        conn,
+        Event::new(actor.clone(), "upload.resubmitted")
+            .details(json!({"upload_id": upload_id, "message_id": message_id, "la_code": la_code})),
+    )?;
+    Ok(Some(Processed {
+        upload_id,
+        ack_message_id: ack_id,
+        file_code: FileCode::from_code(&file_code).unwrap_or(FileCode::Cpf03),
+        resubmission: true,
+    }))
+}
+
+fn log_exchange(
+    conn: &mut PgConnection,
+    la_code: &str,
+    upload_id: Option<Uuid>,
+    ack_id: Uuid,
+    channel: Channel,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    let c = channel.code();
+    transmissions::log(
+        conn,
+        &Transmission {
+            direction: Direction::In,
+            origin: la_code,
+            destination: SERVICE,
+            message_type: "01",
+            message_id: upload_id.map(|u| u.to_string()),
+            channel: c,
+        },
+        now,
+    )?;
+    transmissions::log(
+        conn,
+        &Transmission {
+            direction: Direction::Out,
+            origin: SERVICE,
+            destination: la_code,
+            message_type: "02",
+            message_id: Some(ack_id.to_string()),
+            channel: c,
+        },
+        now,
+    )
+}
+
+/// Looks up PDS for every record at once and checks each in file order.
+fn check_records(
+    conn: &mut PgConnection,
+    upload: &Upload,
+    today: chrono::NaiveDate,
+) -> QueryResult<Vec<(usize, Verdict)>> {
+    let numbers: Vec<String> = {
+        let mut set: Vec<String> = upload.records.iter().filter_map(record_checks::nhs_number_of).collect();
+        set.sort();
+        set.dedup();
+        set
+    };
+    let mut views: HashMap<String, PdsView> = HashMap::with_capacity(numbers.len());
+    type PdsRow = (String, String, String, chrono::NaiveDate, bool, Option<String>, bool);
+    for chunk in numbers.chunks(20_000) {
+        let rows: Vec<PdsRow> = patients::table
+            .filter(patients::nhs_number.eq_any(chunk))
+            .select((
+                patients::nhs_number,
+                patients::given_name,
+                patients::family_name,
+                patients::birth_date,
+                patients::restricted,
+                patients::superseded_by,
+                patients::invalidated,
+            ))
+            .load(conn)?;
+        for (nhs, given, family, birth_date, restricted, superseded_by, invalidated) in rows {
+            views.insert(
+                nhs,
+                PdsView { birth_date, names: vec![PdsName { given, family }], restricted, superseded_by, invalidated },
+            );
+        }
+        let others: Vec<(String, String, String)> = patient_names::table
+            .filter(patient_names::nhs_number.eq_any(chunk))
+            .select((patient_names::nhs_number, patient_names::given_name, patient_names::family_name))
+            .load(conn)?;
+        for (nhs, given, family) in others {
+            if let Some(v) = views.get_mut(&nhs) {
+                v.names.push(PdsName { given, family });
+            }
+        }
+    }
+    let mut seen: HashSet<String> = HashSet::with_capacity(upload.records.len());
+    Ok(upload
+        .records
+        .iter()
+        .map(|r| {
+            let nhs = record_checks::nhs_number_of(r);
+            let seen_earlier = nhs.as_ref().is_some_and(|n| !seen.insert(n.clone()));
+            let pds = nhs.as_ref().and_then(|n| views.get(n));
+            (r.index, record_checks::check(r, pds, seen_earlier, today))
+        })
+        .collect())
+}
+
+/// Stores the outcome: accepted records replace what this LA held (CP-IS020), the LA's details
+/// follow its latest file that passed the file checks, and the acknowledgement goes to the inbox.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    conn: &mut PgConnection,
+    ctx: &Context<'_>,
+    actor: &Actor,
+    message_id: Option<Uuid>,
+    sequence: Option<i64>,
+    file_code: FileCode,
+    file_text: String,
+    verdicts: Vec<(usize, Verdict)>,
+    upload: Option<&Upload>,
+) -> Result<Processed, AppError> {
+    let now = ctx.now;
+    let la_code = ctx.la_code;
+    let received = verdicts.len();
+    let accepted = verdicts.iter().filter(|(_, v)| matches!(v, Verdict::Accepted { .. })).count();
+    let ack_id = Uuid::new_v4();
+    let upload_id: i64 = diesel::insert_into(uploads::table)
+        .values((
+            uploads::la_code.eq(la_code),
+            uploads::message_id.eq(message_id),
+            uploads::sequence.eq(sequence),
+            uploads::received_at.eq(now),
+            uploads::size_bytes.eq(ctx.size.min(i32::MAX as usize) as i32),
+            uploads::channel.eq(ctx.channel.code()),
+            uploads::file_code.eq(file_code.code()),
+            uploads::received.eq(received as i32),
+            uploads::accepted.eq(accepted as i32),
+            uploads::rejected.eq((received - accepted) as i32),
+            uploads::ack_message_id.eq(ack_id),
+        ))
+        .returning(uploads::id)
+        .get_result(conn)?;
+
+    let mut changes = Vec::new();
+    if accepted > 0 {
+        changes = replace_items(conn, la_code, upload_id, &verdicts, actor, now)?;
+    }
+    if let (Some(upload), Some(seq), true) = (upload, sequence, file_code.passed_file_checks()) {
+        update_authority(conn, la_code, upload, seq, now)?;
+    }
+
+    let records = upload
+        .map(|u| {
+            u.records
+                .iter()
+                .zip(&verdicts)
+                .map(|(r, (index, v))| response(*index, r.la_child_id.clone(), r.nhs_number.clone(), v))
+                .collect()
+        })
+        .unwrap_or_default();
+    let ack = Acknowledgement {
+        message_id: ack_id,
+        in_response_to: message_id,
+        created: now,
+        file_code,
+        file_text,
+        received,
+        accepted,
+        rejected: received - accepted,
+        records,
+    };
+    let xml = ack.to_xml();
+    inbox::put(
+        conn,
+        &NewMessage {
+            id: ack_id,
+            la_code,
+            message_type: "02",
+            created_at: now,
+            body: &xml,
+            upload_id: Some(upload_id),
+        },
+    )?;
+    log_exchange(conn, la_code, message_id, ack_id, ctx.channel, now)?;
+    changes.push(Event::new(actor.clone(), "upload.processed").details(json!({
+        "upload_id": upload_id, "la_code": la_code, "message_id": message_id, "sequence": sequence,
+        "file_code": file_code.code(), "received": received, "accepted": accepted, "rejected": received - accepted,
+        "ack_message_id": ack_id, "channel": ctx.channel.code(),
+    })));
+    audit::record_many(conn, changes)?;
+    Ok(Processed { upload_id, ack_message_id: ack_id, file_code, resubmission: false })
+}
+
+fn response(index: usize, la_child_id: Option<String>, nhs_number: Option<String>, v: &Verdict) -> RecordResponse {
+    match v {
+        Verdict::Accepted { .. } => RecordResponse {
+            index,
+            la_child_id,
+            nhs_number,
+            code: RecordCode::Cpr06,
+            text: RecordCode::Cpr06.text().into(),
+            new_nhs_number: None,
+        },
+        Verdict::Rejected { code, text, new_nhs_number } => RecordResponse {
+            index,
+            la_child_id,
+            nhs_number,
+            code: *code,
+            text: text.clone(),
+            new_nhs_number: new_nhs_number.clone(),
+        },
+    }
+}
+
+type ItemRow = (String, String, String, chrono::NaiveDate, Option<chrono::NaiveDate>, Option<chrono::NaiveDate>);
+
+/// CP-IS020: each accepted record replaces everything this LA held for that NHS number; another
+/// LA's information is untouched (CP-IS021, CP-IS034). Returns the audit entries (before, after).
+fn replace_items(
+    conn: &mut PgConnection,
+    la_code: &str,
+    upload_id: i64,
+    verdicts: &[(usize, Verdict)],
+    actor: &Actor,
+    now: DateTime<Utc>,
+) -> Result<Vec<Event>, AppError> {
+    let accepted: Vec<(&String, &String, &Vec<record_checks::CheckedItem>)> = verdicts
+        .iter()
+        .filter_map(|(_, v)| match v {
+            Verdict::Accepted { nhs_number, la_child_id, items } => Some((nhs_number, la_child_id, items)),
+            Verdict::Rejected { .. } => None,
+        })
+        .collect();
+    let numbers: Vec<&str> = accepted.iter().map(|(n, _, _)| n.as_str()).collect();
+    let mut before: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
+    for chunk in numbers.chunks(20_000) {
+        let rows: Vec<ItemRow> = cp_items::table
+            .filter(cp_items::la_code.eq(la_code))
+            .filter(cp_items::nhs_number.eq_any(chunk))
+            .filter(cp_items::deleted_at.is_null())
+            .select((
+                cp_items::nhs_number,
+                cp_items::item_type,
+                cp_items::la_child_id,
+                cp_items::start_date,
+                cp_items::end_date,
+                cp_items::delete_date,
+            ))
+            .load(conn)?;
+        for (nhs, kind, child, start, end, delete) in rows {
+            before.entry(nhs).or_default().push(json!({
+                "type": kind, "la_child_id": child, "start": start, "end": end, "delete": delete
+            }));
+        }
+        diesel::update(
+            cp_items::table
+                .filter(cp_items::la_code.eq(la_code))
+                .filter(cp_items::nhs_number.eq_any(chunk))
+                .filter(cp_items::deleted_at.is_null()),
+        )
+        .set((cp_items::deleted_at.eq(Some(now)), cp_items::deleted_reason.eq(Some("replaced"))))
+        .execute(conn)?;
+    }
+    let mut rows = Vec::new();
+    let mut events = Vec::with_capacity(accepted.len());
+    for (nhs, child, items) in &accepted {
+        let mut after = Vec::with_capacity(items.len());
+        for item in items.iter() {
+            rows.push((
+                cp_items::nhs_number.eq(nhs.as_str()),
+                cp_items::la_code.eq(la_code),
+                cp_items::item_type.eq(item.kind.code()),
+                cp_items::la_child_id.eq(child.as_str()),
+                cp_items::start_date.eq(item.dates.start),
+                cp_items::end_date.eq(item.dates.end),
+                cp_items::delete_date.eq(item.dates.delete),
+                cp_items::upload_id.eq(Some(upload_id)),
+            ));
+            after.push(json!({
+                "type": item.kind.code(), "la_child_id": child, "start": item.dates.start,
+                "end": item.dates.end, "delete": item.dates.delete
+            }));
+        }
+        events.push(Event::new(actor.clone(), "cp.record_replaced").about(nhs).details(json!({
+            "la_code": la_code, "upload_id": upload_id,
+            "before": before.remove(nhs.as_str()).unwrap_or_default(), "after": after,
+        })));
+    }
+    // Eight bind parameters a row, under PostgreSQL's 65,535.
+    for chunk in rows.chunks(8000) {
+        diesel::insert_into(cp_items::table).values(chunk).execute(conn)?;
+    }
+    Ok(events)
+}
+
+/// The name and numbers of the LA's latest file that passed the file checks are what clinicians
+/// see; the time they last changed is kept for the LA's page.
+fn update_authority(
+    conn: &mut PgConnection,
+    la_code: &str,
+    upload: &Upload,
+    sequence: i64,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    let s = &upload.sender;
+    let current: (Option<String>, Option<String>, Option<String>) = local_authorities::table
+        .find(la_code)
+        .select((
+            local_authorities::display_name,
+            local_authorities::emergency_phone,
+            local_authorities::office_hours_phone,
+        ))
+        .first(conn)?;
+    let new = (Some(s.name.clone()), Some(s.emergency_phone.clone()), s.office_hours_phone.clone());
+    diesel::update(local_authorities::table.find(la_code))
+        .set(local_authorities::last_sequence.eq(Some(sequence)))
+        .execute(conn)?;
+    if current != new {
+        diesel::update(local_authorities::table.find(la_code))
+            .set((
+                local_authorities::display_name.eq(&new.0),
+                local_authorities::emergency_phone.eq(&new.1),
+                local_authorities::office_hours_phone.eq(&new.2),
+                local_authorities::contacts_updated_at.eq(Some(now)),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}

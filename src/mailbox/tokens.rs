@@ -1,0 +1,125 @@
+//! Endpoint tokens (CP-SC025, CP-NHS018): printed once when issued; only a SHA-256 is stored.
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::audit::{self, Actor, Event};
+use crate::error::AppError;
+use crate::schema::{endpoint_tokens, local_authorities, nhs_organisations};
+
+/// Who a valid token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    LocalAuthority { token_id: i64, la_code: String },
+    NhsSystem { token_id: i64, ods_code: String },
+}
+
+pub fn hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+fn new_token(prefix: &str) -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).expect("the operating system's random number generator");
+    format!("{prefix}_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Issues a mailbox token for an LA and returns it (the only time it is seen).
+pub fn issue_la(conn: &mut PgConnection, actor: Actor, la_code: &str, label: &str) -> Result<String, AppError> {
+    conn.transaction(|conn| {
+        let known: bool =
+            diesel::select(diesel::dsl::exists(local_authorities::table.find(la_code))).get_result(conn)?;
+        if !known {
+            return Err(AppError::NotFound(format!("There is no local authority with code {la_code}.")));
+        }
+        let token = new_token("cpisla");
+        let id: i64 = diesel::insert_into(endpoint_tokens::table)
+            .values((
+                endpoint_tokens::kind.eq("la"),
+                endpoint_tokens::la_code.eq(la_code),
+                endpoint_tokens::label.eq(label),
+                endpoint_tokens::token_hash.eq(hash(&token)),
+            ))
+            .returning(endpoint_tokens::id)
+            .get_result(conn)?;
+        audit::record(
+            conn,
+            Event::new(actor, "token.issued")
+                .details(serde_json::json!({"token_id": id, "kind": "la", "la_code": la_code})),
+        )?;
+        Ok(token)
+    })
+}
+
+/// Issues a FHIR API token for an NHS system at an organisation.
+pub fn issue_nhs(conn: &mut PgConnection, actor: Actor, ods_code: &str, label: &str) -> Result<String, AppError> {
+    conn.transaction(|conn| {
+        let known: bool =
+            diesel::select(diesel::dsl::exists(nhs_organisations::table.find(ods_code))).get_result(conn)?;
+        if !known {
+            return Err(AppError::NotFound(format!("There is no NHS organisation with ODS code {ods_code}.")));
+        }
+        let token = new_token("cpisnhs");
+        let id: i64 = diesel::insert_into(endpoint_tokens::table)
+            .values((
+                endpoint_tokens::kind.eq("nhs"),
+                endpoint_tokens::ods_code.eq(ods_code),
+                endpoint_tokens::label.eq(label),
+                endpoint_tokens::token_hash.eq(hash(&token)),
+            ))
+            .returning(endpoint_tokens::id)
+            .get_result(conn)?;
+        audit::record(
+            conn,
+            Event::new(actor, "token.issued")
+                .details(serde_json::json!({"token_id": id, "kind": "nhs", "ods_code": ods_code})),
+        )?;
+        Ok(token)
+    })
+}
+
+pub fn revoke(conn: &mut PgConnection, actor: Actor, token_id: i64, now: DateTime<Utc>) -> Result<(), AppError> {
+    conn.transaction(|conn| {
+        let n = diesel::update(endpoint_tokens::table.find(token_id).filter(endpoint_tokens::revoked_at.is_null()))
+            .set(endpoint_tokens::revoked_at.eq(Some(now)))
+            .execute(conn)?;
+        if n == 0 {
+            return Err(AppError::NotFound("There is no live token with that id.".into()));
+        }
+        audit::record(conn, Event::new(actor, "token.revoked").details(serde_json::json!({"token_id": token_id})))
+    })
+}
+
+/// The endpoint a presented token belongs to, if it is live.
+pub fn authenticate(conn: &mut PgConnection, token: &str) -> QueryResult<Option<Endpoint>> {
+    let row: Option<(i64, String, Option<String>, Option<String>)> = endpoint_tokens::table
+        .filter(endpoint_tokens::token_hash.eq(hash(token)))
+        .filter(endpoint_tokens::revoked_at.is_null())
+        .select((endpoint_tokens::id, endpoint_tokens::kind, endpoint_tokens::la_code, endpoint_tokens::ods_code))
+        .first(conn)
+        .optional()?;
+    Ok(row.and_then(|(id, kind, la, ods)| match (kind.as_str(), la, ods) {
+        ("la", Some(la_code), _) => Some(Endpoint::LocalAuthority { token_id: id, la_code }),
+        ("nhs", _, Some(ods_code)) => Some(Endpoint::NhsSystem { token_id: id, ods_code }),
+        _ => None,
+    }))
+}
+
+/// A token as the admin page lists it (never the token itself).
+#[derive(Debug, Clone, Queryable)]
+pub struct TokenInfo {
+    pub id: i64,
+    pub label: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+pub fn list_for_la(conn: &mut PgConnection, la_code: &str) -> QueryResult<Vec<TokenInfo>> {
+    endpoint_tokens::table
+        .filter(endpoint_tokens::la_code.eq(la_code))
+        .order(endpoint_tokens::id.desc())
+        .select((endpoint_tokens::id, endpoint_tokens::label, endpoint_tokens::created_at, endpoint_tokens::revoked_at))
+        .load(conn)
+}

@@ -1,0 +1,101 @@
+//! The transmission log (CP-IS061): time, origin, destination, message type and id of every
+//! message in or out, never its content.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+
+use crate::schema::transmissions;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// The service's own name in the log.
+pub const SERVICE: &str = "CP-IS";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmission<'a> {
+    pub direction: Direction,
+    pub origin: &'a str,
+    pub destination: &'a str,
+    pub message_type: &'a str,
+    pub message_id: Option<String>,
+    pub channel: &'a str,
+}
+
+pub fn log(conn: &mut PgConnection, t: &Transmission<'_>, at: DateTime<Utc>) -> QueryResult<()> {
+    diesel::insert_into(transmissions::table)
+        .values((
+            transmissions::at.eq(at),
+            transmissions::direction.eq(match t.direction {
+                Direction::In => "in",
+                Direction::Out => "out",
+            }),
+            transmissions::origin.eq(t.origin),
+            transmissions::destination.eq(t.destination),
+            transmissions::message_type.eq(t.message_type),
+            transmissions::message_id.eq(&t.message_id),
+            transmissions::channel.eq(t.channel),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Queryable, PartialEq)]
+pub struct Row {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub direction: String,
+    pub origin: String,
+    pub destination: String,
+    pub message_type: String,
+    pub message_id: Option<String>,
+    pub channel: String,
+}
+
+/// A filter for browsing the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// An origin or destination (an LA or ODS code).
+    pub party: Option<String>,
+    pub message_type: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Keyset pagination: rows older than this id.
+    pub before_id: Option<i64>,
+}
+
+pub fn search(conn: &mut PgConnection, f: &Filter, limit: i64) -> QueryResult<Vec<Row>> {
+    let mut q = transmissions::table
+        .select((
+            transmissions::id,
+            transmissions::at,
+            transmissions::direction,
+            transmissions::origin,
+            transmissions::destination,
+            transmissions::message_type,
+            transmissions::message_id,
+            transmissions::channel,
+        ))
+        .order(transmissions::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(p) = &f.party {
+        q = q.filter(transmissions::origin.eq(p.clone()).or(transmissions::destination.eq(p.clone())));
+    }
+    if let Some(t) = &f.message_type {
+        q = q.filter(transmissions::message_type.eq(t.clone()));
+    }
+    if let Some(from) = f.from {
+        q = q.filter(transmissions::at.ge(from));
+    }
+    if let Some(to) = f.to {
+        q = q.filter(transmissions::at.lt(to));
+    }
+    if let Some(b) = f.before_id {
+        q = q.filter(transmissions::id.lt(b));
+    }
+    q.load(conn)
+}
