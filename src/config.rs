@@ -25,7 +25,8 @@ pub struct Config {
     pub cookie_key: Option<String>,
     /// `CPIS_SIGN_IN_LIMIT` (default 30): sign-in attempts allowed from one address in 10 minutes.
     pub sign_in_limit: u32,
-    /// `CPIS_UPLOAD_LIMIT_MB` (default 100): the largest file an LA may upload; larger gets 413.
+    /// `CPIS_UPLOAD_LIMIT_MB` (default 100): the largest file an LA may upload; larger gets 413 from the
+    /// mailbox API and a 400 page from the portal.
     pub upload_limit_bytes: usize,
     /// `CPIS_WORKERS` (default 0: one HTTP worker per core).
     pub workers: usize,

@@ -67,6 +67,16 @@ impl From<diesel::result::Error> for AppError {
             Error::NotFound => AppError::NotFound("Not found".into()),
             Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
             | Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => AppError::Unavailable,
+            // Text PostgreSQL cannot hold (a NUL character, bytes that are not UTF-8) came in.
+            Error::DatabaseError(_, ref info)
+                if info.message().contains("invalid byte sequence")
+                    || info.message().contains("null character not permitted") =>
+            {
+                AppError::BadRequest(
+                    "The request contains a character that is not allowed, such as a NUL character. Remove it and try again."
+                        .into(),
+                )
+            }
             Error::DatabaseError(_, ref info)
                 if info.message().contains("terminating connection")
                     || info.message().contains("server closed the connection") =>

@@ -21,6 +21,7 @@ fn json_error(status: StatusCode, message: &str) -> HttpResponse {
 }
 
 /// Checks the bearer token names this LA; the error is the response to send.
+#[allow(clippy::result_large_err)]
 async fn authorise(req: &HttpRequest, state: &AppState, la: &str) -> Result<String, HttpResponse> {
     let Some(token) = bearer_token(req).map(str::to_owned) else {
         return Err(json_error(
@@ -74,7 +75,10 @@ pub async fn post_outbox(
         if bytes.len() + chunk.len() > limit {
             return json_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("The file is larger than the limit of {} MB; split it into smaller files", limit / 1_048_576),
+                &format!(
+                    "The file is larger than the limit of {}; split it into smaller files",
+                    crate::web::la_portal::human_size(limit)
+                ),
             );
         }
         bytes.extend_from_slice(&chunk);
@@ -101,6 +105,7 @@ pub async fn list_inbox(req: HttpRequest, state: web::Data<AppState>, path: web:
     }
 }
 
+#[allow(clippy::result_large_err)]
 fn message_id(s: &str) -> Result<Uuid, HttpResponse> {
     Uuid::parse_str(s).map_err(|_| json_error(StatusCode::NOT_FOUND, "There is no message with that id in this inbox"))
 }

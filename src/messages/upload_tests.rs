@@ -139,15 +139,13 @@ fn namespace_prefixes_are_accepted() {
 fn references_are_unescaped_and_text_trimmed() {
     let xml = file(
         &good_root(),
-        &format!(
-            r#"<Sender odsCode="E1" name="Brighton &amp; Hove &#x2014; &quot;BHCC&quot;" emergencyPhone=" 01632 960001 "/>
+        r#"<Sender odsCode="E1" name="Brighton &amp; Hove &#x2014; &quot;BHCC&quot;" emergencyPhone=" 01632 960001 "/>
                <Record laChildId="A&lt;1&gt;&#39;">
                  <GivenName>
                     O&apos;Neil &lt;Jr&gt; &#233;
                  </GivenName>
                  <FamilyName><![CDATA[Smith & <Sons>]]></FamilyName>
-               </Record>"#
-        ),
+               </Record>"#,
     );
     let u = ok(&xml);
     assert_eq!(u.sender.name, "Brighton & Hove \u{2014} \"BHCC\"");

@@ -208,7 +208,9 @@ fn choices(conn: &mut PgConnection) -> QueryResult<Choices> {
         .order(activity_codes::code)
         .load(conn)?;
     Ok((
-        roles.into_iter().map(|(c, n)| (c.clone(), format!("{c} {n}"))).collect(),
+        std::iter::once((String::new(), "Choose a job role".to_owned()))
+            .chain(roles.into_iter().map(|(c, n)| (c.clone(), format!("{c} {n}"))))
+            .collect(),
         acts.into_iter().map(|(c, n)| (c.clone(), format!("{c} {n}"))).collect(),
     ))
 }

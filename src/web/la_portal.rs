@@ -138,9 +138,23 @@ pub async fn show_portal(
     render(&portal_page(&state, &session, &principal, None).await?)
 }
 
-/// Reads the multipart form: the CSRF token and the file, within the upload limit.
-async fn read_upload(mut form: Multipart, limit: usize) -> Result<(String, Vec<u8>), String> {
+/// "100 MB", "64 KB": a size as a person reads it.
+pub fn human_size(bytes: usize) -> String {
+    if bytes >= 1_048_576 {
+        format!("{} MB", bytes / 1_048_576)
+    } else {
+        format!("{} KB", bytes.div_ceil(1024))
+    }
+}
+
+/// Reads the multipart form: the CSRF token, and the file within the upload limit (or why not).
+async fn read_upload(mut form: Multipart, limit: usize) -> (String, Result<Vec<u8>, String>) {
     let mut token = String::new();
+    let file = read_fields(&mut form, limit, &mut token).await;
+    (token, file)
+}
+
+async fn read_fields(form: &mut Multipart, limit: usize, token: &mut String) -> Result<Vec<u8>, String> {
     let mut file: Option<Vec<u8>> = None;
     while let Some(field) = form.next().await {
         let mut field = field.map_err(|_| "The upload could not be read; try again".to_owned())?;
@@ -149,37 +163,53 @@ async fn read_upload(mut form: Multipart, limit: usize) -> Result<(String, Vec<u
         while let Some(chunk) = field.next().await {
             let chunk = chunk.map_err(|_| "The upload could not be read to its end; try again".to_owned())?;
             if data.len() + chunk.len() > limit {
-                return Err(format!("The file is larger than the limit of {} MB; split it", limit / 1_048_576));
+                return Err(format!(
+                    "The file is larger than the limit of {}; split it into smaller files",
+                    human_size(limit)
+                ));
             }
             data.extend_from_slice(&chunk);
         }
         match name.as_str() {
-            "csrf_token" => token = String::from_utf8_lossy(&data).into_owned(),
+            "csrf_token" => *token = String::from_utf8_lossy(&data).into_owned(),
             "file" => file = Some(data),
             _ => {}
         }
     }
     match file {
-        Some(f) if !f.is_empty() => Ok((token, f)),
+        Some(f) if !f.is_empty() => Ok(f),
         _ => Err("Choose a file to upload".into()),
     }
 }
 
 pub async fn upload_file(
+    req: actix_web::HttpRequest,
     state: web::Data<AppState>,
     session: Session,
     SignedIn(principal): SignedIn,
     form: Multipart,
 ) -> Result<HttpResponse, AppError> {
     let la = la_of(&principal)?;
-    let (token, bytes) = match read_upload(form, state.config.upload_limit_bytes).await {
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !multipart {
+        return Err(AppError::BadRequest(
+            "Send the file with the upload form on the portal page (multipart/form-data).".into(),
+        ));
+    }
+    // The form's token comes before the file, so it is checked first whatever the file's fault.
+    let (token, file) = read_upload(form, state.config.upload_limit_bytes).await;
+    csrf::verify(&session, &token)?;
+    let bytes = match file {
         Ok(v) => v,
         Err(message) => {
             let page = portal_page(&state, &session, &principal, Some(message)).await?;
             return super::render_status(actix_web::http::StatusCode::BAD_REQUEST, &page);
         }
     };
-    csrf::verify(&session, &token)?;
     let actor = Actor::User(principal.account.id);
     let done = db::run(&state.pool, move |conn| upload::process(conn, &la, &bytes, Channel::Portal, actor, Utc::now()))
         .await?;
@@ -209,6 +239,8 @@ struct UploadPage {
     counts: String,
     rows: Vec<ResponseRow>,
     xml_href: String,
+    read_action: String,
+    read: bool,
 }
 
 pub async fn show_upload(
@@ -219,7 +251,7 @@ pub async fn show_upload(
 ) -> Result<HttpResponse, AppError> {
     let la = la_of(&principal)?;
     let id = path.into_inner();
-    let (received_at, ack_id, xml) = db::run(&state.pool, move |conn| {
+    let (received_at, ack_id, xml, read) = db::run(&state.pool, move |conn| {
         let found: Option<(chrono::DateTime<Utc>, Uuid)> = uploads::table
             .filter(uploads::id.eq(id))
             .filter(uploads::la_code.eq(&la))
@@ -227,8 +259,11 @@ pub async fn show_upload(
             .first(conn)
             .optional()?;
         let (at, ack_id) = found.ok_or_else(|| AppError::NotFound("There is no upload with that number.".into()))?;
-        let xml: String = mailbox_messages::table.find(ack_id).select(mailbox_messages::body).first(conn)?;
-        Ok((at, ack_id, xml))
+        let (xml, read): (String, bool) = mailbox_messages::table
+            .find(ack_id)
+            .select((mailbox_messages::body, mailbox_messages::acknowledged_at.is_not_null()))
+            .first(conn)?;
+        Ok((at, ack_id, xml, read))
     })
     .await?;
     let ack = ack::parse_ack(&xml).map_err(AppError::internal)?;
@@ -256,6 +291,8 @@ pub async fn show_upload(
         counts: format!("{} received, {} accepted, {} rejected", ack.received, ack.accepted, ack.rejected),
         rows,
         xml_href: format!("/la/messages/{ack_id}/xml"),
+        read_action: format!("/la/messages/{ack_id}/read"),
+        read,
     })
 }
 
@@ -335,7 +372,11 @@ pub async fn show_message(
             let summary = if n.accesses.is_empty() {
                 "No child of your authority's was accessed in this period.".to_owned()
             } else {
-                format!("{} accesses to your authority's children in this period.", n.accesses.len())
+                let n_acc = n.accesses.len();
+                format!(
+                    "{n_acc} {} to your authority's children in this period.",
+                    if n_acc == 1 { "access" } else { "accesses" }
+                )
             };
             (
                 summary,

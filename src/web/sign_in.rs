@@ -28,6 +28,7 @@ struct SignInPage {
     layout: Layout,
     errors: Vec<FieldError>,
     username: String,
+    ended: bool,
 }
 
 impl SignInPage {
@@ -36,8 +37,20 @@ impl SignInPage {
     }
 }
 
-pub async fn sign_in_form(session: Session) -> Result<HttpResponse, AppError> {
-    render(&SignInPage { layout: Layout::new("Sign in", None, &session), errors: vec![], username: String::new() })
+pub async fn sign_in_form(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    session: Session,
+) -> Result<HttpResponse, AppError> {
+    // A session cookie whose session is gone: idle, past its limit, or ended by an administrator.
+    let cookie = crate::app::session_cookie_name(state.config.secure_cookies);
+    let ended = req.cookie(cookie).is_some() && session.entries().is_empty();
+    render(&SignInPage {
+        layout: Layout::new("Sign in", None, &session),
+        errors: vec![],
+        username: String::new(),
+        ended,
+    })
 }
 
 #[derive(Deserialize)]
@@ -101,7 +114,12 @@ pub async fn sign_in(
             Outcome::Failed => errors.push(FieldError::new("username", FAILURE_MESSAGE)),
         }
     }
-    let page = SignInPage { layout: Layout::new("Error: Sign in", None, &session), errors, username: form.username };
+    let page = SignInPage {
+        layout: Layout::new("Error: Sign in", None, &session),
+        errors,
+        username: form.username,
+        ended: false,
+    };
     render_status(StatusCode::UNAUTHORIZED, &page)
 }
 

@@ -232,3 +232,19 @@ async fn local_authority_directory_and_pages() {
     );
     assert_eq!(c.get("/local-authorities/NOPE").await.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn a_plan_past_its_delete_date_goes_while_the_looked_after_status_stays() {
+    let app = TestApp::spawn(Template::Demo);
+    // CP-IS009: Noah's CPP is logically deleted on its delete date; his LAC is untouched.
+    crate::support::db::execute(
+        &mut app.conn(),
+        &format!(
+            "UPDATE cp_items SET delete_date = current_date WHERE nhs_number = '{NOAH_WILLIAMS}' AND item_type = 'CPP'"
+        ),
+    );
+    let c = app.signed_in("amy.patel").await;
+    let page = c.text(&tab(NOAH_WILLIAMS)).await;
+    assert!(page.contains("Looked after child"));
+    assert!(!page.contains("Child protection plan"));
+}

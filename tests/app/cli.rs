@@ -144,3 +144,27 @@ fn commands_explain_a_missing_database_url() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("DATABASE_URL is not set"));
 }
+
+#[test]
+fn token_la_prints_the_token_alone_and_stores_only_its_hash() {
+    let db = TestDatabase::new(Template::Reference);
+    let out = cpis(&db, &["token", "la", "E10000016"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let token = stdout.trim_end_matches('\n');
+    assert_eq!(stdout.lines().count(), 1, "the token alone on stdout");
+    assert!(token.starts_with("cpisla_") && token.len() > 40);
+    let mut conn = db.conn();
+    assert_eq!(
+        count(&mut conn, &format!("SELECT count(*) FROM endpoint_tokens WHERE la_code = 'E10000016' AND token_hash = sha256(convert_to('{token}', 'UTF8'))")),
+        1
+    );
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM audit_log WHERE action = 'token.issued'"), 1);
+    let nhs = cpis(&db, &["token", "nhs", "RJZ"]);
+    assert!(nhs.status.success());
+    assert!(String::from_utf8(nhs.stdout).unwrap().starts_with("cpisnhs_"));
+    let unknown = cpis(&db, &["token", "la", "E99999999"]);
+    assert!(!unknown.status.success());
+    assert!(unknown.stdout.is_empty(), "nothing on stdout when no token was issued");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no local authority"));
+}

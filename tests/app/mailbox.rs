@@ -401,6 +401,7 @@ async fn superseding_or_invalidating_a_held_number_sends_message_06_once() {
             "nhs_number,given_name,family_name,gender,birth_date,death_date,postcode,address,gp_ods,restricted,superseded_by,invalidated\n\
              {new_number},Alfie,Moore,male,2022-01-01,,,,,false,,false\n\
              {AMELIA_HART},Amelia,Hart,female,2009-10-13,,,,,false,{new_number},false\n\
+             {MIA_THOMPSON},Mia,Thompson,female,2020-08-14,,,,,false,{new_number},false\n\
              {NOAH_WILLIAMS},Noah,Williams,male,2014-11-17,,,,,false,,true\n"
         ),
     )
@@ -416,13 +417,29 @@ async fn superseding_or_invalidating_a_held_number_sends_message_06_once() {
     let out = import(&app.db.url);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let kent_inbox = kent.inbox().await;
-    assert_eq!(kent_inbox.len(), 1);
+    assert_eq!(kent_inbox.len(), 1, "one message for the LA, listing both its numbers");
     assert_eq!(kent_inbox[0]["type"], "06");
-    let xml = kent.message(kent_inbox[0]["id"].as_str().unwrap()).await;
+    let kent_id = kent_inbox[0]["id"].as_str().unwrap().to_owned();
+    let xml = kent.message(&kent_id).await;
     let notice = cpis::messages::inactive::parse_inactive(&xml).unwrap();
-    assert_eq!(notice.records.len(), 1);
-    assert_eq!(notice.records[0].nhs_number, AMELIA_HART);
-    assert_eq!(notice.records[0].new_nhs_number.as_deref(), Some(new_number.as_str()));
+    let mut numbers: Vec<&str> = notice.records.iter().map(|r| r.nhs_number.as_str()).collect();
+    numbers.sort();
+    assert_eq!(numbers, vec![AMELIA_HART, MIA_THOMPSON]);
+    assert!(notice.records.iter().all(|r| r.new_nhs_number.as_deref() == Some(new_number.as_str())));
+    // CP-IS023: Mia's information is also held by Manchester, which is told too.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM mailbox_messages WHERE la_code = 'E08000003' AND message_type = '06' AND body LIKE '%{MIA_THOMPSON}%'"
+        )),
+        1
+    );
+    // CP-IS061: each 06 is in the transmission log.
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM transmissions WHERE message_type = '06' AND direction = 'out' AND message_id = '{kent_id}'"
+        )),
+        1
+    );
     let leeds_inbox = leeds.inbox().await;
     assert_eq!(leeds_inbox.len(), 1, "Leeds holds Noah's information");
     assert!(leeds.message(leeds_inbox[0]["id"].as_str().unwrap()).await.contains("reason=\"invalidated\""));
@@ -430,5 +447,43 @@ async fn superseding_or_invalidating_a_held_number_sends_message_06_once() {
     assert_eq!(items_of(&app, AMELIA_HART, KENT), vec!["CPP", "UCPP"]);
     // Importing the same rows again sends nothing.
     assert!(import(&app.db.url).status.success());
-    assert_eq!(app.count("SELECT count(*) FROM mailbox_messages WHERE message_type = '06'"), 2);
+    assert_eq!(app.count("SELECT count(*) FROM mailbox_messages WHERE message_type = '06'"), 3);
+}
+
+#[tokio::test]
+async fn names_are_checked_against_all_of_the_patients_current_names() {
+    let app = TestApp::spawn(Template::Demo);
+    let mb = Mailbox::new(&app, KENT);
+    use chrono::Datelike;
+    use cpis::schema::patients::dsl::*;
+    use diesel::prelude::*;
+    let birth: chrono::NaiveDate = patients.find(ALFIE_MOORE).select(birth_date).first(&mut app.conn()).unwrap();
+    // A birth date with its day wrong: verified only through the name rule (CP-IS002).
+    let near = birth.with_day(if birth.day() == 1 { 2 } else { 1 }).unwrap().to_string();
+    let other_name = record(ALFIE_MOORE, "K-1", "Zak", "Quinn", &near, CPP);
+    let ack = mb.upload(file(&new_id(), 1, KENT, std::slice::from_ref(&other_name))).await;
+    assert_eq!(ack.records[0].code, RecordCode::Cpr03, "Zak Quinn is not one of his names yet");
+    crate::support::db::execute(
+        &mut app.conn(),
+        &format!(
+            "INSERT INTO patient_names (nhs_number, given_name, family_name) VALUES ('{ALFIE_MOORE}', 'Zak', 'Quinn')"
+        ),
+    );
+    let ack = mb.upload(file(&new_id(), 2, KENT, std::slice::from_ref(&other_name))).await;
+    assert_eq!(ack.records[0].code, RecordCode::Cpr06, "verified against his other current name");
+}
+
+#[tokio::test]
+async fn sending_switched_off_on_the_admin_page_refuses_the_next_file() {
+    let app = TestApp::spawn(Template::Demo);
+    let mb = Mailbox::new(&app, KENT);
+    let owner = app.signed_in("helen.ward").await;
+    let res = owner.post_form(&format!("/admin/local-authorities/{KENT}/sending"), &[("enabled", "false")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let r = record_for(&mut app.conn(), ALFIE_MOORE, "K-1", CPP);
+    let ack = mb.upload(file(&new_id(), 1, KENT, std::slice::from_ref(&r))).await;
+    assert_eq!(ack.file_code, FileCode::Cpf04, "CP-SC014");
+    let res = owner.post_form(&format!("/admin/local-authorities/{KENT}/sending"), &[("enabled", "true")]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(mb.upload(file(&new_id(), 2, KENT, &[r])).await.file_code, FileCode::Cpf01);
 }

@@ -3,11 +3,18 @@
 
 mod support;
 
+mod admin_las;
 mod alert_tab;
 mod audit_trail;
 mod browser;
+mod browser_admin;
+mod browser_la;
 mod cli;
+mod la_portal;
 mod logs;
+mod mailbox;
+mod messages_props;
+mod permissions;
 mod schema;
 mod search;
 mod sessions;

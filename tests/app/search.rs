@@ -126,3 +126,17 @@ async fn bad_demographic_input_gets_field_errors_not_a_failure() {
     let (status, _) = demographics(&c, &format!("family_name={long}&dob_day=1&dob_month=1&dob_year=2010")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn a_nul_character_in_any_search_is_a_clear_400() {
+    let app = TestApp::spawn(Template::Demo);
+    let c = app.signed_in("amy.patel").await;
+    for path in [
+        "/search?by=demographics&family_name=Smi%00th&dob_day=22&dob_month=10&dob_year=2010",
+        "/local-authorities?q=Ke%00nt",
+    ] {
+        let res = c.get(path).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{path}");
+        assert!(res.text().await.unwrap().contains("not allowed"), "{path}");
+    }
+}

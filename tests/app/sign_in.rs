@@ -197,3 +197,14 @@ async fn under_tls_the_cookie_is_secure_and_host_prefixed_and_hsts_is_sent() {
     assert!(!cookie.contains("Domain="), "a __Host- cookie has no Domain");
     assert!(res.headers()["strict-transport-security"].to_str().unwrap().contains("max-age="));
 }
+
+#[tokio::test]
+async fn the_sign_in_page_says_when_a_session_has_ended() {
+    let app = TestApp::spawn_with(Template::Demo, |c| c.session_idle = std::time::Duration::from_secs(1));
+    let c = app.signed_in("amy.patel").await;
+    assert!(!c.text("/sign-in").await.contains("Your session has ended"), "not while it is live");
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(c.get("/search").await.headers()["location"], "/sign-in");
+    assert!(c.text("/sign-in").await.contains("Your session has ended"));
+    assert!(!app.client().text("/sign-in").await.contains("Your session has ended"), "a first visit says nothing");
+}

@@ -213,6 +213,19 @@ impl Browser {
             .await;
     }
 
+    /// Chooses a file in an `<input type=file>`: chromedriver takes the file's absolute path as
+    /// the keys sent to the input (no clearing first, which file inputs refuse).
+    pub async fn choose_file(&self, css: &str, path: &Path) {
+        let path = path.canonicalize().unwrap_or_else(|e| panic!("choose {}: {e}", path.display()));
+        let e = self.find(css).await;
+        self.session_command(
+            reqwest::Method::POST,
+            &format!("/element/{}/value", e.0),
+            Some(json!({ "text": path.display().to_string() })),
+        )
+        .await;
+    }
+
     pub async fn click(&self, css: &str) {
         let e = self.find(css).await;
         self.click_element(&e).await;
