@@ -34,6 +34,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() {
+    cpis::telemetry::init(false);
     let db = "cpis_bench_upload";
     let mut admin = PgConnection::establish(&admin_url()).expect("connect");
     diesel::sql_query(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut admin).unwrap();

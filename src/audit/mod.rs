@@ -109,7 +109,15 @@ pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), Ap
         .optional()?
         .unwrap_or_else(|| chain::GENESIS.to_vec());
     let occurred_at = chain::to_micros(Utc::now());
-    let mut rows = Vec::with_capacity(events.len());
+    let n = events.len();
+    let (mut actors, mut actions, mut numbers, mut details, mut prevs, mut hashes) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for event in events {
         let actor = event.actor.to_string();
         let fields = chain::EntryFields {
@@ -120,19 +128,27 @@ pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), Ap
             details: &event.details,
         };
         let hash = chain::entry_hash(&prev, &fields).to_vec();
-        rows.push((
-            audit_log::occurred_at.eq(occurred_at),
-            audit_log::actor.eq(actor),
-            audit_log::action.eq(event.action),
-            audit_log::nhs_number.eq(event.nhs_number),
-            audit_log::details.eq(event.details),
-            audit_log::prev_hash.eq(std::mem::replace(&mut prev, hash.clone())),
-            audit_log::hash.eq(hash),
-        ));
+        prevs.push(std::mem::replace(&mut prev, hash.clone()));
+        hashes.push(hash);
+        actors.push(actor);
+        actions.push(event.action);
+        numbers.push(event.nhs_number);
+        details.push(event.details);
     }
-    // Seven bind parameters a row, under PostgreSQL's 65,535.
-    for chunk in rows.chunks(9000) {
-        diesel::insert_into(audit_log::table).values(chunk).execute(conn)?;
-    }
+    // One statement from arrays, in array order (the chain's order is the id order).
+    use diesel::sql_types::{Array, Bytea, Jsonb, Nullable, Text, Timestamptz};
+    diesel::sql_query(
+        "INSERT INTO audit_log (occurred_at, actor, action, nhs_number, details, prev_hash, hash) \
+         SELECT $1, a, x, n, d, p, h FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::bytea[], $7::bytea[]) \
+         WITH ORDINALITY AS u(a, x, n, d, p, h, i) ORDER BY i",
+    )
+    .bind::<Timestamptz, _>(occurred_at)
+    .bind::<Array<Text>, _>(&actors)
+    .bind::<Array<Text>, _>(&actions)
+    .bind::<Array<Nullable<Text>>, _>(&numbers)
+    .bind::<Array<Jsonb>, _>(&details)
+    .bind::<Array<Bytea>, _>(&prevs)
+    .bind::<Array<Bytea>, _>(&hashes)
+    .execute(conn)?;
     Ok(())
 }

@@ -19,7 +19,7 @@ use crate::mailbox::inbox::{self, NewMessage};
 use crate::mailbox::transmissions::{self, Direction, Transmission, SERVICE};
 use crate::messages::ack::{Acknowledgement, RecordResponse};
 use crate::messages::upload::{self, Limits, Upload};
-use crate::schema::{cp_items, local_authorities, patient_names, patients, uploads};
+use crate::schema::{local_authorities, patient_names, patients, uploads};
 
 /// How the file arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +103,9 @@ pub fn process(
             let text = format!("Rejected: sequence {sequence} is not greater than the last accepted sequence {last}");
             return finish(conn, &ctx, &actor, message_id, Some(sequence), FileCode::Cpf05, text, vec![], None);
         }
+        let t0 = std::time::Instant::now();
         let verdicts = check_records(conn, &upload, uk_date(now))?;
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "upload phase: checks");
         let accepted = verdicts.iter().filter(|(_, v)| matches!(v, Verdict::Accepted { .. })).count();
         let received = verdicts.len();
         let mut text = if accepted == received {
@@ -293,9 +295,11 @@ fn finish(
         .get_result(conn)?;
 
     let mut changes = Vec::new();
+    let t0 = std::time::Instant::now();
     if accepted > 0 {
         changes = replace_items(conn, la_code, upload_id, &verdicts, actor, now)?;
     }
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "upload phase: replace items");
     if let (Some(upload), Some(seq), true) = (upload, sequence, file_code.passed_file_checks()) {
         update_authority(conn, la_code, upload, seq, now)?;
     }
@@ -320,6 +324,7 @@ fn finish(
         rejected: received - accepted,
         records,
     };
+    let t0 = std::time::Instant::now();
     let xml = ack.to_xml();
     inbox::put(
         conn,
@@ -333,12 +338,15 @@ fn finish(
         },
     )?;
     log_exchange(conn, la_code, message_id, ack_id, ctx.channel, now)?;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "upload phase: acknowledgement");
     changes.push(Event::new(actor.clone(), "upload.processed").details(json!({
         "upload_id": upload_id, "la_code": la_code, "message_id": message_id, "sequence": sequence,
         "file_code": file_code.code(), "received": received, "accepted": accepted, "rejected": received - accepted,
         "ack_message_id": ack_id, "channel": ctx.channel.code(),
     })));
+    let t0 = std::time::Instant::now();
     audit::record_many(conn, changes)?;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "upload phase: audit");
     Ok(Processed { upload_id, ack_message_id: ack_id, file_code, resubmission: false })
 }
 
@@ -363,18 +371,35 @@ fn response(index: usize, la_child_id: Option<String>, nhs_number: Option<String
     }
 }
 
-type ItemRow = (String, String, String, chrono::NaiveDate, Option<chrono::NaiveDate>, Option<chrono::NaiveDate>);
+#[derive(QueryableByName)]
+struct Removed {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    nhs_number: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    item_type: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    la_child_id: String,
+    #[diesel(sql_type = diesel::sql_types::Date)]
+    start_date: chrono::NaiveDate,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Date>)]
+    end_date: Option<chrono::NaiveDate>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Date>)]
+    delete_date: Option<chrono::NaiveDate>,
+}
 
 /// CP-IS020: each accepted record replaces everything this LA held for that NHS number; another
-/// LA's information is untouched (CP-IS021, CP-IS034). Returns the audit entries (before, after).
+/// LA's information is untouched (CP-IS021, CP-IS034). The replaced rows are removed (the audit
+/// entry returned for each record keeps what was held before and after: CP-IS075 reads it there).
+/// Set-based: one DELETE ... RETURNING and one INSERT from arrays, whatever the file's size.
 fn replace_items(
     conn: &mut PgConnection,
     la_code: &str,
     upload_id: i64,
     verdicts: &[(usize, Verdict)],
     actor: &Actor,
-    now: DateTime<Utc>,
+    _now: DateTime<Utc>,
 ) -> Result<Vec<Event>, AppError> {
+    use diesel::sql_types::{Array, BigInt, Date, Nullable, Text};
     let accepted: Vec<(&String, &String, &Vec<record_checks::CheckedItem>)> = verdicts
         .iter()
         .filter_map(|(_, v)| match v {
@@ -383,50 +408,40 @@ fn replace_items(
         })
         .collect();
     let numbers: Vec<&str> = accepted.iter().map(|(n, _, _)| n.as_str()).collect();
+    let t0 = std::time::Instant::now();
+    let removed: Vec<Removed> = diesel::sql_query(
+        "DELETE FROM cp_items WHERE la_code = $1 AND nhs_number = ANY($2) AND deleted_at IS NULL \
+         RETURNING nhs_number, item_type, la_child_id, start_date, end_date, delete_date",
+    )
+    .bind::<Text, _>(la_code)
+    .bind::<Array<Text>, _>(&numbers)
+    .load(conn)?;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, rows = removed.len(), "upload phase: delete replaced");
     let mut before: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
-    for chunk in numbers.chunks(20_000) {
-        let rows: Vec<ItemRow> = cp_items::table
-            .filter(cp_items::la_code.eq(la_code))
-            .filter(cp_items::nhs_number.eq_any(chunk))
-            .filter(cp_items::deleted_at.is_null())
-            .select((
-                cp_items::nhs_number,
-                cp_items::item_type,
-                cp_items::la_child_id,
-                cp_items::start_date,
-                cp_items::end_date,
-                cp_items::delete_date,
-            ))
-            .load(conn)?;
-        for (nhs, kind, child, start, end, delete) in rows {
-            before.entry(nhs).or_default().push(json!({
-                "type": kind, "la_child_id": child, "start": start, "end": end, "delete": delete
-            }));
-        }
-        diesel::update(
-            cp_items::table
-                .filter(cp_items::la_code.eq(la_code))
-                .filter(cp_items::nhs_number.eq_any(chunk))
-                .filter(cp_items::deleted_at.is_null()),
-        )
-        .set((cp_items::deleted_at.eq(Some(now)), cp_items::deleted_reason.eq(Some("replaced"))))
-        .execute(conn)?;
+    for r in removed {
+        before.entry(r.nhs_number).or_default().push(json!({
+            "type": r.item_type, "la_child_id": r.la_child_id, "start": r.start_date, "end": r.end_date,
+            "delete": r.delete_date
+        }));
     }
-    let mut rows = Vec::new();
+    let mut cols: (
+        Vec<&str>,
+        Vec<&str>,
+        Vec<&str>,
+        Vec<chrono::NaiveDate>,
+        Vec<Option<chrono::NaiveDate>>,
+        Vec<Option<chrono::NaiveDate>>,
+    ) = Default::default();
     let mut events = Vec::with_capacity(accepted.len());
     for (nhs, child, items) in &accepted {
         let mut after = Vec::with_capacity(items.len());
         for item in items.iter() {
-            rows.push((
-                cp_items::nhs_number.eq(nhs.as_str()),
-                cp_items::la_code.eq(la_code),
-                cp_items::item_type.eq(item.kind.code()),
-                cp_items::la_child_id.eq(child.as_str()),
-                cp_items::start_date.eq(item.dates.start),
-                cp_items::end_date.eq(item.dates.end),
-                cp_items::delete_date.eq(item.dates.delete),
-                cp_items::upload_id.eq(Some(upload_id)),
-            ));
+            cols.0.push(nhs.as_str());
+            cols.1.push(item.kind.code());
+            cols.2.push(child.as_str());
+            cols.3.push(item.dates.start);
+            cols.4.push(item.dates.end);
+            cols.5.push(item.dates.delete);
             after.push(json!({
                 "type": item.kind.code(), "la_child_id": child, "start": item.dates.start,
                 "end": item.dates.end, "delete": item.dates.delete
@@ -437,10 +452,22 @@ fn replace_items(
             "before": before.remove(nhs.as_str()).unwrap_or_default(), "after": after,
         })));
     }
-    // Eight bind parameters a row, under PostgreSQL's 65,535.
-    for chunk in rows.chunks(8000) {
-        diesel::insert_into(cp_items::table).values(chunk).execute(conn)?;
-    }
+    let t0 = std::time::Instant::now();
+    diesel::sql_query(
+        "INSERT INTO cp_items (nhs_number, la_code, item_type, la_child_id, start_date, end_date, delete_date, upload_id) \
+         SELECT n, $1, t, c, s, e, d, $2 FROM unnest($3::text[], $4::text[], $5::text[], $6::date[], $7::date[], $8::date[]) \
+         AS u(n, t, c, s, e, d)",
+    )
+    .bind::<Text, _>(la_code)
+    .bind::<BigInt, _>(upload_id)
+    .bind::<Array<Text>, _>(&cols.0)
+    .bind::<Array<Text>, _>(&cols.1)
+    .bind::<Array<Text>, _>(&cols.2)
+    .bind::<Array<Date>, _>(&cols.3)
+    .bind::<Array<Nullable<Date>>, _>(&cols.4)
+    .bind::<Array<Nullable<Date>>, _>(&cols.5)
+    .execute(conn)?;
+    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "upload phase: insert items");
     Ok(events)
 }
 

@@ -1,117 +1,14 @@
 //! The logs of the real binary (docs/LOGGING.md): one JSON object a line, one line per request by
 //! route pattern, and no personal data, however much of it went through the service.
 
-use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use cpis::seed::demo::fixtures::MIA_THOMPSON;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
-use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::{between, Client, Template, TestDatabase, PASSWORD};
-
-/// How long `cpis serve` may take to answer `/health` (it migrates first).
-const STARTUP: Duration = Duration::from_secs(30);
-
-/// `cpis serve` as a child process, logging JSON at debug level to a file. Dropping it kills the
-/// process, so a failed assertion never leaves it running.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: PathBuf,
-    dir: PathBuf,
-}
-
-impl Server {
-    fn start(db: &TestDatabase) -> Server {
-        let dir = std::env::temp_dir().join(format!("cpis-logs-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("create a directory for the log");
-        let log = dir.join("cpis.log");
-        let file = File::create(&log).expect("create the log file");
-        let addr = {
-            let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-            listener.local_addr().unwrap()
-        };
-        let child = Command::new(env!("CARGO_BIN_EXE_cpis"))
-            .args(["serve", "--bind", &addr.to_string()])
-            .env("DATABASE_URL", &db.url)
-            .env("CPIS_LOG", "debug")
-            .env("CPIS_LOG_FORMAT", "json")
-            .env("CPIS_STATIC_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/static"))
-            .env("CPIS_SECURE_COOKIES", "false")
-            .env("CPIS_WORKERS", "1")
-            .env("CPIS_DB_POOL_SIZE", "4")
-            .env_remove("CPIS_COOKIE_KEY")
-            .env_remove("CPIS_SESSION_IDLE_MINUTES")
-            .env_remove("CPIS_SESSION_ABSOLUTE_HOURS")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("share the log file"))
-            .stderr(file)
-            .spawn()
-            .expect("start cpis serve");
-        Server { child, addr, log, dir }
-    }
-
-    fn client(&self) -> Client {
-        Client {
-            http: reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(Policy::none())
-                .no_proxy()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
-            base: format!("http://{}", self.addr),
-        }
-    }
-
-    /// Waits until `/health` answers 200, failing with the log if the process exits or
-    /// `STARTUP` passes.
-    async fn wait_until_healthy(&mut self) {
-        let started = Instant::now();
-        let c = self.client();
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("cpis serve exited ({status}):\n{}", self.log());
-            }
-            let res = c.http.get(format!("{}/health", c.base)).timeout(Duration::from_secs(2)).send().await;
-            if res.is_ok_and(|r| r.status() == StatusCode::OK) {
-                return;
-            }
-            assert!(
-                started.elapsed() < STARTUP,
-                "cpis serve did not answer /health within {STARTUP:?}:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Kills the process and returns everything it wrote.
-    fn stop(&mut self) -> String {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.log()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use crate::support::server::Server;
+use crate::support::{between, Template, TestDatabase, PASSWORD};
 
 /// Records what a journey must never let reach the logs: session cookies and CSRF tokens.
 #[derive(Default)]

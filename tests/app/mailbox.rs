@@ -487,3 +487,82 @@ async fn sending_switched_off_on_the_admin_page_refuses_the_next_file() {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(mb.upload(file(&new_id(), 2, KENT, &[r])).await.file_code, FileCode::Cpf01);
 }
+
+/// Whether the server holds a transaction open that has written to cp_items (mid-file).
+fn upload_in_flight(conn: &mut diesel::PgConnection) -> bool {
+    crate::support::db::count(
+        conn,
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() \
+         AND backend_xid IS NOT NULL",
+    ) > 0
+}
+
+#[tokio::test]
+async fn a_server_killed_mid_file_leaves_the_service_as_it_was() {
+    use crate::support::server::Server;
+    use cpis::schema::patients::dsl::*;
+    use diesel::prelude::*;
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    let token = cpis::mailbox::tokens::issue_la(&mut conn, cpis::audit::Actor::Operator, KENT, "t").unwrap();
+    let before = (
+        crate::support::db::count(&mut conn, "SELECT count(*) FROM cp_items"),
+        crate::support::db::count(&mut conn, "SELECT count(*) FROM uploads"),
+        crate::support::db::count(&mut conn, "SELECT count(*) FROM audit_log"),
+    );
+    let kids: Vec<(String, String, String, chrono::NaiveDate)> = patients
+        .filter(restricted.eq(false))
+        .filter(invalidated.eq(false))
+        .filter(superseded_by.is_null())
+        .filter(birth_date.gt(chrono::Utc::now().date_naive() - chrono::TimeDelta::days(365 * 17)))
+        .order(nhs_number)
+        .limit(10_000)
+        .select((nhs_number, given_name, family_name, birth_date))
+        .load(&mut conn)
+        .unwrap();
+    let records: Vec<String> = kids.iter().map(|(n, g, f, b)| record(n, "K-1", g, f, &b.to_string(), CPP)).collect();
+    let body = file(&new_id(), 1, KENT, &records);
+
+    let mut server = Server::start(&db);
+    server.wait_until_healthy().await;
+    let url = format!("http://{}/mesh/v1/{KENT}/outbox", server.addr);
+    let sending = tokio::spawn({
+        let (url, token, body) = (url.clone(), token.clone(), body.clone());
+        async move { reqwest::Client::new().post(url).bearer_auth(token).body(body).send().await }
+    });
+    // Kill it while the file's transaction is open and has written (bounded wait).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !upload_in_flight(&mut conn) {
+        assert!(std::time::Instant::now() < deadline, "the upload never started writing");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    server.kill();
+    assert!(sending.await.unwrap().is_err(), "the client sees the connection drop, not an answer");
+    // PostgreSQL rolls the open transaction back when its connection goes.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while upload_in_flight(&mut conn) {
+        assert!(std::time::Instant::now() < deadline, "the killed server's transaction never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let after = (
+        crate::support::db::count(&mut conn, "SELECT count(*) FROM cp_items"),
+        crate::support::db::count(&mut conn, "SELECT count(*) FROM uploads"),
+        crate::support::db::count(&mut conn, "SELECT count(*) FROM audit_log"),
+    );
+    assert_eq!(after, before, "nothing of the file is stored");
+    assert!(matches!(cpis::audit::verify::verify(&mut conn).unwrap(), cpis::audit::verify::Verdict::Intact { .. }));
+
+    // The LA sends it again (CP-SC017) to a restarted service, which processes it in full.
+    let mut server = Server::start(&db);
+    server.wait_until_healthy().await;
+    let url = format!("http://{}/mesh/v1/{KENT}/outbox", server.addr);
+    let res = reqwest::Client::new().post(url).bearer_auth(&token).body(body).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        crate::support::db::count(
+            &mut conn,
+            "SELECT count(*) FROM cp_items WHERE upload_id IS NOT NULL AND deleted_at IS NULL"
+        ),
+        10_000
+    );
+}

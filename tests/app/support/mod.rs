@@ -4,4 +4,5 @@ pub mod db;
 
 pub use app::{between, Client, TestApp, PASSWORD};
 pub use db::{Template, TestDatabase};
+pub mod server;
 pub mod uploads;
