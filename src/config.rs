@@ -28,6 +28,17 @@ pub struct Config {
     /// `CPIS_UPLOAD_LIMIT_MB` (default 100): the largest file an LA may upload; larger gets 413 from the
     /// mailbox API and a 400 page from the portal.
     pub upload_limit_bytes: usize,
+    /// `CPIS_SCHEDULER` (default true): whether `serve` runs the job scheduler. Every instance may;
+    /// exactly one runs each job.
+    pub scheduler: bool,
+    /// `CPIS_SMTP_URL` (default none): e.g. `smtp://127.0.0.1:2525` (plain), `smtp://host:587?tls=required`
+    /// (STARTTLS) or `smtps://host:465`, with `user:password@` when the server wants them. When unset,
+    /// e-mails are written as `.eml` files to `mail_dir`.
+    pub smtp_url: Option<String>,
+    /// `CPIS_MAIL_FROM` (default `cpis-notifications@example.org`).
+    pub mail_from: String,
+    /// `CPIS_MAIL_DIR` (default `.cpis/mail`): where `.eml` files go without SMTP.
+    pub mail_dir: String,
     /// `CPIS_WORKERS` (default 0: one HTTP worker per core).
     pub workers: usize,
     /// `CPIS_STATIC_DIR` (default `static` beside the working directory).
@@ -48,6 +59,10 @@ impl Config {
             session_absolute: Duration::from_secs(3600 * env_parse::<u64>("CPIS_SESSION_ABSOLUTE_HOURS", 12)?),
             log_json: std::env::var("CPIS_LOG_FORMAT").is_ok_and(|v| v == "json"),
             workers: env_parse("CPIS_WORKERS", 0)?,
+            scheduler: env_parse("CPIS_SCHEDULER", true)?,
+            smtp_url: std::env::var("CPIS_SMTP_URL").ok().filter(|s| !s.is_empty()),
+            mail_from: std::env::var("CPIS_MAIL_FROM").unwrap_or_else(|_| "cpis-notifications@example.org".into()),
+            mail_dir: std::env::var("CPIS_MAIL_DIR").unwrap_or_else(|_| ".cpis/mail".into()),
             sign_in_limit: env_parse("CPIS_SIGN_IN_LIMIT", 30)?,
             upload_limit_bytes: env_parse::<usize>("CPIS_UPLOAD_LIMIT_MB", 100)? * 1_048_576,
             cookie_key: std::env::var("CPIS_COOKIE_KEY").ok().filter(|k| !k.is_empty()),
@@ -67,6 +82,10 @@ impl Config {
             log_json: false,
             cookie_key: None,
             workers: 0,
+            scheduler: false,
+            smtp_url: None,
+            mail_from: "cpis-notifications@example.org".into(),
+            mail_dir: std::env::temp_dir().join("cpis-mail").to_string_lossy().into_owned(),
             sign_in_limit: 30,
             upload_limit_bytes: 100 * 1_048_576,
             static_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/static").into(),

@@ -10,6 +10,8 @@ pub mod cpis;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod jobs;
+pub mod mail;
 pub mod mailbox;
 pub mod messages;
 pub mod pds;

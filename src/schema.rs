@@ -73,6 +73,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    jobs (id) {
+        id -> Int8,
+        kind -> Text,
+        key -> Text,
+        scheduled_for -> Timestamptz,
+        status -> Text,
+        attempts -> Int4,
+        run_after -> Timestamptz,
+        last_error -> Nullable<Text>,
+        summary -> Nullable<Jsonb>,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     local_authorities (code) {
         code -> Text,
         reference_name -> Text,
@@ -104,6 +121,27 @@ diesel::table! {
         name -> Text,
         town -> Nullable<Text>,
         postcode -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    outbound_emails (id) {
+        id -> Int8,
+        message_key -> Text,
+        message_id -> Text,
+        la_code -> Nullable<Text>,
+        to_address -> Text,
+        subject -> Text,
+        body_text -> Text,
+        body_html -> Text,
+        attachment_name -> Nullable<Text>,
+        attachment -> Nullable<Text>,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        last_error -> Nullable<Text>,
+        sent_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
     }
 }
 
@@ -230,6 +268,7 @@ diesel::joinable!(endpoint_tokens -> local_authorities (la_code));
 diesel::joinable!(endpoint_tokens -> nhs_organisations (ods_code));
 diesel::joinable!(mailbox_messages -> local_authorities (la_code));
 diesel::joinable!(mailbox_messages -> uploads (upload_id));
+diesel::joinable!(outbound_emails -> local_authorities (la_code));
 diesel::joinable!(patient_names -> patients (nhs_number));
 diesel::joinable!(role_profile_activities -> activity_codes (activity_code));
 diesel::joinable!(role_profile_activities -> role_profiles (role_profile_id));
@@ -247,9 +286,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     cp_items,
     endpoint_tokens,
     job_roles,
+    jobs,
     local_authorities,
     mailbox_messages,
     nhs_organisations,
+    outbound_emails,
     patient_names,
     patients,
     role_profile_activities,

@@ -387,6 +387,17 @@ struct Removed {
     delete_date: Option<chrono::NaiveDate>,
 }
 
+/// New items as column arrays, for one INSERT ... SELECT FROM unnest(...).
+#[derive(Default)]
+struct ItemColumns<'a>(
+    Vec<&'a str>,
+    Vec<&'a str>,
+    Vec<&'a str>,
+    Vec<chrono::NaiveDate>,
+    Vec<Option<chrono::NaiveDate>>,
+    Vec<Option<chrono::NaiveDate>>,
+);
+
 /// CP-IS020: each accepted record replaces everything this LA held for that NHS number; another
 /// LA's information is untouched (CP-IS021, CP-IS034). The replaced rows are removed (the audit
 /// entry returned for each record keeps what was held before and after: CP-IS075 reads it there).
@@ -424,14 +435,7 @@ fn replace_items(
             "delete": r.delete_date
         }));
     }
-    let mut cols: (
-        Vec<&str>,
-        Vec<&str>,
-        Vec<&str>,
-        Vec<chrono::NaiveDate>,
-        Vec<Option<chrono::NaiveDate>>,
-        Vec<Option<chrono::NaiveDate>>,
-    ) = Default::default();
+    let mut cols = ItemColumns::default();
     let mut events = Vec::with_capacity(accepted.len());
     for (nhs, child, items) in &accepted {
         let mut after = Vec::with_capacity(items.len());
