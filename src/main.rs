@@ -17,7 +17,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the web service (pages, and later the APIs and the scheduler).
+    /// Run the web service (pages, the APIs and, unless CPIS_SCHEDULER=false, the job scheduler).
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080")]
         bind: String,
@@ -39,6 +39,29 @@ enum Command {
         #[command(subcommand)]
         command: PdsCommand,
     },
+    /// Scheduled work.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Run, once, every scheduled job due at that moment, as the scheduler would, then exit.
+    /// Running it twice for the same moment changes nothing.
+    RunDue {
+        /// The moment, as RFC 3339 (e.g. 2026-11-22T01:00:00Z); default: now.
+        #[arg(long, value_name = "RFC3339", value_parser = parse_instant)]
+        now: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+/// An instant as RFC 3339 (a bad one is a usage error: exit code 2).
+fn parse_instant(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("{e}: give an RFC 3339 instant such as 2026-11-22T01:00:00Z"))
 }
 
 #[derive(Subcommand)]
@@ -82,8 +105,15 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             drop(conn);
             let listener = std::net::TcpListener::bind(&bind)?;
             tracing::info!(address = %listener.local_addr()?, "serving on http://{}", listener.local_addr()?);
-            let state = app::AppState::new(db::pool(&config), config);
+            let pool = db::pool(&config);
+            // Every instance may run the scheduler; the queue runs each occurrence once.
+            let scheduler = config
+                .scheduler
+                .then(|| cpis::jobs::runner::spawn_scheduler(pool.clone(), config.clone()))
+                .transpose()?;
+            let state = app::AppState::new(pool, config);
             actix_web::rt::System::new().block_on(async move { app::server(state, listener)?.await })?;
+            drop(scheduler);
             Ok(ExitCode::SUCCESS)
         }
         Command::Migrate => {
@@ -119,6 +149,26 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             };
             eprintln!("cpis: a new token for {what}; it is shown only now and only its hash is stored");
             println!("{token}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Jobs { command: JobsCommand::RunDue { now } } => {
+            let mut conn = db::connect(&config.database_url)?;
+            db::migrate(&mut conn)?;
+            drop(conn);
+            let now = now.unwrap_or_else(chrono::Utc::now);
+            let pool = db::pool(&config);
+            let report = cpis::jobs::runner::run_due(&pool, &config, now)?;
+            for outcome in &report.outcomes {
+                eprintln!("cpis: {outcome}");
+            }
+            eprintln!(
+                "cpis: at {}: {} occurrence(s) newly scheduled, {} job(s) done, {} failed, {} e-mail(s) sent",
+                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                report.scheduled,
+                report.done(),
+                report.failed(),
+                report.emails_sent
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Pds { command: PdsCommand::Import { file } } => {

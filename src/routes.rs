@@ -8,7 +8,7 @@ use actix_web::{web, Route};
 use crate::api::mailbox;
 use crate::auth::Permission;
 use crate::web::{
-    account, admin_las, admin_users, health, home, la_portal, local_authorities, patient, search, sign_in,
+    account, admin_las, admin_users, health, home, jobs, la_portal, local_authorities, patient, search, sign_in,
     transmissions,
 };
 
@@ -102,6 +102,7 @@ pub fn entries() -> Vec<Entry> {
         ),
         entry(Method::GET, "/admin/transmissions", ServiceOwner, web::get().to(transmissions::list_transmissions)),
         // LA_ADMIN_ROUTES (end)
+        entry(Method::GET, "/admin/jobs", ServiceOwner, web::get().to(jobs::show_jobs)),
         entry(Method::GET, "/la", LaPortal, web::get().to(la_portal::show_portal)),
         entry(Method::POST, "/la/uploads", LaPortal, web::post().to(la_portal::upload_file)),
         entry(Method::GET, "/la/uploads/{id}", LaPortal, web::get().to(la_portal::show_upload)),

@@ -36,6 +36,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_purged (entry_id) {
+        entry_id -> Int8,
+        prev_hash -> Bytea,
+        hash -> Bytea,
+        checkpoint_id -> Int8,
+        purged_at -> Timestamptz,
+        reason -> Text,
+    }
+}
+
+diesel::table! {
     cp_items (id) {
         id -> Int8,
         nhs_number -> Text,
@@ -283,6 +294,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     access_events,
     activity_codes,
     audit_log,
+    audit_purged,
     cp_items,
     endpoint_tokens,
     job_roles,

@@ -38,6 +38,70 @@ pub fn entry_hash(prev_hash: &[u8], fields: &EntryFields<'_>) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The action of the checkpoint entry that each retention purge appends to the chain (CP-IS076).
+pub const PURGE_ACTION: &str = "audit.purged";
+
+/// What a purge's checkpoint entry records about the links it left in `audit_purged` (in its
+/// details, next to informational counts): how many, the first and last purged id, and a SHA-256
+/// over the links in id order. The verifier recomputes it from `audit_purged`, so a link added to
+/// or removed from there after the purge no longer matches its checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PurgedSegment {
+    pub entries: u64,
+    pub first_id: Option<i64>,
+    pub last_id: Option<i64>,
+    pub links_sha256: String,
+}
+
+impl PurgedSegment {
+    /// The segment a checkpoint's details describe, if they describe one.
+    pub fn from_details(details: &serde_json::Value) -> Option<PurgedSegment> {
+        serde_json::from_value(details.clone()).ok()
+    }
+}
+
+/// Accumulates purged links (in increasing id order) into a [`PurgedSegment`].
+#[derive(Debug, Clone)]
+pub struct SegmentDigest {
+    hasher: Sha256,
+    entries: u64,
+    first_id: Option<i64>,
+    last_id: Option<i64>,
+}
+
+impl Default for SegmentDigest {
+    fn default() -> Self {
+        SegmentDigest { hasher: Sha256::new(), entries: 0, first_id: None, last_id: None }
+    }
+}
+
+impl SegmentDigest {
+    pub fn new() -> SegmentDigest {
+        SegmentDigest::default()
+    }
+
+    /// Adds one purged link: the entry's id, its predecessor's hash and its own hash.
+    pub fn add(&mut self, entry_id: i64, prev_hash: &[u8], hash: &[u8]) {
+        self.hasher.update(entry_id.to_be_bytes());
+        self.hasher.update((prev_hash.len() as u32).to_be_bytes());
+        self.hasher.update(prev_hash);
+        self.hasher.update((hash.len() as u32).to_be_bytes());
+        self.hasher.update(hash);
+        self.entries += 1;
+        self.first_id.get_or_insert(entry_id);
+        self.last_id = Some(entry_id);
+    }
+
+    pub fn finish(self) -> PurgedSegment {
+        PurgedSegment {
+            entries: self.entries,
+            first_id: self.first_id,
+            last_id: self.last_id,
+            links_sha256: hex::encode(self.hasher.finalize()),
+        }
+    }
+}
+
 /// Truncates a time to what PostgreSQL's `timestamptz` keeps, so the hash survives a round trip.
 pub fn to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
@@ -78,6 +142,37 @@ mod tests {
         let d2 = json!({"a": 2});
         assert_ne!(base, entry_hash(&GENESIS, &fields(&d2)));
         assert_ne!(base, entry_hash(&[1u8; 32], &fields(&d)));
+    }
+
+    #[test]
+    fn a_segment_digest_covers_every_link_and_its_order() {
+        let links: Vec<(i64, [u8; 32], [u8; 32])> =
+            (1..=3).map(|i| (i * 10, [i as u8; 32], [i as u8 + 1; 32])).collect();
+        let digest = |links: &[(i64, [u8; 32], [u8; 32])]| {
+            let mut d = SegmentDigest::new();
+            for (id, p, h) in links {
+                d.add(*id, p, h);
+            }
+            d.finish()
+        };
+        let all = digest(&links);
+        assert_eq!((all.entries, all.first_id, all.last_id), (3, Some(10), Some(30)));
+        // One link fewer, one changed, or an id changed: another digest.
+        assert_ne!(digest(&links[..2]).links_sha256, all.links_sha256);
+        let mut changed = links.clone();
+        changed[1].2[0] ^= 1;
+        assert_ne!(digest(&changed).links_sha256, all.links_sha256);
+        let mut moved = links.clone();
+        moved[1].0 = 21;
+        assert_ne!(digest(&moved).links_sha256, all.links_sha256);
+        // Nothing purged: zero entries, no range.
+        let empty = SegmentDigest::new().finish();
+        assert_eq!((empty.entries, empty.first_id, empty.last_id), (0, None, None));
+        // The details a checkpoint carries round-trip, extra keys notwithstanding.
+        let mut details = serde_json::to_value(&all).unwrap();
+        details["access_events"] = json!(4);
+        assert_eq!(PurgedSegment::from_details(&details), Some(all));
+        assert_eq!(PurgedSegment::from_details(&json!({"entries": 1})), None);
     }
 
     #[test]

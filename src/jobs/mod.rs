@@ -1,6 +1,12 @@
 //! Scheduled work (issue 5): a job queue in PostgreSQL that any number of `cpis serve` instances
 //! share, the schedule, and one file per job.
 //!
+//! - `schedule`: when each kind runs, in UK local time (pure);
+//! - `queue`: tick (insert occurrences, caught up after an outage) and run one job (claimed with
+//!   `FOR UPDATE SKIP LOCKED` in the transaction that runs it; retries with backoff);
+//! - `runner`: `run_due` (what `cpis jobs run-due` and the scheduler thread call) and the thread;
+//! - one file per job: `expiry`, `daily_notification`, `retention`, `sessions`.
+//!
 //! Every job kind has the same entry point:
 //! `pub fn run(conn: &mut PgConnection, scheduled_for: DateTime<Utc>, now: DateTime<Utc>) -> Result<serde_json::Value, AppError>`
 //! run inside the transaction that claimed the job (so a crash mid-job leaves nothing half-done and
@@ -8,7 +14,12 @@
 //! personal data).
 
 pub mod daily_notification;
+pub mod expiry;
+pub mod queue;
 pub mod retention;
+pub mod runner;
+pub mod schedule;
+pub mod sessions;
 
 use chrono::{DateTime, Utc};
 use diesel::PgConnection;
@@ -40,6 +51,16 @@ impl Kind {
         }
     }
 
+    /// The name CP-IS owners read on the jobs page.
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Expiry => "Expiry and end-dating",
+            Kind::DailyNotification => "Daily access notifications (message 05)",
+            Kind::AuditRetention => "Audit retention",
+            Kind::SessionCleanup => "Session clean-up",
+        }
+    }
+
     pub fn from_code(s: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.code() == s)
     }
@@ -55,9 +76,7 @@ pub fn run(
     match kind {
         Kind::DailyNotification => daily_notification::run(conn, scheduled_for, now),
         Kind::AuditRetention => retention::run(conn, scheduled_for, now),
-        Kind::Expiry | Kind::SessionCleanup => {
-            let _ = (conn, scheduled_for, now);
-            Err(AppError::Internal(format!("job {} is not built yet", kind.code())))
-        }
+        Kind::Expiry => expiry::run(conn, scheduled_for, now),
+        Kind::SessionCleanup => sessions::run(conn, scheduled_for, now),
     }
 }

@@ -53,6 +53,7 @@ fn header_user(p: &Principal) -> HeaderUser {
         if roles::is_service_owner(&role.activity_codes) {
             link("/admin/local-authorities", "Local authorities (admin)");
             link("/admin/transmissions", "Transmissions");
+            link("/admin/jobs", "Jobs");
         }
     }
     link("/change-password", "Change password");

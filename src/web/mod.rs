@@ -5,6 +5,7 @@ pub mod admin_las;
 pub mod admin_users;
 pub mod health;
 pub mod home;
+pub mod jobs;
 pub mod la_portal;
 pub mod layout;
 pub mod local_authorities;

@@ -5,4 +5,5 @@ pub mod db;
 pub use app::{between, Client, TestApp, PASSWORD};
 pub use db::{Template, TestDatabase};
 pub mod server;
+pub mod smtp;
 pub mod uploads;

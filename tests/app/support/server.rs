@@ -42,6 +42,8 @@ impl Server {
             .env("CPIS_STATIC_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/static"))
             .env("CPIS_SECURE_COOKIES", "false")
             .env("CPIS_WORKERS", "1")
+            // Scheduled jobs would write to the database on their own; tests that want them start them.
+            .env("CPIS_SCHEDULER", "false")
             .env("CPIS_DB_POOL_SIZE", "4")
             .env_remove("CPIS_COOKIE_KEY")
             .env_remove("CPIS_SESSION_IDLE_MINUTES")
