@@ -82,6 +82,10 @@ pub fn send_due(pool: &DbPool, config: &Config, now: DateTime<Utc>) -> Result<us
             let result = build(&due, &from).and_then(|message| sender.send(&message));
             match result {
                 Ok(()) => {
+                    // The server has the message; marking it sent commits with this transaction. A
+                    // crash in between leaves the row pending and it is sent again, with the same
+                    // Message-ID, which receivers deduplicate on: the at-least-once edge of
+                    // "exactly one e-mail per LA per day".
                     diesel::update(outbound_emails::table.find(due.id))
                         .set((
                             outbound_emails::status.eq("sent"),

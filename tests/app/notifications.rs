@@ -655,29 +655,3 @@ fn a_child_accessed_from_three_organisations_is_a_pattern_worth_a_look() {
     let leeds = email_of(&mut conn, LEEDS, day);
     assert!(leeds.body_text.contains("None: no child of yours was accessed from 3 or more organisations"));
 }
-
-#[test]
-fn zz_scratch_timing() {
-    let db = TestDatabase::new(Template::Demo);
-    let mut conn = db.conn();
-    let day = seed_day(&mut conn) - TimeDelta::days(20);
-    let (start, _) = uk_day_bounds(day);
-    execute(
-        &mut conn,
-        &format!(
-            "INSERT INTO access_events (nhs_number, accessed_at, viewer_id, viewer_name, job_role_code, organisation_code, channel, shown) \
-             SELECT n.nhs_number, '{}'::timestamptz + interval '1 day' * 0.95 * random(), \
-                    'v' || (g % 5000), 'Viewer ' || (g % 5000), 'R8000', (ARRAY['RJZ','RRU','RR8','RRK'])[1 + g % 4], 'FHIR', random() < 0.7 \
-             FROM generate_series(1, 100000) g \
-             JOIN LATERAL (SELECT nhs_number FROM cp_items WHERE deleted_at IS NULL OFFSET (g * 7919) % 1700 LIMIT 1) n ON true",
-            start.to_rfc3339()
-        ),
-    );
-    execute(&mut conn, "ANALYZE");
-    let t = std::time::Instant::now();
-    let s = run_job(&mut conn, day);
-    eprintln!("job: {:?} {s}", t.elapsed());
-    let t = std::time::Instant::now();
-    let s = run_job(&mut conn, day);
-    eprintln!("rerun: {:?} {s}", t.elapsed());
-}
