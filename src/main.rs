@@ -44,6 +44,17 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the whole hash chain (CP-IS074): exit 0 when intact, 1 naming the first bad entry.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -150,6 +161,21 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             eprintln!("cpis: a new token for {what}; it is shown only now and only its hash is stored");
             println!("{token}");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { command: AuditCommand::Verify } => {
+            let mut conn = db::connect(&config.database_url)?;
+            match cpis::audit::verify::verify(&mut conn)? {
+                cpis::audit::verify::Verdict::Intact { entries, purged } => {
+                    eprintln!(
+                        "cpis: the audit trail is intact: {entries} entries checked, {purged} purged links in place"
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                cpis::audit::verify::Verdict::Broken { entry_id, reason } => {
+                    eprintln!("cpis: the audit trail is broken at entry {entry_id}: {reason}");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Command::Jobs { command: JobsCommand::RunDue { now } } => {
             let mut conn = db::connect(&config.database_url)?;

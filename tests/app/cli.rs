@@ -168,3 +168,19 @@ fn token_la_prints_the_token_alone_and_stores_only_its_hash() {
     assert!(unknown.stdout.is_empty(), "nothing on stdout when no token was issued");
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no local authority"));
 }
+
+#[test]
+fn audit_verify_exits_zero_when_intact_and_names_the_first_bad_entry() {
+    let db = TestDatabase::new(Template::Demo);
+    let out = cpis(&db, &["audit", "verify"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("intact"));
+    // Tamper as the database superuser, bypassing the triggers (CP-IS074).
+    let mut conn = db.conn();
+    let id = count(&mut conn, "SELECT min(id) FROM audit_log");
+    crate::support::db::execute(&mut conn, "SET session_replication_role = replica");
+    crate::support::db::execute(&mut conn, &format!("UPDATE audit_log SET actor = 'user:999' WHERE id = {id}"));
+    let out = cpis(&db, &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("entry {id}")));
+}
