@@ -68,6 +68,10 @@ pub fn entries() -> Vec<Entry> {
             EndpointToken,
             web::put().to(mailbox::acknowledge_message),
         ),
+        // FHIR_ROUTES (begin)
+        // FHIR_ROUTES (end)
+        // NHS_SYSTEMS_ROUTES (begin)
+        // NHS_SYSTEMS_ROUTES (end)
         // LA_ADMIN_ROUTES (begin)
         entry(Method::GET, "/admin/local-authorities", ServiceOwner, web::get().to(admin_las::list_local_authorities)),
         entry(
