@@ -64,35 +64,7 @@ impl Event {
 /// Appends an entry to the chain. Call it inside the action's transaction, as late as possible:
 /// it holds the append lock until that transaction ends.
 pub fn record(conn: &mut PgConnection, event: Event) -> Result<(), AppError> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<BigInt, _>(AUDIT_APPEND_LOCK).execute(conn)?;
-    let prev: Vec<u8> = audit_log::table
-        .select(audit_log::hash)
-        .order(audit_log::id.desc())
-        .first(conn)
-        .optional()?
-        .unwrap_or_else(|| chain::GENESIS.to_vec());
-    let occurred_at = chain::to_micros(Utc::now());
-    let actor = event.actor.to_string();
-    let fields = chain::EntryFields {
-        occurred_at,
-        actor: &actor,
-        action: event.action,
-        nhs_number: event.nhs_number.as_deref(),
-        details: &event.details,
-    };
-    let hash = chain::entry_hash(&prev, &fields);
-    diesel::insert_into(audit_log::table)
-        .values((
-            audit_log::occurred_at.eq(occurred_at),
-            audit_log::actor.eq(&actor),
-            audit_log::action.eq(event.action),
-            audit_log::nhs_number.eq(event.nhs_number.as_deref()),
-            audit_log::details.eq(&event.details),
-            audit_log::prev_hash.eq(&prev),
-            audit_log::hash.eq(&hash[..]),
-        ))
-        .execute(conn)?;
-    Ok(())
+    record_many(conn, vec![event])
 }
 
 /// Appends many entries in one go (an upload's per-record changes): one lock, one read of the

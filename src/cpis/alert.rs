@@ -24,6 +24,8 @@ pub struct AuthorityBlock {
 /// An item as the tab shows it: never the LA's child id nor the delete date (CP-IS051).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ShownItem {
+    /// The stored item's id: the FHIR API derives its stable resource id from it (never shown).
+    pub item_id: i64,
     pub kind: ItemKind,
     pub start: NaiveDate,
     pub end: Option<NaiveDate>,
@@ -60,6 +62,21 @@ pub fn open(
     may_see_unborn: bool,
     now: DateTime<Utc>,
 ) -> Result<Option<AlertTab>, AppError> {
+    let actor = viewer.user_id.map_or(Actor::Anonymous, Actor::User);
+    open_as(conn, patient, linked, viewer, may_see_unborn, actor, now)
+}
+
+/// [`open`] with the audit trail's actor named by the caller: the FHIR API records an access on
+/// behalf of an NHS system (`Actor::NhsSystem`), whose end user has no account here.
+pub fn open_as(
+    conn: &mut PgConnection,
+    patient: &Patient,
+    linked: &[String],
+    viewer: &Viewer,
+    may_see_unborn: bool,
+    actor: Actor,
+    now: DateTime<Utc>,
+) -> Result<Option<AlertTab>, AppError> {
     // Accesses to one child are decided one after another (CP-IS047 depends on the order).
     patients::table.find(&patient.nhs_number).select(patients::nhs_number).for_update().first::<String>(conn)?;
     let today = dates::uk_date(now);
@@ -73,17 +90,35 @@ pub fn open(
     let authorities = group_by_authority(conn, visible, patient.birth_date, today)?;
     audit::record(
         conn,
-        Event::new(viewer.user_id.map_or(Actor::Anonymous, Actor::User), "access.alert_tab_opened")
-            .about(&patient.nhs_number)
-            .details(serde_json::json!({
-                "access_event_id": recorded.id,
-                "shown": recorded.shown,
-                "job_role": viewer.job_role_code,
-                "organisation": viewer.organisation_code,
-                "channel": viewer.channel.code(),
-            })),
+        Event::new(actor, "access.alert_tab_opened").about(&patient.nhs_number).details(serde_json::json!({
+            "access_event_id": recorded.id,
+            "shown": recorded.shown,
+            "job_role": viewer.job_role_code,
+            "organisation": viewer.organisation_code,
+            "channel": viewer.channel.code(),
+        })),
     )?;
     Ok(Some(AlertTab { authorities, history, access_shown: recorded.shown }))
+}
+
+/// What the tab would show, without opening it: nothing is locked or recorded. For reads that are
+/// not themselves an access (a scheduled FHIR query, the FHIR access history). `None` when there is
+/// nothing for this viewer to see; `access_shown` is then meaningless and false.
+pub fn read(
+    conn: &mut PgConnection,
+    patient: &Patient,
+    linked: &[String],
+    may_see_unborn: bool,
+    now: DateTime<Utc>,
+) -> Result<Option<AlertTab>, AppError> {
+    let today = dates::uk_date(now);
+    let visible = visible_items(conn, patient, linked, may_see_unborn, today)?;
+    if visible.is_empty() {
+        return Ok(None);
+    }
+    let history = access::history(conn, linked)?;
+    let authorities = group_by_authority(conn, visible, patient.birth_date, today)?;
+    Ok(Some(AlertTab { authorities, history, access_shown: false }))
 }
 
 fn group_by_authority(
@@ -101,7 +136,12 @@ fn group_by_authority(
             let mut items: Vec<ShownItem> = visible
                 .iter()
                 .filter(|i| i.la_code == authority.code)
-                .map(|i| ShownItem { kind: i.kind(), start: i.start_date, end: i.shown_end(birth_date, today) })
+                .map(|i| ShownItem {
+                    item_id: i.id,
+                    kind: i.kind(),
+                    start: i.start_date,
+                    end: i.shown_end(birth_date, today),
+                })
                 .collect();
             items.sort_by_key(|i| (i.kind, i.start));
             AuthorityBlock { authority, items }

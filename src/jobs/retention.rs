@@ -54,7 +54,11 @@ pub fn run(
     let today = dates::uk_date(now);
 
     // A generous superset in SQL (anyone 25 or more, or dead 7 years or more, with something to
-    // purge); the rule itself is applied below, in one place.
+    // purge); the rule itself is applied below, in one place. A number for which information is
+    // still held (not logically deleted), under it or under the number it was superseded by or
+    // into, is never purged: its access history is shown until the whole record is gone
+    // (CP-IS028, CP-IS039). That covers an adult mother's unborn child protection plan, filed on
+    // her number.
     let candidates: Vec<Candidate> = diesel::sql_query(
         "SELECT p.nhs_number, \
                 coalesce(cur.birth_date, p.birth_date) AS birth_date, \
@@ -63,6 +67,9 @@ pub fn run(
          WHERE (coalesce(cur.birth_date, p.birth_date) < $1 OR coalesce(cur.death_date, p.death_date) < $2) \
            AND (EXISTS (SELECT 1 FROM audit_log a WHERE a.nhs_number = p.nhs_number) \
                 OR EXISTS (SELECT 1 FROM access_events e WHERE e.nhs_number = p.nhs_number)) \
+           AND NOT EXISTS (SELECT 1 FROM cp_items i WHERE i.deleted_at IS NULL \
+                           AND (i.nhs_number = p.nhs_number OR i.nhs_number = p.superseded_by \
+                                OR i.nhs_number IN (SELECT o.nhs_number FROM patients o WHERE o.superseded_by = p.nhs_number))) \
          ORDER BY p.nhs_number",
     )
     .bind::<Date, _>(dates::anniversary(today, -25))

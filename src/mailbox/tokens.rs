@@ -28,43 +28,49 @@ fn new_token(prefix: &str) -> String {
 
 /// Issues a mailbox token for an LA and returns it (the only time it is seen).
 pub fn issue_la(conn: &mut PgConnection, actor: Actor, la_code: &str, label: &str) -> Result<String, AppError> {
-    conn.transaction(|conn| {
-        let known: bool =
-            diesel::select(diesel::dsl::exists(local_authorities::table.find(la_code))).get_result(conn)?;
-        if !known {
-            return Err(AppError::NotFound(format!("There is no local authority with code {la_code}.")));
-        }
-        let token = new_token("cpisla");
-        let id: i64 = diesel::insert_into(endpoint_tokens::table)
-            .values((
-                endpoint_tokens::kind.eq("la"),
-                endpoint_tokens::la_code.eq(la_code),
-                endpoint_tokens::label.eq(label),
-                endpoint_tokens::token_hash.eq(hash(&token)),
-            ))
-            .returning(endpoint_tokens::id)
-            .get_result(conn)?;
-        audit::record(
-            conn,
-            Event::new(actor, "token.issued")
-                .details(serde_json::json!({"token_id": id, "kind": "la", "la_code": la_code})),
-        )?;
-        Ok(token)
-    })
+    issue(conn, actor, Holder::LocalAuthority(la_code), label)
 }
 
 /// Issues a FHIR API token for an NHS system at an organisation.
 pub fn issue_nhs(conn: &mut PgConnection, actor: Actor, ods_code: &str, label: &str) -> Result<String, AppError> {
+    issue(conn, actor, Holder::NhsOrganisation(ods_code), label)
+}
+
+/// Whom a token is issued to.
+enum Holder<'a> {
+    LocalAuthority(&'a str),
+    NhsOrganisation(&'a str),
+}
+
+fn issue(conn: &mut PgConnection, actor: Actor, holder: Holder<'_>, label: &str) -> Result<String, AppError> {
     conn.transaction(|conn| {
-        let known: bool =
-            diesel::select(diesel::dsl::exists(nhs_organisations::table.find(ods_code))).get_result(conn)?;
+        let (kind, prefix, la_code, ods_code, known) = match holder {
+            Holder::LocalAuthority(code) => (
+                "la",
+                "cpisla",
+                Some(code),
+                None,
+                diesel::select(diesel::dsl::exists(local_authorities::table.find(code))).get_result::<bool>(conn)?,
+            ),
+            Holder::NhsOrganisation(code) => (
+                "nhs",
+                "cpisnhs",
+                None,
+                Some(code),
+                diesel::select(diesel::dsl::exists(nhs_organisations::table.find(code))).get_result::<bool>(conn)?,
+            ),
+        };
         if !known {
-            return Err(AppError::NotFound(format!("There is no NHS organisation with ODS code {ods_code}.")));
+            return Err(AppError::NotFound(match (la_code, ods_code) {
+                (Some(code), _) => format!("There is no local authority with code {code}."),
+                (_, code) => format!("There is no NHS organisation with ODS code {}.", code.unwrap_or_default()),
+            }));
         }
-        let token = new_token("cpisnhs");
+        let token = new_token(prefix);
         let id: i64 = diesel::insert_into(endpoint_tokens::table)
             .values((
-                endpoint_tokens::kind.eq("nhs"),
+                endpoint_tokens::kind.eq(kind),
+                endpoint_tokens::la_code.eq(la_code),
                 endpoint_tokens::ods_code.eq(ods_code),
                 endpoint_tokens::label.eq(label),
                 endpoint_tokens::token_hash.eq(hash(&token)),
@@ -73,8 +79,9 @@ pub fn issue_nhs(conn: &mut PgConnection, actor: Actor, ods_code: &str, label: &
             .get_result(conn)?;
         audit::record(
             conn,
-            Event::new(actor, "token.issued")
-                .details(serde_json::json!({"token_id": id, "kind": "nhs", "ods_code": ods_code})),
+            Event::new(actor, "token.issued").details(serde_json::json!({
+                "token_id": id, "kind": kind, "la_code": la_code, "ods_code": ods_code, "label": label
+            })),
         )?;
         Ok(token)
     })

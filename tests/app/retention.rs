@@ -409,3 +409,29 @@ fn refused(conn: &mut PgConnection, sqls: &[&str]) {
         .to_string();
     assert!(err.contains("append-only"), "{sqls:?}: {err}");
 }
+
+#[test]
+fn a_mothers_history_is_kept_while_her_unborn_plan_is_held() {
+    // Sarah Collins is 29 and holds an unborn child protection plan on her own number: her access
+    // history is shown while the plan is (CP-IS039), so retention must not purge it.
+    use cpis::seed::demo::fixtures::SARAH_COLLINS;
+    let db = TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    access_event(&mut conn, SARAH_COLLINS);
+    cpis::audit::record(&mut conn, about(SARAH_COLLINS)).unwrap();
+    run_job(&mut conn);
+    assert_eq!(access_events_of(&mut conn, SARAH_COLLINS), 1);
+    assert_eq!(audit_entries_about(&mut conn, SARAH_COLLINS), 1);
+    // Once nothing of the record remains, the usual rule applies.
+    execute(
+        &mut conn,
+        &format!(
+            "UPDATE cp_items SET deleted_at = now(), deleted_reason = 'expired' \
+             WHERE nhs_number = '{SARAH_COLLINS}' AND deleted_at IS NULL"
+        ),
+    );
+    run_job(&mut conn);
+    assert_eq!(access_events_of(&mut conn, SARAH_COLLINS), 0);
+    assert_eq!(audit_entries_about(&mut conn, SARAH_COLLINS), 0);
+    assert!(matches!(cpis::audit::verify::verify(&mut conn).unwrap(), cpis::audit::verify::Verdict::Intact { .. }));
+}
