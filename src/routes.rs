@@ -8,8 +8,8 @@ use actix_web::{web, Route};
 use crate::api::mailbox;
 use crate::auth::Permission;
 use crate::web::{
-    account, admin_las, admin_users, health, home, jobs, la_portal, local_authorities, patient, search, sign_in,
-    transmissions,
+    account, admin_las, admin_users, developers, health, home, jobs, la_portal, local_authorities, nhs_systems,
+    patient, search, sign_in, transmissions,
 };
 
 /// Static files (CSS, JS, images) are public; they hold no data.
@@ -69,8 +69,28 @@ pub fn entries() -> Vec<Entry> {
             web::put().to(mailbox::acknowledge_message),
         ),
         // FHIR_ROUTES (begin)
+        // The handlers authenticate the NHS system's bearer token; the CapabilityStatement is public.
+        entry(Method::GET, "/cpis/FHIR/R4/CareTeam", EndpointToken, web::get().to(crate::api::fhir::search_care_team)),
+        entry(
+            Method::GET,
+            "/cpis/FHIR/R4/AuditEvent",
+            EndpointToken,
+            web::get().to(crate::api::fhir::search_audit_event),
+        ),
+        entry(Method::GET, "/cpis/FHIR/R4/metadata", Public, web::get().to(crate::api::fhir::capability_statement)),
         // FHIR_ROUTES (end)
         // NHS_SYSTEMS_ROUTES (begin)
+        entry(Method::GET, developers::OPENAPI_PATH, Public, web::get().to(developers::openapi)),
+        entry(Method::GET, "/developers", Public, web::get().to(developers::developers)),
+        entry(Method::GET, "/admin/nhs-systems", ServiceOwner, web::get().to(nhs_systems::list_nhs_systems)),
+        entry(Method::GET, "/admin/nhs-systems/{ods}", ServiceOwner, web::get().to(nhs_systems::show_nhs_organisation)),
+        entry(Method::POST, "/admin/nhs-systems/{ods}", ServiceOwner, web::post().to(nhs_systems::register_system)),
+        entry(
+            Method::POST,
+            "/admin/nhs-systems/{ods}/tokens/{token_id}/revoke",
+            ServiceOwner,
+            web::post().to(nhs_systems::revoke_system_token),
+        ),
         // NHS_SYSTEMS_ROUTES (end)
         // LA_ADMIN_ROUTES (begin)
         entry(Method::GET, "/admin/local-authorities", ServiceOwner, web::get().to(admin_las::list_local_authorities)),

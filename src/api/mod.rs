@@ -1,7 +1,8 @@
 //! The machine interfaces: the mailbox API for local authorities (messages 01, 02, 05, 06) and,
-//! later, the FHIR API for NHS systems (messages 03 and 04). Callers authenticate with an
+//! the FHIR API for NHS systems (messages 03 and 04). Callers authenticate with an
 //! endpoint token, not a session.
 
+pub mod fhir;
 pub mod mailbox;
 
 use actix_web::http::header;

@@ -52,6 +52,7 @@ fn header_user(p: &Principal) -> HeaderUser {
         }
         if roles::is_service_owner(&role.activity_codes) {
             link("/admin/local-authorities", "Local authorities (admin)");
+            link("/admin/nhs-systems", "NHS systems");
             link("/admin/transmissions", "Transmissions");
             link("/admin/jobs", "Jobs");
         }

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod admin_las;
 pub mod admin_users;
+pub mod developers;
 pub mod health;
 pub mod home;
 pub mod jobs;
@@ -10,6 +11,7 @@ pub mod la_portal;
 pub mod layout;
 pub mod local_authorities;
 pub mod middleware;
+pub mod nhs_systems;
 pub mod patient;
 pub mod search;
 pub mod sign_in;

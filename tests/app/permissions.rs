@@ -46,6 +46,8 @@ fn sample_values(target_id: i64, target_profile_id: i64) -> BTreeMap<&'static st
         // Kent, for the local authority pages and its mailbox.
         ("code", "E10000016".to_owned()),
         ("la", "E10000016".to_owned()),
+        // King's College Hospital, for the NHS systems admin pages.
+        ("ods", "RJZ".to_owned()),
         // The throwaway user (also the `{id}` of /la/uploads/{id}, where it names no upload).
         ("id", target_id.to_string()),
         ("profile_id", target_profile_id.to_string()),

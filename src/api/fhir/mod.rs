@@ -1,0 +1,265 @@
+//! `/cpis/FHIR/R4`: messages 03 and 04 for NHS systems, after NHS England's CP-IS FHIR API
+//! (messages.md, "03/04 NHS Query and Response"; CP-IS013, CP-IS040, CP-NHS002, CP-NHS010).
+//!
+//! Every search: the bearer token of an NHS system (CP-NHS018) -> the per-token rate limit -> the
+//! end-user headers (CP-NHS006, CP-NHS019; the organisation must be the token's) -> the patient
+//! identifier -> PDS (a superseded number leads to the current record, whose linked numbers are
+//! all searched; an invalidated one is refused) -> what the end user's role may see today.
+//! Answers are `application/fhir+json`; errors are OperationOutcome; `TraceID` is echoed on every
+//! answer. Nothing personal is logged: the request log names the route pattern, never the query.
+
+pub mod auditevent;
+pub mod careteam;
+pub mod headers;
+pub mod metadata;
+pub mod outcome;
+pub mod rate_limit;
+
+use std::time::Instant;
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{json, Value};
+
+use self::headers::EndUser;
+use self::outcome::{ApiError, FHIR_JSON};
+use super::bearer_token;
+use crate::app::AppState;
+use crate::audit::Actor;
+use crate::cpis::access::{Channel, Viewer};
+use crate::cpis::alert::{self, AlertTab};
+use crate::db;
+use crate::domain::{dates, nhs_number, roles};
+use crate::mailbox::tokens::{self, Endpoint};
+use crate::pds::patient::{self, Lookup};
+use crate::pds::Patient;
+
+/// Where the API lives.
+pub const BASE: &str = "/cpis/FHIR/R4";
+pub const NHS_NUMBER_SYSTEM: &str = "https://fhir.nhs.uk/Id/nhs-number";
+pub const ODS_SYSTEM: &str = "https://fhir.nhs.uk/Id/ods-organization-code";
+pub const SNOMED: &str = "http://snomed.info/sct";
+/// The search parameter both resources take.
+pub const PATIENT_IDENTIFIER: &str = "patient:identifier";
+
+/// A search that passed every check but the patient's.
+struct Search {
+    token_id: i64,
+    ods_code: String,
+    user: EndUser,
+    unscheduled: bool,
+    nhs_number: String,
+}
+
+/// Who the number names, as PDS knows it.
+enum Subject {
+    /// PDS does not know the number: an empty answer.
+    Unknown,
+    /// The number (or the record it was superseded into) is invalidated: 400.
+    Invalidated,
+    Known {
+        patient: Box<Patient>,
+        linked: Vec<String>,
+    },
+}
+
+/// The token of an NHS system, and the organisation it is registered for.
+async fn authorise(req: &HttpRequest, state: &AppState) -> Result<(i64, String), ApiError> {
+    let Some(token) = bearer_token(req).map(str::to_owned) else {
+        return Err(ApiError::unauthenticated("Send the NHS system's endpoint token as Authorization: Bearer <token>"));
+    };
+    let hash = tokens::hash(&token);
+    let endpoint = db::run(&state.pool, move |conn| Ok(tokens::authenticate(conn, &token)?)).await?;
+    let (token_id, ods_code) = match endpoint {
+        Some(Endpoint::NhsSystem { token_id, ods_code }) => (token_id, ods_code),
+        Some(Endpoint::LocalAuthority { .. }) => {
+            return Err(ApiError::forbidden(
+                "This is a local authority's mailbox token; the FHIR API needs an NHS system's endpoint token",
+            ))
+        }
+        None => return Err(ApiError::unauthenticated("The endpoint token is not valid or has been revoked")),
+    };
+    rate_limit::take(&hash, Instant::now()).map_err(|wait| ApiError::throttled(rate_limit::retry_after_secs(wait)))?;
+    Ok((token_id, ods_code))
+}
+
+/// The NHS number of `patient:identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}`.
+fn patient_identifier(req: &HttpRequest) -> Result<String, ApiError> {
+    let pairs = web::Query::<Vec<(String, String)>>::from_query(req.query_string())
+        .map_err(|_| ApiError::invalid_search("The query string could not be read"))?
+        .into_inner();
+    let values: Vec<&String> = pairs.iter().filter(|(k, _)| k == PATIENT_IDENTIFIER).map(|(_, v)| v).collect();
+    let example = format!("{PATIENT_IDENTIFIER}={NHS_NUMBER_SYSTEM}|9434765919");
+    let value = match values.as_slice() {
+        [one] => one.trim(),
+        [] => return Err(ApiError::invalid_search(format!("The search needs the patient's NHS number: {example}"))),
+        _ => return Err(ApiError::invalid_search(format!("Give {PATIENT_IDENTIFIER} once: {example}"))),
+    };
+    let Some((system, number)) = value.rsplit_once('|') else {
+        return Err(ApiError::invalid_search(format!(
+            "{PATIENT_IDENTIFIER} must name the identifier system and the NHS number: {example}"
+        )));
+    };
+    if system != NHS_NUMBER_SYSTEM {
+        return Err(ApiError::invalid_search(format!("The identifier system must be {NHS_NUMBER_SYSTEM}: {example}")));
+    }
+    if number.len() != 10 || !number.bytes().all(|b| b.is_ascii_digit()) || !nhs_number::is_valid(number) {
+        return Err(ApiError::invalid_search(
+            "The NHS number is not valid: it must be 10 digits with a correct modulus 11 check digit",
+        ));
+    }
+    Ok(number.to_owned())
+}
+
+/// Every check before the database is asked about the patient.
+async fn prepare(req: &HttpRequest, state: &AppState) -> Result<Search, ApiError> {
+    let (token_id, ods_code) = authorise(req, state).await?;
+    let user = headers::end_user(req)?;
+    let unscheduled = headers::unscheduled(req)?;
+    if !user.organisation.eq_ignore_ascii_case(&ods_code) {
+        return Err(ApiError::forbidden(format!(
+            "This endpoint token is registered for organisation {ods_code}; {} must name that organisation",
+            headers::END_USER_ORGANISATION
+        )));
+    }
+    let nhs_number = patient_identifier(req)?;
+    Ok(Search { token_id, ods_code, user, unscheduled, nhs_number })
+}
+
+fn resolve(conn: &mut diesel::PgConnection, number: &str) -> Result<Subject, crate::error::AppError> {
+    Ok(match patient::lookup(conn, number)? {
+        Lookup::Found(p) | Lookup::Superseded { current: p, .. } => {
+            let linked = patient::linked_numbers(conn, &p.nhs_number)?;
+            Subject::Known { patient: Box::new(p), linked }
+        }
+        Lookup::NotFound if patient::find(conn, number)?.is_some() => Subject::Invalidated,
+        Lookup::NotFound => Subject::Unknown,
+    })
+}
+
+fn invalidated() -> ApiError {
+    ApiError::invalid_search(
+        "This NHS number has been invalidated and names no patient; trace the patient again to find their \
+         current NHS number",
+    )
+}
+
+/// The absolute URL of this request, for the Bundle's self link.
+fn self_url(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}{}", info.scheme(), info.host(), req.uri())
+}
+
+fn base_url(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}
+
+fn searchset(req: &HttpRequest, total: usize, entries: Vec<Value>, now: DateTime<Utc>) -> Value {
+    json!({
+        "resourceType": "Bundle",
+        "id": uuid::Uuid::new_v4().to_string(),
+        "meta": { "lastUpdated": now.to_rfc3339_opts(SecondsFormat::Secs, true) },
+        "type": "searchset",
+        "timestamp": now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        "total": total,
+        "link": [{ "relation": "self", "url": self_url(req) }],
+        "entry": entries,
+    })
+}
+
+/// The answer, with `TraceID` echoed whatever happened.
+fn finish(req: &HttpRequest, result: Result<Value, ApiError>) -> HttpResponse {
+    let mut res = match result {
+        Ok(body) => HttpResponse::build(StatusCode::OK)
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .content_type(FHIR_JSON)
+            .body(body.to_string()),
+        Err(e) => e.response(),
+    };
+    if let Some(trace) = headers::trace_id(req) {
+        res.headers_mut().insert(headers::trace_id_name(), trace);
+    }
+    res
+}
+
+/// `GET /cpis/FHIR/R4/CareTeam?patient:identifier=...` (messages 03 and 04).
+pub async fn search_care_team(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let result = care_team(&req, &state).await;
+    finish(&req, result)
+}
+
+async fn care_team(req: &HttpRequest, state: &AppState) -> Result<Value, ApiError> {
+    let search = prepare(req, state).await?;
+    let now = Utc::now();
+    let may_see_unborn = roles::may_see_unborn_plans(&search.user.job_role);
+    let viewer = Viewer {
+        viewer_id: search.user.id.clone(),
+        user_id: None,
+        name: search.user.name.clone(),
+        job_role_code: search.user.job_role.clone(),
+        organisation_code: search.ods_code.clone(),
+        channel: Channel::Fhir,
+    };
+    let (number, unscheduled, actor) =
+        (search.nhs_number.clone(), search.unscheduled, Actor::NhsSystem(search.token_id));
+    // CP-IS068, CP-IS073: an unscheduled search that finds something records the access in the
+    // transaction that reads it (alert::open_as locks the child's record first, CP-IS047).
+    let (subject, tab): (Subject, Option<AlertTab>) = db::transaction(&state.pool, move |conn| {
+        let subject = resolve(conn, &number)?;
+        let tab = match &subject {
+            Subject::Known { patient, linked } if unscheduled => {
+                alert::open_as(conn, patient, linked, &viewer, may_see_unborn, actor, now)?
+            }
+            Subject::Known { patient, linked } => alert::read(conn, patient, linked, may_see_unborn, now)?,
+            _ => None,
+        };
+        Ok((subject, tab))
+    })
+    .await?;
+    let current = match &subject {
+        Subject::Invalidated => return Err(invalidated()),
+        Subject::Known { patient, .. } => patient.nhs_number.clone(),
+        Subject::Unknown => search.nhs_number.clone(),
+    };
+    let entries = careteam::entries(tab.as_ref(), &current, dates::uk_date(now));
+    Ok(searchset(req, entries.len(), entries, now))
+}
+
+/// `GET /cpis/FHIR/R4/AuditEvent?patient:identifier=...`: the access history; never an access.
+pub async fn search_audit_event(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let result = audit_event(&req, &state).await;
+    finish(&req, result)
+}
+
+async fn audit_event(req: &HttpRequest, state: &AppState) -> Result<Value, ApiError> {
+    let search = prepare(req, state).await?;
+    let now = Utc::now();
+    let may_see_unborn = roles::may_see_unborn_plans(&search.user.job_role);
+    let number = search.nhs_number.clone();
+    let (subject, tab) = db::run(&state.pool, move |conn| {
+        let subject = resolve(conn, &number)?;
+        let tab = match &subject {
+            Subject::Known { patient, linked } => alert::read(conn, patient, linked, may_see_unborn, now)?,
+            _ => None,
+        };
+        Ok((subject, tab))
+    })
+    .await?;
+    let current = match &subject {
+        Subject::Invalidated => return Err(invalidated()),
+        Subject::Known { patient, .. } => patient.nhs_number.clone(),
+        Subject::Unknown => search.nhs_number.clone(),
+    };
+    // Same rules as CareTeam: nothing this role may see, no history either.
+    let history = tab.map(|t| t.history).unwrap_or_default();
+    let entries = auditevent::entries(&history, &current);
+    Ok(searchset(req, history.len(), entries, now))
+}
+
+/// `GET /cpis/FHIR/R4/metadata`: the CapabilityStatement; public.
+pub async fn capability_statement(req: HttpRequest) -> HttpResponse {
+    let body = metadata::capability_statement(&base_url(&req));
+    finish(&req, Ok(body))
+}
