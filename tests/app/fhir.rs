@@ -662,3 +662,24 @@ async fn metadata_is_a_valid_capability_statement_without_a_token() {
         assert_eq!(r["searchParam"][0]["name"], "patient:identifier");
     }
 }
+
+#[tokio::test]
+async fn every_query_and_response_is_in_the_transmission_log_without_content() {
+    // CP-IS061: message 03 in and 04 out, with the caller's TraceID as their id.
+    let app = TestApp::spawn(Template::Demo);
+    let t = token(&app);
+    let headers = with(&user("R8000"), "TraceID", "trace-0042");
+    let answer = care_team(&app, &t, MIA_THOMPSON, &headers).await;
+    assert_eq!(answer.total(), 2);
+    let _ = audit_events(&app, &t, MIA_THOMPSON, &headers).await;
+    for (direction, kind, origin, destination) in [("in", "03", "RJZ", "CP-IS"), ("out", "04", "CP-IS", "RJZ")] {
+        assert_eq!(
+            app.count(&format!(
+                "SELECT count(*) FROM transmissions WHERE direction = '{direction}' AND message_type = '{kind}' \
+                 AND origin = '{origin}' AND destination = '{destination}' AND message_id = 'trace-0042' AND channel = 'fhir'"
+            )),
+            2,
+            "{kind}: one for CareTeam, one for AuditEvent"
+        );
+    }
+}

@@ -127,6 +127,43 @@ async fn prepare(req: &HttpRequest, state: &AppState) -> Result<Search, ApiError
     Ok(Search { token_id, ods_code, user, unscheduled, nhs_number })
 }
 
+/// CP-IS061: the query (03) in and the response (04) out, with time, origin, destination and the
+/// caller's TraceID as the message id; never the content.
+fn log_exchange(
+    conn: &mut diesel::PgConnection,
+    ods_code: &str,
+    trace_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), crate::error::AppError> {
+    use crate::mailbox::transmissions::{self, Direction, Transmission, SERVICE};
+    let id = trace_id.map(|t| t.chars().take(100).collect::<String>());
+    transmissions::log(
+        conn,
+        &Transmission {
+            direction: Direction::In,
+            origin: ods_code,
+            destination: SERVICE,
+            message_type: "03",
+            message_id: id.clone(),
+            channel: "fhir",
+        },
+        now,
+    )?;
+    transmissions::log(
+        conn,
+        &Transmission {
+            direction: Direction::Out,
+            origin: SERVICE,
+            destination: ods_code,
+            message_type: "04",
+            message_id: id,
+            channel: "fhir",
+        },
+        now,
+    )?;
+    Ok(())
+}
+
 fn resolve(conn: &mut diesel::PgConnection, number: &str) -> Result<Subject, crate::error::AppError> {
     Ok(match patient::lookup(conn, number)? {
         Lookup::Found(p) | Lookup::Superseded { current: p, .. } => {
@@ -204,6 +241,8 @@ async fn care_team(req: &HttpRequest, state: &AppState) -> Result<Value, ApiErro
     };
     let (number, unscheduled, actor) =
         (search.nhs_number.clone(), search.unscheduled, Actor::NhsSystem(search.token_id));
+    let (ods, trace) =
+        (search.ods_code.clone(), headers::trace_id(req).and_then(|t| t.to_str().ok().map(str::to_owned)));
     // CP-IS068, CP-IS073: an unscheduled search that finds something records the access in the
     // transaction that reads it (alert::open_as locks the child's record first, CP-IS047).
     let (subject, tab): (Subject, Option<AlertTab>) = db::transaction(&state.pool, move |conn| {
@@ -215,6 +254,7 @@ async fn care_team(req: &HttpRequest, state: &AppState) -> Result<Value, ApiErro
             Subject::Known { patient, linked } => alert::read(conn, patient, linked, may_see_unborn, now)?,
             _ => None,
         };
+        log_exchange(conn, &ods, trace.as_deref(), now)?;
         Ok((subject, tab))
     })
     .await?;
@@ -238,12 +278,15 @@ async fn audit_event(req: &HttpRequest, state: &AppState) -> Result<Value, ApiEr
     let now = Utc::now();
     let may_see_unborn = roles::may_see_unborn_plans(&search.user.job_role);
     let number = search.nhs_number.clone();
+    let (ods, trace) =
+        (search.ods_code.clone(), headers::trace_id(req).and_then(|t| t.to_str().ok().map(str::to_owned)));
     let (subject, tab) = db::run(&state.pool, move |conn| {
         let subject = resolve(conn, &number)?;
         let tab = match &subject {
             Subject::Known { patient, linked } => alert::read(conn, patient, linked, may_see_unborn, now)?,
             _ => None,
         };
+        log_exchange(conn, &ods, trace.as_deref(), now)?;
         Ok((subject, tab))
     })
     .await?;
