@@ -434,21 +434,3 @@ fn long_header_values_are_refused() {
     let s = SENDER.replace("Kent County Council", &long);
     assert_refused(file(&good_root(), &format!("{s}<Record/>")), true, "longer than 1000");
 }
-
-/// Timing for the report: `cargo test --release --lib sixty_thousand -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn sixty_thousand_records_parse_quickly() {
-    let record = EXAMPLE.split_once("-->\n").unwrap().1.split_once("</LAUpload>").unwrap().0;
-    let mut body = String::from(SENDER);
-    for i in 0..60_000 {
-        body.push_str(&record.replace("KCC-000123", &format!("KCC-{i:06}")));
-    }
-    let xml = file(&good_root(), &body);
-    let started = Instant::now();
-    let u = ok(&xml);
-    let took = started.elapsed();
-    println!("parsed {} records ({} bytes) in {took:?}", u.records.len(), xml.len());
-    assert_eq!(u.records.len(), 60_000);
-    assert!(took < Duration::from_secs(1));
-}
