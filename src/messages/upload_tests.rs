@@ -1,7 +1,5 @@
 //! Unit tests of the message 01 decoder (`upload.rs`).
 
-use std::time::{Duration, Instant};
-
 use super::*;
 
 const ID: &str = "0b7c1f0e-8d1a-4a51-9a6e-3c2f5a1d9e40";
@@ -328,14 +326,11 @@ fn a_dtd_is_refused_and_entities_never_expanded() {
   <Record laChildId="&lol9;"><GivenName>&lol9;</GivenName></Record>
 </LAUpload>"#
     );
-    let started = Instant::now();
+    // Refused at the DOCTYPE, before any entity is read, let alone expanded.
     assert_refused(&bomb, false, "DOCTYPE");
-    assert!(started.elapsed() < Duration::from_secs(1));
     // The same references without the DTD are unknown entities.
     let no_dtd = bomb.split_once("]>\n").unwrap().1;
-    let started = Instant::now();
     assert_refused(no_dtd, true, "&lol9;");
-    assert!(started.elapsed() < Duration::from_secs(1));
     assert_refused(with_record("<GivenName>&lol9;</GivenName>"), true, "&lol9;");
     assert_refused(with_record("<GivenName>&nbsp;</GivenName>"), true, "&nbsp;");
     // A DOCTYPE without entities, and one after the root, are refused too.
