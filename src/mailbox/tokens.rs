@@ -37,7 +37,8 @@ pub fn issue_nhs(conn: &mut PgConnection, actor: Actor, ods_code: &str, label: &
 }
 
 /// Whom a token is issued to.
-enum Holder<'a> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holder<'a> {
     LocalAuthority(&'a str),
     NhsOrganisation(&'a str),
 }
@@ -84,6 +85,44 @@ fn issue(conn: &mut PgConnection, actor: Actor, holder: Holder<'_>, label: &str)
             })),
         )?;
         Ok(token)
+    })
+}
+
+/// Revokes a live token of this holder; another holder's token, or one already revoked, is not
+/// found (so one admin page cannot revoke another's tokens).
+pub fn revoke_held(
+    conn: &mut PgConnection,
+    actor: Actor,
+    holder: Holder<'_>,
+    token_id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    conn.transaction(|conn| {
+        let live = endpoint_tokens::table
+            .filter(endpoint_tokens::id.eq(token_id))
+            .filter(endpoint_tokens::revoked_at.is_null())
+            .select(endpoint_tokens::id);
+        let found: Option<i64> = match holder {
+            Holder::LocalAuthority(code) => live
+                .filter(endpoint_tokens::kind.eq("la"))
+                .filter(endpoint_tokens::la_code.eq(code))
+                .for_update()
+                .first(conn)
+                .optional()?,
+            Holder::NhsOrganisation(code) => live
+                .filter(endpoint_tokens::kind.eq("nhs"))
+                .filter(endpoint_tokens::ods_code.eq(code))
+                .for_update()
+                .first(conn)
+                .optional()?,
+        };
+        if found.is_none() {
+            return Err(AppError::NotFound(match holder {
+                Holder::LocalAuthority(_) => "This local authority has no live token with that id.".into(),
+                Holder::NhsOrganisation(_) => "This organisation has no live system token with that id.".into(),
+            }));
+        }
+        revoke(conn, actor, token_id, now)
     })
 }
 

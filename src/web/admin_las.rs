@@ -24,7 +24,7 @@ use crate::db;
 use crate::domain::dates::format_uk_datetime;
 use crate::error::AppError;
 use crate::mailbox::tokens;
-use crate::schema::{endpoint_tokens, local_authorities, uploads};
+use crate::schema::{local_authorities, uploads};
 use crate::validation::{message_for, FieldError};
 
 /// The longest token label the database accepts.
@@ -557,25 +557,6 @@ pub struct ActionForm {
 }
 csrf_form!(ActionForm);
 
-/// Revokes a live token of this LA (a token of another LA, or one already revoked, is not found).
-fn revoke_la_token(conn: &mut PgConnection, actor: i64, code: &str, token_id: i64) -> Result<(), AppError> {
-    conn.transaction(|conn| {
-        let live: Option<i64> = endpoint_tokens::table
-            .filter(endpoint_tokens::id.eq(token_id))
-            .filter(endpoint_tokens::kind.eq("la"))
-            .filter(endpoint_tokens::la_code.eq(code))
-            .filter(endpoint_tokens::revoked_at.is_null())
-            .select(endpoint_tokens::id)
-            .for_update()
-            .first(conn)
-            .optional()?;
-        if live.is_none() {
-            return Err(AppError::NotFound("This local authority has no live token with that id.".into()));
-        }
-        tokens::revoke(conn, Actor::User(actor), token_id, Utc::now())
-    })
-}
-
 pub async fn revoke_token(
     state: web::Data<AppState>,
     SignedIn(principal): SignedIn,
@@ -586,7 +567,10 @@ pub async fn revoke_token(
     let (code, token_id) = path.into_inner();
     let code = code_from(code);
     let c = code.clone();
-    db::run(&state.pool, move |conn| revoke_la_token(conn, owner, &c, token_id)).await?;
+    db::run(&state.pool, move |conn| {
+        tokens::revoke_held(conn, Actor::User(owner), tokens::Holder::LocalAuthority(&c), token_id, Utc::now())
+    })
+    .await?;
     Ok(see_other(&base(&code)))
 }
 

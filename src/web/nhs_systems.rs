@@ -342,26 +342,6 @@ pub struct ActionForm {
 }
 csrf_form!(ActionForm);
 
-/// Revokes a live token of this organisation's systems (a token of another organisation, an LA's
-/// token, or one already revoked, is not found).
-fn revoke_system(conn: &mut PgConnection, actor: i64, ods: &str, token_id: i64) -> Result<(), AppError> {
-    conn.transaction(|conn| {
-        let live: Option<i64> = endpoint_tokens::table
-            .filter(endpoint_tokens::id.eq(token_id))
-            .filter(endpoint_tokens::kind.eq("nhs"))
-            .filter(endpoint_tokens::ods_code.eq(ods))
-            .filter(endpoint_tokens::revoked_at.is_null())
-            .select(endpoint_tokens::id)
-            .for_update()
-            .first(conn)
-            .optional()?;
-        if live.is_none() {
-            return Err(AppError::NotFound("This organisation has no live system token with that id.".into()));
-        }
-        tokens::revoke(conn, Actor::User(actor), token_id, Utc::now())
-    })
-}
-
 pub async fn revoke_system_token(
     state: web::Data<AppState>,
     SignedIn(principal): SignedIn,
@@ -372,7 +352,10 @@ pub async fn revoke_system_token(
     let (ods, token_id) = path.into_inner();
     let ods = ods_from(ods);
     let o = ods.clone();
-    db::run(&state.pool, move |conn| revoke_system(conn, owner, &o, token_id)).await?;
+    db::run(&state.pool, move |conn| {
+        tokens::revoke_held(conn, Actor::User(owner), tokens::Holder::NhsOrganisation(&o), token_id, Utc::now())
+    })
+    .await?;
     Ok(see_other(&base(&ods)))
 }
 
