@@ -84,6 +84,20 @@ pub fn process(
             }
             Ok(u) => u,
         };
+        // A Sender value the service cannot hold is a malformed Sender attribute (CPF03).
+        if let Some(reason) = sender_fault(&upload.sender) {
+            return finish(
+                conn,
+                &ctx,
+                &actor,
+                message_id,
+                None,
+                FileCode::Cpf03,
+                format!("Rejected: {reason}"),
+                vec![],
+                None,
+            );
+        }
         let sequence = upload.sequence as i64;
         // CP-SC014, CP-SC025: only the mailbox's own LA, and only while its sending is on.
         if upload.sender.ods_code != la_code {
@@ -127,6 +141,24 @@ pub fn process(
         };
         finish(conn, &ctx, &actor, message_id, Some(sequence), code, text, verdicts, Some(&upload))
     })
+}
+
+/// The longest LA name and telephone number the service stores (as the database's CHECKs say).
+const MAX_SENDER_NAME: usize = 200;
+const MAX_PHONE: usize = 40;
+
+fn sender_fault(sender: &upload::Sender) -> Option<String> {
+    if sender.name.chars().count() > MAX_SENDER_NAME {
+        return Some(format!("the Sender name is longer than {MAX_SENDER_NAME} characters"));
+    }
+    let phones =
+        [("emergencyPhone", Some(&sender.emergency_phone)), ("officeHoursPhone", sender.office_hours_phone.as_ref())];
+    for (name, value) in phones {
+        if value.is_some_and(|v| v.chars().count() > MAX_PHONE) {
+            return Some(format!("the Sender {name} is longer than {MAX_PHONE} characters"));
+        }
+    }
+    None
 }
 
 struct Context<'a> {

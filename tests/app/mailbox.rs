@@ -120,6 +120,18 @@ async fn malformed_files_are_cpf03_and_store_nothing() {
             valid.replace("name=\"Kent", &format!("name=\"{}", "K".repeat(2_000_000))).into_bytes(),
             true,
         ),
+        (
+            "a Sender name too long to store",
+            valid.replace("name=\"Kent", &format!("name=\"{}", "K".repeat(300))).into_bytes(),
+            true,
+        ),
+        (
+            "a telephone number too long to store",
+            valid
+                .replace("emergencyPhone=\"01632 960001", &format!("emergencyPhone=\"{}", "1".repeat(60)))
+                .into_bytes(),
+            true,
+        ),
     ];
     for (what, body, has_id) in cases {
         let ack = mb.upload(body).await;
