@@ -12,7 +12,7 @@ use uuid::Uuid;
 use crate::audit::{self, Actor, Event};
 use crate::error::AppError;
 use crate::mailbox::inbox::{self, NewMessage};
-use crate::mailbox::transmissions::{self, Direction, Transmission, SERVICE};
+use crate::mailbox::transmissions;
 use crate::messages::inactive::{InactiveNotice, InactiveReason, InactiveRecord};
 use crate::schema::cp_items;
 
@@ -103,18 +103,7 @@ pub fn notify(
                 upload_id: None,
             },
         )?;
-        transmissions::log(
-            conn,
-            &Transmission {
-                direction: Direction::Out,
-                origin: SERVICE,
-                destination: la,
-                message_type: "06",
-                message_id: Some(notice.message_id.to_string()),
-                channel: "mailbox",
-            },
-            now,
-        )?;
+        transmissions::log_out(conn, la, "06", Some(notice.message_id.to_string()), "mailbox", now)?;
         for r in records {
             events.push(
                 Event::new(actor.clone(), "cp.number_inactive_notified").about(&r.nhs_number).details(serde_json::json!({

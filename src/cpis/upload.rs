@@ -16,7 +16,7 @@ use crate::domain::record_checks::{self, PdsView, Verdict};
 use crate::domain::verification::PdsName;
 use crate::error::AppError;
 use crate::mailbox::inbox::{self, NewMessage};
-use crate::mailbox::transmissions::{self, Direction, Transmission, SERVICE};
+use crate::mailbox::transmissions;
 use crate::messages::ack::{Acknowledgement, RecordResponse};
 use crate::messages::upload::{self, Limits, Upload};
 use crate::schema::{local_authorities, patient_names, patients, uploads};
@@ -207,31 +207,8 @@ fn log_exchange(
     channel: Channel,
     now: DateTime<Utc>,
 ) -> QueryResult<()> {
-    let c = channel.code();
-    transmissions::log(
-        conn,
-        &Transmission {
-            direction: Direction::In,
-            origin: la_code,
-            destination: SERVICE,
-            message_type: "01",
-            message_id: upload_id.map(|u| u.to_string()),
-            channel: c,
-        },
-        now,
-    )?;
-    transmissions::log(
-        conn,
-        &Transmission {
-            direction: Direction::Out,
-            origin: SERVICE,
-            destination: la_code,
-            message_type: "02",
-            message_id: Some(ack_id.to_string()),
-            channel: c,
-        },
-        now,
-    )
+    transmissions::log_in(conn, la_code, "01", upload_id.map(|u| u.to_string()), channel.code(), now)?;
+    transmissions::log_out(conn, la_code, "02", Some(ack_id.to_string()), channel.code(), now)
 }
 
 /// Looks up PDS for every record at once and checks each in file order.

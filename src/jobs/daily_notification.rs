@@ -30,7 +30,8 @@ use crate::domain::notifications::{self, Access, Child, HeldItem, Notice, Seen};
 use crate::domain::retrieval::{ItemDates, ItemKind};
 use crate::error::AppError;
 use crate::mail::access_notification as email;
-use crate::mailbox::transmissions::{self, Direction, Transmission, SERVICE};
+use crate::mailbox::inbox::{self, NewMessage};
+use crate::mailbox::transmissions;
 use crate::messages::access_notification::{AccessEntry, AccessNotification};
 use crate::schema::{
     access_events, cp_items, job_roles, local_authorities, mailbox_messages, nhs_organisations, outbound_emails,
@@ -246,30 +247,19 @@ fn send_one(
             .collect(),
     };
     let xml = message.to_xml();
-    let inserted = diesel::insert_into(mailbox_messages::table)
-        .values((
-            mailbox_messages::id.eq(message.message_id),
-            mailbox_messages::la_code.eq(la_code),
-            mailbox_messages::message_type.eq("05"),
-            mailbox_messages::created_at.eq(now),
-            mailbox_messages::body.eq(&xml),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)?;
-    let message_created = inserted == 1;
+    let message_created = inbox::put_once(
+        conn,
+        &NewMessage {
+            id: message.message_id,
+            la_code,
+            message_type: "05",
+            created_at: now,
+            body: &xml,
+            upload_id: None,
+        },
+    )?;
     if message_created {
-        transmissions::log(
-            conn,
-            &Transmission {
-                direction: Direction::Out,
-                origin: SERVICE,
-                destination: la_code,
-                message_type: "05",
-                message_id: Some(message.message_id.to_string()),
-                channel: "mailbox",
-            },
-            now,
-        )?;
+        transmissions::log_out(conn, la_code, "05", Some(message.message_id.to_string()), "mailbox", now)?;
     }
 
     let Some(address) = address else {
@@ -299,18 +289,7 @@ fn send_one(
         .on_conflict_do_nothing()
         .execute(conn)?;
     if queued == 1 {
-        transmissions::log(
-            conn,
-            &Transmission {
-                direction: Direction::Out,
-                origin: SERVICE,
-                destination: la_code,
-                message_type: "05",
-                message_id: Some(composed.message_id.clone()),
-                channel: "email",
-            },
-            now,
-        )?;
+        transmissions::log_out(conn, la_code, "05", Some(composed.message_id.clone()), "email", now)?;
         Ok(Sent { message_created, email: EmailOutcome::Queued })
     } else {
         Ok(Sent { message_created, email: EmailOutcome::AlreadyQueued })

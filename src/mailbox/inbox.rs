@@ -6,7 +6,8 @@ use uuid::Uuid;
 
 use crate::schema::mailbox_messages;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Insertable)]
+#[diesel(table_name = mailbox_messages)]
 pub struct NewMessage<'a> {
     pub id: Uuid,
     pub la_code: &'a str,
@@ -17,17 +18,14 @@ pub struct NewMessage<'a> {
 }
 
 pub fn put(conn: &mut PgConnection, m: &NewMessage<'_>) -> QueryResult<()> {
-    diesel::insert_into(mailbox_messages::table)
-        .values((
-            mailbox_messages::id.eq(m.id),
-            mailbox_messages::la_code.eq(m.la_code),
-            mailbox_messages::message_type.eq(m.message_type),
-            mailbox_messages::created_at.eq(m.created_at),
-            mailbox_messages::body.eq(m.body),
-            mailbox_messages::upload_id.eq(m.upload_id),
-        ))
-        .execute(conn)?;
+    diesel::insert_into(mailbox_messages::table).values(m).execute(conn)?;
     Ok(())
+}
+
+/// Puts a message whose id is fixed in advance, unless it is there already (a rerun of a job
+/// that must send it once). True when this call put it.
+pub fn put_once(conn: &mut PgConnection, m: &NewMessage<'_>) -> QueryResult<bool> {
+    Ok(diesel::insert_into(mailbox_messages::table).values(m).on_conflict_do_nothing().execute(conn)? == 1)
 }
 
 #[derive(Debug, Clone, Queryable, PartialEq, Eq, serde::Serialize)]

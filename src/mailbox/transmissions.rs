@@ -43,6 +43,32 @@ pub fn log(conn: &mut PgConnection, t: &Transmission<'_>, at: DateTime<Utc>) -> 
     Ok(())
 }
 
+/// A message from the service to `destination` (an LA or ODS code).
+pub fn log_out(
+    conn: &mut PgConnection,
+    destination: &str,
+    message_type: &str,
+    message_id: Option<String>,
+    channel: &str,
+    at: DateTime<Utc>,
+) -> QueryResult<()> {
+    let t = Transmission { direction: Direction::Out, origin: SERVICE, destination, message_type, message_id, channel };
+    log(conn, &t, at)
+}
+
+/// A message from `origin` (an LA or ODS code) to the service.
+pub fn log_in(
+    conn: &mut PgConnection,
+    origin: &str,
+    message_type: &str,
+    message_id: Option<String>,
+    channel: &str,
+    at: DateTime<Utc>,
+) -> QueryResult<()> {
+    let t = Transmission { direction: Direction::In, origin, destination: SERVICE, message_type, message_id, channel };
+    log(conn, &t, at)
+}
+
 #[derive(Debug, Clone, Queryable, PartialEq)]
 pub struct Row {
     pub id: i64,

@@ -135,32 +135,10 @@ fn log_exchange(
     trace_id: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<(), crate::error::AppError> {
-    use crate::mailbox::transmissions::{self, Direction, Transmission, SERVICE};
+    use crate::mailbox::transmissions;
     let id = trace_id.map(|t| t.chars().take(100).collect::<String>());
-    transmissions::log(
-        conn,
-        &Transmission {
-            direction: Direction::In,
-            origin: ods_code,
-            destination: SERVICE,
-            message_type: "03",
-            message_id: id.clone(),
-            channel: "fhir",
-        },
-        now,
-    )?;
-    transmissions::log(
-        conn,
-        &Transmission {
-            direction: Direction::Out,
-            origin: SERVICE,
-            destination: ods_code,
-            message_type: "04",
-            message_id: id,
-            channel: "fhir",
-        },
-        now,
-    )?;
+    transmissions::log_in(conn, ods_code, "03", id.clone(), "fhir", now)?;
+    transmissions::log_out(conn, ods_code, "04", id, "fhir", now)?;
     Ok(())
 }
 
@@ -173,6 +151,16 @@ fn resolve(conn: &mut diesel::PgConnection, number: &str) -> Result<Subject, cra
         Lookup::NotFound if patient::find(conn, number)?.is_some() => Subject::Invalidated,
         Lookup::NotFound => Subject::Unknown,
     })
+}
+
+/// The number an answer names: the current record's (a superseded number leads to it), or the
+/// number asked about when PDS does not know it; an invalidated number is an error.
+fn current_number(subject: &Subject, asked: &str) -> Result<String, ApiError> {
+    match subject {
+        Subject::Invalidated => Err(invalidated()),
+        Subject::Known { patient, .. } => Ok(patient.nhs_number.clone()),
+        Subject::Unknown => Ok(asked.to_owned()),
+    }
 }
 
 fn invalidated() -> ApiError {
@@ -258,11 +246,7 @@ async fn care_team(req: &HttpRequest, state: &AppState) -> Result<Value, ApiErro
         Ok((subject, tab))
     })
     .await?;
-    let current = match &subject {
-        Subject::Invalidated => return Err(invalidated()),
-        Subject::Known { patient, .. } => patient.nhs_number.clone(),
-        Subject::Unknown => search.nhs_number.clone(),
-    };
+    let current = current_number(&subject, &search.nhs_number)?;
     let entries = careteam::entries(tab.as_ref(), &current, dates::uk_date(now));
     Ok(searchset(req, entries.len(), entries, now))
 }
@@ -290,11 +274,7 @@ async fn audit_event(req: &HttpRequest, state: &AppState) -> Result<Value, ApiEr
         Ok((subject, tab))
     })
     .await?;
-    let current = match &subject {
-        Subject::Invalidated => return Err(invalidated()),
-        Subject::Known { patient, .. } => patient.nhs_number.clone(),
-        Subject::Unknown => search.nhs_number.clone(),
-    };
+    let current = current_number(&subject, &search.nhs_number)?;
     // Same rules as CareTeam: nothing this role may see, no history either.
     let history = tab.map(|t| t.history).unwrap_or_default();
     let entries = auditevent::entries(&history, &current);
