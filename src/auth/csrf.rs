@@ -8,7 +8,6 @@ use std::pin::Pin;
 
 use actix_session::{Session, SessionExt};
 use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
-use base64::Engine;
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
@@ -21,9 +20,7 @@ pub fn token(session: &Session) -> String {
     if let Ok(Some(t)) = session.get::<String>(CSRF_KEY) {
         return t;
     }
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).expect("the operating system's random number generator");
-    let t = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let t = super::random_key();
     let _ = session.insert(CSRF_KEY, &t);
     t
 }

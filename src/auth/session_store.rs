@@ -7,7 +7,6 @@ use std::time::Duration as StdDuration;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
 use actix_web::cookie::time::Duration;
-use base64::Engine;
 use chrono::Utc;
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
@@ -35,12 +34,7 @@ pub fn key_hash(key: &str) -> Vec<u8> {
 }
 
 fn new_key() -> SessionKey {
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).expect("the operating system's random number generator");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(bytes)
-        .try_into()
-        .expect("a 43-character key is a valid session key")
+    super::random_key().try_into().expect("a 43-character key is a valid session key")
 }
 
 fn user_id(state: &HashMap<String, String>) -> Option<i64> {

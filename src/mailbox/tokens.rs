@@ -1,6 +1,5 @@
 //! Endpoint tokens (CP-SC025, CP-NHS018): printed once when issued; only a SHA-256 is stored.
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
@@ -21,9 +20,7 @@ pub fn hash(token: &str) -> Vec<u8> {
 }
 
 fn new_token(prefix: &str) -> String {
-    let mut bytes = [0u8; 32];
-    getrandom::getrandom(&mut bytes).expect("the operating system's random number generator");
-    format!("{prefix}_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!("{prefix}_{}", crate::auth::random_key())
 }
 
 /// Issues a mailbox token for an LA and returns it (the only time it is seen).

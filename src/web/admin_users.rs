@@ -96,19 +96,55 @@ impl UserFormPage {
     fn error(&self, field: &str) -> Option<String> {
         message_for(&self.errors, field)
     }
+
+    /// The create form, empty or as submitted with its errors.
+    fn create(
+        principal: &Principal,
+        session: &Session,
+        errors: Vec<FieldError>,
+        username: String,
+        contact: ContactInput,
+    ) -> Self {
+        let title = if errors.is_empty() { "Create a user" } else { "Error: Create a user" };
+        UserFormPage {
+            layout: Layout::new(title, Some(principal), session),
+            action: "/admin/users".into(),
+            heading: "Create a user".into(),
+            creating: true,
+            errors,
+            username,
+            contact,
+        }
+    }
+
+    /// The edit form for a user, with their details or as submitted with its errors.
+    fn edit(
+        principal: &Principal,
+        session: &Session,
+        user: &UserRecord,
+        errors: Vec<FieldError>,
+        contact: ContactInput,
+    ) -> Self {
+        let title = if errors.is_empty() {
+            "Change name and contact details"
+        } else {
+            "Error: Change name and contact details"
+        };
+        UserFormPage {
+            layout: Layout::new(title, Some(principal), session),
+            action: format!("/admin/users/{}/edit", user.id),
+            heading: format!("Change the details of {}", user.username),
+            creating: false,
+            errors,
+            username: user.username.clone(),
+            contact,
+        }
+    }
 }
 
 pub async fn new_user_form(session: Session, SignedIn(principal): SignedIn) -> Result<HttpResponse, AppError> {
     admin_id(&principal)?;
-    render(&UserFormPage {
-        layout: Layout::new("Create a user", Some(&principal), &session),
-        action: "/admin/users".into(),
-        heading: "Create a user".into(),
-        creating: true,
-        errors: vec![],
-        username: String::new(),
-        contact: ContactInput::default(),
-    })
+    render(&UserFormPage::create(&principal, &session, vec![], String::new(), ContactInput::default()))
 }
 
 #[derive(Deserialize)]
@@ -158,16 +194,10 @@ pub async fn create_user(
             Err(e) => return Err(e),
         }
     }
-    let page = UserFormPage {
-        layout: Layout::new("Error: Create a user", Some(&principal), &session),
-        action: "/admin/users".into(),
-        heading: "Create a user".into(),
-        creating: true,
-        errors,
-        username: form.username,
-        contact: form.contact,
-    };
-    render_status(StatusCode::BAD_REQUEST, &page)
+    render_status(
+        StatusCode::BAD_REQUEST,
+        &UserFormPage::create(&principal, &session, errors, form.username, form.contact),
+    )
 }
 
 pub struct ProfileRow {
@@ -270,19 +300,12 @@ pub async fn edit_user_form(
     admin_id(&principal)?;
     let id = path.into_inner();
     let user = db::run(&state.pool, move |conn| admin::find(conn, id)).await?;
-    render(&UserFormPage {
-        layout: Layout::new("Change name and contact details", Some(&principal), &session),
-        action: format!("/admin/users/{id}/edit"),
-        heading: format!("Change the details of {}", user.username),
-        creating: false,
-        errors: vec![],
-        username: user.username,
-        contact: ContactInput {
-            display_name: user.display_name,
-            email: user.email.unwrap_or_default(),
-            telephone: user.telephone.unwrap_or_default(),
-        },
-    })
+    let contact = ContactInput {
+        display_name: user.display_name.clone(),
+        email: user.email.clone().unwrap_or_default(),
+        telephone: user.telephone.clone().unwrap_or_default(),
+    };
+    render(&UserFormPage::edit(&principal, &session, &user, vec![], contact))
 }
 
 #[derive(Deserialize)]
@@ -311,15 +334,7 @@ pub async fn update_user(
             let user = db::run(&state.pool, move |conn| admin::find(conn, id)).await?;
             render_status(
                 StatusCode::BAD_REQUEST,
-                &UserFormPage {
-                    layout: Layout::new("Error: Change name and contact details", Some(&principal), &session),
-                    action: format!("/admin/users/{id}/edit"),
-                    heading: format!("Change the details of {}", user.username),
-                    creating: false,
-                    errors,
-                    username: user.username,
-                    contact: form.contact,
-                },
+                &UserFormPage::edit(&principal, &session, &user, errors, form.contact),
             )
         }
     }
