@@ -61,6 +61,18 @@ impl<T: DeserializeOwned + HasCsrfToken + 'static> FromRequest for CsrfForm<T> {
     }
 }
 
+/// A form that carries nothing but its CSRF token (a button: sign out, disable, revoke...).
+#[derive(serde::Deserialize)]
+pub struct ButtonForm {
+    csrf_token: String,
+}
+
+impl HasCsrfToken for ButtonForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+}
+
 /// Declares a form struct's CSRF field.
 #[macro_export]
 macro_rules! csrf_form {

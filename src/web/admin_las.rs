@@ -551,17 +551,11 @@ pub async fn issue_token(
     })
 }
 
-#[derive(Deserialize)]
-pub struct ActionForm {
-    csrf_token: String,
-}
-csrf_form!(ActionForm);
-
 pub async fn revoke_token(
     state: web::Data<AppState>,
     SignedIn(principal): SignedIn,
     path: web::Path<(String, i64)>,
-    CsrfForm(_): CsrfForm<ActionForm>,
+    CsrfForm(_): CsrfForm<crate::auth::csrf::ButtonForm>,
 ) -> Result<HttpResponse, AppError> {
     let owner = owner_id(&principal)?;
     let (code, token_id) = path.into_inner();

@@ -388,17 +388,11 @@ pub async fn add_role_profile(
     }
 }
 
-#[derive(Deserialize)]
-pub struct ActionForm {
-    csrf_token: String,
-}
-csrf_form!(ActionForm);
-
 pub async fn remove_role_profile(
     state: web::Data<AppState>,
     SignedIn(principal): SignedIn,
     path: web::Path<(i64, i64)>,
-    CsrfForm(_): CsrfForm<ActionForm>,
+    CsrfForm(_): CsrfForm<crate::auth::csrf::ButtonForm>,
 ) -> Result<HttpResponse, AppError> {
     let admin = admin_id(&principal)?;
     let (id, profile_id) = path.into_inner();
@@ -411,7 +405,7 @@ pub async fn reset_password(
     session: Session,
     SignedIn(principal): SignedIn,
     path: web::Path<i64>,
-    CsrfForm(_): CsrfForm<ActionForm>,
+    CsrfForm(_): CsrfForm<crate::auth::csrf::ButtonForm>,
 ) -> Result<HttpResponse, AppError> {
     let admin = admin_id(&principal)?;
     let id = path.into_inner();
@@ -435,7 +429,7 @@ pub async fn disable_user(
     state: web::Data<AppState>,
     SignedIn(principal): SignedIn,
     path: web::Path<i64>,
-    CsrfForm(_): CsrfForm<ActionForm>,
+    CsrfForm(_): CsrfForm<crate::auth::csrf::ButtonForm>,
 ) -> Result<HttpResponse, AppError> {
     let admin = admin_id(&principal)?;
     let id = path.into_inner();
@@ -447,7 +441,7 @@ pub async fn enable_user(
     state: web::Data<AppState>,
     SignedIn(principal): SignedIn,
     path: web::Path<i64>,
-    CsrfForm(_): CsrfForm<ActionForm>,
+    CsrfForm(_): CsrfForm<crate::auth::csrf::ButtonForm>,
 ) -> Result<HttpResponse, AppError> {
     let admin = admin_id(&principal)?;
     let id = path.into_inner();

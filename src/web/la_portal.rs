@@ -435,18 +435,12 @@ pub async fn download_message(
         .body(xml))
 }
 
-#[derive(serde::Deserialize)]
-pub struct ReadForm {
-    csrf_token: String,
-}
-crate::csrf_form!(ReadForm);
-
 /// Marks a message read from the portal (the same as the mailbox API's read receipt).
 pub async fn mark_read(
     state: web::Data<AppState>,
     SignedIn(principal): SignedIn,
     path: web::Path<String>,
-    crate::auth::csrf::CsrfForm(_): crate::auth::csrf::CsrfForm<ReadForm>,
+    crate::auth::csrf::CsrfForm(_): crate::auth::csrf::CsrfForm<crate::auth::csrf::ButtonForm>,
 ) -> Result<HttpResponse, AppError> {
     let la = la_of(&principal)?;
     let id = parse_message_id(&path)?;

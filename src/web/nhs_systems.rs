@@ -336,17 +336,11 @@ pub async fn register_system(
 // ---------------------------------------------------------------------------------------------
 // Revoking a system's token
 
-#[derive(Deserialize)]
-pub struct ActionForm {
-    csrf_token: String,
-}
-csrf_form!(ActionForm);
-
 pub async fn revoke_system_token(
     state: web::Data<AppState>,
     SignedIn(principal): SignedIn,
     path: web::Path<(String, i64)>,
-    CsrfForm(_): CsrfForm<ActionForm>,
+    CsrfForm(_): CsrfForm<crate::auth::csrf::ButtonForm>,
 ) -> Result<HttpResponse, AppError> {
     let owner = owner_id(&principal)?;
     let (ods, token_id) = path.into_inner();

@@ -193,17 +193,11 @@ pub async fn select_role(
     Ok(see_other("/"))
 }
 
-#[derive(Deserialize)]
-pub struct SignOutForm {
-    csrf_token: String,
-}
-csrf_form!(SignOutForm);
-
 pub async fn sign_out(
     state: web::Data<AppState>,
     session: Session,
     SignedIn(principal): SignedIn,
-    CsrfForm(_): CsrfForm<SignOutForm>,
+    CsrfForm(_): CsrfForm<crate::auth::csrf::ButtonForm>,
 ) -> Result<HttpResponse, AppError> {
     let user_id = principal.account.id;
     db::transaction(&state.pool, move |conn| audit::record(conn, Event::new(Actor::User(user_id), "auth.signed_out")))
