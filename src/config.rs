@@ -43,6 +43,51 @@ pub struct Config {
     pub workers: usize,
     /// `CPIS_STATIC_DIR` (default `static` beside the working directory).
     pub static_dir: String,
+    /// `CPIS_AUDIT_KEY` (hex, at least 32 bytes) or `CPIS_AUDIT_KEY_FILE` (a file holding that hex):
+    /// the key that signs the audit trail's checkpoints (CP-IS074). It lives in configuration,
+    /// never in the database, so whoever can rewrite the database cannot re-sign a rewritten
+    /// chain. Unset: no checkpoints are signed, and the verification page says so.
+    pub audit_key: Option<AuditKey>,
+}
+
+/// The audit checkpoint key. Its `Debug` never shows the key.
+#[derive(Clone)]
+pub struct AuditKey(Vec<u8>);
+
+impl AuditKey {
+    /// The shortest key accepted: 256 bits.
+    pub const MIN_BYTES: usize = 32;
+
+    /// A key from its hex form (surrounding whitespace ignored).
+    pub fn from_hex(text: &str) -> anyhow::Result<AuditKey> {
+        let bytes = hex::decode(text.trim()).map_err(|_| anyhow::anyhow!("the audit key is not hexadecimal"))?;
+        if bytes.len() < Self::MIN_BYTES {
+            anyhow::bail!("the audit key is {} bytes; it must be at least {}", bytes.len(), Self::MIN_BYTES);
+        }
+        Ok(AuditKey(bytes))
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(..)")
+    }
+}
+
+fn audit_key_from_env() -> anyhow::Result<Option<AuditKey>> {
+    if let Some(hex) = std::env::var("CPIS_AUDIT_KEY").ok().filter(|k| !k.is_empty()) {
+        return AuditKey::from_hex(&hex).map(Some).map_err(|e| anyhow::anyhow!("CPIS_AUDIT_KEY: {e}"));
+    }
+    if let Some(path) = std::env::var("CPIS_AUDIT_KEY_FILE").ok().filter(|k| !k.is_empty()) {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| anyhow::anyhow!("CPIS_AUDIT_KEY_FILE={path:?} cannot be read: {e}"))?;
+        return AuditKey::from_hex(&text).map(Some).map_err(|e| anyhow::anyhow!("CPIS_AUDIT_KEY_FILE: {e}"));
+    }
+    Ok(None)
 }
 
 impl Config {
@@ -67,6 +112,7 @@ impl Config {
             upload_limit_bytes: env_parse::<usize>("CPIS_UPLOAD_LIMIT_MB", 100)? * 1_048_576,
             cookie_key: std::env::var("CPIS_COOKIE_KEY").ok().filter(|k| !k.is_empty()),
             static_dir: std::env::var("CPIS_STATIC_DIR").unwrap_or_else(|_| "static".into()),
+            audit_key: audit_key_from_env()?,
         })
     }
 
@@ -89,6 +135,7 @@ impl Config {
             sign_in_limit: 30,
             upload_limit_bytes: 100 * 1_048_576,
             static_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/static").into(),
+            audit_key: None,
         }
     }
 }
@@ -97,5 +144,19 @@ fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> 
     match std::env::var(name) {
         Ok(v) => v.parse().map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid value")),
         Err(_) => Ok(default),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_keys_are_hex_of_at_least_256_bits_and_never_printed() {
+        let key = AuditKey::from_hex(&format!(" {}\n", "ab".repeat(32))).unwrap();
+        assert_eq!(key.bytes().len(), 32);
+        assert_eq!(format!("{key:?}"), "AuditKey(..)");
+        assert!(AuditKey::from_hex(&"ab".repeat(31)).is_err());
+        assert!(AuditKey::from_hex("not hex at all, not hex at all, not hex at all, not hex").is_err());
     }
 }

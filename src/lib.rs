@@ -15,6 +15,7 @@ pub mod mail;
 pub mod mailbox;
 pub mod messages;
 pub mod pds;
+pub mod reports;
 pub mod routes;
 pub mod schema;
 pub mod seed;

@@ -9,7 +9,7 @@ use crate::api::mailbox;
 use crate::auth::Permission;
 use crate::web::{
     account, admin_las, admin_users, developers, health, home, jobs, la_portal, local_authorities, nhs_systems,
-    patient, search, sign_in, transmissions,
+    patient, reports, search, sign_in, transmissions,
 };
 
 /// Static files (CSS, JS, images) are public; they hold no data.
@@ -127,6 +127,15 @@ pub fn entries() -> Vec<Entry> {
         entry(Method::GET, "/admin/transmissions", ServiceOwner, web::get().to(transmissions::list_transmissions)),
         // LA_ADMIN_ROUTES (end)
         entry(Method::GET, "/admin/jobs", ServiceOwner, web::get().to(jobs::show_jobs)),
+        entry(Method::GET, "/reports", Reports, web::get().to(reports::index)),
+        // REPORTS_AUDIT_ROUTES (begin)
+        // REPORTS_AUDIT_ROUTES (end)
+        // REPORTS_PERFORMANCE_ROUTES (begin)
+        // REPORTS_PERFORMANCE_ROUTES (end)
+        // REPORTS_SUBJECT_ROUTES (begin)
+        // REPORTS_SUBJECT_ROUTES (end)
+        // REPORTS_SUMMARY_ACTIVITY_ROUTES (begin)
+        // REPORTS_SUMMARY_ACTIVITY_ROUTES (end)
         entry(Method::GET, "/la", LaPortal, web::get().to(la_portal::show_portal)),
         entry(Method::POST, "/la/uploads", LaPortal, web::post().to(la_portal::upload_file)),
         entry(Method::GET, "/la/uploads/{id}", LaPortal, web::get().to(la_portal::show_upload)),

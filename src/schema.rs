@@ -23,6 +23,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_checkpoints (id) {
+        id -> Int8,
+        created_at -> Timestamptz,
+        entry_id -> Int8,
+        entry_hash -> Bytea,
+        key_id -> Text,
+        prev_signature -> Bytea,
+        signature -> Bytea,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> Int8,
         occurred_at -> Timestamptz,
@@ -43,6 +55,21 @@ diesel::table! {
         checkpoint_id -> Int8,
         purged_at -> Timestamptz,
         reason -> Text,
+    }
+}
+
+diesel::table! {
+    audit_verifications (id) {
+        id -> Int8,
+        started_at -> Timestamptz,
+        finished_at -> Timestamptz,
+        run_by -> Text,
+        intact -> Bool,
+        entries -> Int8,
+        purged -> Int8,
+        checkpoints -> Int8,
+        broken_entry_id -> Nullable<Int8>,
+        reason -> Nullable<Text>,
     }
 }
 
@@ -73,6 +100,29 @@ diesel::table! {
         token_hash -> Bytea,
         created_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    health_probes (id) {
+        id -> Int8,
+        at -> Timestamptz,
+        instance -> Text,
+        ok -> Bool,
+        latency_ms -> Float8,
+    }
+}
+
+diesel::table! {
+    incidents (id) {
+        id -> Int8,
+        severity -> Int2,
+        title -> Text,
+        description -> Text,
+        started_at -> Timestamptz,
+        resolved_at -> Nullable<Timestamptz>,
+        recorded_by -> Int8,
+        created_at -> Timestamptz,
     }
 }
 
@@ -187,6 +237,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    request_minutes (minute, instance, area) {
+        minute -> Timestamptz,
+        instance -> Text,
+        area -> Text,
+        requests -> Int8,
+        client_errors -> Int8,
+        server_errors -> Int8,
+        buckets -> Array<Nullable<Int8>>,
+    }
+}
+
+diesel::table! {
     role_profile_activities (role_profile_id, activity_code) {
         role_profile_id -> Int8,
         activity_code -> Text,
@@ -277,6 +339,7 @@ diesel::joinable!(cp_items -> patients (nhs_number));
 diesel::joinable!(cp_items -> uploads (upload_id));
 diesel::joinable!(endpoint_tokens -> local_authorities (la_code));
 diesel::joinable!(endpoint_tokens -> nhs_organisations (ods_code));
+diesel::joinable!(incidents -> users (recorded_by));
 diesel::joinable!(mailbox_messages -> local_authorities (la_code));
 diesel::joinable!(mailbox_messages -> uploads (upload_id));
 diesel::joinable!(outbound_emails -> local_authorities (la_code));
@@ -293,10 +356,14 @@ diesel::joinable!(uploads -> local_authorities (la_code));
 diesel::allow_tables_to_appear_in_same_query!(
     access_events,
     activity_codes,
+    audit_checkpoints,
     audit_log,
     audit_purged,
+    audit_verifications,
     cp_items,
     endpoint_tokens,
+    health_probes,
+    incidents,
     job_roles,
     jobs,
     local_authorities,
@@ -305,6 +372,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     outbound_emails,
     patient_names,
     patients,
+    request_minutes,
     role_profile_activities,
     role_profiles,
     sessions,

@@ -24,6 +24,9 @@ pub enum Permission {
     LaPortal,
     /// A CP-IS owner (CPX02 or CPX04): endpoint tokens, LA sending switches, the transmission log.
     ServiceOwner,
+    /// A Privacy Officer (R0001), Caldicott Guardian (R5105) or the project's CPX02: reports
+    /// CP-IS077 to CP-IS081, the incident log and the audit trail's verification.
+    Reports,
 }
 
 /// The outcome of checking a permission.
@@ -59,6 +62,7 @@ impl Permission {
             Permission::UserAdmin => roles::may_administer_users(&role.job_role_code, &role.activity_codes),
             Permission::LaPortal => role.la_code.is_some() && roles::may_use_la_portal(&role.activity_codes),
             Permission::ServiceOwner => roles::is_service_owner(&role.activity_codes),
+            Permission::Reports => roles::may_run_reports(&role.job_role_code, &role.activity_codes),
         };
         if allowed {
             Decision::Allow
@@ -83,6 +87,7 @@ mod tests {
             Permission::UserAdmin,
             Permission::LaPortal,
             Permission::ServiceOwner,
+            Permission::Reports,
         ] {
             assert_eq!(p.decide(None), Decision::SignIn, "{p:?}");
         }

@@ -115,6 +115,16 @@ pub fn may_use_la_portal(activity_codes: &[impl AsRef<str>]) -> bool {
     holds(activity_codes, CPX03)
 }
 
+/// Job roles that run the CP-IS reports and verify the audit trail: Privacy Officer and
+/// Caldicott Guardian (domain.md, "CP-IS owner / privacy officer").
+pub const REPORTING_ROLES: [&str; 2] = ["R0001", "R5105"];
+
+/// True when the role profile may run reports CP-IS077 to CP-IS081 and verify the audit trail:
+/// a reporting job role (R0001, R5105) or the project's CPX02 activity code.
+pub fn may_run_reports(job_role: &str, activity_codes: &[impl AsRef<str>]) -> bool {
+    REPORTING_ROLES.contains(&job_role) || holds(activity_codes, CPX02)
+}
+
 /// True for CP-IS owners: CPX02 (reports and audit) or CPX04 (PDS and endpoints).
 pub fn is_service_owner(activity_codes: &[impl AsRef<str>]) -> bool {
     holds(activity_codes, CPX02) || holds(activity_codes, CPX04)
@@ -123,6 +133,16 @@ pub fn is_service_owner(activity_codes: &[impl AsRef<str>]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reports_are_for_privacy_officers_caldicott_guardians_and_cpx02() {
+        let none: [&str; 0] = [];
+        assert!(may_run_reports("R0001", &none));
+        assert!(may_run_reports("R5105", &none));
+        assert!(may_run_reports("R8000", &[CPX02]));
+        assert!(!may_run_reports("R8000", &[B0264, B0107, CPX04]));
+        assert!(!may_run_reports("R5080", &[CPX01]));
+    }
 
     #[test]
     fn la_portal_and_service_owner_codes() {

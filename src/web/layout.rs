@@ -50,6 +50,9 @@ fn header_user(p: &Principal) -> HeaderUser {
         if roles::may_administer_users(&role.job_role_code, &role.activity_codes) {
             link("/admin/users", "Users");
         }
+        if roles::may_run_reports(&role.job_role_code, &role.activity_codes) {
+            link("/reports", "Reports");
+        }
         if roles::is_service_owner(&role.activity_codes) {
             link("/admin/local-authorities", "Local authorities (admin)");
             link("/admin/nhs-systems", "NHS systems");

@@ -13,6 +13,7 @@ pub mod local_authorities;
 pub mod middleware;
 pub mod nhs_systems;
 pub mod patient;
+pub mod reports;
 pub mod search;
 pub mod sign_in;
 pub mod transmissions;
