@@ -6,9 +6,15 @@
 //! - `chart`: server-rendered SVG bar charts (no script, no inline style: the CSP allows neither);
 //! - one file per report.
 
+pub mod activity;
 pub mod chart;
 pub mod csv;
+pub mod held_on;
+pub mod open_plans;
+pub mod performance;
 pub mod period;
+pub mod subject_access;
+pub mod summary;
 
 pub use period::Period;
 
