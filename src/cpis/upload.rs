@@ -310,7 +310,9 @@ fn finish(
     }
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "upload phase: replace items");
     if let (Some(upload), Some(seq), true) = (upload, sequence, file_code.passed_file_checks()) {
-        update_authority(conn, la_code, upload, seq, now)?;
+        if let Some(change) = update_authority(conn, la_code, upload, seq, now)? {
+            changes.push(Event::new(actor.clone(), "la.contacts_changed").details(change));
+        }
     }
 
     let records = upload
@@ -485,14 +487,15 @@ fn replace_items(
 }
 
 /// The name and numbers of the LA's latest file that passed the file checks are what clinicians
-/// see; the time they last changed is kept for the LA's page.
+/// see; the time they last changed is kept for the LA's page. Returns the change (before and
+/// after, for the audit) when they changed.
 fn update_authority(
     conn: &mut PgConnection,
     la_code: &str,
     upload: &Upload,
     sequence: i64,
     now: DateTime<Utc>,
-) -> QueryResult<()> {
+) -> QueryResult<Option<serde_json::Value>> {
     let s = &upload.sender;
     let current: (Option<String>, Option<String>, Option<String>) = local_authorities::table
         .find(la_code)
@@ -515,6 +518,8 @@ fn update_authority(
                 local_authorities::contacts_updated_at.eq(Some(now)),
             ))
             .execute(conn)?;
+        let contacts = |c: &(Option<String>, Option<String>, Option<String>)| json!({"name": c.0, "emergency_phone": c.1, "office_hours_phone": c.2});
+        return Ok(Some(json!({"la_code": la_code, "before": contacts(&current), "after": contacts(&new)})));
     }
-    Ok(())
+    Ok(None)
 }

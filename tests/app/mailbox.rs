@@ -578,3 +578,32 @@ async fn a_server_killed_mid_file_leaves_the_service_as_it_was() {
         10_000
     );
 }
+
+#[tokio::test]
+async fn a_change_of_the_las_contact_numbers_is_audited_with_before_and_after() {
+    let app = TestApp::spawn(Template::Demo);
+    let mb = Mailbox::new(&app, KENT);
+    let r = record_for(&mut app.conn(), NOAH_WILLIAMS, "K-1", CPP);
+    let audited = |app: &TestApp| app.count("SELECT count(*) FROM audit_log WHERE action = 'la.contacts_changed'");
+    assert_eq!(mb.upload(file(&new_id(), 1, KENT, std::slice::from_ref(&r))).await.file_code, FileCode::Cpf01);
+    let first = audited(&app);
+    // The same Sender again: nothing changed, nothing more to audit.
+    assert_eq!(mb.upload(file(&new_id(), 2, KENT, std::slice::from_ref(&r))).await.file_code, FileCode::Cpf01);
+    assert_eq!(audited(&app), first);
+    let other_sender = file(&new_id(), 3, KENT, std::slice::from_ref(&r)).replace("01632 960001", "01632 960999");
+    assert_ne!(other_sender, file(&new_id(), 3, KENT, std::slice::from_ref(&r)), "the fixture's number changed");
+    assert_eq!(mb.upload(other_sender).await.file_code, FileCode::Cpf01);
+    assert_eq!(audited(&app), first + 1);
+    let details: serde_json::Value = {
+        use diesel::prelude::*;
+        cpis::schema::audit_log::table
+            .filter(cpis::schema::audit_log::action.eq("la.contacts_changed"))
+            .order(cpis::schema::audit_log::id.desc())
+            .select(cpis::schema::audit_log::details)
+            .first(&mut app.conn())
+            .unwrap()
+    };
+    assert_eq!(details["la_code"], KENT);
+    assert_ne!(details["before"], details["after"]);
+    assert_eq!(details["after"]["emergency_phone"], "01632 960999");
+}
