@@ -24,6 +24,7 @@ pub async fn home(session: Session, SignedIn(principal): SignedIn) -> Result<Htt
         Some(role) if roles::may_administer_users(&role.job_role_code, &role.activity_codes) => {
             Ok(see_other("/admin/users"))
         }
+        Some(role) if roles::may_run_reports(&role.job_role_code, &role.activity_codes) => Ok(see_other("/reports")),
         Some(_) => render(&HomePage { layout: Layout::new("Home", Some(&principal), &session) }),
     }
 }

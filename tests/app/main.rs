@@ -10,6 +10,7 @@ mod audit_trail;
 mod browser;
 mod browser_admin;
 mod browser_la;
+mod browser_reports;
 mod cli;
 mod fhir;
 mod fuzz_corpus;
