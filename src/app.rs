@@ -1,5 +1,7 @@
 //! The application state and the HTTP server.
 
+use std::sync::Arc;
+
 use actix_session::config::{BrowserSession, TtlExtensionPolicy};
 use actix_session::SessionMiddleware;
 use actix_web::cookie::{time::Duration, Key, SameSite};
@@ -9,6 +11,7 @@ use actix_web::{web, App, HttpServer};
 use crate::auth::session_store::PgSessionStore;
 use crate::config::Config;
 use crate::db::DbPool;
+use crate::monitoring::{self, metrics::Metrics};
 use crate::routes::{self, RouteTable};
 use crate::web::{home, middleware};
 
@@ -17,11 +20,13 @@ pub struct AppState {
     pub pool: DbPool,
     pub config: Config,
     pub routes: RouteTable,
+    /// Request counts per area since the monitor last wrote them (CP-IS078).
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
     pub fn new(pool: DbPool, config: Config) -> AppState {
-        AppState { pool, config, routes: RouteTable::new() }
+        AppState { pool, config, routes: RouteTable::new(), metrics: Arc::new(Metrics::new()) }
     }
 }
 
@@ -34,10 +39,13 @@ pub fn session_cookie_name(secure: bool) -> &'static str {
     }
 }
 
-/// Builds and starts the server on an already-bound listener (so tests can bind port 0).
+/// Builds and starts the server on an already-bound listener (so tests can bind port 0), with the
+/// monitor that probes the database and writes the request counts (CP-IS078). Call it inside an
+/// actix system.
 pub fn server(state: AppState, listener: std::net::TcpListener) -> std::io::Result<actix_web::dev::Server> {
     let cookie_key = cookie_key(&state.config);
     let workers = state.config.workers;
+    monitoring::probe::spawn(state.pool.clone(), state.metrics.clone(), state.config.monitor_interval);
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let config = &data.config;

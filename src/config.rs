@@ -48,6 +48,9 @@ pub struct Config {
     /// never in the database, so whoever can rewrite the database cannot re-sign a rewritten
     /// chain. Unset: no checkpoints are signed, and the verification page says so.
     pub audit_key: Option<AuditKey>,
+    /// `CPIS_MONITOR_SECS` (default 60): how often each instance probes its database and writes
+    /// its request counts (CP-IS078, src/monitoring/); 0 switches the monitor off.
+    pub monitor_interval: Duration,
 }
 
 /// The audit checkpoint key. Its `Debug` never shows the key.
@@ -113,6 +116,7 @@ impl Config {
             cookie_key: std::env::var("CPIS_COOKIE_KEY").ok().filter(|k| !k.is_empty()),
             static_dir: std::env::var("CPIS_STATIC_DIR").unwrap_or_else(|_| "static".into()),
             audit_key: audit_key_from_env()?,
+            monitor_interval: Duration::from_secs(env_parse("CPIS_MONITOR_SECS", 60)?),
         })
     }
 
@@ -136,6 +140,7 @@ impl Config {
             upload_limit_bytes: 100 * 1_048_576,
             static_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/static").into(),
             audit_key: None,
+            monitor_interval: Duration::from_secs(60),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod mail;
 pub mod mailbox;
 pub mod messages;
+pub mod monitoring;
 pub mod pds;
 pub mod reports;
 pub mod routes;

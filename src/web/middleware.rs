@@ -36,6 +36,10 @@ pub async fn security_and_logging(
     };
     let route = res.request().match_pattern().unwrap_or_else(|| "(unmatched)".into());
     let status = res.status().as_u16();
+    // CP-IS078: counted per area with its status and latency (src/monitoring/metrics.rs).
+    if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
+        state.metrics.record(&route, status, started.elapsed());
+    }
     let h = res.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
