@@ -53,8 +53,12 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Recompute the whole hash chain (CP-IS074): exit 0 when intact, 1 naming the first bad entry.
+    /// Recompute the whole hash chain and check the signed checkpoints with the key from
+    /// CPIS_AUDIT_KEY or CPIS_AUDIT_KEY_FILE (CP-IS074); the run is recorded. Exit 0 when intact,
+    /// 1 naming the first bad entry or checkpoint.
     Verify,
+    /// Sign the chain's head now with the configured key (a checkpoint, as the hourly job does).
+    Checkpoint,
 }
 
 #[derive(Subcommand)]
@@ -164,18 +168,45 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Audit { command: AuditCommand::Verify } => {
             let mut conn = db::connect(&config.database_url)?;
-            match cpis::audit::verify::verify(&mut conn)? {
-                cpis::audit::verify::Verdict::Intact { entries, purged } => {
-                    eprintln!(
-                        "cpis: the audit trail is intact: {entries} entries checked, {purged} purged links in place"
-                    );
-                    Ok(ExitCode::SUCCESS)
+            let (_, report) = cpis::audit::verify::verify_and_record(
+                &mut conn,
+                config.audit_key.as_ref(),
+                cpis::audit::Actor::Operator,
+            )?;
+            eprintln!("cpis: {}", report.summary());
+            eprintln!(
+                "cpis: {} entries, {} purged links, {} checkpoints checked{}",
+                report.entries,
+                report.purged,
+                report.checkpoints_checked(),
+                match report.checkpoints {
+                    cpis::audit::verify::Checkpoints::NotChecked =>
+                        " (no audit key: set CPIS_AUDIT_KEY or CPIS_AUDIT_KEY_FILE)",
+                    cpis::audit::verify::Checkpoints::Checked(_) => "",
                 }
-                cpis::audit::verify::Verdict::Broken { entry_id, reason } => {
-                    eprintln!("cpis: the audit trail is broken at entry {entry_id}: {reason}");
-                    Ok(ExitCode::from(1))
-                }
+            );
+            Ok(if report.intact() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Command::Audit { command: AuditCommand::Checkpoint } => {
+            let Some(key) = config.audit_key.as_ref() else {
+                eprintln!(
+                    "cpis: no audit key is configured (CPIS_AUDIT_KEY or CPIS_AUDIT_KEY_FILE): nothing was signed"
+                );
+                return Ok(ExitCode::from(1));
+            };
+            let mut conn = db::connect(&config.database_url)?;
+            let now = chrono::Utc::now();
+            match diesel::Connection::transaction(&mut conn, |conn| cpis::audit::checkpoint::write(conn, key, now))? {
+                Some(c) => eprintln!(
+                    "cpis: checkpoint {} signed the chain up to entry {} (key id {}, signature {})",
+                    c.id,
+                    c.entry_id,
+                    c.key_id,
+                    hex::encode(&c.signature)
+                ),
+                None => eprintln!("cpis: the audit trail is empty: nothing to sign"),
             }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Jobs { command: JobsCommand::RunDue { now } } => {
             let mut conn = db::connect(&config.database_url)?;

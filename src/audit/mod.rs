@@ -2,6 +2,7 @@
 //! describes, so an action and its audit entry are committed together or not at all.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod verify;
 
 use chrono::Utc;
@@ -67,13 +68,20 @@ pub fn record(conn: &mut PgConnection, event: Event) -> Result<(), AppError> {
     record_many(conn, vec![event])
 }
 
+/// Takes the chain's append lock until the caller's transaction ends, so nothing is appended
+/// meanwhile (taken again by the same transaction, it is simply held twice).
+pub(crate) fn lock_chain(conn: &mut PgConnection) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<BigInt, _>(AUDIT_APPEND_LOCK).execute(conn)?;
+    Ok(())
+}
+
 /// Appends many entries in one go (an upload's per-record changes): one lock, one read of the
 /// chain's head, and multi-row inserts. Same chain, same rules as [`record`].
 pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), AppError> {
     if events.is_empty() {
         return Ok(());
     }
-    diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<BigInt, _>(AUDIT_APPEND_LOCK).execute(conn)?;
+    lock_chain(conn)?;
     let mut prev: Vec<u8> = audit_log::table
         .select(audit_log::hash)
         .order(audit_log::id.desc())

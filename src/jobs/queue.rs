@@ -13,7 +13,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text, Timestamptz};
 use serde_json::json;
 
-use super::{schedule, Kind};
+use super::{schedule, Context, Kind};
 use crate::audit::{self, Actor, Event};
 use crate::error::AppError;
 use crate::schema::jobs;
@@ -138,8 +138,9 @@ pub fn tick(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<usize, AppErr
 
 /// Claims and runs the oldest job due at `now`, in one transaction; `None` when nothing is due.
 /// A job's own failure is recorded (and is an `Ok` outcome); an `Err` means the queue itself could
-/// not be used (the database is down), and nothing was recorded.
-pub fn run_one(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Option<Outcome>, AppError> {
+/// not be used (the database is down), and nothing was recorded. `context` carries what jobs need
+/// of the configuration (the audit key).
+pub fn run_one(conn: &mut PgConnection, context: &Context, now: DateTime<Utc>) -> Result<Option<Outcome>, AppError> {
     conn.transaction(|conn| {
         let Some(job) = jobs::table
             .filter(jobs::status.eq("pending"))
@@ -153,7 +154,7 @@ pub fn run_one(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Option<Out
         else {
             return Ok(None);
         };
-        // The table's CHECK admits only the four kinds.
+        // The table's CHECK admits only the known kinds.
         let kind = Kind::from_code(&job.kind)
             .ok_or_else(|| AppError::Internal(format!("job {} has an unknown kind", job.id)))?;
         let index = Kind::ALL.iter().position(|k| *k == kind).unwrap_or(0) as i64;
@@ -164,8 +165,10 @@ pub fn run_one(conn: &mut PgConnection, now: DateTime<Utc>) -> Result<Option<Out
         let attempts = job.attempts + 1;
         // The job in a savepoint: its failure rolls back its work, not the claim.
         let result: Result<serde_json::Value, AppError> = conn.transaction(|conn| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| super::run(kind, conn, job.scheduled_for, now)))
-                .unwrap_or_else(|_| Err(AppError::Internal("the job panicked".into())))
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                super::run(kind, conn, context, job.scheduled_for, now)
+            }))
+            .unwrap_or_else(|_| Err(AppError::Internal("the job panicked".into())))
         });
         let status = match result {
             Ok(summary) => {

@@ -8,6 +8,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Utc};
 
 use super::queue::{self, Outcome, Status};
+use super::Context;
 use crate::config::Config;
 use crate::db::DbPool;
 use crate::error::AppError;
@@ -45,9 +46,10 @@ pub fn run_due(pool: &DbPool, config: &Config, now: DateTime<Utc>) -> Result<Run
     let mut report = RunReport::default();
     {
         let mut conn = pool.get()?;
+        let context = Context::from_config(config);
         report.scheduled = queue::tick(&mut conn, now)?;
         while report.outcomes.len() < MAX_JOBS_PER_CALL {
-            match queue::run_one(&mut conn, now)? {
+            match queue::run_one(&mut conn, &context, now)? {
                 Some(outcome) => report.outcomes.push(outcome),
                 None => break,
             }

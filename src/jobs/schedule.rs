@@ -4,7 +4,8 @@
 //! - expiry: every day at 00:05;
 //! - daily_notification: every day at 00:30; its occurrence on UK day D+1 covers UK day D;
 //! - audit_retention: every day at 01:00;
-//! - session_cleanup: every hour at a quarter past.
+//! - session_cleanup: every hour at a quarter past;
+//! - audit_checkpoint: every hour at a quarter to (CP-IS074).
 //!
 //! A daily time that does not exist on the spring change day (01:00 to 01:59 local on the last
 //! Sunday of March) runs at the first instant after the gap (02:00 BST, the same instant as 01:00
@@ -31,6 +32,7 @@ pub fn rule(kind: Kind) -> Rule {
         Kind::DailyNotification => Rule::Daily { hour: 0, minute: 30 },
         Kind::AuditRetention => Rule::Daily { hour: 1, minute: 0 },
         Kind::SessionCleanup => Rule::Hourly { minute: 15 },
+        Kind::AuditCheckpoint => Rule::Hourly { minute: 45 },
     }
 }
 
@@ -211,6 +213,7 @@ mod tests {
         let o = occurrences(Kind::SessionCleanup, utc("2026-07-15T10:15:00Z"), utc("2026-07-15T13:14:59Z"));
         assert_eq!(keys(&o), ["2026-07-15T11:15:00Z", "2026-07-15T12:15:00Z"]);
         assert_eq!(next_after(Kind::SessionCleanup, utc("2026-07-15T10:20:00Z")), utc("2026-07-15T11:15:00Z"));
+        assert_eq!(next_after(Kind::AuditCheckpoint, utc("2026-07-15T10:20:00Z")), utc("2026-07-15T10:45:00Z"));
     }
 
     #[test]
@@ -230,5 +233,6 @@ mod tests {
     fn rules_read_well() {
         assert_eq!(describe(Kind::Expiry), "Every day at 00:05 UK time");
         assert_eq!(describe(Kind::SessionCleanup), "Every hour at 15 minutes past");
+        assert_eq!(describe(Kind::AuditCheckpoint), "Every hour at 45 minutes past");
     }
 }

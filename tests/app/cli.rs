@@ -6,12 +6,22 @@ use crate::support::db::count;
 use crate::support::{Template, TestDatabase};
 
 fn cpis(db: &TestDatabase, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cpis"))
+    cpis_with_key(db, None, args)
+}
+
+/// `cpis` with the audit key in CPIS_AUDIT_KEY, or none at all.
+fn cpis_with_key(db: &TestDatabase, key: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_cpis"));
+    command
         .args(args)
         .env("DATABASE_URL", &db.url)
         .env("CPIS_LOG", "warn")
-        .output()
-        .expect("run cpis")
+        .env_remove("CPIS_AUDIT_KEY")
+        .env_remove("CPIS_AUDIT_KEY_FILE");
+    if let Some(key) = key {
+        command.env("CPIS_AUDIT_KEY", key);
+    }
+    command.output().expect("run cpis")
 }
 
 fn tables(db: &TestDatabase) -> Vec<i64> {
@@ -174,13 +184,58 @@ fn audit_verify_exits_zero_when_intact_and_names_the_first_bad_entry() {
     let db = TestDatabase::new(Template::Demo);
     let out = cpis(&db, &["audit", "verify"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("intact"));
-    // Tamper as the database superuser, bypassing the triggers (CP-IS074).
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("intact"));
+    assert!(stderr.contains("checkpoints checked (no audit key"), "{stderr}");
+    // The run is recorded, as the operator's, and audited.
     let mut conn = db.conn();
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM audit_verifications WHERE run_by = 'operator' AND intact"), 1);
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) FROM audit_log WHERE action = 'audit.verified' AND actor = 'operator'"),
+        1
+    );
+    // Tamper as the database superuser, bypassing the triggers (CP-IS074).
     let id = count(&mut conn, "SELECT min(id) FROM audit_log");
     crate::support::db::execute(&mut conn, "SET session_replication_role = replica");
     crate::support::db::execute(&mut conn, &format!("UPDATE audit_log SET actor = 'user:999' WHERE id = {id}"));
     let out = cpis(&db, &["audit", "verify"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("entry {id}")));
+    assert_eq!(
+        count(
+            &mut conn,
+            &format!("SELECT count(*) FROM audit_verifications WHERE NOT intact AND broken_entry_id = {id}")
+        ),
+        1
+    );
+}
+
+#[test]
+fn audit_checkpoint_signs_and_audit_verify_checks_it_with_the_key() {
+    let db = TestDatabase::new(Template::Demo);
+    let key = "ab".repeat(32);
+    let other = "cd".repeat(32);
+    // No key: nothing to sign with.
+    let out = cpis(&db, &["audit", "checkpoint"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no audit key"));
+    let out = cpis_with_key(&db, Some(&key), &["audit", "checkpoint"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("checkpoint 1 signed the chain up to entry"), "{stderr}");
+    assert!(!stderr.contains(&key), "the key is never printed");
+    let mut conn = db.conn();
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM audit_checkpoints"), 1);
+
+    let out = cpis_with_key(&db, Some(&key), &["audit", "verify"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("1 checkpoints checked"), "{stderr}");
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM audit_verifications WHERE intact AND checkpoints = 1"), 1);
+
+    // Another key cannot vouch for it: exit 1, naming the checkpoint.
+    let out = cpis_with_key(&db, Some(&other), &["audit", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("(checkpoint 1)") && stderr.contains("another key"), "{stderr}");
 }

@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use cpis::config::Config;
 use cpis::domain::dates::{anniversary, uk_date};
 use cpis::jobs::queue::{self, Status};
-use cpis::jobs::{runner, Kind};
+use cpis::jobs::{runner, Context, Kind};
 use cpis::pds::Lookup;
 use cpis::seed::demo::fixtures::*;
 
@@ -130,6 +130,7 @@ fn a_week_down_is_caught_up_with_one_occurrence_per_missed_day() {
     assert_eq!(before, [7, 7, 7], "a first tick schedules the last 7 days");
     let hourly_before = per_kind(&mut conn, "session_cleanup");
     assert_eq!(hourly_before, 7 * 24);
+    assert_eq!(per_kind(&mut conn, "audit_checkpoint"), 7 * 24);
 
     // Down for a week: the next tick finds every missed occurrence.
     let t1 = t0 + Duration::days(7);
@@ -137,7 +138,8 @@ fn a_week_down_is_caught_up_with_one_occurrence_per_missed_day() {
     let after: Vec<i64> = daily.iter().map(|k| per_kind(&mut conn, k)).collect();
     assert_eq!(after, [14, 14, 14], "one occurrence per missed day");
     assert_eq!(per_kind(&mut conn, "session_cleanup") - hourly_before, 7 * 24, "every hour of the week");
-    assert_eq!(inserted, 3 * 7 + 7 * 24);
+    assert_eq!(per_kind(&mut conn, "audit_checkpoint"), 2 * 7 * 24, "every hour of the week");
+    assert_eq!(inserted, 3 * 7 + 2 * 7 * 24);
     let (start, end) = cpis::domain::dates::uk_day_bounds(NaiveDate::from_ymd_opt(2026, 10, 25).unwrap());
     assert_eq!(
         count(
@@ -192,7 +194,7 @@ fn two_runners_racing_run_each_job_once() {
                 let mut conn = PgConnection::establish(&url).unwrap();
                 barrier.wait();
                 let mut ran = Vec::new();
-                while let Some(o) = queue::run_one(&mut conn, now).unwrap() {
+                while let Some(o) = queue::run_one(&mut conn, &Context::default(), now).unwrap() {
                     ran.push(o.job_id);
                 }
                 ran
@@ -240,7 +242,11 @@ fn a_runner_killed_mid_job_leaves_it_to_be_retried_and_done_once() {
     );
     assert_eq!(claimed, id);
     cpis::jobs::expiry::run(&mut dying, now, now).unwrap();
-    assert_eq!(queue::run_one(&mut other, now).unwrap(), None, "a locked job is skipped, not waited for");
+    assert_eq!(
+        queue::run_one(&mut other, &Context::default(), now).unwrap(),
+        None,
+        "a locked job is skipped, not waited for"
+    );
     let pid = count(&mut dying, "SELECT pg_backend_pid()");
     execute(&mut other, &format!("SELECT pg_terminate_backend({pid})::int"));
     drop(dying);
@@ -254,11 +260,11 @@ fn a_runner_killed_mid_job_leaves_it_to_be_retried_and_done_once() {
     // Nothing of the dead runner's work remains; the job is pending, unlocked, and runs once.
     assert_eq!(count(&mut other, "SELECT count(*) FROM audit_log WHERE action = 'cp.item_expired'"), 0);
     assert_eq!(count(&mut other, "SELECT count(*) FROM cp_items WHERE deleted_reason = 'expired'"), 0);
-    let outcome = queue::run_one(&mut other, now).unwrap().expect("the job is run again");
+    let outcome = queue::run_one(&mut other, &Context::default(), now).unwrap().expect("the job is run again");
     assert_eq!(outcome.job_id, id);
     assert_eq!(outcome.attempts, 1, "the dead runner's attempt was never recorded");
     assert!(matches!(outcome.status, Status::Done { .. }), "{outcome}");
-    assert_eq!(queue::run_one(&mut other, now).unwrap(), None);
+    assert_eq!(queue::run_one(&mut other, &Context::default(), now).unwrap(), None);
     let expired = count(&mut other, "SELECT count(*) FROM cp_items WHERE deleted_reason IN ('expired', 'delete_date')");
     assert!(expired >= 2);
     assert_eq!(count(&mut other, "SELECT count(*) FROM audit_log WHERE action = 'cp.item_expired'"), expired);
@@ -338,18 +344,26 @@ async fn a_failing_job_is_retried_with_backoff_then_failed_and_shown_to_owners()
     let id = one_job(&mut conn, Kind::SessionCleanup, t);
     let mut at = t;
     for (attempt, wait) in [(1, 1), (2, 2), (3, 4), (4, 8)] {
-        let o = queue::run_one(&mut conn, at).unwrap().expect("due");
+        let o = queue::run_one(&mut conn, &Context::default(), at).unwrap().expect("due");
         assert_eq!((o.job_id, o.attempts), (id, attempt));
         let Status::Retrying { error, run_after } = o.status else { panic!("attempt {attempt}: {:?}", o.status) };
         assert!(error.contains("sessions are read-only for this test"), "{error}");
         assert_eq!(run_after, at + Duration::minutes(wait), "backoff after attempt {attempt}");
-        assert_eq!(queue::run_one(&mut conn, run_after - Duration::seconds(1)).unwrap(), None, "not before");
+        assert_eq!(
+            queue::run_one(&mut conn, &Context::default(), run_after - Duration::seconds(1)).unwrap(),
+            None,
+            "not before"
+        );
         at = run_after;
     }
-    let o = queue::run_one(&mut conn, at).unwrap().expect("the fifth attempt");
+    let o = queue::run_one(&mut conn, &Context::default(), at).unwrap().expect("the fifth attempt");
     assert_eq!(o.attempts, 5);
     assert!(matches!(o.status, Status::Failed { .. }), "{o}");
-    assert_eq!(queue::run_one(&mut conn, at + Duration::days(1)).unwrap(), None, "a failed job is kept, not retried");
+    assert_eq!(
+        queue::run_one(&mut conn, &Context::default(), at + Duration::days(1)).unwrap(),
+        None,
+        "a failed job is kept, not retried"
+    );
     assert_eq!(count(&mut conn, &format!("SELECT count(*) FROM jobs WHERE id = {id} AND status = 'failed'")), 1);
     assert_eq!(count(&mut conn, "SELECT count(*) FROM audit_log WHERE action = 'job.failed' AND actor = 'service'"), 5);
     assert_eq!(
@@ -426,7 +440,7 @@ fn expiry_over_the_demo_data_makes_the_stored_state_agree_with_the_reads() {
     let mut audit_before = count(&mut conn, "SELECT count(*) FROM audit_log");
 
     let job = one_job(&mut conn, Kind::Expiry, now);
-    let outcome = queue::run_one(&mut conn, now).unwrap().unwrap();
+    let outcome = queue::run_one(&mut conn, &Context::default(), now).unwrap().unwrap();
     assert_eq!(outcome.job_id, job);
     let Status::Done { summary } = &outcome.status else { panic!("{outcome}") };
 
@@ -475,7 +489,7 @@ fn expiry_over_the_demo_data_makes_the_stored_state_agree_with_the_reads() {
 
     // Run again the same day: nothing left to do.
     one_job(&mut conn, Kind::Expiry, now + Duration::seconds(1));
-    let again = queue::run_one(&mut conn, now + Duration::seconds(1)).unwrap().unwrap();
+    let again = queue::run_one(&mut conn, &Context::default(), now + Duration::seconds(1)).unwrap().unwrap();
     let Status::Done { summary } = &again.status else { panic!("{again}") };
     assert_eq!((summary["end_dated"].as_i64(), summary["expired"].as_i64()), (Some(0), Some(0)));
     assert_eq!(count(&mut conn, "SELECT count(*) FROM audit_log"), audit_before + 1);
