@@ -307,7 +307,10 @@ pub fn load(conn: &mut PgConnection, now: DateTime<Utc>) -> anyhow::Result<Summa
     conn.transaction(|conn| {
         patient::insert_missing(conn, &patients)?;
         let user_ids = personas(conn, &hashed)?;
-        let items = items(conn, today)?;
+        let (items, changes) = items(conn, today)?;
+        // CP-IS075: what was held, and when, is read from the audit trail; the seeded items are
+        // recorded there as if each child's information had arrived from its LA now.
+        audit::record_many(conn, changes)?;
         let accesses = accesses(conn, now)?;
         la_contacts(conn, now)?;
         audit::record(
@@ -541,7 +544,44 @@ fn item<'a>(nhs: &'a str, la: &'a str, kind: &'a str, start: NaiveDate, end: Opt
     Item { nhs, la, kind, child_id: format!("{}-{}", &la[5..], &nhs[6..]), start, end, delete: None, replaced: false }
 }
 
-fn items(conn: &mut PgConnection, today: NaiveDate) -> QueryResult<usize> {
+/// The audit's form of an item, as uploads record it (src/cpis/upload.rs).
+fn audit_item(i: &Item) -> serde_json::Value {
+    serde_json::json!({
+        "type": i.kind, "la_child_id": i.child_id, "start": i.start, "end": i.end, "delete": i.delete
+    })
+}
+
+/// One `cp.record_replaced` entry per child and LA, in the order first seeded: nothing before, the
+/// child's items after (as an upload with no upload id, by the operator who loaded the data). An
+/// item seeded as replaced by a later upload is held by a first entry and left out by a second.
+fn seeded_changes(list: &[Item]) -> Vec<Event> {
+    let mut groups: Vec<((&str, &str), Vec<&Item>)> = Vec::new();
+    for i in list {
+        match groups.iter_mut().find(|(k, _)| *k == (i.nhs, i.la)) {
+            Some((_, items)) => items.push(i),
+            None => groups.push(((i.nhs, i.la), vec![i])),
+        }
+    }
+    let entry = |nhs: &str, la: &str, before: Vec<serde_json::Value>, after: Vec<serde_json::Value>| {
+        Event::new(Actor::Operator, "cp.record_replaced").about(nhs).details(serde_json::json!({
+            "la_code": la, "upload_id": null, "source": "demo seed", "before": before, "after": after,
+        }))
+    };
+    let mut events = Vec::new();
+    for ((nhs, la), items) in groups {
+        let all: Vec<serde_json::Value> = items.iter().map(|i| audit_item(i)).collect();
+        let kept: Vec<serde_json::Value> = items.iter().filter(|i| !i.replaced).map(|i| audit_item(i)).collect();
+        if kept.len() == all.len() {
+            events.push(entry(nhs, la, vec![], all));
+        } else {
+            events.push(entry(nhs, la, vec![], all.clone()));
+            events.push(entry(nhs, la, all, kept));
+        }
+    }
+    events
+}
+
+fn items(conn: &mut PgConnection, today: NaiveDate) -> QueryResult<(usize, Vec<Event>)> {
     use fixtures::*;
     let d = |days: i64| today + TimeDelta::days(days);
     let mut list = vec![
@@ -596,7 +636,7 @@ fn items(conn: &mut PgConnection, today: NaiveDate) -> QueryResult<usize> {
             ))
             .execute(conn)?;
     }
-    Ok(n)
+    Ok((n, seeded_changes(&list)))
 }
 
 /// (NHS number, viewer id, viewer name, job role, organisation, when)
@@ -688,6 +728,51 @@ mod tests {
         numbers.dedup();
         assert_eq!(numbers.len(), POPULATION, "no number twice");
         assert_eq!(test_number(0), fixtures::AMELIA_HART);
+    }
+
+    #[test]
+    fn seeded_items_are_recorded_as_each_child_and_la_s_first_record() {
+        use crate::reports::held_on::{fold, Change};
+        let day = |d: u32| NaiveDate::from_ymd_opt(2026, 1, d).unwrap();
+        let list = vec![
+            item(fixtures::MIA_THOMPSON, KENT, "CPP", day(1), None),
+            item(fixtures::MIA_THOMPSON, MANCHESTER, "LAC", day(2), None),
+            Item { delete: Some(day(20)), ..item(fixtures::HARRY_GREEN, LEEDS, "CPP", day(3), None) },
+            Item { replaced: true, ..item(fixtures::HARRY_GREEN, LEEDS, "LAC", day(4), None) },
+        ];
+        let events = seeded_changes(&list);
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-22T10:00:00Z").unwrap().with_timezone(&Utc);
+        let changes: Vec<Change> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Change {
+                id: i as i64 + 1,
+                at,
+                actor: e.actor.to_string(),
+                action: e.action.into(),
+                details: e.details.clone(),
+            })
+            .collect();
+        let who: Vec<(&str, &str)> =
+            events.iter().map(|e| (e.nhs_number.as_deref().unwrap(), e.details["la_code"].as_str().unwrap())).collect();
+        assert_eq!(
+            who,
+            vec![
+                (fixtures::MIA_THOMPSON, KENT),
+                (fixtures::MIA_THOMPSON, MANCHESTER),
+                (fixtures::HARRY_GREEN, LEEDS),
+                (fixtures::HARRY_GREEN, LEEDS),
+            ]
+        );
+        assert!(events.iter().all(|e| e.actor == Actor::Operator && e.details["upload_id"].is_null()));
+        assert_eq!(events[2].details["after"].as_array().unwrap().len(), 2);
+        assert_eq!(events[3].details["after"][0]["delete"], "2026-01-20");
+        // The trail replays to what is stored: the replaced item is no longer held.
+        let timeline = fold(&changes);
+        assert!(timeline.unexplained.is_empty());
+        let held: Vec<(&str, &str)> =
+            timeline.current().map(|s| (s.la_code.as_str(), s.item.item_type.as_str())).collect();
+        assert_eq!(held, vec![(MANCHESTER, "LAC"), (LEEDS, "CPP"), (KENT, "CPP")], "same moment: by LA code");
     }
 
     #[test]
