@@ -51,10 +51,33 @@ where
     let pool = pool.clone();
     actix_web::web::block(move || {
         let mut conn = pool.get().map_err(|_| AppError::Unavailable)?;
-        f(&mut conn)
+        let result = f(&mut conn);
+        outage_or(result, &mut conn)
     })
     .await
     .map_err(|_| AppError::Internal("blocking task failed".into()))?
+}
+
+/// An error on a connection that no longer answers is an outage (503), not a fault (500): the
+/// database was stopped, or the connection was cut (`pg_terminate_backend`, a restart, a
+/// network failure) mid-request. libpq words this many ways ("server closed the connection",
+/// "no connection to the server", "terminating connection", an error while rolling back), so
+/// rather than read messages, the connection is asked: only when it fails a `SELECT 1` is the
+/// error reclassified. A broken connection is then dropped by the pool (tested on check-out), so
+/// the next request gets a working one.
+fn outage_or<T>(result: Result<T, AppError>, conn: &mut PgConnection) -> Result<T, AppError> {
+    match result {
+        Err(AppError::Internal(_)) if !answers(conn) => {
+            tracing::warn!("the database connection was lost mid-request");
+            Err(AppError::Unavailable)
+        }
+        other => other,
+    }
+}
+
+/// Whether the connection still answers a query.
+fn answers(conn: &mut PgConnection) -> bool {
+    diesel::sql_query("SELECT 1").execute(conn).is_ok()
 }
 
 /// Like [`run`], inside one transaction.

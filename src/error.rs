@@ -60,6 +60,22 @@ impl AppError {
     }
 }
 
+/// For the outermost middleware: an error that escaped every handler, as the answer it should
+/// give. Handlers and extractors answer with responses; what still arrives as an error comes from
+/// the session layer (actix-session), which turns any failure of its store into a bare, empty
+/// 500. The store is PostgreSQL, and its only failures are the database's (it cannot be reached,
+/// or the connection was cut mid-request), so such a 500 becomes [`AppError::Unavailable`]: the
+/// 503 page with Retry-After, telling a person what is wrong and to try again (issue 8). Other
+/// errors are returned as they are.
+pub fn escaped_error(e: actix_web::Error) -> actix_web::Error {
+    if e.as_response_error().status_code() == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::warn!(error = %e, "the session store failed");
+        AppError::Unavailable.into()
+    } else {
+        e
+    }
+}
+
 impl From<diesel::result::Error> for AppError {
     fn from(e: diesel::result::Error) -> AppError {
         use diesel::result::{DatabaseErrorKind, Error};
@@ -143,5 +159,42 @@ impl ResponseError for AppError {
             _ => {}
         }
         builder.body(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_store_failure_is_the_503_page() {
+        // What actix-session returns when its store fails: an opaque 500.
+        let e: actix_web::Error = actix_web::error::InternalError::from_response(
+            "Failed to load the session state",
+            HttpResponse::InternalServerError().finish(),
+        )
+        .into();
+        let res = escaped_error(e).error_response();
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(res.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("30"));
+    }
+
+    #[test]
+    fn other_escaped_errors_keep_their_status() {
+        let e: actix_web::Error = actix_web::error::ErrorNotFound("no such thing");
+        assert_eq!(escaped_error(e).error_response().status(), StatusCode::NOT_FOUND);
+    }
+
+    #[test]
+    fn lost_connections_are_unavailable() {
+        use diesel::result::{DatabaseErrorKind, Error};
+        let closed = Error::DatabaseError(DatabaseErrorKind::ClosedConnection, Box::new("gone".to_owned()));
+        assert!(matches!(AppError::from(closed), AppError::Unavailable));
+        let terminated = Error::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("terminating connection due to administrator command".to_owned()),
+        );
+        assert!(matches!(AppError::from(terminated), AppError::Unavailable));
+        assert_eq!(AppError::Unavailable.status_code(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }

@@ -32,7 +32,9 @@ pub async fn security_and_logging(
     let secure = req.app_data::<web::Data<AppState>>().is_some_and(|s| s.config.secure_cookies);
     let mut res = match cross_site_refusal(&req) {
         Some(err) => req.into_response(err.error_response()),
-        None => next.call(req).await?.map_into_boxed_body(),
+        // Only the session layer answers with an error (its store, PostgreSQL, failed): the 503
+        // page instead of actix-session's bare 500.
+        None => next.call(req).await.map_err(crate::error::escaped_error)?.map_into_boxed_body(),
     };
     let route = res.request().match_pattern().unwrap_or_else(|| "(unmatched)".into());
     let status = res.status().as_u16();

@@ -1,5 +1,6 @@
 pub mod app;
 pub mod browser;
+pub mod cluster;
 pub mod db;
 
 pub use app::{between, Client, TestApp, PASSWORD};

@@ -26,6 +26,12 @@ pub struct Server {
 
 impl Server {
     pub fn start(db: &TestDatabase) -> Server {
+        Server::start_with(&db.url, &[])
+    }
+
+    /// Starts on the database at `database_url`, with `env` set after the defaults (so it may
+    /// override them, e.g. `("CPIS_SCHEDULER", "true")`).
+    pub fn start_with(database_url: &str, env: &[(&str, &str)]) -> Server {
         let dir = std::env::temp_dir().join(format!("cpis-logs-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("create a directory for the log");
         let log = dir.join("cpis.log");
@@ -34,9 +40,10 @@ impl Server {
             let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
             listener.local_addr().unwrap()
         };
-        let child = Command::new(env!("CARGO_BIN_EXE_cpis"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_cpis"));
+        command
             .args(["serve", "--bind", &addr.to_string()])
-            .env("DATABASE_URL", &db.url)
+            .env("DATABASE_URL", database_url)
             .env("CPIS_LOG", "debug")
             .env("CPIS_LOG_FORMAT", "json")
             .env("CPIS_STATIC_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/static"))
@@ -45,14 +52,19 @@ impl Server {
             // Scheduled jobs would write to the database on their own; tests that want them start them.
             .env("CPIS_SCHEDULER", "false")
             .env("CPIS_DB_POOL_SIZE", "4")
+            .env("CPIS_MAIL_DIR", dir.join("mail"))
             .env_remove("CPIS_COOKIE_KEY")
             .env_remove("CPIS_SESSION_IDLE_MINUTES")
             .env_remove("CPIS_SESSION_ABSOLUTE_HOURS")
+            .env_remove("CPIS_SMTP_URL")
+            .env_remove("CPIS_DB_TIMEOUT_SECS")
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("share the log file"))
-            .stderr(file)
-            .spawn()
-            .expect("start cpis serve");
+            .stderr(file);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let child = command.spawn().expect("start cpis serve");
         Server { child, addr, log, dir }
     }
 
