@@ -158,4 +158,146 @@ mod tests {
         let events: [(u8, DateTime<Utc>); 0] = [];
         assert!(first_access_flags(&events).is_empty());
     }
+    /// Property tests of the first access rule (CP-IS047) over random access logs.
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Accesses by up to four viewers over ten days, in chronological order (ties kept in
+        /// generation order), at whole seconds.
+        fn log() -> impl Strategy<Value = Vec<(u8, DateTime<Utc>)>> {
+            prop::collection::vec((0u8..4, 0i64..864_000), 0..60).prop_map(|mut v| {
+                v.sort_by_key(|&(_, at)| at);
+                v.into_iter().map(|(viewer, at)| (viewer, s(at))).collect()
+            })
+        }
+
+        /// The same, with every access at a distinct time.
+        fn distinct_log() -> impl Strategy<Value = Vec<(u8, DateTime<Utc>)>> {
+            log().prop_map(|mut v| {
+                v.dedup_by_key(|(_, at)| *at);
+                v
+            })
+        }
+
+        fn shown_of<K: Clone>(events: &[(K, DateTime<Utc>)], flags: &[bool]) -> Vec<(K, DateTime<Utc>)> {
+            events.iter().zip(flags).filter(|(_, shown)| **shown).map(|(e, _)| e.clone()).collect()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            /// At most one shown access per viewer in any 24 hours: two shown accesses by the same
+            /// viewer are at least 24 hours apart.
+            #[test]
+            fn at_most_one_shown_access_per_viewer_per_24_hours(events in log()) {
+                let flags = first_access_flags(&events);
+                prop_assert_eq!(flags.len(), events.len());
+                let shown = shown_of(&events, &flags);
+                for (i, (viewer, at)) in shown.iter().enumerate() {
+                    for (other, earlier) in &shown[..i] {
+                        if other == viewer {
+                            prop_assert!(*at - *earlier >= FIRST_ACCESS_WINDOW, "{:?} and {:?}", earlier, at);
+                        }
+                    }
+                }
+            }
+
+            /// A hidden access is hidden for a reason: the same viewer has a shown access less than
+            /// 24 hours before it (so the rule hides nothing it need not).
+            #[test]
+            fn every_hidden_access_follows_a_shown_one_within_24_hours(events in log()) {
+                let flags = first_access_flags(&events);
+                for (i, ((viewer, at), shown)) in events.iter().zip(&flags).enumerate() {
+                    if !shown {
+                        let reason = events[..i].iter().zip(&flags[..i]).any(|((v, t), s)| {
+                            *s && v == viewer && *at - *t < FIRST_ACCESS_WINDOW
+                        });
+                        prop_assert!(reason, "access {} by {} at {} hidden without reason", i, viewer, at);
+                    }
+                }
+            }
+
+            /// The first access of each viewer is always shown.
+            #[test]
+            fn each_viewers_first_access_is_shown(events in log()) {
+                let flags = first_access_flags(&events);
+                for (i, (viewer, _)) in events.iter().enumerate() {
+                    if events[..i].iter().all(|(v, _)| v != viewer) {
+                        prop_assert!(flags[i]);
+                    }
+                }
+            }
+
+            /// The shown set is a fixed point: applying the rule to the shown accesses alone shows
+            /// them all.
+            #[test]
+            fn the_shown_set_is_idempotent(events in log()) {
+                let shown = shown_of(&events, &first_access_flags(&events));
+                prop_assert!(first_access_flags(&shown).into_iter().all(|s| s));
+            }
+
+            /// Viewers are independent: one viewer's flags are the same with or without anyone
+            /// else's accesses in the log.
+            #[test]
+            fn viewers_are_independent(events in log(), viewer in 0u8..4) {
+                let flags = first_access_flags(&events);
+                let own: Vec<_> = events.iter().filter(|(v, _)| *v == viewer).cloned().collect();
+                let expected: Vec<bool> =
+                    events.iter().zip(&flags).filter(|((v, _), _)| *v == viewer).map(|(_, f)| *f).collect();
+                prop_assert_eq!(first_access_flags(&own), expected);
+            }
+
+            /// For accesses at distinct times, the order in which different viewers' accesses are
+            /// interleaved does not change which are shown: any arrival order that keeps each
+            /// viewer's own accesses in time order gives every access the same flag.
+            #[test]
+            fn interleaving_of_viewers_does_not_change_the_outcome(
+                (events, order) in distinct_log().prop_flat_map(|events| {
+                    let n = events.len();
+                    (Just(events), Just((0..n).collect::<Vec<_>>()).prop_shuffle())
+                }),
+            ) {
+                let flags = first_access_flags(&events);
+                // The shuffled positions, then each viewer's accesses put back in time order into
+                // the positions that viewer holds.
+                let mut arrival: Vec<usize> = order;
+                for viewer in 0u8..4 {
+                    let slots: Vec<usize> = (0..arrival.len()).filter(|&p| events[arrival[p]].0 == viewer).collect();
+                    let mut own: Vec<usize> = slots.iter().map(|&p| arrival[p]).collect();
+                    own.sort_unstable();
+                    for (slot, index) in slots.into_iter().zip(own) {
+                        arrival[slot] = index;
+                    }
+                }
+                let reordered: Vec<_> = arrival.iter().map(|&i| events[i]).collect();
+                let reordered_flags = first_access_flags(&reordered);
+                for (pos, &i) in arrival.iter().enumerate() {
+                    prop_assert_eq!(reordered_flags[pos], flags[i], "access {:?}", events[i]);
+                }
+            }
+
+            /// The window's edge: a viewer's second access is shown exactly when it is 24 hours
+            /// (86,400 seconds) or more after the first.
+            #[test]
+            fn the_second_access_is_shown_from_24_hours(gap in 0i64..200_000) {
+                let flags = first_access_flags(&[("a", s(0)), ("a", s(gap))]);
+                prop_assert_eq!(flags, vec![true, gap >= 86_400]);
+            }
+
+            /// However many times a viewer looks, the accesses shown for them over a span of time
+            /// number at most one per started 24 hours of that span.
+            #[test]
+            fn shown_accesses_are_bounded_by_the_time_spanned(events in log()) {
+                let flags = first_access_flags(&events);
+                for viewer in 0u8..4 {
+                    let own: Vec<_> = events.iter().filter(|(v, _)| *v == viewer).map(|(_, at)| *at).collect();
+                    let (Some(first), Some(last)) = (own.first(), own.last()) else { continue };
+                    let count = events.iter().zip(&flags).filter(|((v, _), s)| **s && *v == viewer).count() as i64;
+                    let span = (*last - *first).num_seconds();
+                    prop_assert!(count <= span / 86_400 + 1, "{} shown over {} seconds", count, span);
+                }
+            }
+        }
+    }
 }

@@ -825,4 +825,114 @@ mod tests {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
     }
+    /// Property tests of the checks that use PDS: the NHS number and the CP-IS002 cross-check.
+    mod props {
+        use super::*;
+        use crate::domain::nhs_number::check_digit;
+        use chrono::Datelike;
+        use proptest::prelude::*;
+
+        /// A valid NHS number: nine random digits and their modulus 11 check digit.
+        fn valid_nhs_number() -> impl Strategy<Value = String> {
+            "[0-9]{9}".prop_filter_map("a check digit exists", |nine| check_digit(&nine).map(|c| format!("{nine}{c}")))
+        }
+
+        /// A change a person makes when copying a number: one digit replaced, or two neighbouring
+        /// different digits swapped.
+        #[derive(Debug, Clone)]
+        enum Typo {
+            Replace(usize, u8),
+            Swap(usize),
+        }
+
+        fn typo() -> impl Strategy<Value = Typo> {
+            prop_oneof![
+                (0usize..10, 1u8..10).prop_map(|(i, by)| Typo::Replace(i, by)),
+                (0usize..9).prop_map(Typo::Swap)
+            ]
+        }
+
+        /// `number` with the typo, or None when the typo changes nothing (swapping equal digits).
+        fn apply(number: &str, typo: &Typo) -> Option<String> {
+            let mut b = number.as_bytes().to_vec();
+            match *typo {
+                Typo::Replace(i, by) => b[i] = b'0' + (b[i] - b'0' + by) % 10,
+                Typo::Swap(i) => b.swap(i, i + 1),
+            }
+            (b != number.as_bytes()).then(|| String::from_utf8(b).unwrap())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+            /// A valid number passes CPR04 and, with the rest of the record right, is accepted
+            /// under that number; any single-digit typo or swap of neighbouring digits in it is
+            /// always refused with CPR04 (modulus 11 catches both), before PDS is consulted.
+            #[test]
+            fn an_altered_nhs_number_always_fails(number in valid_nhs_number(), typo in typo()) {
+                let r = RawRecord { nhs_number: Some(number.clone()), ..record() };
+                match run(&r, &pds()) {
+                    Verdict::Accepted { nhs_number, .. } => prop_assert_eq!(nhs_number, number.clone()),
+                    other => prop_assert!(false, "{:?}", other),
+                }
+                if let Some(altered) = apply(&number, &typo) {
+                    let r = RawRecord { nhs_number: Some(altered), ..record() };
+                    prop_assert_eq!(check(&r, Some(&pds()), false, today()).code(), RecordCode::Cpr04);
+                    prop_assert_eq!(check(&r, None, false, today()).code(), RecordCode::Cpr04);
+                }
+            }
+
+            /// CP-IS002 through the record checks: a birth date sent that differs from PDS's in
+            /// two or three of its parts is always CPR03, whatever names were sent; one differing
+            /// in one part still verifies with PDS's own names.
+            #[test]
+            fn an_altered_birth_date_fails_unless_the_names_match(
+                sent in prop_oneof![
+                    Just(date(2009, 1, 31)),
+                    (prop::option::of(1990i32..2026), prop::option::of(1u32..=12), prop::option::of(1u32..=31))
+                        .prop_filter_map("a real date", |(y, m, d)| {
+                            NaiveDate::from_ymd_opt(y.unwrap_or(2009), m.unwrap_or(1), d.unwrap_or(31))
+                        }),
+                ],
+                names_right in any::<bool>(),
+            ) {
+                let (y, m, d) = (sent.year(), sent.month(), sent.day());
+                let pds_birth = pds().birth_date;
+                let same = [y == pds_birth.year(), m == pds_birth.month(), d == pds_birth.day()];
+                let parts = same.iter().filter(|s| **s).count();
+                let (given, family) = if names_right { ("amelia", " HART ") } else { ("Zoe", "Smith") };
+                let r = RawRecord {
+                    birth_date: Some(sent.format("%Y-%m-%d").to_string()),
+                    given_name: Some(given.to_string()),
+                    family_name: Some(family.to_string()),
+                    ..record()
+                };
+                let code = run(&r, &pds()).code();
+                match parts {
+                    3 => prop_assert_eq!(code, RecordCode::Cpr06),
+                    2 if names_right => prop_assert_eq!(code, RecordCode::Cpr06),
+                    _ => prop_assert_eq!(code, RecordCode::Cpr03),
+                }
+            }
+
+            /// The case and surrounding whitespace of the names sent never change the record code.
+            #[test]
+            fn the_case_of_names_does_not_change_the_code(
+                upper in any::<bool>(), pad in "[ \t\n]{0,3}", near in any::<bool>(),
+            ) {
+                let birth = if near { "2009-01-13" } else { "2009-01-31" };
+                let dress = |n: &str| {
+                    let n = if upper { n.to_uppercase() } else { n.to_lowercase() };
+                    format!("{pad}{n}{pad}")
+                };
+                let plain = RawRecord { birth_date: Some(birth.to_string()), ..record() };
+                let dressed = RawRecord {
+                    given_name: plain.given_name.as_deref().map(dress),
+                    family_name: plain.family_name.as_deref().map(dress),
+                    ..plain.clone()
+                };
+                prop_assert_eq!(run(&dressed, &pds()).code(), run(&plain, &pds()).code());
+            }
+        }
+    }
 }

@@ -303,4 +303,142 @@ mod tests {
         let d = dates(date(2026, 1, 1), Some(end), None);
         assert_eq!(last_retrievable_day(ChildProtectionPlan, &d, birth()), Some(date(2028, 5, 31)));
     }
+    /// Property tests: the rules above hold for any dates, not only the examples.
+    mod props {
+        use super::*;
+        use crate::domain::dates::{anniversary, last_day_as_child};
+        use proptest::prelude::*;
+
+        /// A UK date between 1950 and about 2150.
+        fn any_date() -> impl Strategy<Value = NaiveDate> {
+            (0u64..73_000).prop_map(|n| plus(date(1950, 1, 1), n))
+        }
+
+        fn any_kind() -> impl Strategy<Value = ItemKind> {
+            prop::sample::select(ItemKind::ALL.to_vec())
+        }
+
+        fn any_dates() -> impl Strategy<Value = ItemDates> {
+            (any_date(), prop::option::of(any_date()), prop::option::of(any_date()))
+                .prop_map(|(start, end, delete)| ItemDates { start, end, delete })
+        }
+
+        fn minus(d: NaiveDate, n: u64) -> NaiveDate {
+            d.checked_sub_days(chrono::Days::new(n)).unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            /// Once gone, always gone: retrievable on a later day implies retrievable on every
+            /// earlier one (CP-IS009/010/011: every rule is a last day).
+            #[test]
+            fn retrievability_is_monotone(
+                kind in any_kind(), d in any_dates(), birth in any_date(), on in any_date(), later in 0u64..40_000,
+            ) {
+                if !is_retrievable(kind, &d, birth, on) {
+                    prop_assert!(!is_retrievable(kind, &d, birth, plus(on, later)));
+                }
+                if is_retrievable(kind, &d, birth, plus(on, later)) {
+                    prop_assert!(is_retrievable(kind, &d, birth, on));
+                }
+            }
+
+            /// `is_retrievable` and `last_retrievable_day` agree: retrievable on the last day, not
+            /// on the day after.
+            #[test]
+            fn the_last_day_is_the_edge(kind in any_kind(), d in any_dates(), birth in any_date()) {
+                match last_retrievable_day(kind, &d, birth) {
+                    Some(last) => {
+                        prop_assert!(is_retrievable(kind, &d, birth, last));
+                        prop_assert!(!is_retrievable(kind, &d, birth, plus(last, 1)));
+                    }
+                    None => {
+                        // Only an unborn plan with neither end nor delete date has no limit.
+                        prop_assert!(kind.is_unborn() && d.end.is_none() && d.delete.is_none());
+                        prop_assert!(is_retrievable(kind, &d, birth, date(2200, 1, 1)));
+                    }
+                }
+            }
+
+            /// The start date plays no part.
+            #[test]
+            fn the_start_date_plays_no_part(
+                kind in any_kind(), d in any_dates(), other_start in any_date(), birth in any_date(), on in any_date(),
+            ) {
+                let moved = ItemDates { start: other_start, ..d };
+                prop_assert_eq!(last_retrievable_day(kind, &moved, birth), last_retrievable_day(kind, &d, birth));
+                prop_assert_eq!(is_retrievable(kind, &moved, birth, on), is_retrievable(kind, &d, birth, on));
+            }
+
+            /// CP-IS009: gone on the delete date and every day after, whatever else applies;
+            /// the day before is decided by the other rules alone.
+            #[test]
+            fn gone_from_the_delete_date(
+                kind in any_kind(), d in any_dates(), delete in any_date(), birth in any_date(), after in 0u64..5_000,
+            ) {
+                let with_delete = ItemDates { delete: Some(delete), ..d };
+                prop_assert!(!is_retrievable(kind, &with_delete, birth, plus(delete, after)));
+                let without = ItemDates { delete: None, ..d };
+                let day_before = minus(delete, 1);
+                prop_assert_eq!(
+                    is_retrievable(kind, &with_delete, birth, day_before),
+                    is_retrievable(kind, &without, birth, day_before)
+                );
+            }
+
+            /// CP-IS010/032: a CPP or LAC that ended on or before the 18th birthday is retrievable
+            /// up to and including its end plus 365 days and not the day after (no delete date).
+            #[test]
+            fn cpp_and_lac_end_plus_365(
+                lac in any::<bool>(), birth in any_date(), end_before_18 in 0u64..7_000, start in any_date(),
+            ) {
+                let kind = if lac { LookedAfterChild } else { ChildProtectionPlan };
+                let eighteenth = anniversary(birth, 18);
+                let end = minus(eighteenth, end_before_18);
+                let d = dates(start, Some(end), None);
+                prop_assert_eq!(effective_end(kind, &d, birth), Some(end));
+                prop_assert!(is_retrievable(kind, &d, birth, end));
+                prop_assert!(is_retrievable(kind, &d, birth, plus(end, 365)));
+                prop_assert!(!is_retrievable(kind, &d, birth, plus(end, 366)));
+            }
+
+            /// CP-IS007/030: a CPP or LAC is never retrievable after the child's 18th birthday plus
+            /// 365 days, whatever its end (open, or after the 18th birthday) and delete dates; an
+            /// open one, or one ending after the 18th birthday, is retrievable up to that day.
+            #[test]
+            fn cpp_and_lac_never_past_18_years_and_365_days(
+                lac in any::<bool>(), d in any_dates(), birth in any_date(), after in 1u64..40_000,
+            ) {
+                let kind = if lac { LookedAfterChild } else { ChildProtectionPlan };
+                let last_as_child = last_day_as_child(birth);
+                prop_assert!(!is_retrievable(kind, &d, birth, plus(last_as_child, after)));
+                let late_or_open = d.end.is_none_or(|end| end > anniversary(birth, 18));
+                if late_or_open && d.delete.is_none_or(|delete| delete > last_as_child) {
+                    prop_assert!(is_retrievable(kind, &d, birth, last_as_child));
+                }
+            }
+
+            /// CP-IS011/033: an unborn plan is never retrievable after its end plus 28 days, and is
+            /// retrievable on that day unless its delete date came first; the mother's birth date
+            /// plays no part.
+            #[test]
+            fn unborn_plan_end_plus_28(
+                start in any_date(), end in any_date(), delete in prop::option::of(any_date()),
+                mother in any_date(), other_mother in any_date(), after in 1u64..40_000,
+            ) {
+                let d = dates(start, Some(end), delete);
+                let last = plus(end, 28);
+                prop_assert!(!is_retrievable(UnbornChildProtectionPlan, &d, mother, plus(last, after)));
+                prop_assert_eq!(
+                    is_retrievable(UnbornChildProtectionPlan, &d, mother, last),
+                    delete.is_none_or(|delete| delete > last)
+                );
+                prop_assert_eq!(
+                    last_retrievable_day(UnbornChildProtectionPlan, &d, mother),
+                    last_retrievable_day(UnbornChildProtectionPlan, &d, other_mother)
+                );
+            }
+        }
+    }
 }

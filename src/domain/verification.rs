@@ -292,4 +292,203 @@ mod tests {
         assert_eq!(matching_date_parts(date(2009, 1, 31), date(2009, 1, 31)), 3);
         assert_eq!(matching_date_parts(date(2009, 1, 31), date(2010, 2, 1)), 0);
     }
+    /// Property tests of the cross-check over random names and dates.
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Letters whose upper and lower case are single characters that map back to each other,
+        /// so changing a letter's case changes nothing but its case.
+        const LETTERS: &[char] = &[
+            'a', 'b', 'e', 'h', 'i', 'l', 'm', 'n', 'o', 'r', 's', 't', 'z', 'A', 'E', 'H', 'M', 'R', 'T', 'Z', '\'',
+            '-', 'é', 'É', 'ñ', 'Ñ', 'ö', 'Ö', 'д', 'Д', '山',
+        ];
+        const SPACES: &[char] = &[' ', '\t', '\n', '\u{a0}', '\u{3000}'];
+
+        /// A name as words (joined by one space); no words is the empty name.
+        fn name() -> impl Strategy<Value = String> {
+            prop::collection::vec(prop::collection::vec(prop::sample::select(LETTERS), 1..6), 0..3)
+                .prop_map(|words| words.into_iter().map(String::from_iter).collect::<Vec<_>>().join(" "))
+        }
+
+        fn pds_name() -> impl Strategy<Value = PdsName> {
+            (name(), name()).prop_map(|(given, family)| PdsName { given, family })
+        }
+
+        fn any_date() -> impl Strategy<Value = NaiveDate> {
+            (1950i32..2030, 1u32..=12, 1u32..=31)
+                .prop_filter_map("a real date", |(y, m, d)| NaiveDate::from_ymd_opt(y, m, d))
+        }
+
+        /// A date near `pds`: each of year, month and day kept or changed at random.
+        fn near(pds: NaiveDate) -> impl Strategy<Value = NaiveDate> {
+            (prop::option::of(1950i32..2030), prop::option::of(1u32..=12), prop::option::of(1u32..=31)).prop_filter_map(
+                "a real date",
+                move |(y, m, d)| {
+                    NaiveDate::from_ymd_opt(y.unwrap_or(pds.year()), m.unwrap_or(pds.month()), d.unwrap_or(pds.day()))
+                },
+            )
+        }
+
+        /// What PDS holds and what the LA sent; the names sent are often PDS's first name with
+        /// something appended, so that matches are common.
+        #[derive(Debug, Clone)]
+        struct Case {
+            pds_birth: NaiveDate,
+            pds_names: Vec<PdsName>,
+            given: Option<String>,
+            family: Option<String>,
+            birth: NaiveDate,
+        }
+
+        fn case() -> impl Strategy<Value = Case> {
+            (any_date(), prop::collection::vec(pds_name(), 0..3)).prop_flat_map(|(pds_birth, pds_names)| {
+                let first =
+                    pds_names.first().cloned().unwrap_or(PdsName { given: String::new(), family: String::new() });
+                let sent = prop_oneof![
+                    (Just(first.given), name(), Just(first.family), name())
+                        .prop_map(|(g, gs, f, fs)| (Some(g + &gs), Some(f + &fs))),
+                    (prop::option::of(name()), prop::option::of(name())),
+                ];
+                (Just(pds_birth), Just(pds_names), sent, near(pds_birth)).prop_map(
+                    |(pds_birth, pds_names, (given, family), birth)| Case {
+                        pds_birth,
+                        pds_names,
+                        given,
+                        family,
+                        birth,
+                    },
+                )
+            })
+        }
+
+        fn verdict(c: &Case) -> bool {
+            cross_check(c.pds_birth, &c.pds_names, c.given.as_deref(), c.family.as_deref(), c.birth)
+        }
+
+        /// `name` with each letter's case flipped where `flips` says, and its words separated,
+        /// preceded and followed by other runs of whitespace.
+        fn disguise(name: &str, flips: &[bool], spaces: &[usize]) -> String {
+            let mut pick = spaces.iter().cycle();
+            let mut run = |at_least: usize| {
+                let n = pick.next().copied().unwrap_or(0);
+                (0..(n % 3).max(at_least)).map(|i| SPACES[(n + i) % SPACES.len()]).collect::<String>()
+            };
+            let words: Vec<&str> = name.split_whitespace().collect();
+            let mut out = run(0);
+            let mut flip = flips.iter().cycle();
+            for (i, word) in words.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(&run(1));
+                }
+                for c in word.chars() {
+                    let flipped = if flip.next().copied().unwrap_or(false) {
+                        if c.is_lowercase() {
+                            c.to_uppercase().next()
+                        } else {
+                            c.to_lowercase().next()
+                        }
+                    } else {
+                        None
+                    };
+                    out.push(flipped.unwrap_or(c));
+                }
+            }
+            out.push_str(&run(0));
+            out
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+            /// CP-IS002: changing the case of letters and the whitespace around and between words,
+            /// in what the LA sent and in PDS's names, never changes the verdict.
+            #[test]
+            fn case_and_whitespace_do_not_change_the_verdict(
+                c in case(),
+                flips in prop::collection::vec(any::<bool>(), 1..16),
+                spaces in prop::collection::vec(0usize..10, 1..8),
+            ) {
+                let d = |n: &str| disguise(n, &flips, &spaces);
+                let disguised = Case {
+                    given: c.given.as_deref().map(d),
+                    family: c.family.as_deref().map(d),
+                    pds_names: c
+                        .pds_names
+                        .iter()
+                        .map(|n| PdsName { given: d(&n.given), family: d(&n.family) })
+                        .collect(),
+                    ..c.clone()
+                };
+                prop_assert_eq!(verdict(&disguised), verdict(&c), "{:?} against {:?}", disguised, c);
+            }
+
+            /// The exact birth date verifies, whatever the names.
+            #[test]
+            fn the_exact_birth_date_always_verifies(c in case()) {
+                let exact = Case { birth: c.pds_birth, ..c };
+                prop_assert!(verdict(&exact), "{:?}", exact);
+            }
+
+            /// A birth date with fewer than 2 of its 3 parts matching never verifies, whatever the
+            /// names.
+            #[test]
+            fn a_birth_date_altered_in_two_parts_never_verifies(c in case()) {
+                if matching_date_parts(c.pds_birth, c.birth) < 2 {
+                    prop_assert!(!verdict(&c));
+                }
+            }
+
+            /// An altered birth date verifies only through the names: a given name and a family
+            /// name of at least 3 characters were sent, and one PDS name has both the same initial
+            /// and the same first 3 characters.
+            #[test]
+            fn an_altered_birth_date_verifies_only_with_matching_names(c in case()) {
+                if c.birth != c.pds_birth && verdict(&c) {
+                    prop_assert_eq!(matching_date_parts(c.pds_birth, c.birth), 2);
+                    let initial_sent = c.given.as_deref().and_then(initial);
+                    let family_sent = c.family.as_deref().and_then(family_prefix);
+                    prop_assert!(initial_sent.is_some() && family_sent.is_some());
+                    let one_matches = c
+                        .pds_names
+                        .iter()
+                        .any(|n| initial(&n.given) == initial_sent && family_prefix(&n.family) == family_sent);
+                    prop_assert!(one_matches, "{:?}", c);
+                }
+            }
+
+            /// With an altered birth date and names that match no PDS name, the check always fails.
+            #[test]
+            fn an_altered_birth_date_with_other_names_fails(c in case(), other in name()) {
+                let family = Some(format!("Qx{other}"));
+                if c.birth != c.pds_birth
+                    && c.pds_names.iter().all(|n| !n.family.trim_start().to_lowercase().starts_with("qx"))
+                {
+                    let other = Case { family, ..c };
+                    prop_assert!(!verdict(&other), "{:?}", other);
+                }
+            }
+
+            /// The PDS names are tried one at a time: the verdict against several is true exactly
+            /// when it is true against one of them (parts of two names never combine).
+            #[test]
+            fn one_pds_name_at_a_time(c in case()) {
+                let any_one = c.pds_names.iter().any(|n| verdict(&Case { pds_names: vec![n.clone()], ..c.clone() }));
+                let exact = c.birth == c.pds_birth;
+                prop_assert_eq!(verdict(&c), any_one || exact);
+            }
+
+            /// Only the initial of the given name and the first 3 characters of the family name
+            /// count: appending to names that already have them changes nothing.
+            #[test]
+            fn only_the_initial_and_the_first_three_characters_count(c in case(), tail in name(), tail2 in name()) {
+                if let (Some(g), Some(f)) = (&c.given, &c.family) {
+                    if initial(g).is_some() && family_prefix(f).is_some() {
+                        let longer = Case { given: Some(format!("{g}{tail}")), family: Some(format!("{f}{tail2}")), ..c.clone() };
+                        prop_assert_eq!(verdict(&longer), verdict(&c));
+                    }
+                }
+            }
+        }
+    }
 }

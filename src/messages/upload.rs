@@ -140,6 +140,19 @@ fn first_forbidden_char(text: &str) -> Option<usize> {
     None
 }
 
+/// `reason` cut to at most [`MAX_REASON_LEN`] bytes (ending "..." when cut): a backstop for
+/// reasons that quote the parser's own error text, which may quote the file at any length.
+fn capped(reason: String) -> String {
+    if reason.len() <= MAX_REASON_LEN {
+        return reason;
+    }
+    let mut end = MAX_REASON_LEN - 3;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &reason[..end])
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Field {
     NhsNumber,
@@ -291,7 +304,7 @@ impl<'a> Reading<'a> {
     }
 
     fn reject(&self, reason: impl Into<String>) -> Rejection {
-        Rejection { reason: reason.into(), message_id: self.message_id }
+        Rejection { reason: capped(reason.into()), message_id: self.message_id }
     }
 
     fn at(&self, pos: u64) -> String {
@@ -316,6 +329,21 @@ impl<'a> Reading<'a> {
                     let at = self.at(reader.error_position());
                     return Err(self.reject(format!(
                         "the file is not well-formed XML at {at}: an & does not start a reference (write &amp;)"
+                    )));
+                }
+                Err(quick_xml::Error::IllFormed(IllFormedError::MismatchedEndTag { expected, found })) => {
+                    let at = self.at(reader.error_position());
+                    return Err(self.reject(format!(
+                        "the file is not well-formed XML at {at}: the end tag </{}> does not close <{}>",
+                        shorten(&found),
+                        shorten(&expected)
+                    )));
+                }
+                Err(quick_xml::Error::IllFormed(IllFormedError::UnmatchedEndTag(name))) => {
+                    let at = self.at(reader.error_position());
+                    return Err(self.reject(format!(
+                        "the file is not well-formed XML at {at}: the end tag </{}> has no start tag",
+                        shorten(&name)
                     )));
                 }
                 Err(e) => {
@@ -793,6 +821,154 @@ impl<'a> Reading<'a> {
             });
         }
         Ok(Upload { message_id, sequence, created: self.created, sender, records: self.records })
+    }
+}
+
+/// The limits [`check_invariants`] parses with besides the default ones: small enough that random
+/// input reaches them (a fourth record, a value of 13 bytes).
+pub const TIGHT_LIMITS: Limits = Limits { max_records: 3, max_field_len: 12 };
+
+/// The longest [`Rejection::reason`], in bytes: a reason quotes at most a shortened piece of the
+/// file, so a huge tag name cannot make a huge acknowledgement.
+pub const MAX_REASON_LEN: usize = 600;
+
+/// The longest record fault, in bytes (it names an element and a namespace, each shortened).
+const MAX_FAULT_LEN: usize = 600;
+
+/// Parses `bytes` with the default limits and with [`TIGHT_LIMITS`] and panics when an outcome
+/// breaks what this module promises. The fuzz target (`fuzz/fuzz_targets/upload_parser.rs`) and
+/// the replay of its corpus (`tests/app/fuzz_corpus.rs`) both call it:
+///
+/// - [`parse`] never panics, and gives the same outcome for the same bytes;
+/// - an accepted file has 1 to `max_records` records numbered from 1, a Sender with a non-empty
+///   odsCode, name and emergencyPhone, and every value kept is non-empty and at most
+///   `max_field_len` bytes long (element text and Sender values also trimmed);
+/// - a rejection says why, in at most [`MAX_REASON_LEN`] bytes;
+/// - the limits decide nothing but themselves: the messageId read is the same under both; a file
+///   accepted under the tight limits is accepted under the default ones, with the same header and
+///   the same records, a value missing under the tight limits only when it is longer than they
+///   allow; a file accepted under the default limits that fits the tight ones is accepted there.
+///
+/// Returns the outcome under the default limits.
+pub fn check_invariants(bytes: &[u8]) -> Result<Upload, Rejection> {
+    let default = Limits::default();
+    let outcome = parse(bytes, &default);
+    check_outcome(&outcome, &default);
+    assert_eq!(parse(bytes, &default), outcome, "parsing the same bytes twice gave different outcomes");
+    let tight = parse(bytes, &TIGHT_LIMITS);
+    check_outcome(&tight, &TIGHT_LIMITS);
+    let id = |o: &Result<Upload, Rejection>| match o {
+        Ok(u) => Some(u.message_id),
+        Err(r) => r.message_id,
+    };
+    assert_eq!(id(&tight), id(&outcome), "the limits changed the messageId read");
+    match (&tight, &outcome) {
+        (Ok(t), Ok(d)) => {
+            assert_eq!((&t.sender, t.sequence, &t.created), (&d.sender, d.sequence, &d.created));
+            assert_eq!(t.records.len(), d.records.len());
+            for (t, d) in t.records.iter().zip(&d.records) {
+                let kinds = |r: &RawRecord| r.items.iter().map(|i| i.kind).collect::<Vec<_>>();
+                assert_eq!(kinds(t), kinds(d), "record {}: the limits changed the items read", d.index);
+                assert!(t.faults.len() >= d.faults.len(), "record {}: tight limits lost a fault", d.index);
+                let mut pairs = vec![
+                    (&t.la_child_id, &d.la_child_id),
+                    (&t.nhs_number, &d.nhs_number),
+                    (&t.given_name, &d.given_name),
+                    (&t.family_name, &d.family_name),
+                    (&t.birth_date, &d.birth_date),
+                ];
+                for (ti, di) in t.items.iter().zip(&d.items) {
+                    pairs.extend([(&ti.start, &di.start), (&ti.end, &di.end), (&ti.delete, &di.delete)]);
+                }
+                for (t_value, d_value) in pairs {
+                    let dropped_as_too_long =
+                        t_value.is_none() && d_value.as_ref().is_some_and(|v| v.len() > TIGHT_LIMITS.max_field_len);
+                    assert!(
+                        t_value == d_value || dropped_as_too_long,
+                        "record {}: the limits changed a value ({t_value:?} against {d_value:?})",
+                        d.index
+                    );
+                }
+            }
+        }
+        (Ok(_), Err(d)) => panic!("accepted under the tight limits but refused under the default ones: {}", d.reason),
+        (Err(t), Ok(d)) => {
+            let fits = |v: &str| v.len() <= TIGHT_LIMITS.max_field_len;
+            let s = &d.sender;
+            let header_fits = [&s.ods_code, &s.name, &s.emergency_phone].into_iter().all(|v| fits(v))
+                && s.office_hours_phone.as_deref().is_none_or(fits)
+                && d.created.as_deref().is_none_or(fits);
+            assert!(
+                !(header_fits && d.records.len() <= TIGHT_LIMITS.max_records),
+                "a file within the tight limits was refused under them: {}",
+                t.reason
+            );
+        }
+        (Err(_), Err(_)) => {}
+    }
+    outcome
+}
+
+/// What any one outcome under `limits` must satisfy (see [`check_invariants`]).
+fn check_outcome(outcome: &Result<Upload, Rejection>, limits: &Limits) {
+    let max = limits.max_field_len;
+    let upload = match outcome {
+        Err(r) => {
+            assert!(!r.reason.trim().is_empty(), "a rejection without a reason");
+            assert!(
+                r.reason.len() <= MAX_REASON_LEN,
+                "a rejection reason of {} bytes: {}",
+                r.reason.len(),
+                capped(r.reason.clone())
+            );
+            return;
+        }
+        Ok(upload) => upload,
+    };
+    let kept = |what: &str, v: &str| {
+        assert!(!v.is_empty(), "{what} kept empty");
+        assert!(v.len() <= max, "{what} kept with {} bytes, over the limit of {max}", v.len());
+    };
+    let trimmed = |what: &str, v: &str| {
+        kept(what, v);
+        assert_eq!(v, v.trim(), "{what} kept untrimmed");
+    };
+    let s = &upload.sender;
+    trimmed("Sender odsCode", &s.ods_code);
+    trimmed("Sender name", &s.name);
+    trimmed("Sender emergencyPhone", &s.emergency_phone);
+    if let Some(v) = &s.office_hours_phone {
+        trimmed("Sender officeHoursPhone", v);
+    }
+    if let Some(v) = &upload.created {
+        kept("created", v);
+    }
+    assert!(!upload.records.is_empty(), "accepted without a record");
+    assert!(upload.records.len() <= limits.max_records, "accepted with {} records", upload.records.len());
+    for (i, r) in upload.records.iter().enumerate() {
+        assert_eq!(r.index, i + 1, "records are numbered from 1 in file order");
+        if let Some(v) = &r.la_child_id {
+            kept("laChildId", v);
+        }
+        for (what, v) in [
+            ("NhsNumber", &r.nhs_number),
+            ("GivenName", &r.given_name),
+            ("FamilyName", &r.family_name),
+            ("BirthDate", &r.birth_date),
+        ] {
+            if let Some(v) = v {
+                trimmed(what, v);
+            }
+        }
+        for item in &r.items {
+            for v in [&item.start, &item.end, &item.delete].into_iter().flatten() {
+                kept(item_name(item.kind), v);
+            }
+        }
+        for fault in &r.faults {
+            assert!(!fault.trim().is_empty(), "an empty record fault");
+            assert!(fault.len() <= MAX_FAULT_LEN, "a record fault of {} bytes: {}", fault.len(), capped(fault.clone()));
+        }
     }
 }
 
