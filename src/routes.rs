@@ -129,12 +129,43 @@ pub fn entries() -> Vec<Entry> {
         entry(Method::GET, "/admin/jobs", ServiceOwner, web::get().to(jobs::show_jobs)),
         entry(Method::GET, "/reports", Reports, web::get().to(reports::index)),
         // REPORTS_AUDIT_ROUTES (begin)
+        // CP-IS074: the audit trail's verification page and "Verify now" (CSRF-protected).
+        entry(Method::GET, "/reports/audit", Reports, web::get().to(reports::audit::show)),
+        entry(Method::POST, "/reports/audit/verify", Reports, web::post().to(reports::audit::verify_now)),
         // REPORTS_AUDIT_ROUTES (end)
         // REPORTS_PERFORMANCE_ROUTES (begin)
+        entry(Method::GET, "/reports/cp-is078", Reports, web::get().to(reports::performance::show)),
+        entry(Method::GET, "/reports/cp-is078.csv", Reports, web::get().to(reports::performance::download_csv)),
+        entry(
+            Method::POST,
+            "/reports/cp-is078/incidents",
+            Reports,
+            web::post().to(reports::performance::record_incident),
+        ),
+        entry(
+            Method::POST,
+            "/reports/cp-is078/incidents/{incident_id}/resolve",
+            Reports,
+            web::post().to(reports::performance::resolve_incident),
+        ),
         // REPORTS_PERFORMANCE_ROUTES (end)
         // REPORTS_SUBJECT_ROUTES (begin)
+        entry(Method::GET, "/reports/cp-is079", Reports, web::get().to(reports::subject_access::show_subject_access)),
+        entry(
+            Method::GET,
+            "/reports/cp-is079.csv",
+            Reports,
+            web::get().to(reports::subject_access::download_subject_access),
+        ),
+        entry(Method::GET, "/reports/cp-is075", Reports, web::get().to(reports::subject_access::show_held_on)),
+        entry(Method::GET, "/reports/cp-is080", Reports, web::get().to(reports::open_plans::show_open_plans)),
+        entry(Method::GET, "/reports/cp-is080.csv", Reports, web::get().to(reports::open_plans::download_open_plans)),
         // REPORTS_SUBJECT_ROUTES (end)
         // REPORTS_SUMMARY_ACTIVITY_ROUTES (begin)
+        entry(Method::GET, "/reports/cp-is077", Reports, web::get().to(reports::summary::summary_page)),
+        entry(Method::GET, "/reports/cp-is077.csv", Reports, web::get().to(reports::summary::summary_csv)),
+        entry(Method::GET, "/reports/cp-is081", Reports, web::get().to(reports::activity::activity_page)),
+        entry(Method::GET, "/reports/cp-is081.csv", Reports, web::get().to(reports::activity::activity_csv)),
         // REPORTS_SUMMARY_ACTIVITY_ROUTES (end)
         entry(Method::GET, "/la", LaPortal, web::get().to(la_portal::show_portal)),
         entry(Method::POST, "/la/uploads", LaPortal, web::post().to(la_portal::upload_file)),

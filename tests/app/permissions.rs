@@ -54,6 +54,8 @@ fn sample_values(target_id: i64, target_profile_id: i64) -> BTreeMap<&'static st
         // No such message or endpoint token.
         ("message_id", "00000000-0000-4000-8000-000000000000".to_owned()),
         ("token_id", "999999".to_owned()),
+        // No such incident (CP-IS078's incident log).
+        ("incident_id", "999999".to_owned()),
     ])
 }
 
