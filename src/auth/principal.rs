@@ -5,10 +5,11 @@ use std::future::{ready, Ready};
 
 use actix_session::Session;
 use actix_web::{dev::Payload, FromRequest, HttpMessage, HttpRequest};
-use diesel::PgConnection;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 
 use super::permission::{Decision, Permission};
-use super::users::{self, Account, RoleProfile};
+use super::users::{Account, RoleProfile};
 use crate::cpis::access::{Channel, Viewer};
 use crate::error::AppError;
 
@@ -24,17 +25,43 @@ pub struct Principal {
 
 impl Principal {
     /// Loads the account and the selected role; `None` for an unknown or disabled account (CP-IS059).
+    /// One query (one round trip on every page): the account joined to its role profiles.
     pub fn load(conn: &mut PgConnection, user_id: i64, role_id: Option<i64>) -> diesel::QueryResult<Option<Principal>> {
-        let Some(account) = users::account(conn, user_id)? else {
-            return Ok(None);
-        };
-        if account.disabled_at.is_some() {
-            return Ok(None);
+        let rows: Vec<PrincipalRow> = diesel::sql_query(PRINCIPAL_QUERY).bind::<BigInt, _>(user_id).load(conn)?;
+        Ok(Principal::from_rows(rows, role_id))
+    }
+
+    /// The principal from the rows of [`PRINCIPAL_QUERY`] (one per role profile, or one without).
+    fn from_rows(rows: Vec<PrincipalRow>, role_id: Option<i64>) -> Option<Principal> {
+        let first = rows.first()?;
+        if first.disabled_at.is_some() {
+            return None;
         }
-        let profiles = users::profiles(conn, user_id)?;
+        let account = Account {
+            id: first.id,
+            username: first.username.clone(),
+            sds_user_id: first.sds_user_id,
+            display_name: first.display_name.clone(),
+            must_change_password: first.must_change_password,
+            disabled_at: first.disabled_at,
+        };
+        let profiles: Vec<RoleProfile> = rows
+            .into_iter()
+            .filter_map(|r| {
+                Some(RoleProfile {
+                    id: r.profile_id?,
+                    nhs_org_code: r.nhs_org_code,
+                    la_code: r.la_code,
+                    organisation_name: r.organisation_name?,
+                    job_role_code: r.job_role_code?,
+                    job_role_name: r.job_role_name?,
+                    activity_codes: r.activity_codes,
+                })
+            })
+            .collect();
         let profile_count = profiles.len();
         let role = role_id.and_then(|rid| profiles.into_iter().find(|p| p.id == rid));
-        Ok(Some(Principal { account, role, profile_count }))
+        Some(Principal { account, role, profile_count })
     }
 
     /// Checks a permission again inside a handler (defence in depth beside the middleware).
@@ -60,6 +87,51 @@ impl Principal {
             channel: Channel::Scra,
         }
     }
+}
+
+/// The account and every role profile it holds, in one statement (the same columns as
+/// `users::account` and `users::profiles`), ordered by profile id.
+const PRINCIPAL_QUERY: &str = "SELECT u.id, u.username, u.sds_user_id, u.display_name, u.must_change_password, \
+     u.disabled_at, rp.id AS profile_id, rp.nhs_org_code, rp.la_code, \
+     CASE WHEN rp.id IS NULL THEN NULL ELSE coalesce(o.name, la.display_name, la.reference_name, '') END \
+       AS organisation_name, \
+     rp.job_role_code, jr.name AS job_role_name, \
+     ARRAY(SELECT a.activity_code FROM role_profile_activities a WHERE a.role_profile_id = rp.id \
+           ORDER BY a.activity_code) AS activity_codes \
+     FROM users u \
+     LEFT JOIN (role_profiles rp JOIN job_roles jr ON jr.code = rp.job_role_code) ON rp.user_id = u.id \
+     LEFT JOIN nhs_organisations o ON o.ods_code = rp.nhs_org_code \
+     LEFT JOIN local_authorities la ON la.code = rp.la_code \
+     WHERE u.id = $1 ORDER BY rp.id";
+
+#[derive(QueryableByName)]
+struct PrincipalRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    username: String,
+    #[diesel(sql_type = SqlUuid)]
+    sds_user_id: uuid::Uuid,
+    #[diesel(sql_type = Text)]
+    display_name: String,
+    #[diesel(sql_type = Bool)]
+    must_change_password: bool,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    disabled_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    profile_id: Option<i64>,
+    #[diesel(sql_type = Nullable<Text>)]
+    nhs_org_code: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    la_code: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    organisation_name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    job_role_code: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    job_role_name: Option<String>,
+    #[diesel(sql_type = Array<Text>)]
+    activity_codes: Vec<String>,
 }
 
 /// Extractor: the signed-in principal, or a redirect to sign in.

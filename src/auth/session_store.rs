@@ -1,8 +1,20 @@
 //! Sessions kept in PostgreSQL, so that every `cpis serve` instance shares them and an
 //! administrator can end all of a user's sessions at once (CP-IS059). Rows are keyed by the
 //! SHA-256 of the session key: the cookie value itself is never stored.
+//!
+//! One round trip per request (issue 8): loading a session also extends its idle expiry, in the
+//! same statement, so the `update_ttl` that actix-session calls after an unchanged request has
+//! nothing left to do. The expiry only moves when it would move by more than [`slack`] (a minute,
+//! or a tenth of a short idle limit): an active session's row is written about once a minute, not
+//! on every page, and a session left idle still ends within the idle limit (up to that slack
+//! sooner, never later). The extension is committed without waiting for the WAL flush
+//! (`synchronous_commit = off` for that statement only): losing it in a crash only ends a session
+//! a little earlier. Everything else the store writes (a new session, a changed state, a deletion)
+//! is committed durably as before.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
@@ -21,12 +33,96 @@ pub const USER_ID_KEY: &str = "uid";
 pub struct PgSessionStore {
     pool: DbPool,
     absolute: StdDuration,
+    /// The idle TTL in seconds, as the session middleware passes it to every write (it is one
+    /// configured value); -1 until the first write tells it.
+    idle: Arc<AtomicI64>,
+    /// Sessions whose idle expiry `load` has just seen to (extended, or fresh enough), so that
+    /// `update_ttl` can skip its write. Losing an entry only costs an extra write; an entry is set or cleared by every load.
+    extended: Arc<Mutex<HashSet<Vec<u8>>>>,
 }
+
+/// Above this many pending entries the set is cleared (an entry left by a request that failed
+/// before the session middleware finished only ever causes one redundant write).
+const EXTENDED_LIMIT: usize = 100_000;
 
 impl PgSessionStore {
     pub fn new(pool: DbPool, absolute: StdDuration) -> PgSessionStore {
-        PgSessionStore { pool, absolute }
+        PgSessionStore {
+            pool,
+            absolute,
+            idle: Arc::new(AtomicI64::new(-1)),
+            extended: Arc::new(Mutex::new(HashSet::new())),
+        }
     }
+
+    /// The same store with the idle TTL known from the start (otherwise learnt from the first write).
+    pub fn with_idle(self, idle: StdDuration) -> PgSessionStore {
+        self.idle.store(idle.as_secs().min(i64::MAX as u64) as i64, Ordering::Relaxed);
+        self
+    }
+
+    fn learn_idle(&self, ttl: &Duration) {
+        self.idle.store(ttl.whole_seconds().max(0), Ordering::Relaxed);
+    }
+
+    fn mark_extended(&self, hash: &[u8], extended: bool) {
+        let mut set = self.extended.lock().unwrap_or_else(|p| p.into_inner());
+        if extended {
+            if set.len() >= EXTENDED_LIMIT {
+                set.clear();
+            }
+            set.insert(hash.to_vec());
+        } else {
+            set.remove(hash);
+        }
+    }
+
+    /// Whether `load` saw to this session's expiry in this request (and forgets it).
+    fn take_extended(&self, hash: &[u8]) -> bool {
+        self.extended.lock().unwrap_or_else(|p| p.into_inner()).remove(hash)
+    }
+}
+
+#[derive(QueryableByName)]
+struct StateRow {
+    #[diesel(sql_type = diesel::sql_types::Jsonb)]
+    state: serde_json::Value,
+}
+
+/// How far the idle expiry may lag behind before a load moves it: a minute, or a tenth of the idle
+/// limit when that is shorter.
+pub fn slack(idle_secs: i64) -> chrono::TimeDelta {
+    chrono::TimeDelta::milliseconds((idle_secs * 100).clamp(0, 60_000))
+}
+
+/// Loads a live session and, when its idle expiry lags by more than [`slack`], extends it, in one
+/// statement committed without waiting for the WAL flush (see the module's documentation).
+fn load_and_extend(
+    conn: &mut PgConnection,
+    hash: Vec<u8>,
+    now: chrono::DateTime<Utc>,
+    idle_secs: i64,
+) -> QueryResult<Option<serde_json::Value>> {
+    use diesel::sql_types::{Bytea, Timestamptz};
+    let expires = now + chrono::TimeDelta::seconds(idle_secs);
+    let row: Option<StateRow> = diesel::sql_query(
+        "WITH live AS ( \
+             SELECT key_hash, state, expires_at FROM sessions \
+             WHERE key_hash = $1 AND expires_at > $2 AND absolute_expires_at > $2 \
+         ), extended AS ( \
+             UPDATE sessions SET expires_at = $3 \
+             FROM live, (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed \
+             WHERE sessions.key_hash = live.key_hash AND live.expires_at < $4 \
+             RETURNING 1 \
+         ) SELECT state FROM live",
+    )
+    .bind::<Bytea, _>(hash)
+    .bind::<Timestamptz, _>(now)
+    .bind::<Timestamptz, _>(expires)
+    .bind::<Timestamptz, _>(expires - slack(idle_secs))
+    .get_result(conn)
+    .optional()?;
+    Ok(row.map(|r| r.state))
 }
 
 pub fn key_hash(key: &str) -> Vec<u8> {
@@ -60,10 +156,15 @@ async fn blocking<T: Send + 'static>(
 impl SessionStore for PgSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
         let hash = key_hash(session_key.as_ref());
+        let idle = self.idle.load(Ordering::Relaxed);
+        let key = hash.clone();
         let state: Option<serde_json::Value> = blocking(&self.pool, move |conn| {
             let now = Utc::now();
+            if idle >= 0 {
+                return load_and_extend(conn, key, now, idle);
+            }
             sessions::table
-                .find(hash)
+                .find(key)
                 .filter(sessions::expires_at.gt(now))
                 .filter(sessions::absolute_expires_at.gt(now))
                 .select(sessions::state)
@@ -72,10 +173,12 @@ impl SessionStore for PgSessionStore {
         })
         .await
         .map_err(LoadError::Other)?;
+        self.mark_extended(&hash, idle >= 0 && state.is_some());
         state.map(|s| serde_json::from_value(s).map_err(|e| LoadError::Deserialization(e.into()))).transpose()
     }
 
     async fn save(&self, state: HashMap<String, String>, ttl: &Duration) -> Result<SessionKey, SaveError> {
+        self.learn_idle(ttl);
         let key = new_key();
         let hash = key_hash(key.as_ref());
         let uid = user_id(&state);
@@ -104,7 +207,9 @@ impl SessionStore for PgSessionStore {
         state: HashMap<String, String>,
         ttl: &Duration,
     ) -> Result<SessionKey, UpdateError> {
+        self.learn_idle(ttl);
         let hash = key_hash(session_key.as_ref());
+        self.take_extended(&hash);
         let uid = user_id(&state);
         let json = serde_json::to_value(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
         let expires = expiry(ttl);
@@ -126,6 +231,11 @@ impl SessionStore for PgSessionStore {
 
     async fn update_ttl(&self, session_key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
         let hash = key_hash(session_key.as_ref());
+        // Already seen to by this request's load, with this very TTL: nothing to write.
+        if self.take_extended(&hash) && self.idle.load(Ordering::Relaxed) == ttl.whole_seconds().max(0) {
+            return Ok(());
+        }
+        self.learn_idle(ttl);
         let expires = expiry(ttl);
         blocking(&self.pool, move |conn| {
             diesel::update(sessions::table.find(hash)).set(sessions::expires_at.eq(expires)).execute(conn)
@@ -136,6 +246,7 @@ impl SessionStore for PgSessionStore {
 
     async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
         let hash = key_hash(session_key.as_ref());
+        self.take_extended(&hash);
         blocking(&self.pool, move |conn| diesel::delete(sessions::table.find(hash)).execute(conn)).await?;
         Ok(())
     }
@@ -144,4 +255,17 @@ impl SessionStore for PgSessionStore {
 /// Ends every session of a user (disabling an account, CP-IS059). Call inside the transaction.
 pub fn delete_user_sessions(conn: &mut PgConnection, user_id: i64) -> QueryResult<usize> {
     diesel::delete(sessions::table.filter(sessions::user_id.eq(user_id))).execute(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_idle_expiry_lags_by_at_most_a_minute_or_a_tenth_of_the_idle_limit() {
+        assert_eq!(slack(30 * 60), chrono::TimeDelta::seconds(60));
+        assert_eq!(slack(2), chrono::TimeDelta::milliseconds(200));
+        assert_eq!(slack(0), chrono::TimeDelta::zero());
+        assert_eq!(slack(-5), chrono::TimeDelta::zero());
+    }
 }
