@@ -162,7 +162,9 @@ const GIVEN_M: &[&str] = &[
     "Muhammad", "Noah", "Oliver", "George", "Leo", "Arthur", "Oscar", "Harry", "Theodore", "Jack", "Charlie",
     "Freddie", "Alfie", "Jacob", "Thomas", "Henry", "Archie", "Ethan", "Isaac", "Joshua", "Reuben",
 ];
-const FAMILY: &[&str] = &[
+/// A hundred common family names (also drawn on by the national
+/// benchmark's dataset).
+pub const FAMILY: &[&str] = &[
     "Smith",
     "Jones",
     "Taylor",

@@ -56,6 +56,8 @@ async fn an_administrator_disables_a_signed_in_clinician_whose_next_click_lands_
     admin.screenshot_full_page(&shot("2-admin-sees-her-account")).await;
     admin.click("#disable-user").await;
     admin.wait_for_path(&user_page).await;
+    // The path is the same before and after: wait for the new page, whose form re-enables.
+    admin.find("form[action$='/enable']").await;
     assert_eq!(summary_value(&admin, "Status").await, "Disabled", "the page shows the account disabled");
     let account = admin.text("main").await;
     assert!(account.contains("Re-enable this account"), "the page offers to re-enable it: {account}");
