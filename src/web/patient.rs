@@ -5,6 +5,7 @@ use actix_session::Session;
 use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 use chrono::Utc;
+use diesel::PgConnection;
 use serde::Deserialize;
 
 use super::layout::Layout;
@@ -75,11 +76,20 @@ enum Record {
 }
 
 async fn load_record(state: &AppState, number: &str) -> Result<Record, AppError> {
+    let number = valid_number(number)?;
+    db::run(&state.pool, move |conn| lookup_record(conn, &number)).await
+}
+
+/// A well-formed NHS number, or the same 404 an unknown one gets.
+fn valid_number(number: &str) -> Result<String, AppError> {
     if !nhs_number::is_valid(number) {
         return Err(AppError::NotFound("There is no patient with that NHS number.".into()));
     }
-    let number = number.to_owned();
-    db::run(&state.pool, move |conn| match patient::lookup(conn, &number)? {
+    Ok(number.to_owned())
+}
+
+fn lookup_record(conn: &mut PgConnection, number: &str) -> Result<Record, AppError> {
+    match patient::lookup(conn, number)? {
         Lookup::Found(p) => {
             let linked = patient::linked_numbers(conn, &p.nhs_number)?;
             Ok(Record::Current { patient: p, linked })
@@ -88,8 +98,7 @@ async fn load_record(state: &AppState, number: &str) -> Result<Record, AppError>
             Ok(Record::Moved { current: current.nhs_number, old: old_number })
         }
         Lookup::NotFound => Err(AppError::NotFound("There is no patient with that NHS number.".into())),
-    })
-    .await
+    }
 }
 
 /// Whether the alert tab is offered: B0264 + B0107 and something this role may see (CP-IS053 to
@@ -199,15 +208,22 @@ pub async fn open_alert_tab(
     let role = principal.require(Permission::ViewAlerts)?.clone();
     // Opening the tab records an access and notifies the LA: another site must not trigger it.
     refuse_cross_site(&req)?;
-    let (patient, linked) = match load_record(&state, &path).await? {
-        Record::Moved { current, .. } => return Ok(see_other(&format!("/patients/{current}/child-care-alert"))),
-        Record::Current { patient, linked } => (patient, linked),
-    };
+    let number = valid_number(&path)?;
     let viewer = principal.viewer(&role);
     let unborn = role.may_see_unborn_plans();
-    let p = patient.clone();
-    let tab =
-        db::transaction(&state.pool, move |conn| alert::open(conn, &p, &linked, &viewer, unborn, Utc::now())).await?;
+    // The record is found and the tab opened in one transaction (one connection per opening).
+    let opened = db::transaction(&state.pool, move |conn| match lookup_record(conn, &number)? {
+        Record::Moved { current, .. } => Ok(Err(current)),
+        Record::Current { patient, linked } => {
+            let tab = alert::open(conn, &patient, &linked, &viewer, unborn, Utc::now())?;
+            Ok(Ok((patient, tab)))
+        }
+    })
+    .await?;
+    let (patient, tab) = match opened {
+        Err(current) => return Ok(see_other(&format!("/patients/{current}/child-care-alert"))),
+        Ok(found) => found,
+    };
     let Some(tab) = tab else {
         return Err(AppError::NotFound("There is no child protection information to show for this patient.".into()));
     };
