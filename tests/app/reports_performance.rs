@@ -11,7 +11,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use crate::support::db::{count, execute};
-use crate::support::{between, Client, Template, TestApp, TestDatabase};
+use crate::support::{between, html_text, Client, Template, TestApp, TestDatabase};
 
 const PAGE: &str = "/reports/cp-is078";
 
@@ -36,18 +36,7 @@ fn table_rows(html: &str, id: &str) -> Vec<Vec<String>> {
 
 /// Text without tags, with askama's escapes undone and whitespace collapsed.
 fn text_of(html: &str) -> String {
-    let mut out = String::new();
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => in_tag = false,
-            c if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    let out = out.replace("&#38;", "&").replace("&amp;", "&").replace("&#39;", "'").replace("&quot;", "\"");
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
+    html_text(html).split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The text of the element with this id.

@@ -10,33 +10,11 @@ use cpis::domain::dates::{anniversary, format_date, uk_date};
 use cpis::seed::demo::fixtures::*;
 
 use crate::support::db::execute;
+use crate::support::html_text as text_of;
 use crate::support::uploads::{file, new_id, record_for, Mailbox, KENT};
 use crate::support::{Client, Template, TestApp};
 
 const LEEDS: &str = "E08000035";
-
-/// The text of an HTML fragment: tags removed, askama's escapes undone.
-fn text_of(html: &str) -> String {
-    let mut out = String::new();
-    let mut in_tag = false;
-    for c in html.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => in_tag = false,
-            c if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.replace("&#39;", "'")
-        .replace("&#x27;", "'")
-        .replace("&quot;", "\"")
-        .replace("&#34;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-        .trim()
-        .to_owned()
-}
 
 /// The cells of every body row of the table with this id (empty when the page has no such table).
 fn table(page: &str, id: &str) -> Vec<Vec<String>> {

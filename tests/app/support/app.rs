@@ -103,6 +103,30 @@ pub fn between(s: &str, start: &str, end: &str) -> Option<String> {
     Some(s[i..j].to_owned())
 }
 
+/// The text of an HTML fragment: tags removed, askama's escapes undone, trimmed.
+pub fn html_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&#39;", "'")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&#34;", "\"")
+        .replace("&#38;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+        .trim()
+        .to_owned()
+}
+
 pub struct Client {
     pub http: reqwest::Client,
     pub base: String,
