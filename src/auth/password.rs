@@ -14,11 +14,52 @@ fn hasher() -> Argon2<'static> {
 
 pub fn hash(password: &str) -> String {
     let salt = SaltString::generate(&mut OsRng);
-    hasher().hash_password(password.as_bytes(), &salt).expect("argon2 hashing with valid parameters").to_string()
+    with_slot(|| {
+        hasher().hash_password(password.as_bytes(), &salt).expect("argon2 hashing with valid parameters").to_string()
+    })
 }
 
 pub fn verify(phc: &str, password: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| hasher().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(phc).is_ok_and(|h| with_slot(|| hasher().verify_password(password.as_bytes(), &h).is_ok()))
+}
+
+/// How many argon2 computations may run at once in this process: one core is always left for
+/// pages, so a burst of sign-ins queues instead of stalling everyone else (issue 8), and at most
+/// that many threads hold argon2's 19 MiB at a time.
+pub fn concurrent_hashes() -> usize {
+    static LIMIT: OnceLock<usize> = OnceLock::new();
+    *LIMIT.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)))
+}
+
+/// A counting semaphore over [`concurrent_hashes`] slots. Hashing runs on blocking threads
+/// (`db::run`), so waiting here blocks only the thread that asked.
+struct Slots {
+    busy: std::sync::Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+static SLOTS: Slots = Slots { busy: std::sync::Mutex::new(0), freed: std::sync::Condvar::new() };
+
+fn with_slot<T>(f: impl FnOnce() -> T) -> T {
+    let limit = concurrent_hashes();
+    {
+        let mut busy = SLOTS.busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *busy >= limit {
+            busy = SLOTS.freed.wait(busy).unwrap_or_else(|e| e.into_inner());
+        }
+        *busy += 1;
+    }
+    // Released however `f` ends (a panic included).
+    struct Release;
+    impl Drop for Release {
+        fn drop(&mut self) {
+            let mut busy = SLOTS.busy.lock().unwrap_or_else(|e| e.into_inner());
+            *busy -= 1;
+            SLOTS.freed.notify_one();
+        }
+    }
+    let _release = Release;
+    f()
 }
 
 /// Verifies against a hash nobody's password matches, so an unknown username costs the same time
@@ -83,6 +124,33 @@ const COMMON: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_more_hashes_run_at_once_than_the_limit_allows() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NOW: AtomicUsize = AtomicUsize::new(0);
+        static MOST: AtomicUsize = AtomicUsize::new(0);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    with_slot(|| {
+                        let n = NOW.fetch_add(1, Ordering::SeqCst) + 1;
+                        MOST.fetch_max(n, Ordering::SeqCst);
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        NOW.fetch_sub(1, Ordering::SeqCst);
+                    })
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let most = MOST.load(Ordering::SeqCst);
+        assert!(most >= 1 && most <= concurrent_hashes(), "{most} at once, limit {}", concurrent_hashes());
+        // A panic inside releases its slot: the next hash still runs.
+        let _ = std::thread::spawn(|| with_slot(|| panic!("inside a slot"))).join();
+        assert!(verify(&hash("a passphrase of some length"), "a passphrase of some length"));
+    }
 
     #[test]
     fn hashes_are_argon2id_and_verify() {

@@ -44,7 +44,7 @@ async fn an_administrator_disables_a_signed_in_clinician_whose_next_click_lands_
     sign_in(&admin, &app, ADMIN, "/admin/users").await;
     admin.fill("#q", CLINICIAN).await;
     admin.click("form[action='/admin/users'] button[type=submit]").await;
-    admin.wait_for_path("/admin/users").await;
+    admin.wait_for_path_containing("q=amy.patel").await;
     assert!(admin.current_path().await.contains("q=amy.patel"), "the search ran: {}", admin.current_url().await);
     let caption = admin.text("#users-table caption").await;
     assert_eq!(caption, "1 user", "the search finds her alone");
@@ -90,6 +90,8 @@ async fn an_administrator_disables_a_signed_in_clinician_whose_next_click_lands_
     clinician.fill("#password", PASSWORD).await;
     clinician.click("form[action='/sign-in'] button[type=submit]").await;
     clinician.wait_for_path("/sign-in").await;
+    // The refusal is the same address as the form: wait for its error summary.
+    clinician.find(".nhsuk-error-summary").await;
     let refused = clinician.text("main").await;
     assert!(refused.contains("There is a problem"), "a disabled account cannot sign in: {refused}");
     clinician.screenshot_full_page(&shot("5-clinician-cannot-sign-in")).await;

@@ -167,16 +167,26 @@ impl Browser {
     /// Waits until the current path (without the query) is `path`: clicks that navigate return
     /// before the next page has always loaded.
     pub async fn wait_for_path(&self, path: &str) {
+        self.wait_for_location(path, |current| current.split('?').next() == Some(path)).await
+    }
+
+    /// Waits until the current path and query contain `needle`: for a form that submits to the
+    /// page it is on, where the path alone does not change.
+    pub async fn wait_for_path_containing(&self, needle: &str) {
+        self.wait_for_location(needle, |current| current.contains(needle)).await
+    }
+
+    async fn wait_for_location(&self, wanted: &str, reached: impl Fn(&str) -> bool) {
         let started = Instant::now();
         loop {
             let current = self.current_path().await;
-            if current.split('?').next() == Some(path) && self.ready_state().await == "complete" {
+            if reached(&current) && self.ready_state().await == "complete" {
                 return;
             }
             if started.elapsed() > WAIT {
                 let page =
                     self.script("return document.querySelector('main')?.innerText ?? document.body.innerText").await;
-                panic!("expected to reach {path}, still on {current}, which shows:\n{page}");
+                panic!("expected to reach {wanted}, still on {current}, which shows:\n{page}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
