@@ -103,8 +103,8 @@ impl Config {
             db_pool_size: env_parse("CPIS_DB_POOL_SIZE", 16)?,
             db_timeout: Duration::from_secs(env_parse("CPIS_DB_TIMEOUT_SECS", 3)?),
             secure_cookies: env_parse("CPIS_SECURE_COOKIES", false)?,
-            session_idle: Duration::from_secs(60 * env_parse::<u64>("CPIS_SESSION_IDLE_MINUTES", 30)?),
-            session_absolute: Duration::from_secs(3600 * env_parse::<u64>("CPIS_SESSION_ABSOLUTE_HOURS", 12)?),
+            session_idle: Duration::from_secs(env_scaled("CPIS_SESSION_IDLE_MINUTES", 30, 60)?),
+            session_absolute: Duration::from_secs(env_scaled("CPIS_SESSION_ABSOLUTE_HOURS", 12, 3600)?),
             log_json: std::env::var("CPIS_LOG_FORMAT").is_ok_and(|v| v == "json"),
             workers: env_parse("CPIS_WORKERS", 0)?,
             scheduler: env_parse("CPIS_SCHEDULER", true)?,
@@ -112,7 +112,8 @@ impl Config {
             mail_from: std::env::var("CPIS_MAIL_FROM").unwrap_or_else(|_| "cpis-notifications@example.org".into()),
             mail_dir: std::env::var("CPIS_MAIL_DIR").unwrap_or_else(|_| ".cpis/mail".into()),
             sign_in_limit: env_parse("CPIS_SIGN_IN_LIMIT", 30)?,
-            upload_limit_bytes: env_parse::<usize>("CPIS_UPLOAD_LIMIT_MB", 100)? * 1_048_576,
+            upload_limit_bytes: usize::try_from(env_scaled("CPIS_UPLOAD_LIMIT_MB", 100, 1_048_576)?)
+                .map_err(|_| anyhow::anyhow!("CPIS_UPLOAD_LIMIT_MB is too large for this machine"))?,
             cookie_key: std::env::var("CPIS_COOKIE_KEY").ok().filter(|k| !k.is_empty()),
             static_dir: std::env::var("CPIS_STATIC_DIR").unwrap_or_else(|_| "static".into()),
             audit_key: audit_key_from_env()?,
@@ -145,6 +146,14 @@ impl Config {
     }
 }
 
+/// A count of units (minutes, hours, MiB) read as a number of smaller ones (seconds, bytes); a
+/// value too large to hold is a clear start-up error, not an overflow.
+fn env_scaled(name: &str, default: u64, unit: u64) -> anyhow::Result<u64> {
+    env_parse::<u64>(name, default)?
+        .checked_mul(unit)
+        .ok_or_else(|| anyhow::anyhow!("{name} is too large: choose a smaller value"))
+}
+
 fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
     match std::env::var(name) {
         Ok(v) => v.parse().map_err(|_| anyhow::anyhow!("{name}={v:?} is not a valid value")),
@@ -155,6 +164,17 @@ fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_scaled_setting_too_large_to_hold_is_an_error_not_an_overflow() {
+        // A name no other test or setting uses, so setting it races with nothing.
+        let name = "CPIS_TEST_ONLY_SCALED_SETTING";
+        assert_eq!(env_scaled(name, 30, 60).unwrap(), 1800);
+        std::env::set_var(name, u64::MAX.to_string());
+        let err = env_scaled(name, 30, 60).unwrap_err().to_string();
+        std::env::remove_var(name);
+        assert!(err.contains("too large"), "{err}");
+    }
 
     #[test]
     fn audit_keys_are_hex_of_at_least_256_bits_and_never_printed() {
