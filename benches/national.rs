@@ -17,6 +17,8 @@
 
 #[path = "national/baseline.rs"]
 mod baseline;
+#[path = "national/common.rs"]
+mod common;
 #[path = "national/dataset.rs"]
 mod dataset;
 #[path = "national/loadgen.rs"]
@@ -31,6 +33,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Date, Text};
 use serde_json::json;
 
+use common::{admin_url, exec, median, url_for};
 use loadgen::{MakeReq, Req, Stats, Target};
 
 const DB: &str = "cpis_bench_national";
@@ -43,20 +46,6 @@ const OPEN_RATE: f64 = 1000.0;
 const OPEN_COUNT: u64 = 10_000;
 const SOAK: Duration = Duration::from_secs(15 * 60);
 const FHIR_TOKENS: usize = 200;
-
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL").expect("DATABASE_URL (scripts/bench sets it)")
-}
-
-fn url_for(db: &str) -> String {
-    let url = admin_url();
-    let i = url.rfind('/').expect("a database URL");
-    format!("{}/{db}", &url[..i])
-}
-
-fn exec(conn: &mut PgConnection, sql: &str) {
-    diesel::sql_query(sql).execute(conn).unwrap_or_else(|e| panic!("{e}\n{sql}"));
-}
 
 #[derive(QueryableByName)]
 struct S {
@@ -718,14 +707,6 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool) {
 struct Count {
     #[diesel(sql_type = BigInt)]
     n: i64,
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    v.sort();
-    v[v.len() / 2]
 }
 
 /// The soak: 160 users, each searching by NHS number then opening a tab, 1 s think time between

@@ -6,39 +6,28 @@
 //! same run: the same number of rows written by the simplest batched INSERT into a scratch
 //! table. Prints a table and writes target/bench/upload.json.
 
+#[path = "national/common.rs"]
+mod common;
+
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
 use diesel::prelude::*;
 
+use common::{admin_url, exec, median, url_for};
 use cpis::pds::patient::{self, Gender, NewPatient};
 
 const RECORDS: usize = 60_000;
 const RUNS: usize = 3;
 const TARGET: Duration = Duration::from_secs(5);
 
-fn admin_url() -> String {
-    std::env::var("DATABASE_URL").expect("DATABASE_URL (scripts/bench sets it)")
-}
-
-fn url_for(db: &str) -> String {
-    let url = admin_url();
-    let i = url.rfind('/').expect("a database URL");
-    format!("{}/{db}", &url[..i])
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() {
     cpis::telemetry::init(false);
     let db = "cpis_bench_upload";
     let mut admin = PgConnection::establish(&admin_url()).expect("connect");
-    diesel::sql_query(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).execute(&mut admin).unwrap();
-    diesel::sql_query(format!("CREATE DATABASE {db}")).execute(&mut admin).unwrap();
+    exec(&mut admin, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    exec(&mut admin, &format!("CREATE DATABASE {db}"));
     let url = url_for(db);
     let mut conn = PgConnection::establish(&url).unwrap();
     cpis::db::migrate(&mut conn).unwrap();
@@ -80,12 +69,10 @@ fn main() {
     let token = cpis::mailbox::tokens::issue_la(&mut conn, cpis::audit::Actor::Operator, "E10000016", "bench").unwrap();
 
     // The baseline: the same number of rows, written by the simplest batched INSERT.
-    diesel::sql_query("CREATE TABLE bench_baseline (n text, la text, kind text, child text, start date, finish date)")
-        .execute(&mut conn)
-        .unwrap();
+    exec(&mut conn, "CREATE TABLE bench_baseline (n text, la text, kind text, child text, start date, finish date)");
     let mut baseline = Vec::new();
     for _ in 0..RUNS {
-        diesel::sql_query("TRUNCATE bench_baseline").execute(&mut conn).unwrap();
+        exec(&mut conn, "TRUNCATE bench_baseline");
         let started = Instant::now();
         conn.transaction::<_, diesel::result::Error, _>(|conn| {
             for chunk in patients.chunks(10_000) {

@@ -20,6 +20,7 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Bytea, Date, Integer, Jsonb, Nullable, Text, Timestamptz};
 
+use crate::common::exec;
 use cpis::audit::chain;
 use cpis::domain::dates::{uk_date, uk_day_bounds};
 use cpis::domain::names::{normalise_name, soundex};
@@ -55,10 +56,6 @@ pub fn marker(conn: &mut PgConnection) -> Option<Marker> {
         .filter(|m: &Marker| m.version == GENERATOR_VERSION)
 }
 
-fn exec(conn: &mut PgConnection, sql: &str) {
-    diesel::sql_query(sql).execute(conn).unwrap_or_else(|e| panic!("{e}\n{sql}"));
-}
-
 fn step(what: &str, started: Instant) {
     eprintln!("  dataset: {what} ({:.0} s)", started.elapsed().as_secs_f64());
 }
@@ -75,65 +72,22 @@ const SYLLABLES_B: &[&str] = &[
     "cott", "hurst", "wick", "combe", "land", "shaw", "gate", "lowe", "brook", "mere", "ington", "ell", "sby",
     "thwaite", "hope", "den",
 ];
-const GIVEN_F: &[&str] = &[
-    "Olivia",
-    "Amelia",
-    "Isla",
-    "Ava",
-    "Mia",
-    "Ivy",
-    "Lily",
-    "Isabella",
-    "Rosie",
-    "Sophia",
-    "Grace",
-    "Freya",
-    "Willow",
-    "Evie",
-    "Poppy",
-    "Ella",
-    "Charlotte",
-    "Emily",
-    "Ruby",
-    "Sienna",
-    "Hannah",
-    "Zara",
-    "Aisha",
-    "Maya",
-    "Sophie",
-    "Jessica",
-    "Chloe",
-    "Lucy",
-    "Holly",
-    "Megan",
-    "Amber",
-    "Laura",
-    "Sarah",
-    "Emma",
-    "Rebecca",
-    "Katie",
-    "Jade",
-    "Leah",
-    "Nadia",
-    "Priya",
-    "Fatima",
-    "Maryam",
-    "Alice",
-    "Florence",
-    "Matilda",
-    "Elsie",
-    "Phoebe",
-    "Harriet",
-    "Imogen",
-    "Esme",
+/// Given names beyond the demo's (`cpis::seed::demo::GIVEN_F` and `GIVEN_M` come first).
+const MORE_GIVEN_F: &[&str] = &[
+    "Aisha", "Maya", "Sophie", "Jessica", "Chloe", "Lucy", "Holly", "Megan", "Amber", "Laura", "Sarah", "Emma",
+    "Rebecca", "Katie", "Jade", "Leah", "Nadia", "Priya", "Fatima", "Maryam", "Alice", "Florence", "Matilda", "Elsie",
+    "Phoebe", "Harriet", "Imogen", "Esme",
 ];
-const GIVEN_M: &[&str] = &[
-    "Muhammad", "Noah", "Oliver", "George", "Leo", "Arthur", "Oscar", "Harry", "Theodore", "Jack", "Charlie",
-    "Freddie", "Alfie", "Jacob", "Thomas", "Henry", "Archie", "Ethan", "Isaac", "Joshua", "Reuben", "Daniel", "James",
-    "William", "Samuel", "Joseph", "Lucas", "Adam", "Ryan", "Liam", "Mason", "Logan", "Dylan", "Tyler", "Kai", "Ali",
-    "Omar", "Yusuf", "Ibrahim", "Aaron", "Ben", "Callum", "Connor", "Jamie", "Lewis", "Luke", "Max", "Owen", "Sam",
-    "Toby",
+const MORE_GIVEN_M: &[&str] = &[
+    "Daniel", "James", "William", "Samuel", "Joseph", "Lucas", "Adam", "Ryan", "Liam", "Mason", "Logan", "Dylan",
+    "Tyler", "Kai", "Ali", "Omar", "Yusuf", "Ibrahim", "Aaron", "Ben", "Callum", "Connor", "Jamie", "Lewis", "Luke",
+    "Max", "Owen", "Sam", "Toby",
 ];
+
+/// Given names: the demo's first, then the bench's further ones.
+fn given_names(common: &[&str], more: &[&str]) -> Vec<String> {
+    common.iter().chain(more).map(|s| s.to_string()).collect()
+}
 
 /// Family names: the common ones first (the search picks them most often), then made-up rarer ones.
 fn family_names() -> Vec<String> {
@@ -177,8 +131,10 @@ pub fn build(conn: &mut PgConnection, now: DateTime<Utc>) -> Marker {
     // Names, with the keys the import derives.
     let families = family_names();
     names_table(conn, "bench_family", &families);
-    names_table(conn, "bench_given_f", &GIVEN_F.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-    names_table(conn, "bench_given_m", &GIVEN_M.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let given_f = given_names(cpis::seed::demo::GIVEN_F, MORE_GIVEN_F);
+    let given_m = given_names(cpis::seed::demo::GIVEN_M, MORE_GIVEN_M);
+    names_table(conn, "bench_given_f", &given_f);
+    names_table(conn, "bench_given_m", &given_m);
 
     // NHS numbers (modulus 11 in SQL; checked with the crate's function below), and per-patient
     // random draws.
@@ -205,7 +161,7 @@ pub fn build(conn: &mut PgConnection, now: DateTime<Utc>) -> Marker {
     step("numbers", started);
 
     let nf = families.len();
-    let (ngf, ngm) = (GIVEN_F.len(), GIVEN_M.len());
+    let (ngf, ngm) = (given_f.len(), given_m.len());
     // 25% children (0-17), 20% women of 16-45, 55% adults of 18-95.
     exec(
         conn,

@@ -134,7 +134,8 @@ pub mod fixtures {
     pub const JANET_SMYTHE: &str = "9000000025";
 }
 
-const GIVEN_F: &[&str] = &[
+/// Girls' given names (also drawn on, first, by the national benchmark's dataset).
+pub const GIVEN_F: &[&str] = &[
     "Olivia",
     "Amelia",
     "Isla",
@@ -158,7 +159,8 @@ const GIVEN_F: &[&str] = &[
     "Hannah",
     "Zara",
 ];
-const GIVEN_M: &[&str] = &[
+/// Boys' given names (also drawn on, first, by the national benchmark's dataset).
+pub const GIVEN_M: &[&str] = &[
     "Muhammad", "Noah", "Oliver", "George", "Leo", "Arthur", "Oscar", "Harry", "Theodore", "Jack", "Charlie",
     "Freddie", "Alfie", "Jacob", "Thomas", "Henry", "Archie", "Ethan", "Isaac", "Joshua", "Reuben",
 ];
