@@ -49,7 +49,7 @@ pub fn server(state: AppState, listener: std::net::TcpListener) -> std::io::Resu
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let config = &data.config;
-        let store = PgSessionStore::new(data.pool.clone(), config.session_absolute);
+        let store = PgSessionStore::new(data.pool.clone(), config.session_absolute, config.session_idle);
         let sessions = SessionMiddleware::builder(store, cookie_key.clone())
             .cookie_name(session_cookie_name(config.secure_cookies).into())
             .cookie_secure(config.secure_cookies)
@@ -60,7 +60,9 @@ pub fn server(state: AppState, listener: std::net::TcpListener) -> std::io::Resu
             .session_lifecycle(
                 BrowserSession::default()
                     .state_ttl(Duration::seconds(config.session_idle.as_secs() as i64))
-                    .state_ttl_extension_policy(TtlExtensionPolicy::OnEveryRequest),
+                    // Loading a session extends its idle expiry (src/auth/session_store.rs), so an
+                    // unchanged request needs no second write.
+                    .state_ttl_extension_policy(TtlExtensionPolicy::OnStateChanges),
             )
             .build();
         App::new()

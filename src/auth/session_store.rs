@@ -3,8 +3,8 @@
 //! SHA-256 of the session key: the cookie value itself is never stored.
 //!
 //! One round trip per request (issue 8): loading a session also extends its idle expiry, in the
-//! same statement, so the `update_ttl` that actix-session calls after an unchanged request has
-//! nothing left to do. The expiry only moves when it would move by more than [`slack`] (a minute,
+//! same statement, so the server extends a session only on state changes (`update`), never with a
+//! separate `update_ttl` after an unchanged request (src/app.rs). The expiry only moves when it would move by more than [`slack`] (a minute,
 //! or a tenth of a short idle limit): an active session's row is written about once a minute, not
 //! on every page, and a session left idle still ends within the idle limit (up to that slack
 //! sooner, never later). The extension is committed without waiting for the WAL flush
@@ -12,9 +12,7 @@
 //! a little earlier. Everything else the store writes (a new session, a changed state, a deletion)
 //! is committed durably as before.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
 use std::time::Duration as StdDuration;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
@@ -33,53 +31,17 @@ pub const USER_ID_KEY: &str = "uid";
 pub struct PgSessionStore {
     pool: DbPool,
     absolute: StdDuration,
-    /// The idle TTL in seconds, as the session middleware passes it to every write (it is one
-    /// configured value); -1 until the first write tells it.
-    idle: Arc<AtomicI64>,
-    /// Sessions whose idle expiry `load` has just seen to (extended, or fresh enough), so that
-    /// `update_ttl` can skip its write. Losing an entry only costs an extra write; an entry is set or cleared by every load.
-    extended: Arc<Mutex<HashSet<Vec<u8>>>>,
+    /// The idle limit in seconds (the session middleware's state TTL), by which `load` extends
+    /// the expiry.
+    idle_secs: i64,
 }
 
-/// Above this many pending entries the set is cleared (an entry left by a request that failed
-/// before the session middleware finished only ever causes one redundant write).
-const EXTENDED_LIMIT: usize = 100_000;
+/// A longer idle limit than this (a century) is taken as this, so expiry arithmetic cannot overflow.
+const MAX_IDLE_SECS: u64 = 100 * 366 * 24 * 3600;
 
 impl PgSessionStore {
-    pub fn new(pool: DbPool, absolute: StdDuration) -> PgSessionStore {
-        PgSessionStore {
-            pool,
-            absolute,
-            idle: Arc::new(AtomicI64::new(-1)),
-            extended: Arc::new(Mutex::new(HashSet::new())),
-        }
-    }
-
-    /// The same store with the idle TTL known from the start (otherwise learnt from the first write).
-    pub fn with_idle(self, idle: StdDuration) -> PgSessionStore {
-        self.idle.store(idle.as_secs().min(i64::MAX as u64) as i64, Ordering::Relaxed);
-        self
-    }
-
-    fn learn_idle(&self, ttl: &Duration) {
-        self.idle.store(ttl.whole_seconds().max(0), Ordering::Relaxed);
-    }
-
-    fn mark_extended(&self, hash: &[u8], extended: bool) {
-        let mut set = self.extended.lock().unwrap_or_else(|p| p.into_inner());
-        if extended {
-            if set.len() >= EXTENDED_LIMIT {
-                set.clear();
-            }
-            set.insert(hash.to_vec());
-        } else {
-            set.remove(hash);
-        }
-    }
-
-    /// Whether `load` saw to this session's expiry in this request (and forgets it).
-    fn take_extended(&self, hash: &[u8]) -> bool {
-        self.extended.lock().unwrap_or_else(|p| p.into_inner()).remove(hash)
+    pub fn new(pool: DbPool, absolute: StdDuration, idle: StdDuration) -> PgSessionStore {
+        PgSessionStore { pool, absolute, idle_secs: idle.as_secs().min(MAX_IDLE_SECS) as i64 }
     }
 }
 
@@ -156,29 +118,14 @@ async fn blocking<T: Send + 'static>(
 impl SessionStore for PgSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
         let hash = key_hash(session_key.as_ref());
-        let idle = self.idle.load(Ordering::Relaxed);
-        let key = hash.clone();
-        let state: Option<serde_json::Value> = blocking(&self.pool, move |conn| {
-            let now = Utc::now();
-            if idle >= 0 {
-                return load_and_extend(conn, key, now, idle);
-            }
-            sessions::table
-                .find(key)
-                .filter(sessions::expires_at.gt(now))
-                .filter(sessions::absolute_expires_at.gt(now))
-                .select(sessions::state)
-                .first(conn)
-                .optional()
-        })
-        .await
-        .map_err(LoadError::Other)?;
-        self.mark_extended(&hash, idle >= 0 && state.is_some());
+        let idle = self.idle_secs;
+        let state = blocking(&self.pool, move |conn| load_and_extend(conn, hash, Utc::now(), idle))
+            .await
+            .map_err(LoadError::Other)?;
         state.map(|s| serde_json::from_value(s).map_err(|e| LoadError::Deserialization(e.into()))).transpose()
     }
 
     async fn save(&self, state: HashMap<String, String>, ttl: &Duration) -> Result<SessionKey, SaveError> {
-        self.learn_idle(ttl);
         let key = new_key();
         let hash = key_hash(key.as_ref());
         let uid = user_id(&state);
@@ -207,9 +154,7 @@ impl SessionStore for PgSessionStore {
         state: HashMap<String, String>,
         ttl: &Duration,
     ) -> Result<SessionKey, UpdateError> {
-        self.learn_idle(ttl);
         let hash = key_hash(session_key.as_ref());
-        self.take_extended(&hash);
         let uid = user_id(&state);
         let json = serde_json::to_value(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
         let expires = expiry(ttl);
@@ -231,11 +176,6 @@ impl SessionStore for PgSessionStore {
 
     async fn update_ttl(&self, session_key: &SessionKey, ttl: &Duration) -> Result<(), anyhow::Error> {
         let hash = key_hash(session_key.as_ref());
-        // Already seen to by this request's load, with this very TTL: nothing to write.
-        if self.take_extended(&hash) && self.idle.load(Ordering::Relaxed) == ttl.whole_seconds().max(0) {
-            return Ok(());
-        }
-        self.learn_idle(ttl);
         let expires = expiry(ttl);
         blocking(&self.pool, move |conn| {
             diesel::update(sessions::table.find(hash)).set(sessions::expires_at.eq(expires)).execute(conn)
@@ -246,7 +186,6 @@ impl SessionStore for PgSessionStore {
 
     async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
         let hash = key_hash(session_key.as_ref());
-        self.take_extended(&hash);
         blocking(&self.pool, move |conn| diesel::delete(sessions::table.find(hash)).execute(conn)).await?;
         Ok(())
     }

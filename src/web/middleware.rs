@@ -29,7 +29,7 @@ pub async fn security_and_logging(
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let method = req.method().clone();
-    let secure = req.app_data::<web::Data<AppState>>().is_some_and(|s| s.config.secure_cookies);
+    let state = req.app_data::<web::Data<AppState>>().cloned();
     let mut res = match cross_site_refusal(&req) {
         Some(err) => req.into_response(err.error_response()),
         // Only the session layer answers with an error (its store, PostgreSQL, failed): the 503
@@ -38,9 +38,10 @@ pub async fn security_and_logging(
     };
     let route = res.request().match_pattern().unwrap_or_else(|| "(unmatched)".into());
     let status = res.status().as_u16();
+    let elapsed = started.elapsed();
     // CP-IS078: counted per area with its status and latency (src/monitoring/metrics.rs).
-    if let Some(state) = res.request().app_data::<web::Data<AppState>>() {
-        state.metrics.record(&route, status, started.elapsed());
+    if let Some(state) = &state {
+        state.metrics.record(&route, status, elapsed);
     }
     let h = res.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static(CSP));
@@ -55,7 +56,7 @@ pub async fn security_and_logging(
         header::HeaderName::from_static("permissions-policy"),
         header::HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
     );
-    if secure {
+    if state.as_ref().is_some_and(|s| s.config.secure_cookies) {
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,
             header::HeaderValue::from_static("max-age=31536000; includeSubDomains"),
@@ -69,7 +70,7 @@ pub async fn security_and_logging(
         method = %method,
         route = %route,
         status,
-        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
     Ok(res)
