@@ -16,7 +16,7 @@
 //! after a page, so a page costs the same on the first day as on the last of a national year.
 //! At one instant, views come before changes, and higher ids before lower ones.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz};
@@ -100,7 +100,8 @@ impl Cursor {
         if !digits(unsigned) || !digits(id) {
             return None;
         }
-        let at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+        let at = DateTime::from_timestamp_micros(micros.parse().ok()?)
+            .filter(|t| super::period::YEARS.contains(&t.year()))?;
         let kind = match kind {
             "v" => Kind::View,
             "c" => Kind::Change,
@@ -178,14 +179,9 @@ fn code(input: &str) -> Option<String> {
 /// Checks every filter's shape; each problem is reported against its field.
 pub fn check(q: &ActivityQuery, today: NaiveDate) -> Result<Checked, Vec<FieldError>> {
     let mut errors = Vec::new();
-    let period = match Period::parse(&PeriodQuery { from: q.from.clone(), to: q.to.clone() }, today) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            let which = if e.to_string().contains("The to date") { "to" } else { "from" };
-            errors.push(FieldError::new(which, e.to_string()));
-            None
-        }
-    };
+    let period = Period::parse_field(&PeriodQuery { from: q.from.clone(), to: q.to.clone() }, today)
+        .map_err(|e| errors.push(e))
+        .ok();
     let user = match field(&q.user) {
         None => None,
         Some(u) if u.chars().count() > MAX_USER => {
@@ -287,12 +283,6 @@ struct AccountRow {
     viewer_id: String,
 }
 
-#[derive(QueryableByName)]
-struct Exists {
-    #[diesel(sql_type = Bool)]
-    found: bool,
-}
-
 /// Resolves the user (a username, or an account's SDS user id, is that account; anything else is a
 /// raw viewer id) and checks the LA code is one (an unknown one is a field error).
 pub fn resolve(conn: &mut PgConnection, c: &Checked) -> QueryResult<Result<Filter, Vec<FieldError>>> {
@@ -313,11 +303,7 @@ pub fn resolve(conn: &mut PgConnection, c: &Checked) -> QueryResult<Result<Filte
         }
     };
     if let Some(la) = &c.la {
-        let known: Exists =
-            diesel::sql_query("SELECT EXISTS (SELECT 1 FROM local_authorities WHERE code = $1) AS found")
-                .bind::<Text, _>(la)
-                .get_result(conn)?;
-        if !known.found {
+        if crate::cpis::local_authority::find(conn, la)?.is_none() {
             return Ok(Err(vec![FieldError::new(
                 "la",
                 format!("There is no local authority with the code {la}: check the code, like E10000016"),
@@ -926,6 +912,8 @@ mod tests {
             "1795327800123456.v.-4",
             "abc.v.1",
             "1.v.99999999999999999999",
+            // A time PostgreSQL cannot hold (year -6333).
+            "-262000000000000000.c.1",
             &"9".repeat(70),
         ] {
             assert_eq!(Cursor::parse(bad), None, "{bad}");

@@ -28,12 +28,18 @@ pub fn to_csv(header: &[&str], rows: &[Vec<String>]) -> Result<String, AppError>
 
 /// A CSV download named `filename` (letters, digits, `-`, `_` and `.` only).
 pub fn download(filename: &str, header: &[&str], rows: &[Vec<String>]) -> Result<HttpResponse, AppError> {
+    Ok(attachment(filename, to_csv(header, rows)?))
+}
+
+/// CSV text already written, as a download named `filename` (letters, digits, `-`, `_` and `.`
+/// only).
+pub fn attachment(filename: &str, body: String) -> HttpResponse {
     let safe: String = filename.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).collect();
-    Ok(HttpResponse::Ok()
+    HttpResponse::Ok()
         .content_type("text/csv; charset=utf-8")
         .insert_header((header::CONTENT_DISPOSITION, format!("attachment; filename=\"{safe}\"")))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(to_csv(header, rows)?))
+        .body(body)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, DurationRound, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Datelike, DurationRound, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Date, Nullable, Text, Timestamptz};
 use serde_json::json;
@@ -370,6 +370,7 @@ pub fn parse_uk_time(text: &str) -> Result<DateTime<Utc>, String> {
     let local = ["%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"]
         .iter()
         .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+        .filter(|t| super::period::YEARS.contains(&t.year()))
         .ok_or_else(|| format!("as {TIME_EXAMPLE}"))?;
     UK.from_local_datetime(&local)
         .earliest()
@@ -839,6 +840,7 @@ mod tests {
         assert_eq!(fields(validate_incident(&input("3", "a\u{0}b", "2026-11-22 09:30", ""), now)), ["title"]);
         assert_eq!(fields(validate_incident(&input("3", "x", "", ""), now)), ["started_at"]);
         assert_eq!(fields(validate_incident(&input("3", "x", "22/11/2026 09:30", ""), now)), ["started_at"]);
+        assert_eq!(fields(validate_incident(&input("3", "x", "-5000-01-01 09:30", ""), now)), ["started_at"]);
         assert_eq!(fields(validate_incident(&input("3", "x", "2026-11-22 13:30", ""), now)), ["started_at"]);
         assert_eq!(
             fields(validate_incident(&input("3", "x", "2026-11-22 09:30", "2026-11-22 09:29"), now)),

@@ -1,15 +1,18 @@
 //! The period a report covers: two UK calendar dates, both included, read from `?from=&to=`.
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
 use serde::Deserialize;
 
 use crate::domain::dates::{uk_date, uk_day_bounds};
 use crate::error::AppError;
+use crate::validation::FieldError;
 
 /// The longest period a report accepts (a little over ten years).
 pub const MAX_DAYS: i64 = 3700;
 /// The period shown when none is given: the last 30 days, today included.
 pub const DEFAULT_DAYS: i64 = 30;
+/// The years a date may fall in (PostgreSQL's timestamps cannot hold the far past or future).
+pub const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
 
 /// `?from=YYYY-MM-DD&to=YYYY-MM-DD` as typed; empty fields take the default.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -33,12 +36,16 @@ impl Period {
         let date = |field: &str, v: &Option<String>| -> Result<Option<NaiveDate>, AppError> {
             match v.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
                 None => Ok(None),
-                Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d").map(Some).map_err(|_| {
-                    AppError::BadRequest(format!(
-                        "The {field} date \"{}\" is not a date: write it as YYYY-MM-DD, e.g. 2026-11-01.",
-                        s.chars().take(40).collect::<String>()
-                    ))
-                }),
+                Some(s) => NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .ok()
+                    .filter(|d| YEARS.contains(&d.year()))
+                    .map(Some)
+                    .ok_or_else(|| {
+                        AppError::BadRequest(format!(
+                            "The {field} date \"{}\" is not a date: write it as YYYY-MM-DD, e.g. 2026-11-01.",
+                            s.chars().take(40).collect::<String>()
+                        ))
+                    }),
             }
         };
         let to = date("to", &q.to)?.unwrap_or(today);
@@ -54,6 +61,15 @@ impl Period {
             )));
         }
         Ok(Period { from, to })
+    }
+
+    /// As [`Period::parse`], with the problem held against its field (`to` or `from`) for a form's
+    /// error summary.
+    pub fn parse_field(q: &PeriodQuery, today: NaiveDate) -> Result<Period, FieldError> {
+        Period::parse(q, today).map_err(|e| {
+            let message = e.to_string();
+            FieldError::new(if message.contains("The to date") { "to" } else { "from" }, message)
+        })
     }
 
     /// The last [`DEFAULT_DAYS`] days up to the UK date of `now`.
@@ -108,6 +124,9 @@ mod tests {
         assert!(msg(Period::parse(&q("2026-11-02", "2026-11-01"), today)).contains("starts after it ends"));
         assert!(msg(Period::parse(&q("2000-01-01", "2026-11-01"), today)).contains("longer than"));
         assert!(Period::parse(&q("2026-11-01", "2026-11-01"), today).is_ok());
+        // Years PostgreSQL cannot hold as a timestamp are refused, not a 500.
+        assert!(msg(Period::parse(&q("-5000-01-01", "-5000-01-02"), today)).contains("YYYY-MM-DD"));
+        assert!(msg(Period::parse(&q("", "+10000-01-01"), today)).contains("YYYY-MM-DD"));
     }
 
     #[test]

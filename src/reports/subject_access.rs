@@ -26,7 +26,7 @@ use crate::domain::dates::{format_date, format_uk_datetime};
 use crate::domain::nhs_number::NhsNumber;
 use crate::error::AppError;
 use crate::pds::patient::{self, Patient};
-use crate::schema::{endpoint_tokens, local_authorities, patient_names, patients, users};
+use crate::schema::{endpoint_tokens, patient_names, patients, users};
 
 pub const INACTIVE_NOTIFIED: &str = "cp.number_inactive_notified";
 
@@ -262,12 +262,12 @@ fn names_for(conn: &mut PgConnection, audit: &[Change], timeline: &Timeline) -> 
     let las: Vec<String> = las.into_iter().collect();
     let user_ids: Vec<i64> = user_ids.into_iter().collect();
     let token_ids: Vec<i64> = token_ids.into_iter().collect();
-    let las = local_authorities::table
-        .filter(local_authorities::code.eq_any(&las))
-        .select((local_authorities::code, local_authorities::display_name, local_authorities::reference_name))
-        .load::<(String, Option<String>, String)>(conn)?
+    let las = crate::cpis::local_authority::find_many(conn, &las)?
         .into_iter()
-        .map(|(code, display, reference)| (code, display.unwrap_or(reference)))
+        .map(|l| {
+            let name = l.name().to_owned();
+            (l.code, name)
+        })
         .collect();
     let users = users::table
         .filter(users::id.eq_any(&user_ids))

@@ -119,12 +119,6 @@ impl OrgRow {
 }
 
 #[derive(QueryableByName)]
-struct N {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-#[derive(QueryableByName)]
 struct ChannelRow {
     #[diesel(sql_type = Text)]
     channel: String,
@@ -193,49 +187,39 @@ pub fn items_in_period(conn: &mut PgConnection, period: &Period) -> QueryResult<
     .get_result(conn)
 }
 
-/// NHS Query messages (type 03, in) received in the period.
-pub fn nhs_queries(conn: &mut PgConnection, period: &Period) -> QueryResult<i64> {
-    let (from, to) = period.bounds();
-    let row: N = diesel::sql_query(
-        "SELECT count(*) AS n FROM transmissions \
-         WHERE message_type = '03' AND direction = 'in' AND at >= $1 AND at < $2",
-    )
-    .bind::<Timestamptz, _>(from)
-    .bind::<Timestamptz, _>(to)
-    .get_result(conn)?;
-    Ok(row.n)
-}
-
-/// The NHS organisations that sent NHS Query messages in the period, most messages first.
+/// The organisations that sent NHS Query messages (type 03, in) in the period, most messages
+/// first. Their counts add up to the messages received.
 pub fn querying_organisations(conn: &mut PgConnection, period: &Period) -> QueryResult<Vec<OrgCount>> {
-    let (from, to) = period.bounds();
-    let rows: Vec<OrgRow> = diesel::sql_query(
-        "SELECT t.origin AS code, o.name AS nhs_name, coalesce(la.display_name, la.reference_name) AS la_name, t.n \
-         FROM (SELECT origin, count(*) AS n FROM transmissions \
-               WHERE message_type = '03' AND direction = 'in' AND at >= $1 AND at < $2 GROUP BY origin) t \
-         LEFT JOIN nhs_organisations o ON o.ods_code = t.origin \
-         LEFT JOIN local_authorities la ON la.code = t.origin \
-         ORDER BY t.n DESC, t.origin",
+    org_counts(
+        conn,
+        period,
+        "SELECT origin AS code, count(*) AS n FROM transmissions \
+         WHERE message_type = '03' AND direction = 'in' AND at >= $1 AND at < $2 GROUP BY origin",
     )
-    .bind::<Timestamptz, _>(from)
-    .bind::<Timestamptz, _>(to)
-    .load(conn)?;
-    Ok(rows.into_iter().map(OrgRow::into_count).collect())
 }
 
 /// The organisations whose users opened the Child Care Alert tab in the period (either channel),
 /// most openings first.
 pub fn viewing_organisations(conn: &mut PgConnection, period: &Period) -> QueryResult<Vec<OrgCount>> {
-    let (from, to) = period.bounds();
-    let rows: Vec<OrgRow> = diesel::sql_query(
-        "SELECT e.organisation_code AS code, o.name AS nhs_name, \
-                coalesce(la.display_name, la.reference_name) AS la_name, e.n \
-         FROM (SELECT organisation_code, count(*) AS n FROM access_events \
-               WHERE accessed_at >= $1 AND accessed_at < $2 GROUP BY organisation_code) e \
-         LEFT JOIN nhs_organisations o ON o.ods_code = e.organisation_code \
-         LEFT JOIN local_authorities la ON la.code = e.organisation_code \
-         ORDER BY e.n DESC, e.organisation_code",
+    org_counts(
+        conn,
+        period,
+        "SELECT organisation_code AS code, count(*) AS n FROM access_events \
+         WHERE accessed_at >= $1 AND accessed_at < $2 GROUP BY organisation_code",
     )
+}
+
+/// `counts` (a query giving `code, n` for the instants `[$1, $2)`) with each code's name: the NHS
+/// organisation's, else the local authority's. Most first, then by code.
+fn org_counts(conn: &mut PgConnection, period: &Period, counts: &str) -> QueryResult<Vec<OrgCount>> {
+    let (from, to) = period.bounds();
+    let rows: Vec<OrgRow> = diesel::sql_query(format!(
+        "SELECT t.code, o.name AS nhs_name, coalesce(la.display_name, la.reference_name) AS la_name, t.n \
+         FROM ({counts}) t \
+         LEFT JOIN nhs_organisations o ON o.ods_code = t.code \
+         LEFT JOIN local_authorities la ON la.code = t.code \
+         ORDER BY t.n DESC, t.code"
+    ))
     .bind::<Timestamptz, _>(from)
     .bind::<Timestamptz, _>(to)
     .load(conn)?;
@@ -428,13 +412,14 @@ pub fn channel_label(channel: &str) -> &str {
 
 /// Every figure of CP-IS077 for the period.
 pub fn build(conn: &mut PgConnection, period: Period) -> QueryResult<Summary> {
+    let querying = querying_organisations(conn, &period)?;
     Ok(Summary {
         period,
         current: current_totals(conn)?,
         in_period: items_in_period(conn, &period)?,
-        nhs_queries: nhs_queries(conn, &period)?,
+        nhs_queries: querying.iter().map(|o| o.count).sum(),
         openings: tab_openings(conn, &period)?,
-        querying: querying_organisations(conn, &period)?,
+        querying,
         viewing: viewing_organisations(conn, &period)?,
         per_la: per_la(conn)?,
         per_day: accesses_per_day(conn, &period)?,

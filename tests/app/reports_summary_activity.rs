@@ -355,7 +355,13 @@ async fn cp_is077_every_figure_is_known_and_the_csv_matches_the_page() {
 async fn cp_is077_refuses_bad_periods_and_clinicians() {
     let app = TestApp::spawn(Template::Demo);
     let c = app.signed_in("owen.price").await;
-    for q in ["from=2025-02-30", "from=2025-03-02&to=2025-03-01", "from=2000-01-01&to=2025-01-01", "to=yesterday"] {
+    for q in [
+        "from=2025-02-30",
+        "from=2025-03-02&to=2025-03-01",
+        "from=2000-01-01&to=2025-01-01",
+        "to=yesterday",
+        "from=-5000-01-01&to=-5000-01-02",
+    ] {
         assert_eq!(c.get(&format!("/reports/cp-is077?{q}")).await.status(), StatusCode::BAD_REQUEST, "{q}");
         assert_eq!(c.get(&format!("/reports/cp-is077.csv?{q}")).await.status(), StatusCode::BAD_REQUEST, "{q}");
     }
@@ -582,6 +588,8 @@ async fn cp_is081_bad_filters_are_400_and_every_run_is_audited() {
         (&format!("user={long_user}"), "longer than 200"),
         ("after=1741597200000000.v", "next page is not valid"),
         ("after=1741597200000000.x.5", "next page is not valid"),
+        ("after=-262000000000000000.c.1", "next page is not valid"),
+        ("from=-5000-01-01&to=-5000-01-02", "YYYY-MM-DD"),
         ("from=2025-02-30", "YYYY-MM-DD"),
         ("from=2025-03-02&to=2025-03-01", "starts after it ends"),
     ] {

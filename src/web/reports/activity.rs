@@ -4,7 +4,6 @@
 //! (and `after`, the page's cursor). Every run is audited.
 
 use actix_session::Session;
-use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
@@ -20,6 +19,7 @@ use crate::domain::dates::{format_date, format_uk_datetime, uk_date};
 use crate::domain::nhs_number::NhsNumber;
 use crate::error::AppError;
 use crate::reports::activity::{self, ActivityQuery, Checked, Entry, UserFilter};
+use crate::reports::csv::attachment;
 use crate::validation::{message_for, FieldError};
 
 pub struct Row {
@@ -182,12 +182,5 @@ pub async fn activity_csv(
     let actor = Actor::User(principal.account.id);
     let c = checked.clone();
     let body = db::run(&state.pool, move |conn| activity::run_csv(conn, &c, actor)).await?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/csv; charset=utf-8")
-        .insert_header((
-            header::CONTENT_DISPOSITION,
-            format!("attachment; filename=\"cp-is081-{}-to-{}.csv\"", checked.period.from, checked.period.to),
-        ))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .body(body))
+    Ok(attachment(&format!("cp-is081-{}-to-{}.csv", checked.period.from, checked.period.to), body))
 }

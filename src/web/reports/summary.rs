@@ -19,7 +19,7 @@ use crate::error::AppError;
 use crate::reports::chart::bar_chart;
 use crate::reports::csv::download;
 use crate::reports::period::{Period, PeriodQuery};
-use crate::reports::summary::{self, Figure, Summary};
+use crate::reports::summary::{self, Figure, LaFigures};
 use crate::validation::{message_for, FieldError};
 
 pub struct LaRow {
@@ -67,22 +67,18 @@ impl SummaryPage {
     }
 }
 
-fn la_rows(s: &Summary, only_providers: bool) -> Vec<LaRow> {
-    s.per_la
-        .iter()
-        .filter(|l| !only_providers || l.provided)
-        .map(|l| LaRow {
-            code: l.code.clone(),
-            name: l.name.clone(),
-            first_upload: l.first_upload.map(format_uk_datetime).unwrap_or_default(),
-            last_upload: l.last_upload.map(format_uk_datetime).unwrap_or_default(),
-            provided: l.provided,
-            cpp: l.cpp,
-            ucpp: l.ucpp,
-            lac: l.lac,
-            total: l.current_items(),
-        })
-        .collect()
+fn la_row(l: &LaFigures) -> LaRow {
+    LaRow {
+        code: l.code.clone(),
+        name: l.name.clone(),
+        first_upload: l.first_upload.map(format_uk_datetime).unwrap_or_default(),
+        last_upload: l.last_upload.map(format_uk_datetime).unwrap_or_default(),
+        provided: l.provided,
+        cpp: l.cpp,
+        ucpp: l.ucpp,
+        lac: l.lac,
+        total: l.current_items(),
+    }
 }
 
 fn org_rows(list: &[summary::OrgCount]) -> Vec<OrgRow> {
@@ -124,12 +120,11 @@ pub async fn summary_page(
     let q = query.into_inner();
     let title = "CP-IS077: Service information";
     let now = Utc::now();
-    let period = match Period::parse(&q, uk_date(now)) {
+    let period = match Period::parse_field(&q, uk_date(now)) {
         Ok(p) => p,
         Err(e) => {
             let mut page = empty_page(Layout::new(&format!("Error: {title}"), Some(&principal), &session), &q);
-            let field = if e.to_string().contains("The to date") { "to" } else { "from" };
-            page.errors = vec![FieldError::new(field, e.to_string())];
+            page.errors = vec![e];
             return render_status(StatusCode::BAD_REQUEST, &page);
         }
     };
@@ -143,8 +138,8 @@ pub async fn summary_page(
     let figures = s.figures();
     page.current = figures.iter().filter(|f| f.section == summary::SECTION_CURRENT).cloned().collect();
     page.in_period = figures.iter().filter(|f| f.section == summary::SECTION_PERIOD).cloned().collect();
-    page.providers = la_rows(&s, true);
-    page.per_la = la_rows(&s, false);
+    page.providers = s.providers().into_iter().map(la_row).collect();
+    page.per_la = s.per_la.iter().map(la_row).collect();
     page.querying = org_rows(&s.querying);
     page.viewing = org_rows(&s.viewing);
     page.per_day_chart = bar_chart("Child Care Alert tab openings per day", &s.per_day_bars());
