@@ -80,6 +80,10 @@ impl Drop for Server {
 }
 
 impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
@@ -303,15 +307,18 @@ fn main() {
     let soak = args.iter().any(|a| a == "--soak");
     let sweep = args.iter().any(|a| a == "--sweep");
     let rebuild = args.iter().any(|a| a == "--rebuild");
+    // `--only tab|nhs|demo|fhir`: the baseline and that one workload at 16 users for a minute, for
+    // profiling the service while it runs (nothing is written to target/bench).
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let settings = Settings {
         workers: std::env::var("CPIS_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(0),
         pool: std::env::var("CPIS_DB_POOL_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    rt.block_on(run(settings, soak, sweep, rebuild));
+    rt.block_on(run(settings, soak, sweep, rebuild, only));
 }
 
-async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool) {
+async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: Option<String>) {
     let mut admin = PgConnection::establish(&admin_url()).expect("connect to the bench cluster");
     if std::env::var("CPIS_BENCH_TUNE").is_ok() {
         // The private bench cluster only (scripts/bench sets this when it started it): room for the
@@ -472,6 +479,30 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool) {
             .header("TraceID", format!("bench-{n}"))
         })
     };
+
+    if let Some(name) = only {
+        let (make, ok): (MakeReq, fn(u16) -> bool) = match name.as_str() {
+            "tab" => (tab_req, ok200),
+            "nhs" => (nhs_req, ok303),
+            "demo" => (demo_req, ok200),
+            "fhir" => (fhir_req, ok200),
+            other => panic!("--only takes tab, nhs, demo or fhir, not {other}"),
+        };
+        let base = closed_run(&bl, USERS_LOW, baseline_req, ok200).await;
+        eprintln!("national: profiling {name} for 60 s (service pid {})", service.pid());
+        let stats =
+            loadgen::closed(&svc, USERS_LOW, MAX_REQUESTS, Duration::from_secs(60), Duration::ZERO, make, ok).await;
+        eprintln!(
+            "national: baseline {:.0}/s; {name} {:.0}/s (ratio {:.3}), p50 {:.1} ms, p99 {:.1} ms, {} errors",
+            base.throughput(),
+            stats.throughput(),
+            stats.throughput() / base.throughput(),
+            stats.quantile_ms(0.5),
+            stats.quantile_ms(0.99),
+            stats.errors
+        );
+        return;
+    }
 
     let mut rows: Vec<Row> = Vec::new();
     let mut extra = serde_json::Map::new();

@@ -25,13 +25,34 @@ pub struct Principal {
 
 impl Principal {
     /// Loads the account and the selected role; `None` for an unknown or disabled account (CP-IS059).
-    /// One query (one round trip on every page): the account joined to its role profiles.
+    /// One query: the account joined to its role profiles.
     pub fn load(conn: &mut PgConnection, user_id: i64, role_id: Option<i64>) -> diesel::QueryResult<Option<Principal>> {
-        let rows: Vec<PrincipalRow> = diesel::sql_query(PRINCIPAL_QUERY).bind::<BigInt, _>(user_id).load(conn)?;
+        let rows: Vec<PrincipalRow> = diesel::sql_query(format!("{PRINCIPAL_SELECT} WHERE u.id = $1 ORDER BY rp.id"))
+            .bind::<BigInt, _>(user_id)
+            .load(conn)?;
         Ok(Principal::from_rows(rows, role_id))
     }
 
-    /// The principal from the rows of [`PRINCIPAL_QUERY`] (one per role profile, or one without).
+    /// The principal the session store read with the session itself (the same rows as [`load`],
+    /// in the same statement as the session: one round trip per page). `None` when the session
+    /// does not carry them (then [`load`] them); `Some(None)` for an unknown or disabled account.
+    /// The rows are used only when they are the session user's own.
+    ///
+    /// [`load`]: Principal::load
+    pub fn from_session(session: &Session, user_id: i64, role_id: Option<i64>) -> Option<Option<Principal>> {
+        Principal::from_json(session.entries().get(PRINCIPAL_KEY)?, user_id, role_id)
+    }
+
+    /// [`from_session`](Principal::from_session) from the entry's text (a JSON array of rows).
+    pub fn from_json(rows: &str, user_id: i64, role_id: Option<i64>) -> Option<Option<Principal>> {
+        let rows: Vec<PrincipalRow> = serde_json::from_str(rows).ok()?;
+        if rows.first().is_some_and(|r| r.id != user_id) {
+            return None;
+        }
+        Some(Principal::from_rows(rows, role_id))
+    }
+
+    /// The principal from the rows of [`PRINCIPAL_SELECT`] (one per role profile, or one without).
     fn from_rows(rows: Vec<PrincipalRow>, role_id: Option<i64>) -> Option<Principal> {
         let first = rows.first()?;
         if first.disabled_at.is_some() {
@@ -89,9 +110,13 @@ impl Principal {
     }
 }
 
-/// The account and every role profile it holds, in one statement (the same columns as
-/// `users::account` and `users::profiles`), ordered by profile id.
-const PRINCIPAL_QUERY: &str = "SELECT u.id, u.username, u.sds_user_id, u.display_name, u.must_change_password, \
+/// The session entry under which the session store hands over the principal's rows, read in the
+/// same statement as the session (src/auth/session_store.rs). The store never saves it.
+pub const PRINCIPAL_KEY: &str = "_principal";
+
+/// The account and every role profile it holds (the same columns as `users::account` and
+/// `users::profiles`), one row per profile: add the `WHERE` on `u.id` and `ORDER BY rp.id`.
+pub const PRINCIPAL_SELECT: &str = "SELECT u.id, u.username, u.sds_user_id, u.display_name, u.must_change_password, \
      u.disabled_at, rp.id AS profile_id, rp.nhs_org_code, rp.la_code, \
      CASE WHEN rp.id IS NULL THEN NULL ELSE coalesce(o.name, la.display_name, la.reference_name, '') END \
        AS organisation_name, \
@@ -101,10 +126,9 @@ const PRINCIPAL_QUERY: &str = "SELECT u.id, u.username, u.sds_user_id, u.display
      FROM users u \
      LEFT JOIN (role_profiles rp JOIN job_roles jr ON jr.code = rp.job_role_code) ON rp.user_id = u.id \
      LEFT JOIN nhs_organisations o ON o.ods_code = rp.nhs_org_code \
-     LEFT JOIN local_authorities la ON la.code = rp.la_code \
-     WHERE u.id = $1 ORDER BY rp.id";
+     LEFT JOIN local_authorities la ON la.code = rp.la_code";
 
-#[derive(QueryableByName)]
+#[derive(QueryableByName, serde::Deserialize)]
 struct PrincipalRow {
     #[diesel(sql_type = BigInt)]
     id: i64,

@@ -11,6 +11,11 @@
 //! (`synchronous_commit = off` for that statement only): losing it in a crash only ends a session
 //! a little earlier. Everything else the store writes (a new session, a changed state, a deletion)
 //! is committed durably as before.
+//!
+//! The same statement reads the signed-in person's account and role profiles, handed to the
+//! authorisation middleware under [`PRINCIPAL_KEY`] (never saved: `save` and `update` drop it), so a
+//! signed-in page costs one statement before its handler, not two. It is read afresh on every
+//! request, so a disabled account still loses its session at once (CP-IS059).
 
 use std::collections::HashMap;
 use std::time::Duration as StdDuration;
@@ -21,6 +26,7 @@ use chrono::Utc;
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
+use super::principal::{PRINCIPAL_KEY, PRINCIPAL_SELECT};
 use crate::db::DbPool;
 use crate::schema::sessions;
 
@@ -49,6 +55,15 @@ impl PgSessionStore {
 struct StateRow {
     #[diesel(sql_type = diesel::sql_types::Jsonb)]
     state: serde_json::Value,
+    /// The session user's principal rows as a JSON array, `NULL` for a session without a user.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    principal: Option<String>,
+}
+
+/// What one load reads: the session's state and, for a signed-in session, its principal's rows.
+struct Loaded {
+    state: serde_json::Value,
+    principal: Option<String>,
 }
 
 /// How far the idle expiry may lag behind before a load moves it: a minute, or a tenth of the idle
@@ -57,34 +72,40 @@ pub fn slack(idle_secs: i64) -> chrono::TimeDelta {
     chrono::TimeDelta::milliseconds((idle_secs * 100).clamp(0, 60_000))
 }
 
-/// Loads a live session and, when its idle expiry lags by more than [`slack`], extends it, in one
-/// statement committed without waiting for the WAL flush (see the module's documentation).
+/// Loads a live session and its user's principal rows and, when its idle expiry lags by more than
+/// [`slack`], extends it, in one statement committed without waiting for the WAL flush (see the
+/// module's documentation).
 fn load_and_extend(
     conn: &mut PgConnection,
     hash: Vec<u8>,
     now: chrono::DateTime<Utc>,
     idle_secs: i64,
-) -> QueryResult<Option<serde_json::Value>> {
+) -> QueryResult<Option<Loaded>> {
     use diesel::sql_types::{Bytea, Timestamptz};
     let expires = now + chrono::TimeDelta::seconds(idle_secs);
-    let row: Option<StateRow> = diesel::sql_query(
+    let row: Option<StateRow> = diesel::sql_query(format!(
         "WITH live AS ( \
-             SELECT key_hash, state, expires_at FROM sessions \
+             SELECT key_hash, state, expires_at, user_id FROM sessions \
              WHERE key_hash = $1 AND expires_at > $2 AND absolute_expires_at > $2 \
          ), extended AS ( \
              UPDATE sessions SET expires_at = $3 \
              FROM live, (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed \
              WHERE sessions.key_hash = live.key_hash AND live.expires_at < $4 \
              RETURNING 1 \
-         ) SELECT state FROM live",
-    )
+         ) SELECT live.state, \
+             CASE WHEN live.user_id IS NULL THEN NULL ELSE ( \
+                 SELECT coalesce(json_agg(p ORDER BY p.profile_id), '[]'::json)::text \
+                 FROM ({PRINCIPAL_SELECT} WHERE u.id = live.user_id) AS p \
+             ) END AS principal \
+           FROM live"
+    ))
     .bind::<Bytea, _>(hash)
     .bind::<Timestamptz, _>(now)
     .bind::<Timestamptz, _>(expires)
     .bind::<Timestamptz, _>(expires - slack(idle_secs))
     .get_result(conn)
     .optional()?;
-    Ok(row.map(|r| r.state))
+    Ok(row.map(|r| Loaded { state: r.state, principal: r.principal }))
 }
 
 pub fn key_hash(key: &str) -> Vec<u8> {
@@ -119,13 +140,21 @@ impl SessionStore for PgSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
         let hash = key_hash(session_key.as_ref());
         let idle = self.idle_secs;
-        let state = blocking(&self.pool, move |conn| load_and_extend(conn, hash, Utc::now(), idle))
+        let loaded = blocking(&self.pool, move |conn| load_and_extend(conn, hash, Utc::now(), idle))
             .await
             .map_err(LoadError::Other)?;
-        state.map(|s| serde_json::from_value(s).map_err(|e| LoadError::Deserialization(e.into()))).transpose()
+        let Some(loaded) = loaded else { return Ok(None) };
+        let mut state: HashMap<String, String> =
+            serde_json::from_value(loaded.state).map_err(|e| LoadError::Deserialization(e.into()))?;
+        match loaded.principal {
+            Some(rows) => state.insert(PRINCIPAL_KEY.to_owned(), rows),
+            None => state.remove(PRINCIPAL_KEY),
+        };
+        Ok(Some(state))
     }
 
-    async fn save(&self, state: HashMap<String, String>, ttl: &Duration) -> Result<SessionKey, SaveError> {
+    async fn save(&self, mut state: HashMap<String, String>, ttl: &Duration) -> Result<SessionKey, SaveError> {
+        state.remove(PRINCIPAL_KEY);
         let key = new_key();
         let hash = key_hash(key.as_ref());
         let uid = user_id(&state);
@@ -151,9 +180,10 @@ impl SessionStore for PgSessionStore {
     async fn update(
         &self,
         session_key: SessionKey,
-        state: HashMap<String, String>,
+        mut state: HashMap<String, String>,
         ttl: &Duration,
     ) -> Result<SessionKey, UpdateError> {
+        state.remove(PRINCIPAL_KEY);
         let hash = key_hash(session_key.as_ref());
         let uid = user_id(&state);
         let json = serde_json::to_value(&state).map_err(|e| UpdateError::Serialization(e.into()))?;

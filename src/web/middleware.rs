@@ -114,7 +114,12 @@ pub async fn authorize(
     let session = req.get_session();
     let principal = match session_ids(&session) {
         (Some(uid), rid) => {
-            match crate::db::run(&state.pool, move |conn| Ok(Principal::load(conn, uid, rid)?)).await {
+            // Read with the session itself (src/auth/session_store.rs); loaded here only when not.
+            let loaded = match Principal::from_session(&session, uid, rid) {
+                Some(read) => Ok(read),
+                None => crate::db::run(&state.pool, move |conn| Ok(Principal::load(conn, uid, rid)?)).await,
+            };
+            match loaded {
                 Ok(Some(p)) => Some(p),
                 // Unknown or disabled account: the session ends at once (CP-IS059).
                 Ok(None) => {

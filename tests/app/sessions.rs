@@ -111,3 +111,52 @@ async fn the_session_row_holds_a_hash_not_the_cookie_value() {
         );
     }
 }
+
+/// Issue 8: a signed-in page reads its session and its principal in one statement. The store hands
+/// the principal's rows over with the state, they give the same principal as loading it on its
+/// own, they are read afresh on every load (a disabled account loses its session at once,
+/// CP-IS059), they are used only for the session's own user, and they are never saved.
+#[tokio::test]
+async fn a_session_load_reads_the_principal_too_and_never_stores_it() {
+    use actix_session::storage::SessionStore;
+    use cpis::auth::principal::{Principal, PRINCIPAL_KEY};
+    use cpis::auth::session_store::{PgSessionStore, USER_ID_KEY};
+    use diesel::r2d2::{ConnectionManager, Pool};
+    use std::collections::HashMap;
+
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    let pool = Pool::builder().max_size(2).build(ConnectionManager::<diesel::PgConnection>::new(&db.url)).unwrap();
+    let store = PgSessionStore::new(pool, Duration::from_secs(3600), Duration::from_secs(600));
+    let ttl = actix_web::cookie::time::Duration::seconds(600);
+    let mut conn = db.conn();
+    let amy = crate::support::db::count(&mut conn, "SELECT id AS count FROM users WHERE username = 'amy.patel'");
+    let role = crate::support::db::count(
+        &mut conn,
+        &format!("SELECT min(id) AS count FROM role_profiles WHERE user_id = {amy}"),
+    );
+
+    // An anonymous session carries no principal.
+    let anonymous = store.save(HashMap::from([("csrf".to_owned(), "\"t\"".to_owned())]), &ttl).await.unwrap();
+    assert!(!store.load(&anonymous).await.unwrap().unwrap().contains_key(PRINCIPAL_KEY));
+
+    let key = store.save(HashMap::from([(USER_ID_KEY.to_owned(), amy.to_string())]), &ttl).await.unwrap();
+    let state = store.load(&key).await.unwrap().expect("a live session");
+    let rows = state.get(PRINCIPAL_KEY).expect("the principal's rows come with the session");
+    let loaded = Principal::load(&mut conn, amy, Some(role)).unwrap();
+    assert!(loaded.as_ref().is_some_and(|p| p.role.is_some()), "amy.patel holds role {role}");
+    assert_eq!(Principal::from_json(rows, amy, Some(role)), Some(loaded), "the same principal as a load on its own");
+    assert_eq!(Principal::from_json(rows, amy + 1, Some(role)), None, "another user's rows are not used");
+
+    // Saved back (a changed state), the rows are dropped.
+    let key = store.update(key, state, &ttl).await.unwrap();
+    assert_eq!(
+        crate::support::db::count(&mut conn, &format!("SELECT count(*) FROM sessions WHERE state ? '{PRINCIPAL_KEY}'")),
+        0,
+        "the principal is never stored"
+    );
+
+    // Read afresh on every load: a disabled account has no principal.
+    crate::support::db::execute(&mut conn, &format!("UPDATE users SET disabled_at = now() WHERE id = {amy}"));
+    let state = store.load(&key).await.unwrap().expect("the session row is still there");
+    assert_eq!(Principal::from_json(&state[PRINCIPAL_KEY], amy, Some(role)), Some(None));
+}
