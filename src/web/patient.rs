@@ -75,11 +75,6 @@ enum Record {
     Moved { current: String, old: String },
 }
 
-async fn load_record(state: &AppState, number: &str) -> Result<Record, AppError> {
-    let number = valid_number(number)?;
-    db::run(&state.pool, move |conn| lookup_record(conn, &number)).await
-}
-
 /// A well-formed NHS number, or the same 404 an unknown one gets.
 fn valid_number(number: &str) -> Result<String, AppError> {
     if !nhs_number::is_valid(number) {
@@ -103,8 +98,8 @@ fn lookup_record(conn: &mut PgConnection, number: &str) -> Result<Record, AppErr
 
 /// Whether the alert tab is offered: B0264 + B0107 and something this role may see (CP-IS053 to
 /// CP-IS056). Without B0107 nothing is even looked up, so the page cannot reveal that a record exists.
-async fn offers_alert_tab(
-    state: &AppState,
+fn offers_alert_tab(
+    conn: &mut PgConnection,
     role: &RoleProfile,
     patient: &Patient,
     linked: &[String],
@@ -112,9 +107,8 @@ async fn offers_alert_tab(
     if !role.may_view_alerts() {
         return Ok(false);
     }
-    let (p, linked, unborn) = (patient.clone(), linked.to_vec(), role.may_see_unborn_plans());
     let today = dates::uk_date(Utc::now());
-    db::run(&state.pool, move |conn| Ok(!alert::visible_items(conn, &p, &linked, unborn, today)?.is_empty())).await
+    Ok(!alert::visible_items(conn, patient, linked, role.may_see_unborn_plans(), today)?.is_empty())
 }
 
 pub async fn show_patient(
@@ -125,11 +119,20 @@ pub async fn show_patient(
     query: web::Query<RecordQuery>,
 ) -> Result<HttpResponse, AppError> {
     let role = principal.require(Permission::PatientTrace)?.clone();
-    let (patient, linked) = match load_record(&state, &path).await? {
-        Record::Moved { current, old } => return Ok(see_other(&format!("/patients/{current}?superseded={old}"))),
-        Record::Current { patient, linked } => (patient, linked),
+    let number = valid_number(&path)?;
+    // The record and whether it has a tab, on one connection.
+    let found = db::run(&state.pool, move |conn| match lookup_record(conn, &number)? {
+        Record::Moved { current, old } => Ok(Err((current, old))),
+        Record::Current { patient, linked } => {
+            let has_alert = offers_alert_tab(conn, &role, &patient, &linked)?;
+            Ok(Ok((patient, linked, has_alert)))
+        }
+    })
+    .await?;
+    let (patient, linked, has_alert) = match found {
+        Err((current, old)) => return Ok(see_other(&format!("/patients/{current}?superseded={old}"))),
+        Ok(found) => found,
     };
-    let has_alert = offers_alert_tab(&state, &role, &patient, &linked).await?;
     // Only a number that really was superseded into this record is named in the notice.
     let superseded_notice =
         query.superseded.as_ref().filter(|old| *old != &patient.nhs_number && linked.contains(old)).map(|old| {
