@@ -43,6 +43,8 @@ pub fn connect(database_url: &str) -> anyhow::Result<PgConnection> {
 
 /// The one blocking boundary: runs `f` on the blocking thread pool with a pooled connection.
 /// Handlers call this (through the domain functions' callers), never `web::block` themselves.
+/// A commit that `f` let go without waiting for its WAL flush ([`defer_flush`]) is made durable
+/// before this returns.
 pub async fn run<T, F>(pool: &DbPool, f: F) -> Result<T, AppError>
 where
     F: FnOnce(&mut PgConnection) -> Result<T, AppError> + Send + 'static,
@@ -51,11 +53,70 @@ where
     let pool = pool.clone();
     actix_web::web::block(move || {
         let mut conn = pool.get().map_err(|_| AppError::Unavailable)?;
+        let _scope = FlushScope::enter();
         let result = f(&mut conn);
-        outage_or(result, &mut conn)
+        let result = outage_or(result, &mut conn);
+        if FlushScope::deferred() {
+            // The deferred commit (and every commit before it in the WAL) is on disk before the
+            // caller hears of it; if that cannot be confirmed, the answer is the outage's 503.
+            wait_for_flush(&mut conn).map_err(|_| AppError::Unavailable)?;
+        }
+        result
     })
     .await
     .map_err(|_| AppError::Internal("blocking task failed".into()))?
+}
+
+thread_local! {
+    /// Inside [`run`]: `Some(false)`, or `Some(true)` once a commit's flush was deferred.
+    static FLUSH_SCOPE: std::cell::Cell<Option<bool>> = const { std::cell::Cell::new(None) };
+}
+
+/// Marks the blocking thread as running [`run`]'s closure, until dropped.
+struct FlushScope;
+
+impl FlushScope {
+    fn enter() -> FlushScope {
+        FLUSH_SCOPE.with(|s| s.set(Some(false)));
+        FlushScope
+    }
+    fn deferred() -> bool {
+        FLUSH_SCOPE.with(|s| s.get() == Some(true))
+    }
+}
+
+impl Drop for FlushScope {
+    fn drop(&mut self) {
+        FLUSH_SCOPE.with(|s| s.set(None));
+    }
+}
+
+/// Whether the current transaction may commit without waiting for its WAL flush, and if so notes
+/// that [`run`] must wait for it after the closure. True only inside [`run`]; the caller then
+/// sets `synchronous_commit = off` for its transaction (SET LOCAL).
+///
+/// For a transaction that holds a lock others queue on until it commits (the audit chain's
+/// append lock, src/audit/mod.rs): without this, every holder keeps the lock through its own
+/// disk flush, so those transactions flush one at a time. Deferred, the lock is released at
+/// commit and the flushes of many transactions are shared. Nothing is answered before the flush
+/// (see [`run`]), and the WAL is written in order, so a crash can lose only commits nobody was
+/// told of, and never an earlier one while keeping a later one.
+pub fn defer_flush() -> bool {
+    FLUSH_SCOPE.with(|s| match s.get() {
+        Some(_) => {
+            s.set(Some(true));
+            true
+        }
+        None => false,
+    })
+}
+
+/// Waits until everything committed so far is on disk: a transaction with an id of its own,
+/// committed with `synchronous_commit` on, waits for the WAL up to its commit record, which
+/// follows every earlier commit. One round trip.
+fn wait_for_flush(conn: &mut PgConnection) -> diesel::QueryResult<()> {
+    use diesel::connection::SimpleConnection;
+    conn.batch_execute("BEGIN; SELECT pg_current_xact_id(); COMMIT")
 }
 
 /// An error on a connection that no longer answers is an outage (503), not a fault (500): the

@@ -69,9 +69,17 @@ pub fn record(conn: &mut PgConnection, event: Event) -> Result<(), AppError> {
 }
 
 /// Takes the chain's append lock until the caller's transaction ends, so nothing is appended
-/// meanwhile (taken again by the same transaction, it is simply held twice).
+/// meanwhile (taken again by the same transaction, it is simply held twice). In a request
+/// ([`crate::db::run`]) the transaction then commits without waiting for its WAL flush, which the
+/// request waits for after the commit instead: the lock is not held through a disk flush, so
+/// audited requests share their flushes instead of queueing for one each ([`crate::db::defer_flush`]).
 pub(crate) fn lock_chain(conn: &mut PgConnection) -> QueryResult<()> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock($1)").bind::<BigInt, _>(AUDIT_APPEND_LOCK).execute(conn)?;
+    let sql = if crate::db::defer_flush() {
+        "SELECT pg_advisory_xact_lock($1), set_config('synchronous_commit', 'off', true)"
+    } else {
+        "SELECT pg_advisory_xact_lock($1)"
+    };
+    diesel::sql_query(sql).bind::<BigInt, _>(AUDIT_APPEND_LOCK).execute(conn)?;
     Ok(())
 }
 

@@ -77,3 +77,60 @@ fn verify_notices_a_removed_entry() {
         .unwrap();
     assert!(matches!(verify(&mut conn).unwrap(), Verdict::Broken { entry_id, .. } if entry_id == c_id));
 }
+
+/// Issue 8: in a request, an audited transaction commits without waiting for its WAL flush, so the
+/// chain's append lock is not held through a disk flush, and the request then waits for the flush
+/// before it answers (one more transaction with an id of its own, committed durably). Outside a
+/// request (jobs, the command line) the commit is durable as before.
+#[tokio::test]
+async fn an_audited_request_lets_go_of_the_chain_lock_before_the_flush_and_waits_for_it_after() {
+    use cpis::audit::{self, Actor, Event};
+    use diesel::r2d2::{ConnectionManager, Pool};
+
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        s: String,
+    }
+    fn setting(c: &mut PgConnection) -> String {
+        diesel::sql_query("SELECT current_setting('synchronous_commit') AS s").get_result::<Setting>(c).unwrap().s
+    }
+    fn next_xid(c: &mut PgConnection) -> i64 {
+        crate::support::db::count(c, "SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+    }
+
+    let db = TestDatabase::new(Template::Reference);
+    // The test cluster runs with synchronous_commit off; this database as a durable one would.
+    crate::support::db::execute(&mut db.conn(), &format!("ALTER DATABASE \"{}\" SET synchronous_commit = on", db.name));
+    let pool = Pool::builder().max_size(1).build(ConnectionManager::<PgConnection>::new(&db.url)).unwrap();
+    let mut watcher = db.conn();
+
+    let before = next_xid(&mut watcher);
+    let inside = cpis::db::run(&pool, |conn| {
+        conn.transaction(|c| {
+            audit::record(c, Event::new(Actor::Operator, "test.deferred_flush"))?;
+            Ok(setting(c))
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(inside, "off", "the audited transaction commits without waiting for the flush");
+    assert_eq!(next_xid(&mut watcher), before + 2, "the audited transaction, then the one that waits for the flush");
+
+    // A request without an audit entry waits for nothing more.
+    let before = next_xid(&mut watcher);
+    let plain = cpis::db::run(&pool, |conn| conn.transaction(|c| Ok(setting(c)))).await.unwrap();
+    assert_eq!(plain, "on");
+    assert_eq!(next_xid(&mut watcher), before, "no transaction id was needed");
+
+    // Outside a request, the audited commit itself is durable.
+    let mut conn = db.conn();
+    let outside = conn
+        .transaction::<_, cpis::error::AppError, _>(|c| {
+            audit::record(c, Event::new(Actor::Operator, "test.durable"))?;
+            Ok(setting(c))
+        })
+        .unwrap();
+    assert_eq!(outside, "on");
+    assert_eq!(verify(&mut conn).unwrap(), Verdict::Intact { entries: 2, purged: 0 });
+}

@@ -18,7 +18,7 @@ pub enum Template {
 
 pub struct TestDatabase {
     pub url: String,
-    name: String,
+    pub name: String,
 }
 
 /// The server's URL from DATABASE_URL (scripts/test starts a private cluster and sets it).
