@@ -111,12 +111,14 @@ pub fn defer_flush() -> bool {
     })
 }
 
-/// Waits until everything committed so far is on disk: a transaction with an id of its own,
+/// Waits until everything committed so far is on disk: a transaction that wrote to the WAL,
 /// committed with `synchronous_commit` on, waits for the WAL up to its commit record, which
-/// follows every earlier commit. One round trip.
+/// follows every earlier commit. It writes an empty transactional logical message, the least a
+/// transaction can write (one that only takes a transaction id writes nothing before its commit
+/// record, and PostgreSQL then does not wait for the flush). One round trip.
 fn wait_for_flush(conn: &mut PgConnection) -> diesel::QueryResult<()> {
     use diesel::connection::SimpleConnection;
-    conn.batch_execute("BEGIN; SELECT pg_current_xact_id(); COMMIT")
+    conn.batch_execute("BEGIN; SELECT pg_logical_emit_message(true, 'cpis.flush', ''); COMMIT")
 }
 
 /// An error on a connection that no longer answers is an outage (503), not a fault (500): the

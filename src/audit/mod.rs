@@ -10,7 +10,6 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 
 use crate::error::AppError;
-use crate::schema::audit_log;
 
 /// Serialises appends so the chain has one order (the lock is released at commit).
 const AUDIT_APPEND_LOCK: i64 = 0x4350_4953_4155_4454; // "CPISAUDT"
@@ -83,23 +82,20 @@ pub(crate) fn lock_chain(conn: &mut PgConnection) -> QueryResult<()> {
     Ok(())
 }
 
-/// Appends many entries in one go (an upload's per-record changes): one lock, one read of the
-/// chain's head, and multi-row inserts. Same chain, same rules as [`record`].
+/// Appends many entries in one go (an upload's per-record changes): one statement that takes
+/// the chain's lock, reads the head and inserts the entries chained in order (the database's
+/// `audit_append`, migration 000013). The service sends each entry's canonical text
+/// ([`chain::canonical`]); the function hashes it with its predecessor exactly as
+/// [`chain::entry_hash`] does, which the verifier recomputes. Same chain, same rules as [`record`].
+/// One statement, so the lock is held for no round trip but the commit's; in a request that commit
+/// does not wait for its flush either ([`lock_chain`]).
 pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), AppError> {
     if events.is_empty() {
         return Ok(());
     }
-    lock_chain(conn)?;
-    let mut prev: Vec<u8> = audit_log::table
-        .select(audit_log::hash)
-        .order(audit_log::id.desc())
-        .first(conn)
-        .optional()?
-        .unwrap_or_else(|| chain::GENESIS.to_vec());
     let occurred_at = chain::to_micros(Utc::now());
     let n = events.len();
-    let (mut actors, mut actions, mut numbers, mut details, mut prevs, mut hashes) = (
-        Vec::with_capacity(n),
+    let (mut actors, mut actions, mut numbers, mut details, mut canonicals) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -108,35 +104,32 @@ pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), Ap
     );
     for event in events {
         let actor = event.actor.to_string();
-        let fields = chain::EntryFields {
+        canonicals.push(chain::canonical(&chain::EntryFields {
             occurred_at,
             actor: &actor,
             action: event.action,
             nhs_number: event.nhs_number.as_deref(),
             details: &event.details,
-        };
-        let hash = chain::entry_hash(&prev, &fields).to_vec();
-        prevs.push(std::mem::replace(&mut prev, hash.clone()));
-        hashes.push(hash);
+        }));
         actors.push(actor);
         actions.push(event.action);
         numbers.push(event.nhs_number);
         details.push(event.details);
     }
-    // One statement from arrays, in array order (the chain's order is the id order).
-    use diesel::sql_types::{Array, Bytea, Jsonb, Nullable, Text, Timestamptz};
-    diesel::sql_query(
-        "INSERT INTO audit_log (occurred_at, actor, action, nhs_number, details, prev_hash, hash) \
-         SELECT $1, a, x, n, d, p, h FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::bytea[], $7::bytea[]) \
-         WITH ORDINALITY AS u(a, x, n, d, p, h, i) ORDER BY i",
-    )
-    .bind::<Timestamptz, _>(occurred_at)
-    .bind::<Array<Text>, _>(&actors)
-    .bind::<Array<Text>, _>(&actions)
-    .bind::<Array<Nullable<Text>>, _>(&numbers)
-    .bind::<Array<Jsonb>, _>(&details)
-    .bind::<Array<Bytea>, _>(&prevs)
-    .bind::<Array<Bytea>, _>(&hashes)
-    .execute(conn)?;
+    let sql = if crate::db::defer_flush() {
+        "SELECT audit_append($1, $2, $3, $4, $5, $6, $7), set_config('synchronous_commit', 'off', true)"
+    } else {
+        "SELECT audit_append($1, $2, $3, $4, $5, $6, $7)"
+    };
+    use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz};
+    diesel::sql_query(sql)
+        .bind::<BigInt, _>(AUDIT_APPEND_LOCK)
+        .bind::<Timestamptz, _>(occurred_at)
+        .bind::<Array<Text>, _>(&actors)
+        .bind::<Array<Text>, _>(&actions)
+        .bind::<Array<Nullable<Text>>, _>(&numbers)
+        .bind::<Array<Jsonb>, _>(&details)
+        .bind::<Array<Text>, _>(&canonicals)
+        .execute(conn)?;
     Ok(())
 }

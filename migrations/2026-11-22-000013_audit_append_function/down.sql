@@ -1,0 +1,1 @@
+DROP FUNCTION audit_append(bigint, timestamptz, text[], text[], text[], jsonb[], text[]);
