@@ -195,14 +195,15 @@ pub fn write(conn: &mut PgConnection, key: &AuditKey, now: DateTime<Utc>) -> Res
         .returning(Checkpoint::as_returning())
         .get_result(conn)?;
     let signature_hex = hex::encode(&checkpoint.signature);
-    super::record(
+    // Appended at once, while the lock taken above is held: the entry follows the head it signed.
+    super::append_now(
         conn,
-        Event::new(Actor::Service, CHECKPOINT_ACTION).details(json!({
+        vec![Event::new(Actor::Service, CHECKPOINT_ACTION).details(json!({
             "checkpoint_id": checkpoint.id,
             "entry_id": checkpoint.entry_id,
             "key_id": checkpoint.key_id,
             "signature": signature_hex,
-        })),
+        }))],
     )?;
     tracing::info!(
         checkpoint_id = checkpoint.id,

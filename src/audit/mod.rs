@@ -61,8 +61,8 @@ impl Event {
     }
 }
 
-/// Appends an entry to the chain. Call it inside the action's transaction, as late as possible:
-/// it holds the append lock until that transaction ends.
+/// Records an entry: it joins the chain as the caller's transaction commits (in the same
+/// transaction: committed with the action or not at all). Call it inside the action's transaction.
 pub fn record(conn: &mut PgConnection, event: Event) -> Result<(), AppError> {
     record_many(conn, vec![event])
 }
@@ -82,54 +82,97 @@ pub(crate) fn lock_chain(conn: &mut PgConnection) -> QueryResult<()> {
     Ok(())
 }
 
-/// Appends many entries in one go (an upload's per-record changes): one statement that takes
-/// the chain's lock, reads the head and inserts the entries chained in order (the database's
-/// `audit_append`, migration 000013). The service sends each entry's canonical text
-/// ([`chain::canonical`]); the function hashes it with its predecessor exactly as
-/// [`chain::entry_hash`] does, which the verifier recomputes. Same chain, same rules as [`record`].
-/// One statement, so the lock is held for no round trip but the commit's; in a request that commit
-/// does not wait for its flush either ([`lock_chain`]).
+/// Records many entries in one go (an upload's per-record changes), in order, as [`record`] does:
+/// one row in `audit_outbox`, which a deferred trigger moves into the chain inside COMMIT
+/// (migration 000014), so the chain's lock is held for the move and the commit alone, never
+/// across a round trip to this service. The entries are not in `audit_log` before the commit:
+/// code that needs its entry's id at once uses [`append_now`].
 pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), AppError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let occurred_at = chain::to_micros(Utc::now());
-    let n = events.len();
-    let (mut actors, mut actions, mut numbers, mut details, mut canonicals) = (
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-    );
-    for event in events {
-        let actor = event.actor.to_string();
-        canonicals.push(chain::canonical(&chain::EntryFields {
-            occurred_at,
-            actor: &actor,
-            action: event.action,
-            nhs_number: event.nhs_number.as_deref(),
-            details: &event.details,
-        }));
-        actors.push(actor);
-        actions.push(event.action);
-        numbers.push(event.nhs_number);
-        details.push(event.details);
-    }
+    let Some(batch) = Batch::of(events) else { return Ok(()) };
+    // The commit moves the entries under the chain's lock: in a request it need not wait for its
+    // flush while holding it (see lock_chain).
     let sql = if crate::db::defer_flush() {
-        "SELECT audit_append($1, $2, $3, $4, $5, $6, $7), set_config('synchronous_commit', 'off', true)"
+        "INSERT INTO audit_outbox (occurred_at, actors, actions, numbers, details, canonicals) \
+         SELECT $1, $2, $3, $4, $5, $6 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed"
     } else {
-        "SELECT audit_append($1, $2, $3, $4, $5, $6, $7)"
+        "INSERT INTO audit_outbox (occurred_at, actors, actions, numbers, details, canonicals) \
+         VALUES ($1, $2, $3, $4, $5, $6)"
     };
-    use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz};
-    diesel::sql_query(sql)
-        .bind::<BigInt, _>(AUDIT_APPEND_LOCK)
-        .bind::<Timestamptz, _>(occurred_at)
-        .bind::<Array<Text>, _>(&actors)
-        .bind::<Array<Text>, _>(&actions)
-        .bind::<Array<Nullable<Text>>, _>(&numbers)
-        .bind::<Array<Jsonb>, _>(&details)
-        .bind::<Array<Text>, _>(&canonicals)
-        .execute(conn)?;
+    batch.bind(diesel::sql_query(sql)).execute(conn)?;
     Ok(())
+}
+
+/// Appends entries to the chain at once, holding the chain's lock until the caller's transaction
+/// ends: for code that reads its own entry back in the same transaction (a retention purge finds
+/// its checkpoint entry's id). One statement: the database's `audit_append` (migration 000013)
+/// takes the lock, reads the head and inserts the entries chained in order.
+pub fn append_now(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), AppError> {
+    let Some(batch) = Batch::of(events) else { return Ok(()) };
+    let sql = if crate::db::defer_flush() {
+        "SELECT audit_append($7, $1, $2, $3, $4, $5, $6), set_config('synchronous_commit', 'off', true)"
+    } else {
+        "SELECT audit_append($7, $1, $2, $3, $4, $5, $6)"
+    };
+    batch.bind(diesel::sql_query(sql)).bind::<BigInt, _>(AUDIT_APPEND_LOCK).execute(conn)?;
+    Ok(())
+}
+
+/// Entries as the database's `audit_append` takes them: one time, column arrays, and each entry's
+/// canonical text ([`chain::canonical`]), which the database hashes with its predecessor's hash
+/// exactly as [`chain::entry_hash`] does (and the verifier recomputes).
+struct Batch {
+    occurred_at: chrono::DateTime<Utc>,
+    actors: Vec<String>,
+    actions: Vec<&'static str>,
+    numbers: Vec<Option<String>>,
+    details: Vec<serde_json::Value>,
+    canonicals: Vec<String>,
+}
+
+type BatchQuery = diesel::query_builder::BoxedSqlQuery<'static, diesel::pg::Pg, diesel::query_builder::SqlQuery>;
+
+impl Batch {
+    fn of(events: Vec<Event>) -> Option<Batch> {
+        if events.is_empty() {
+            return None;
+        }
+        let occurred_at = chain::to_micros(Utc::now());
+        let n = events.len();
+        let mut b = Batch {
+            occurred_at,
+            actors: Vec::with_capacity(n),
+            actions: Vec::with_capacity(n),
+            numbers: Vec::with_capacity(n),
+            details: Vec::with_capacity(n),
+            canonicals: Vec::with_capacity(n),
+        };
+        for event in events {
+            let actor = event.actor.to_string();
+            b.canonicals.push(chain::canonical(&chain::EntryFields {
+                occurred_at,
+                actor: &actor,
+                action: event.action,
+                nhs_number: event.nhs_number.as_deref(),
+                details: &event.details,
+            }));
+            b.actors.push(actor);
+            b.actions.push(event.action);
+            b.numbers.push(event.nhs_number);
+            b.details.push(event.details);
+        }
+        Some(b)
+    }
+
+    /// Binds $1 to $6: time, actors, actions, NHS numbers, details, canonical texts.
+    fn bind(self, query: diesel::query_builder::SqlQuery) -> BatchQuery {
+        use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz};
+        query
+            .into_boxed()
+            .bind::<Timestamptz, _>(self.occurred_at)
+            .bind::<Array<Text>, _>(self.actors)
+            .bind::<Array<Text>, _>(self.actions)
+            .bind::<Array<Nullable<Text>>, _>(self.numbers)
+            .bind::<Array<Jsonb>, _>(self.details)
+            .bind::<Array<Text>, _>(self.canonicals)
+    }
 }

@@ -107,8 +107,8 @@ pub fn run(
     details["reason"] = json!("retention");
     details["children"] = json!(numbers.len());
     details["access_events"] = json!(access_events);
-    audit::record(conn, Event::new(Actor::Service, PURGE_ACTION).details(details))?;
-    // `record` holds the append lock until this transaction ends, so the newest checkpoint is ours.
+    audit::append_now(conn, vec![Event::new(Actor::Service, PURGE_ACTION).details(details)])?;
+    // `append_now` holds the append lock until this transaction ends, so the newest checkpoint is ours.
     let checkpoint_id: i64 = audit_log::table
         .filter(audit_log::action.eq(PURGE_ACTION))
         .order(audit_log::id.desc())

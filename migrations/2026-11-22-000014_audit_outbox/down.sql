@@ -1,0 +1,2 @@
+DROP TABLE audit_outbox;
+DROP FUNCTION audit_outbox_append();
