@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
 use crate::domain::access_history::{self, HISTORY_LIMIT};
-use crate::schema::{access_events, job_roles, nhs_organisations, users};
+use crate::schema::access_events;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
@@ -69,19 +69,30 @@ pub fn record(conn: &mut PgConnection, nhs_number: &str, viewer: &Viewer, at: Da
 }
 
 /// One line of the access history, with names in readable form where the reference data has them.
-#[derive(Debug, Clone, Queryable, PartialEq)]
+#[derive(Debug, Clone, QueryableByName, PartialEq)]
 pub struct HistoryEntry {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub id: i64,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
     pub accessed_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
     pub user_id: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
     pub viewer_name: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
     pub job_role_code: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     pub job_role_name: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
     pub organisation_code: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     pub organisation_name: Option<String>,
     /// The viewer's account contact details, when the viewer has an account here.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     pub contact_email: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     pub contact_telephone: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
     pub viewer_disabled_at: Option<DateTime<Utc>>,
 }
 
@@ -96,27 +107,30 @@ impl HistoryEntry {
 }
 
 /// The shown accesses to any of the numbers: newest first, ties in insertion order, at most 25 (CP-IS048).
+/// Each number's newest shown accesses are read from its own end of the history index (so the
+/// cost follows 25, not how often the child was viewed), and the names are joined to those 25 only.
 pub fn history(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<Vec<HistoryEntry>> {
-    access_events::table
-        .left_join(job_roles::table.on(job_roles::code.eq(access_events::job_role_code)))
-        .left_join(nhs_organisations::table.on(nhs_organisations::ods_code.eq(access_events::organisation_code)))
-        .left_join(users::table.on(users::id.nullable().eq(access_events::user_id)))
-        .filter(access_events::nhs_number.eq_any(numbers))
-        .filter(access_events::shown.eq(true))
-        .order((access_events::accessed_at.desc(), access_events::id.desc()))
-        .limit(HISTORY_LIMIT as i64)
-        .select((
-            access_events::id,
-            access_events::accessed_at,
-            access_events::user_id,
-            access_events::viewer_name,
-            access_events::job_role_code,
-            job_roles::name.nullable(),
-            access_events::organisation_code,
-            nhs_organisations::name.nullable(),
-            users::email.nullable(),
-            users::telephone.nullable(),
-            users::disabled_at.nullable(),
-        ))
-        .load(conn)
+    use diesel::sql_types::{Array, BigInt, Text};
+    diesel::sql_query(
+        "SELECT a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, jr.name AS job_role_name, \
+                a.organisation_code, o.name AS organisation_name, u.email AS contact_email, \
+                u.telephone AS contact_telephone, u.disabled_at AS viewer_disabled_at \
+         FROM ( \
+             SELECT e.* FROM unnest($1::text[]) AS n(nhs_number) \
+             CROSS JOIN LATERAL ( \
+                 SELECT id, accessed_at, user_id, viewer_name, job_role_code, organisation_code \
+                 FROM access_events \
+                 WHERE access_events.nhs_number = n.nhs_number AND shown \
+                 ORDER BY accessed_at DESC, id DESC LIMIT $2 \
+             ) AS e \
+             ORDER BY e.accessed_at DESC, e.id DESC LIMIT $2 \
+         ) AS a \
+         LEFT JOIN job_roles jr ON jr.code = a.job_role_code \
+         LEFT JOIN nhs_organisations o ON o.ods_code = a.organisation_code \
+         LEFT JOIN users u ON u.id = a.user_id \
+         ORDER BY a.accessed_at DESC, a.id DESC",
+    )
+    .bind::<Array<Text>, _>(numbers)
+    .bind::<BigInt, _>(HISTORY_LIMIT as i64)
+    .load(conn)
 }
