@@ -98,7 +98,7 @@ pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), Ap
         "INSERT INTO audit_outbox (occurred_at, actors, actions, numbers, details, canonicals) \
          VALUES ($1, $2, $3, $4, $5, $6)"
     };
-    batch.bind(diesel::sql_query(sql)).execute(conn)?;
+    batch.bind(crate::db::prepared::sql(sql)).execute(conn)?;
     Ok(())
 }
 
@@ -113,7 +113,7 @@ pub fn append_now(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), App
     } else {
         "SELECT audit_append($7, $1, $2, $3, $4, $5, $6)"
     };
-    batch.bind(diesel::sql_query(sql)).bind::<BigInt, _>(AUDIT_APPEND_LOCK).execute(conn)?;
+    batch.bind(crate::db::prepared::sql(sql)).bind::<BigInt, _>(AUDIT_APPEND_LOCK).execute(conn)?;
     Ok(())
 }
 
@@ -128,8 +128,6 @@ struct Batch {
     details: Vec<serde_json::Value>,
     canonicals: Vec<String>,
 }
-
-type BatchQuery = diesel::query_builder::BoxedSqlQuery<'static, diesel::pg::Pg, diesel::query_builder::SqlQuery>;
 
 impl Batch {
     fn of(events: Vec<Event>) -> Option<Batch> {
@@ -164,10 +162,9 @@ impl Batch {
     }
 
     /// Binds $1 to $6: time, actors, actions, NHS numbers, details, canonical texts.
-    fn bind(self, query: diesel::query_builder::SqlQuery) -> BatchQuery {
+    fn bind(self, query: crate::db::prepared::Prepared) -> crate::db::prepared::Prepared {
         use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz};
         query
-            .into_boxed()
             .bind::<Timestamptz, _>(self.occurred_at)
             .bind::<Array<Text>, _>(self.actors)
             .bind::<Array<Text>, _>(self.actions)

@@ -72,18 +72,9 @@ pub fn slack(idle_secs: i64) -> chrono::TimeDelta {
     chrono::TimeDelta::milliseconds((idle_secs * 100).clamp(0, 60_000))
 }
 
-/// Loads a live session and its user's principal rows and, when its idle expiry lags by more than
-/// [`slack`], extends it, in one statement committed without waiting for the WAL flush (see the
-/// module's documentation).
-fn load_and_extend(
-    conn: &mut PgConnection,
-    hash: Vec<u8>,
-    now: chrono::DateTime<Utc>,
-    idle_secs: i64,
-) -> QueryResult<Option<Loaded>> {
-    use diesel::sql_types::{Bytea, Timestamptz};
-    let expires = now + chrono::TimeDelta::seconds(idle_secs);
-    let row: Option<StateRow> = diesel::sql_query(format!(
+/// The statement of [`load_and_extend`] (a `static`, so it is planned once per connection).
+static LOAD_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
         "WITH live AS ( \
              SELECT key_hash, state, expires_at, user_id FROM sessions \
              WHERE key_hash = $1 AND expires_at > $2 AND absolute_expires_at > $2 \
@@ -98,13 +89,27 @@ fn load_and_extend(
                  FROM ({PRINCIPAL_SELECT} WHERE u.id = live.user_id) AS p \
              ) END AS principal \
            FROM live"
-    ))
-    .bind::<Bytea, _>(hash)
-    .bind::<Timestamptz, _>(now)
-    .bind::<Timestamptz, _>(expires)
-    .bind::<Timestamptz, _>(expires - slack(idle_secs))
-    .get_result(conn)
-    .optional()?;
+    )
+});
+
+/// Loads a live session and its user's principal rows and, when its idle expiry lags by more than
+/// [`slack`], extends it, in one statement committed without waiting for the WAL flush (see the
+/// module's documentation).
+fn load_and_extend(
+    conn: &mut PgConnection,
+    hash: Vec<u8>,
+    now: chrono::DateTime<Utc>,
+    idle_secs: i64,
+) -> QueryResult<Option<Loaded>> {
+    use diesel::sql_types::{Bytea, Timestamptz};
+    let expires = now + chrono::TimeDelta::seconds(idle_secs);
+    let row: Option<StateRow> = crate::db::prepared::sql(&LOAD_SQL)
+        .bind::<Bytea, _>(hash)
+        .bind::<Timestamptz, _>(now)
+        .bind::<Timestamptz, _>(expires)
+        .bind::<Timestamptz, _>(expires - slack(idle_secs))
+        .get_result(conn)
+        .optional()?;
     Ok(row.map(|r| Loaded { state: r.state, principal: r.principal }))
 }
 

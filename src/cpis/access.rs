@@ -111,7 +111,7 @@ impl HistoryEntry {
 /// cost follows 25, not how often the child was viewed), and the names are joined to those 25 only.
 pub fn history(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<Vec<HistoryEntry>> {
     use diesel::sql_types::{Array, BigInt, Text};
-    diesel::sql_query(
+    crate::db::prepared::sql(
         "SELECT a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, jr.name AS job_role_name, \
                 a.organisation_code, o.name AS organisation_name, u.email AS contact_email, \
                 u.telephone AS contact_telephone, u.disabled_at AS viewer_disabled_at \
@@ -130,7 +130,7 @@ pub fn history(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<Vec<H
          LEFT JOIN users u ON u.id = a.user_id \
          ORDER BY a.accessed_at DESC, a.id DESC",
     )
-    .bind::<Array<Text>, _>(numbers)
+    .bind::<Array<Text>, _>(numbers.to_vec())
     .bind::<BigInt, _>(HISTORY_LIMIT as i64)
     .load(conn)
 }

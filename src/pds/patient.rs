@@ -205,7 +205,7 @@ pub fn linked_numbers(conn: &mut PgConnection, current: &str) -> QueryResult<Vec
         #[diesel(sql_type = diesel::sql_types::Text)]
         nhs_number: String,
     }
-    let rows: Vec<Num> = diesel::sql_query(
+    let rows: Vec<Num> = crate::db::prepared::sql(
         "WITH RECURSIVE linked(nhs_number, depth) AS ( \
              SELECT $1::text, 0 \
              UNION \
@@ -213,7 +213,7 @@ pub fn linked_numbers(conn: &mut PgConnection, current: &str) -> QueryResult<Vec
              WHERE l.depth < 10 \
          ) SELECT DISTINCT nhs_number FROM linked",
     )
-    .bind::<diesel::sql_types::Text, _>(current)
+    .bind::<diesel::sql_types::Text, _>(current.to_owned())
     .load(conn)?;
     let mut numbers: Vec<String> = rows.into_iter().map(|r| r.nhs_number).collect();
     numbers.sort_by_key(|n| n != current);

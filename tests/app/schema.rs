@@ -54,3 +54,50 @@ fn constraints_refuse_bad_rows() {
         assert!(diesel::sql_query(sql).execute(&mut conn).is_err(), "refused: {sql}");
     }
 }
+
+/// Issue 8: the hot hand-written statements (`cpis::db::prepared`) are planned once per
+/// connection: diesel keeps them as prepared statements, as it does for its DSL's queries, and a
+/// placeholder used twice is bound twice.
+#[test]
+fn hand_written_hot_statements_are_prepared_once_per_connection() {
+    use diesel::sql_types::{BigInt, Text};
+    #[derive(QueryableByName, Debug, PartialEq)]
+    struct Pair {
+        #[diesel(sql_type = BigInt)]
+        a: i64,
+        #[diesel(sql_type = Text)]
+        b: String,
+    }
+    let db = TestDatabase::new(Template::Reference);
+    let mut conn = db.conn();
+    let query = |n: i64| {
+        cpis::db::prepared::sql("SELECT $1::bigint + $1::bigint AS a, $2::text AS b /* prepared-test */")
+            .bind::<BigInt, _>(n)
+            .bind::<Text, _>(format!("x{n}"))
+    };
+    for n in 1..=3 {
+        let row: Pair = query(n).get_result(&mut conn).unwrap();
+        assert_eq!(row, Pair { a: 2 * n, b: format!("x{n}") });
+    }
+    let numbers = cpis::pds::patient::linked_numbers(&mut conn, "9990000018").unwrap();
+    let again = cpis::pds::patient::linked_numbers(&mut conn, "9990000018").unwrap();
+    assert_eq!(numbers, again);
+    assert_eq!(
+        crate::support::db::count(
+            &mut conn,
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%prepared-test%' \
+             AND statement NOT LIKE '%pg_prepared_statements%'"
+        ),
+        1,
+        "one prepared statement for three executions"
+    );
+    assert_eq!(
+        crate::support::db::count(
+            &mut conn,
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'WITH RECURSIVE linked%'"
+        ),
+        1
+    );
+    let missing = cpis::db::prepared::sql("SELECT $2::text AS b").bind::<Text, _>("only one".to_owned());
+    assert!(diesel::RunQueryDsl::execute(missing, &mut conn).is_err(), "a placeholder without a value is an error");
+}

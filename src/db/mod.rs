@@ -1,5 +1,7 @@
 //! The database: pool, migrations under an advisory lock, and the one blocking boundary.
 
+pub mod prepared;
+
 use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel::{Connection, RunQueryDsl};
