@@ -104,7 +104,8 @@ pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), Ap
 
 /// Appends entries to the chain at once, holding the chain's lock until the caller's transaction
 /// ends: for code that reads its own entry back in the same transaction (a retention purge finds
-/// its checkpoint entry's id). One statement: the database's `audit_append` (migration 000013)
+/// its checkpoint entry's id), and for a large batch appended as the transaction's last statement
+/// (an upload's per-record changes), which the outbox would write twice. One statement: the database's `audit_append` (migration 000013)
 /// takes the lock, reads the head and inserts the entries chained in order.
 pub fn append_now(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), AppError> {
     let Some(batch) = Batch::of(events) else { return Ok(()) };

@@ -356,7 +356,11 @@ fn finish(
         "ack_message_id": ack_id, "channel": ctx.channel.code(),
     })));
     let t0 = std::time::Instant::now();
-    audit::record_many(conn, changes)?;
+    // Appended at once rather than through the outbox: this is the transaction's last statement
+    // before COMMIT, so the chain's lock is held for no other work, and the outbox would write
+    // 60,000 entries twice (the national benchmark's upload took 8.7 to 10.0 s through it, against
+    // 7.7 s appended at once earlier the same day).
+    audit::append_now(conn, changes)?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "upload phase: audit");
     Ok(Processed { upload_id, ack_message_id: ack_id, file_code, resubmission: false })
 }

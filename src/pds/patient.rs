@@ -197,6 +197,88 @@ pub fn lookup(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<Lookup> 
     }
 }
 
+/// [`lookup`] with the [`linked_numbers`] of the record it finds: one statement when the number
+/// asked is itself the current record (the common case: opening the tab, the patient page, a FHIR
+/// query), the separate lookups otherwise. `linked` is empty when nothing is found.
+pub fn lookup_linked(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<(Lookup, Vec<String>)> {
+    use diesel::sql_types::{Array, Bool, Date, Nullable, Text};
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        nhs_number: String,
+        #[diesel(sql_type = Text)]
+        given_name: String,
+        #[diesel(sql_type = Text)]
+        family_name: String,
+        #[diesel(sql_type = Text)]
+        gender: String,
+        #[diesel(sql_type = Date)]
+        birth_date: NaiveDate,
+        #[diesel(sql_type = Nullable<Date>)]
+        death_date: Option<NaiveDate>,
+        #[diesel(sql_type = Nullable<Text>)]
+        postcode: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        address: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        gp_ods: Option<String>,
+        #[diesel(sql_type = Bool)]
+        restricted: bool,
+        #[diesel(sql_type = Nullable<Text>)]
+        superseded_by: Option<String>,
+        #[diesel(sql_type = Bool)]
+        invalidated: bool,
+        #[diesel(sql_type = Array<Text>)]
+        linked: Vec<String>,
+    }
+    let row: Option<Row> = crate::db::prepared::sql(
+        "SELECT p.nhs_number, p.given_name, p.family_name, p.gender, p.birth_date, p.death_date, p.postcode, \
+                p.address, p.gp_ods, p.restricted, p.superseded_by, p.invalidated, \
+                ARRAY( \
+                    WITH RECURSIVE linked(nhs_number, depth) AS ( \
+                        SELECT p.nhs_number, 0 \
+                        UNION \
+                        SELECT q.nhs_number, l.depth + 1 FROM patients q JOIN linked l ON q.superseded_by = l.nhs_number \
+                        WHERE l.depth < 10 \
+                    ) SELECT DISTINCT nhs_number FROM linked \
+                ) AS linked \
+         FROM patients p WHERE p.nhs_number = $1",
+    )
+    .bind::<Text, _>(nhs_number.to_owned())
+    .get_result(conn)
+    .optional()?;
+    match row {
+        None => Ok((Lookup::NotFound, Vec::new())),
+        Some(r) if !r.invalidated && r.superseded_by.is_none() => {
+            let mut linked = r.linked;
+            linked.sort_by_key(|n| n != &r.nhs_number);
+            let patient = Patient {
+                nhs_number: r.nhs_number,
+                given_name: r.given_name,
+                family_name: r.family_name,
+                gender: r.gender,
+                birth_date: r.birth_date,
+                death_date: r.death_date,
+                postcode: r.postcode,
+                address: r.address,
+                gp_ods: r.gp_ods,
+                restricted: r.restricted,
+                superseded_by: r.superseded_by,
+                invalidated: r.invalidated,
+            };
+            Ok((Lookup::Found(patient), linked))
+        }
+        Some(_) => {
+            let found = lookup(conn, nhs_number)?;
+            let linked = match &found {
+                Lookup::Found(p) | Lookup::Superseded { current: p, .. } => linked_numbers(conn, &p.nhs_number)?,
+                Lookup::NotFound => Vec::new(),
+            };
+            Ok((found, linked))
+        }
+    }
+}
+
 /// The current number and every number superseded into it: they name the same person, and an LA's
 /// information stays under an old number until it resubmits (messages.md, superseded numbers).
 pub fn linked_numbers(conn: &mut PgConnection, current: &str) -> QueryResult<Vec<String>> {

@@ -84,15 +84,12 @@ fn valid_number(number: &str) -> Result<String, AppError> {
 }
 
 fn lookup_record(conn: &mut PgConnection, number: &str) -> Result<Record, AppError> {
-    match patient::lookup(conn, number)? {
-        Lookup::Found(p) => {
-            let linked = patient::linked_numbers(conn, &p.nhs_number)?;
-            Ok(Record::Current { patient: p, linked })
-        }
-        Lookup::Superseded { old_number, current } => {
+    match patient::lookup_linked(conn, number)? {
+        (Lookup::Found(p), linked) => Ok(Record::Current { patient: p, linked }),
+        (Lookup::Superseded { old_number, current }, _) => {
             Ok(Record::Moved { current: current.nhs_number, old: old_number })
         }
-        Lookup::NotFound => Err(AppError::NotFound("There is no patient with that NHS number.".into())),
+        (Lookup::NotFound, _) => Err(AppError::NotFound("There is no patient with that NHS number.".into())),
     }
 }
 

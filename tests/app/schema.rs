@@ -101,3 +101,54 @@ fn hand_written_hot_statements_are_prepared_once_per_connection() {
     let missing = cpis::db::prepared::sql("SELECT $2::text AS b").bind::<Text, _>("only one".to_owned());
     assert!(diesel::RunQueryDsl::execute(missing, &mut conn).is_err(), "a placeholder without a value is an error");
 }
+
+/// Issue 8: `lookup_linked` answers in one statement what `lookup` and `linked_numbers` answer in
+/// two, for every kind of record in the demo data (current with superseded numbers, superseded,
+/// invalidated, unknown).
+#[test]
+fn lookup_linked_agrees_with_lookup_and_linked_numbers() {
+    use cpis::pds::patient::{self, Lookup};
+    #[derive(QueryableByName)]
+    struct Num {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        n: String,
+    }
+    let db = TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    let mut numbers: Vec<String> = diesel::sql_query(
+        "(SELECT nhs_number AS n FROM patients WHERE superseded_by IS NOT NULL LIMIT 5) \
+         UNION ALL (SELECT superseded_by FROM patients WHERE superseded_by IS NOT NULL LIMIT 5) \
+         UNION ALL (SELECT nhs_number FROM patients WHERE invalidated LIMIT 3) \
+         UNION ALL (SELECT nhs_number FROM patients ORDER BY nhs_number LIMIT 20)",
+    )
+    .load::<Num>(&mut conn)
+    .unwrap()
+    .into_iter()
+    .map(|r| r.n)
+    .collect();
+    numbers.push("9999999999".into());
+    let mut kinds = std::collections::BTreeSet::new();
+    for n in &numbers {
+        let (found, linked) = patient::lookup_linked(&mut conn, n).unwrap();
+        let expected = patient::lookup(&mut conn, n).unwrap();
+        let expected_linked = match &expected {
+            Lookup::Found(p) | Lookup::Superseded { current: p, .. } => {
+                patient::linked_numbers(&mut conn, &p.nhs_number).unwrap()
+            }
+            Lookup::NotFound => vec![],
+        };
+        kinds.insert(match &expected {
+            Lookup::Found(_) if expected_linked.len() > 1 => "current with superseded numbers",
+            Lookup::Found(_) => "current",
+            Lookup::Superseded { .. } => "superseded",
+            Lookup::NotFound => "not found",
+        });
+        assert_eq!(format!("{found:?}"), format!("{expected:?}"), "{n}");
+        assert_eq!(linked.first(), expected_linked.first(), "{n}: the current number first");
+        let (mut a, mut b) = (linked.clone(), expected_linked.clone());
+        a.sort();
+        b.sort();
+        assert_eq!(a, b, "{n}");
+    }
+    assert_eq!(kinds.len(), 4, "every kind of record was tried: {kinds:?}");
+}

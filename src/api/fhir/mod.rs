@@ -143,13 +143,12 @@ fn log_exchange(
 }
 
 fn resolve(conn: &mut diesel::PgConnection, number: &str) -> Result<Subject, crate::error::AppError> {
-    Ok(match patient::lookup(conn, number)? {
-        Lookup::Found(p) | Lookup::Superseded { current: p, .. } => {
-            let linked = patient::linked_numbers(conn, &p.nhs_number)?;
+    Ok(match patient::lookup_linked(conn, number)? {
+        (Lookup::Found(p) | Lookup::Superseded { current: p, .. }, linked) => {
             Subject::Known { patient: Box::new(p), linked }
         }
-        Lookup::NotFound if patient::find(conn, number)?.is_some() => Subject::Invalidated,
-        Lookup::NotFound => Subject::Unknown,
+        (Lookup::NotFound, _) if patient::find(conn, number)?.is_some() => Subject::Invalidated,
+        (Lookup::NotFound, _) => Subject::Unknown,
     })
 }
 
