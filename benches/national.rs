@@ -308,7 +308,8 @@ fn main() {
     let sweep = args.iter().any(|a| a == "--sweep");
     let rebuild = args.iter().any(|a| a == "--rebuild");
     // `--only tab|nhs|demo|fhir`: the baseline and that one workload at 16 users for a minute, for
-    // profiling the service while it runs (nothing is written to target/bench).
+    // profiling the service while it runs; `--only daily`: the daily run five times, rolled back
+    // (nothing is written to target/bench).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let settings = Settings {
         workers: std::env::var("CPIS_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(0),
@@ -480,6 +481,20 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: O
         })
     };
 
+    if only.as_deref() == Some("daily") {
+        let day = marker.peak_day;
+        let scheduled = cpis::domain::dates::uk_day_bounds(day).1 + TimeDelta::minutes(30);
+        eprintln!("national: profiling the daily run (bench pid {})", std::process::id());
+        for _ in 0..5 {
+            let _ = conn.transaction::<(), diesel::result::Error, _>(|c| {
+                let t0 = Instant::now();
+                cpis::jobs::daily_notification::run(c, scheduled, Utc::now()).unwrap_or_else(|e| panic!("{e:?}"));
+                eprintln!("national: daily run {:.0} ms", t0.elapsed().as_secs_f64() * 1e3);
+                Err(diesel::result::Error::RollbackTransaction)
+            });
+        }
+        return;
+    }
     if let Some(name) = only {
         let (make, ok): (MakeReq, fn(u16) -> bool) = match name.as_str() {
             "tab" => (tab_req, ok200),

@@ -419,6 +419,9 @@ fn shown_accesses(
             access_events::channel,
         ))
         .load(conn)?;
+    // A national day lists about a hundred thousand accesses from a few hundred organisations:
+    // each organisation's readable name is worked out once.
+    let mut readable: HashMap<String, String> = HashMap::new();
     Ok(rows
         .into_iter()
         .map(|(id, nhs_number, accessed_at, viewer_name, role, role_name, org, org_name, channel)| Access {
@@ -429,7 +432,10 @@ fn shown_accesses(
             viewer_name,
             job_role_name: role_name.unwrap_or_else(|| role.clone()),
             job_role_code: role,
-            organisation_name: org_name.as_deref().map(readable_org_name).unwrap_or_else(|| org.clone()),
+            organisation_name: match org_name {
+                Some(name) => readable.entry(name).or_insert_with_key(|name| readable_org_name(name)).clone(),
+                None => org.clone(),
+            },
             organisation_code: org,
             channel,
         })
