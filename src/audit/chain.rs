@@ -32,9 +32,15 @@ pub fn canonical(fields: &EntryFields<'_>) -> String {
 }
 
 pub fn entry_hash(prev_hash: &[u8], fields: &EntryFields<'_>) -> [u8; 32] {
+    hash_canonical(prev_hash, &canonical(fields))
+}
+
+/// [`entry_hash`] from the entry's [`canonical`] text (the database's `audit_append` computes the
+/// same: SHA-256 of the predecessor's hash followed by the text's UTF-8 bytes).
+pub fn hash_canonical(prev_hash: &[u8], canonical: &str) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(prev_hash);
-    h.update(canonical(fields).as_bytes());
+    h.update(canonical.as_bytes());
     h.finalize().into()
 }
 
