@@ -116,8 +116,8 @@ pub const PRINCIPAL_KEY: &str = "_principal";
 
 /// The account and every role profile it holds (the same columns as `users::account` and
 /// `users::profiles`), one row per profile: add the `WHERE` on `u.id` and `ORDER BY rp.id`. Names
-/// are looked up by key for the one or two profiles (a hash join over every organisation, which
-/// the planner chose otherwise, cost a quarter of the session statement run on every page).
+/// are looked up by key for the one or two profiles (the planner otherwise hash-joins every
+/// organisation, which made the statement run on every page about a quarter slower on its own).
 pub const PRINCIPAL_SELECT: &str = "SELECT u.id, u.username, u.sds_user_id, u.display_name, u.must_change_password, \
      u.disabled_at, rp.id AS profile_id, rp.nhs_org_code, rp.la_code, \
      CASE WHEN rp.id IS NULL THEN NULL ELSE coalesce( \
