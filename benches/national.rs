@@ -985,14 +985,21 @@ fn preamble_ab(url: &str) -> serde_json::Value {
     let rid: i64 = dataset::count(&mut conn, &format!("SELECT min(id) AS n FROM role_profiles WHERE user_id = {uid}"));
     exec(&mut conn, "DELETE FROM sessions WHERE state ? 'bench_preamble'");
     let mut out = serde_json::Map::new();
-    for (name, new) in [("before: 7 statements, durable extension", false), ("after: 4 statements", true)] {
+    for (name, variant) in [
+        ("earlier: 7 statements, durable extension", 0),
+        ("earlier: 4 statements", 1),
+        ("now: 2 statements (check-out ping, session with its principal, prepared)", 2),
+    ] {
         let deadline = Instant::now() + Duration::from_secs(3);
         let threads: Vec<_> = (0..16)
             .map(|k| {
                 let url = url.to_owned();
                 std::thread::spawn(move || {
                     let mut c = PgConnection::establish(&url).unwrap();
-                    let hash = format!("sha256('bench-preamble-{k}-{new}')");
+                    let hash = format!(
+                        "decode('{}', 'hex')",
+                        hex::encode(cpis::auth::session_store::key_hash(&format!("bench-preamble-{k}-{variant}")))
+                    );
                     exec(
                         &mut c,
                         &format!(
@@ -1002,8 +1009,15 @@ fn preamble_ab(url: &str) -> serde_json::Value {
                         ),
                     );
                     let mut n = 0u64;
+                    let key = cpis::auth::session_store::key_hash(&format!("bench-preamble-{k}-{variant}"));
                     while Instant::now() < deadline {
-                        if new {
+                        if variant == 2 {
+                            exec(&mut c, "SELECT 1");
+                            let loaded = cpis::auth::session_store::load_and_extend(&mut c, key.clone(), Utc::now(), 1800)
+                                .unwrap()
+                                .expect("the bench session");
+                            assert!(loaded.principal.is_some());
+                        } else if variant == 1 {
                             exec(&mut c, "SELECT 1");
                             exec(
                                 &mut c,

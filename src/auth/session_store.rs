@@ -61,9 +61,9 @@ struct StateRow {
 }
 
 /// What one load reads: the session's state and, for a signed-in session, its principal's rows.
-struct Loaded {
-    state: serde_json::Value,
-    principal: Option<String>,
+pub struct Loaded {
+    pub state: serde_json::Value,
+    pub principal: Option<String>,
 }
 
 /// How far the idle expiry may lag behind before a load moves it: a minute, or a tenth of the idle
@@ -95,7 +95,7 @@ static LOAD_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// Loads a live session and its user's principal rows and, when its idle expiry lags by more than
 /// [`slack`], extends it, in one statement committed without waiting for the WAL flush (see the
 /// module's documentation).
-fn load_and_extend(
+pub fn load_and_extend(
     conn: &mut PgConnection,
     hash: Vec<u8>,
     now: chrono::DateTime<Utc>,
