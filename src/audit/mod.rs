@@ -82,7 +82,7 @@ pub(crate) fn lock_chain(conn: &mut PgConnection) -> QueryResult<()> {
     Ok(())
 }
 
-/// Records many entries in one go (an upload's per-record changes), in order, as [`record`] does:
+/// Records many entries in one go, in order, as [`record`] does:
 /// one row in `audit_outbox`, which a deferred trigger moves into the chain inside COMMIT
 /// (migration 000014), so the chain's lock is held for the move and the commit alone, never
 /// across a round trip to this service. The entries are not in `audit_log` before the commit:
@@ -108,6 +108,8 @@ pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), Ap
 /// (an upload's per-record changes), which the outbox would write twice. The lock, a read of the
 /// head, and one multi-row insert; the hashes are computed here ([`chain::entry_hash`]), which
 /// for 60,000 entries takes milliseconds where the database's PL/pgSQL loop takes seconds.
+/// Entries the same transaction recorded through the outbox ([`record`]) join the chain after
+/// these, at its commit.
 pub fn append_now(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), AppError> {
     let Some(batch) = Batch::of(events) else { return Ok(()) };
     lock_chain(conn)?;
