@@ -44,7 +44,7 @@ impl Gender {
     }
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, PartialEq)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, PartialEq)]
 #[diesel(table_name = patients, check_for_backend(diesel::pg::Pg))]
 pub struct Patient {
     pub nhs_number: String,
@@ -197,75 +197,41 @@ pub fn lookup(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<Lookup> 
     }
 }
 
+/// The recursive step of "every number superseded into this one" (at most ten links deep), shared by
+/// [`linked_numbers`] and [`lookup_linked`]: a macro so that both statements stay `'static` text.
+macro_rules! linked_step {
+    () => {
+        "SELECT q.nhs_number, l.depth + 1 FROM patients q JOIN linked l ON q.superseded_by = l.nhs_number \
+         WHERE l.depth < 10"
+    };
+}
+
 /// [`lookup`] with the [`linked_numbers`] of the record it finds: one statement when the number
 /// asked is itself the current record (the common case: opening the tab, the patient page, a FHIR
 /// query), the separate lookups otherwise. `linked` is empty when nothing is found.
 pub fn lookup_linked(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<(Lookup, Vec<String>)> {
-    use diesel::sql_types::{Array, Bool, Date, Nullable, Text};
     #[derive(QueryableByName)]
     struct Row {
-        #[diesel(sql_type = Text)]
-        nhs_number: String,
-        #[diesel(sql_type = Text)]
-        given_name: String,
-        #[diesel(sql_type = Text)]
-        family_name: String,
-        #[diesel(sql_type = Text)]
-        gender: String,
-        #[diesel(sql_type = Date)]
-        birth_date: NaiveDate,
-        #[diesel(sql_type = Nullable<Date>)]
-        death_date: Option<NaiveDate>,
-        #[diesel(sql_type = Nullable<Text>)]
-        postcode: Option<String>,
-        #[diesel(sql_type = Nullable<Text>)]
-        address: Option<String>,
-        #[diesel(sql_type = Nullable<Text>)]
-        gp_ods: Option<String>,
-        #[diesel(sql_type = Bool)]
-        restricted: bool,
-        #[diesel(sql_type = Nullable<Text>)]
-        superseded_by: Option<String>,
-        #[diesel(sql_type = Bool)]
-        invalidated: bool,
-        #[diesel(sql_type = Array<Text>)]
+        #[diesel(embed)]
+        patient: Patient,
+        #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
         linked: Vec<String>,
     }
-    let row: Option<Row> = crate::db::prepared::sql(
+    let row: Option<Row> = crate::db::prepared::sql(concat!(
         "SELECT p.nhs_number, p.given_name, p.family_name, p.gender, p.birth_date, p.death_date, p.postcode, \
                 p.address, p.gp_ods, p.restricted, p.superseded_by, p.invalidated, \
-                ARRAY( \
-                    WITH RECURSIVE linked(nhs_number, depth) AS ( \
-                        SELECT p.nhs_number, 0 \
-                        UNION \
-                        SELECT q.nhs_number, l.depth + 1 FROM patients q JOIN linked l ON q.superseded_by = l.nhs_number \
-                        WHERE l.depth < 10 \
-                    ) SELECT DISTINCT nhs_number FROM linked \
-                ) AS linked \
-         FROM patients p WHERE p.nhs_number = $1",
-    )
-    .bind::<Text, _>(nhs_number.to_owned())
+                ARRAY(WITH RECURSIVE linked(nhs_number, depth) AS (SELECT p.nhs_number, 0 UNION ",
+        linked_step!(),
+        ") SELECT DISTINCT nhs_number FROM linked) AS linked \
+         FROM patients p WHERE p.nhs_number = $1"
+    ))
+    .bind::<diesel::sql_types::Text, _>(nhs_number.to_owned())
     .get_result(conn)
     .optional()?;
     match row {
         None => Ok((Lookup::NotFound, Vec::new())),
-        Some(r) if !r.invalidated && r.superseded_by.is_none() => {
-            let mut linked = r.linked;
-            linked.sort_by_key(|n| n != &r.nhs_number);
-            let patient = Patient {
-                nhs_number: r.nhs_number,
-                given_name: r.given_name,
-                family_name: r.family_name,
-                gender: r.gender,
-                birth_date: r.birth_date,
-                death_date: r.death_date,
-                postcode: r.postcode,
-                address: r.address,
-                gp_ods: r.gp_ods,
-                restricted: r.restricted,
-                superseded_by: r.superseded_by,
-                invalidated: r.invalidated,
-            };
+        Some(Row { patient, mut linked }) if !patient.invalidated && patient.superseded_by.is_none() => {
+            linked.sort_by_key(|n| n != &patient.nhs_number);
             Ok((Lookup::Found(patient), linked))
         }
         Some(_) => {
@@ -287,14 +253,11 @@ pub fn linked_numbers(conn: &mut PgConnection, current: &str) -> QueryResult<Vec
         #[diesel(sql_type = diesel::sql_types::Text)]
         nhs_number: String,
     }
-    let rows: Vec<Num> = crate::db::prepared::sql(
-        "WITH RECURSIVE linked(nhs_number, depth) AS ( \
-             SELECT $1::text, 0 \
-             UNION \
-             SELECT p.nhs_number, l.depth + 1 FROM patients p JOIN linked l ON p.superseded_by = l.nhs_number \
-             WHERE l.depth < 10 \
-         ) SELECT DISTINCT nhs_number FROM linked",
-    )
+    let rows: Vec<Num> = crate::db::prepared::sql(concat!(
+        "WITH RECURSIVE linked(nhs_number, depth) AS (SELECT $1::text, 0 UNION ",
+        linked_step!(),
+        ") SELECT DISTINCT nhs_number FROM linked"
+    ))
     .bind::<diesel::sql_types::Text, _>(current.to_owned())
     .load(conn)?;
     let mut numbers: Vec<String> = rows.into_iter().map(|r| r.nhs_number).collect();

@@ -88,20 +88,18 @@ async fn an_audited_request_lets_go_of_the_chain_lock_before_the_flush_and_waits
     use diesel::r2d2::{ConnectionManager, Pool};
 
     #[derive(QueryableByName)]
-    struct Setting {
+    struct Text {
         #[diesel(sql_type = diesel::sql_types::Text)]
         s: String,
     }
-    fn setting(c: &mut PgConnection) -> String {
-        diesel::sql_query("SELECT current_setting('synchronous_commit') AS s").get_result::<Setting>(c).unwrap().s
+    fn text(c: &mut PgConnection, sql: &str) -> String {
+        diesel::sql_query(sql).get_result::<Text>(c).unwrap().s
     }
-    #[derive(QueryableByName)]
-    struct Lsn {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        lsn: String,
+    fn setting(c: &mut PgConnection) -> String {
+        text(c, "SELECT current_setting('synchronous_commit') AS s")
     }
     fn insert_lsn(c: &mut PgConnection) -> String {
-        diesel::sql_query("SELECT pg_current_wal_insert_lsn()::text AS lsn").get_result::<Lsn>(c).unwrap().lsn
+        text(c, "SELECT pg_current_wal_insert_lsn()::text AS s")
     }
     fn flushed_past(c: &mut PgConnection, lsn: &str) -> bool {
         crate::support::db::count(c, &format!("SELECT (pg_current_wal_flush_lsn() > '{lsn}'::pg_lsn)::int")) == 1
