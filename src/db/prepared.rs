@@ -61,24 +61,40 @@ where
 }
 
 /// The text split at its placeholders: literal pieces and 1-based placeholder numbers, in order.
-fn pieces(text: &str) -> Vec<Piece<'_>> {
-    let mut out = Vec::new();
-    let bytes = text.as_bytes();
-    let (mut start, mut i) = (0, 0);
-    while i < bytes.len() {
-        if bytes[i] == b'$' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
-            let digits = bytes[i + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
-            out.push(Piece::Text(&text[start..i]));
-            let n: usize = text[i + 1..i + 1 + digits].parse().unwrap_or(0);
-            out.push(Piece::Param(n));
-            i += 1 + digits;
-            start = i;
-        } else {
-            i += 1;
+/// An iterator, not a list: diesel walks a query several times per execution (on the hot path).
+fn pieces(text: &str) -> Pieces<'_> {
+    Pieces { text, at: 0 }
+}
+
+struct Pieces<'a> {
+    text: &'a str,
+    /// Where the next piece starts; past the end once the last piece is out.
+    at: usize,
+}
+
+/// Whether a placeholder (`$` and a digit) starts at `i`.
+fn placeholder_at(bytes: &[u8], i: usize) -> bool {
+    bytes.get(i) == Some(&b'$') && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
+}
+
+impl<'a> Iterator for Pieces<'a> {
+    type Item = Piece<'a>;
+
+    fn next(&mut self) -> Option<Piece<'a>> {
+        let bytes = self.text.as_bytes();
+        let start = self.at;
+        if start > bytes.len() {
+            return None;
         }
+        if placeholder_at(bytes, start) {
+            let digits = bytes[start + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+            self.at = start + 1 + digits;
+            return Some(Piece::Param(self.text[start + 1..self.at].parse().unwrap_or(0)));
+        }
+        let end = (start..bytes.len()).find(|&i| placeholder_at(bytes, i)).unwrap_or(bytes.len());
+        self.at = if end == bytes.len() { end + 1 } else { end };
+        Some(Piece::Text(&self.text[start..end]))
     }
-    out.push(Piece::Text(&text[start..]));
-    out
 }
 
 #[derive(Debug, PartialEq)]
@@ -124,7 +140,7 @@ mod tests {
     #[test]
     fn placeholders_are_found_in_order_and_may_repeat() {
         assert_eq!(
-            pieces("SELECT $1, $12 WHERE a = $1"),
+            pieces("SELECT $1, $12 WHERE a = $1").collect::<Vec<_>>(),
             vec![
                 Piece::Text("SELECT "),
                 Piece::Param(1),
@@ -135,7 +151,7 @@ mod tests {
                 Piece::Text(""),
             ]
         );
-        assert_eq!(pieces("SELECT 1"), vec![Piece::Text("SELECT 1")]);
-        assert_eq!(pieces("a$b$"), vec![Piece::Text("a$b$")]);
+        assert_eq!(pieces("SELECT 1").collect::<Vec<_>>(), vec![Piece::Text("SELECT 1")]);
+        assert_eq!(pieces("a$b$").collect::<Vec<_>>(), vec![Piece::Text("a$b$")]);
     }
 }
