@@ -113,9 +113,10 @@ pub async fn post_outbox(
     }
     let actor = Actor::LocalAuthority(la_code.clone());
     let bytes = bytes.freeze();
-    let done =
-        db::run(&state.pool, move |conn| upload::process(conn, &la_code, &bytes, Channel::Mailbox, actor, Utc::now()))
-            .await?;
+    let done = db::run(&state.pool, move |conn| {
+        upload::process(conn, &la_code, &bytes, Channel::Mailbox, actor.clone(), Utc::now())
+    })
+    .await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "messageId": done.ack_message_id })))
 }
 

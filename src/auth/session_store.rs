@@ -129,14 +129,17 @@ fn expiry(ttl: &Duration) -> chrono::DateTime<Utc> {
     Utc::now() + chrono::TimeDelta::seconds(ttl.whole_seconds().max(0))
 }
 
+/// Runs `f` on the blocking pool; like [`crate::db::run`], once more on a tested connection when
+/// the first was found closed before any statement succeeded.
 async fn blocking<T: Send + 'static>(
     pool: &DbPool,
-    f: impl FnOnce(&mut PgConnection) -> QueryResult<T> + Send + 'static,
+    f: impl FnMut(&mut PgConnection) -> QueryResult<T> + Send + 'static,
 ) -> anyhow::Result<T> {
     let pool = pool.clone();
     actix_web::web::block(move || {
-        let mut conn = pool.get()?;
-        f(&mut conn).map_err(anyhow::Error::from)
+        let result = crate::db::retrying(&pool, |_| true, f)
+            .map_err(|_| anyhow::anyhow!("the database could not be reached"))?;
+        result.map_err(anyhow::Error::from)
     })
     .await?
 }
@@ -145,7 +148,7 @@ impl SessionStore for PgSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
         let hash = key_hash(session_key.as_ref());
         let idle = self.idle_secs;
-        let loaded = blocking(&self.pool, move |conn| load_and_extend(conn, hash, Utc::now(), idle))
+        let loaded = blocking(&self.pool, move |conn| load_and_extend(conn, hash.clone(), Utc::now(), idle))
             .await
             .map_err(LoadError::Other)?;
         let Some(loaded) = loaded else { return Ok(None) };
@@ -169,9 +172,9 @@ impl SessionStore for PgSessionStore {
         blocking(&self.pool, move |conn| {
             diesel::insert_into(sessions::table)
                 .values((
-                    sessions::key_hash.eq(hash),
+                    sessions::key_hash.eq(&hash),
                     sessions::user_id.eq(uid),
-                    sessions::state.eq(json),
+                    sessions::state.eq(&json),
                     sessions::expires_at.eq(expires),
                     sessions::absolute_expires_at.eq(absolute),
                 ))
@@ -194,9 +197,9 @@ impl SessionStore for PgSessionStore {
         let json = serde_json::to_value(&state).map_err(|e| UpdateError::Serialization(e.into()))?;
         let expires = expiry(ttl);
         let updated = blocking(&self.pool, move |conn| {
-            diesel::update(sessions::table.find(hash))
+            diesel::update(sessions::table.find(&hash))
                 .filter(sessions::absolute_expires_at.gt(Utc::now()))
-                .set((sessions::user_id.eq(uid), sessions::state.eq(json), sessions::expires_at.eq(expires)))
+                .set((sessions::user_id.eq(uid), sessions::state.eq(&json), sessions::expires_at.eq(expires)))
                 .execute(conn)
         })
         .await
@@ -213,7 +216,7 @@ impl SessionStore for PgSessionStore {
         let hash = key_hash(session_key.as_ref());
         let expires = expiry(ttl);
         blocking(&self.pool, move |conn| {
-            diesel::update(sessions::table.find(hash)).set(sessions::expires_at.eq(expires)).execute(conn)
+            diesel::update(sessions::table.find(&hash)).set(sessions::expires_at.eq(expires)).execute(conn)
         })
         .await?;
         Ok(())
@@ -221,7 +224,7 @@ impl SessionStore for PgSessionStore {
 
     async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
         let hash = key_hash(session_key.as_ref());
-        blocking(&self.pool, move |conn| diesel::delete(sessions::table.find(hash)).execute(conn)).await?;
+        blocking(&self.pool, move |conn| diesel::delete(sessions::table.find(&hash)).execute(conn)).await?;
         Ok(())
     }
 }

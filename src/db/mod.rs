@@ -1,9 +1,10 @@
 //! The database: pool, migrations under an advisory lock, and the one blocking boundary.
 
+pub mod manager;
 pub mod prepared;
 
 use diesel::pg::PgConnection;
-use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::r2d2::{Pool, PooledConnection};
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
@@ -15,18 +16,22 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// Key of the advisory lock that serialises migrations across processes.
 const MIGRATION_LOCK: i64 = 0x4350_4953_4d49_4752; // "CPISMIGR"
 
-pub type DbPool = Pool<ConnectionManager<PgConnection>>;
-pub type DbConn = PooledConnection<ConnectionManager<PgConnection>>;
+pub type DbPool = Pool<manager::Manager>;
+pub type DbConn = PooledConnection<manager::Manager>;
 
 /// Builds the pool without connecting, so the service starts (and answers 503) while the database is down.
+/// Checking a connection out costs no round trip unless it was idle (see [`manager`]).
 pub fn pool(config: &Config) -> DbPool {
     Pool::builder()
         .max_size(config.db_pool_size)
         .min_idle(Some(1))
         .connection_timeout(config.db_timeout)
         .test_on_check_out(true)
-        .build_unchecked(ConnectionManager::new(&config.database_url))
+        .build_unchecked(manager::Manager::new(&config.database_url))
 }
+
+/// A connection asked `SELECT 1` first, for work that [`retrying`] cannot run twice.
+pub use manager::checked;
 
 /// Applies pending migrations; several processes may call this at once.
 pub fn migrate(conn: &mut PgConnection) -> anyhow::Result<usize> {
@@ -46,27 +51,84 @@ pub fn connect(database_url: &str) -> anyhow::Result<PgConnection> {
 /// The one blocking boundary: runs `f` on the blocking thread pool with a pooled connection.
 /// Handlers call this (through the domain functions' callers), never `web::block` themselves.
 /// A commit that `f` let go without waiting for its WAL flush ([`defer_flush`]) is made durable
-/// before this returns.
-pub async fn run<T, F>(pool: &DbPool, f: F) -> Result<T, AppError>
+/// before this returns. `f` may run twice: see [`retrying`].
+pub async fn run<T, F>(pool: &DbPool, mut f: F) -> Result<T, AppError>
 where
-    F: FnOnce(&mut PgConnection) -> Result<T, AppError> + Send + 'static,
+    F: FnMut(&mut PgConnection) -> Result<T, AppError> + Send + 'static,
     T: Send + 'static,
 {
     let pool = pool.clone();
     actix_web::web::block(move || {
-        let mut conn = pool.get().map_err(|_| AppError::Unavailable)?;
-        let _scope = FlushScope::enter();
-        let result = f(&mut conn);
-        let result = outage_or(result, &mut conn);
-        if FlushScope::deferred() {
-            // The deferred commit (and every commit before it in the WAL) is on disk before the
-            // caller hears of it; if that cannot be confirmed, the answer is the outage's 503.
-            wait_for_flush(&mut conn).map_err(|_| AppError::Unavailable)?;
-        }
-        result
+        let suspect = |e: &AppError| matches!(e, AppError::Internal(_) | AppError::Unavailable);
+        retrying(&pool, suspect, |conn| {
+            let _scope = FlushScope::enter();
+            let result = f(conn);
+            if FlushScope::deferred() {
+                // The deferred commit (and every commit before it in the WAL) is on disk before
+                // the caller hears of it; if that cannot be confirmed, the answer is the outage's 503.
+                if wait_for_flush(conn).is_err() {
+                    manager::mark_lost(conn);
+                    return Err(AppError::Unavailable);
+                }
+            }
+            result
+        })
+        .unwrap_or_else(|Lost| Err(AppError::Unavailable))
     })
     .await
     .map_err(|_| AppError::Internal("blocking task failed".into()))?
+}
+
+/// The database could not be reached, or the connection was lost mid-work.
+#[derive(Debug)]
+pub struct Lost;
+
+/// Runs `f` with a connection checked out without a round trip ([`manager`]). When `f` fails in a
+/// way that `suspect` says may be the connection's (a 4xx-kind failure costs nothing more), and
+/// the connection then fails a `SELECT 1` too, the failure was the connection's, not the work's:
+/// the connection is dropped, and if no statement of `f` had succeeded on it (so nothing of `f`
+/// was done), `f` runs once more on a tested connection. Otherwise the answer is [`Lost`].
+pub fn retrying<T, E>(
+    pool: &DbPool,
+    suspect: impl Fn(&E) -> bool,
+    mut f: impl FnMut(&mut PgConnection) -> Result<T, E>,
+) -> Result<Result<T, E>, Lost> {
+    let mut conn = pool.get().map_err(|_| Lost)?;
+    manager::reset(&mut conn);
+    let first = f(&mut conn);
+    match &first {
+        Err(e) if suspect(e) => {}
+        _ => return Ok(first),
+    }
+    if manager::succeeded(&mut conn) > 0 {
+        return settle(first, &mut conn);
+    }
+    if answers(&mut conn) {
+        return Ok(first);
+    }
+    tracing::info!("a pooled database connection was found closed; running the work again on a tested one");
+    manager::mark_lost(&mut conn);
+    drop(conn);
+    let mut conn = checked(pool).map_err(|_| Lost)?;
+    manager::reset(&mut conn);
+    let second = f(&mut conn);
+    match &second {
+        Err(e) if suspect(e) => settle(second, &mut conn),
+        _ => Ok(second),
+    }
+}
+
+/// The suspect failure `result`, unless the connection no longer answers (then [`Lost`], and the
+/// pool drops the connection when it comes back).
+fn settle<T, E>(result: Result<T, E>, conn: &mut PgConnection) -> Result<Result<T, E>, Lost> {
+    match result {
+        Err(_) if !answers(conn) => {
+            tracing::warn!("the database connection was lost mid-request");
+            manager::mark_lost(conn);
+            Err(Lost)
+        }
+        other => Ok(other),
+    }
 }
 
 thread_local! {
@@ -123,33 +185,19 @@ fn wait_for_flush(conn: &mut PgConnection) -> diesel::QueryResult<()> {
     conn.batch_execute("BEGIN; SELECT pg_logical_emit_message(true, 'cpis.flush', ''); COMMIT")
 }
 
-/// An error on a connection that no longer answers is an outage (503), not a fault (500): the
-/// database was stopped, or the connection was cut (`pg_terminate_backend`, a restart, a
-/// network failure) mid-request. libpq words this many ways ("server closed the connection",
-/// "no connection to the server", "terminating connection", an error while rolling back), so
-/// rather than read messages, the connection is asked: only when it fails a `SELECT 1` is the
-/// error reclassified. A broken connection is then dropped by the pool (tested on check-out), so
-/// the next request gets a working one.
-fn outage_or<T>(result: Result<T, AppError>, conn: &mut PgConnection) -> Result<T, AppError> {
-    match result {
-        Err(AppError::Internal(_)) if !answers(conn) => {
-            tracing::warn!("the database connection was lost mid-request");
-            Err(AppError::Unavailable)
-        }
-        other => other,
-    }
-}
-
+/// libpq words a lost connection many ways ("server closed the connection", "no connection to the
+/// server", "terminating connection", an error while rolling back), so rather than read messages,
+/// [`retrying`] asks the connection.
 /// Whether the connection still answers a query.
 fn answers(conn: &mut PgConnection) -> bool {
     diesel::sql_query("SELECT 1").execute(conn).is_ok()
 }
 
 /// Like [`run`], inside one transaction.
-pub async fn transaction<T, F>(pool: &DbPool, f: F) -> Result<T, AppError>
+pub async fn transaction<T, F>(pool: &DbPool, mut f: F) -> Result<T, AppError>
 where
-    F: FnOnce(&mut PgConnection) -> Result<T, AppError> + Send + 'static,
+    F: FnMut(&mut PgConnection) -> Result<T, AppError> + Send + 'static,
     T: Send + 'static,
 {
-    run(pool, move |conn| conn.transaction(f)).await
+    run(pool, move |conn| conn.transaction(&mut f)).await
 }

@@ -45,7 +45,7 @@ impl RunReport {
 pub fn run_due(pool: &DbPool, config: &Config, now: DateTime<Utc>) -> Result<RunReport, AppError> {
     let mut report = RunReport::default();
     {
-        let mut conn = pool.get()?;
+        let mut conn = crate::db::checked(pool)?;
         let context = Context::from_config(config);
         report.scheduled = queue::tick(&mut conn, now)?;
         while report.outcomes.len() < MAX_JOBS_PER_CALL {

@@ -74,7 +74,7 @@ pub fn send_due(pool: &DbPool, config: &Config, now: DateTime<Utc>) -> Result<us
     let sender = Sender::new(config)?;
     let (mut sent, mut retrying, mut failed, mut unreachable) = (0usize, 0usize, 0usize, 0usize);
     loop {
-        let mut conn = pool.get()?;
+        let mut conn = crate::db::checked(pool)?;
         let outcome = conn.transaction::<_, AppError, _>(|conn| {
             let Some(due) = claim(conn, now)? else {
                 return Ok(None);

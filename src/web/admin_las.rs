@@ -479,7 +479,7 @@ pub async fn set_notification_email(
         }
     };
     let c = code.clone();
-    match db::run(&state.pool, move |conn| set_email(conn, owner, &c, email)).await? {
+    match db::run(&state.pool, move |conn| set_email(conn, owner, &c, email.clone())).await? {
         Ok(()) => Ok(see_other(&base(&code))),
         Err(error) => form_problem(&state, &session, &principal, code, error, submitted()).await,
     }

@@ -211,8 +211,10 @@ pub async fn upload_file(
         }
     };
     let actor = Actor::User(principal.account.id);
-    let done = db::run(&state.pool, move |conn| upload::process(conn, &la, &bytes, Channel::Portal, actor, Utc::now()))
-        .await?;
+    let done = db::run(&state.pool, move |conn| {
+        upload::process(conn, &la, &bytes, Channel::Portal, actor.clone(), Utc::now())
+    })
+    .await?;
     Ok(see_other(&format!("/la/uploads/{}", done.upload_id)))
 }
 

@@ -186,7 +186,7 @@ pub async fn select_role(
     let details = serde_json::json!({"role_profile_id": profile.id, "job_role": profile.job_role_code,
                                      "organisation": profile.organisation_code()});
     db::transaction(&state.pool, move |conn| {
-        audit::record(conn, Event::new(Actor::User(user_id), "auth.role_selected").details(details))
+        audit::record(conn, Event::new(Actor::User(user_id), "auth.role_selected").details(details.clone()))
     })
     .await?;
     session.insert(ROLE_KEY, profile.id).map_err(AppError::internal)?;

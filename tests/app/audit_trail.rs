@@ -85,7 +85,7 @@ fn verify_notices_a_removed_entry() {
 #[tokio::test]
 async fn an_audited_request_lets_go_of_the_chain_lock_before_the_flush_and_waits_for_it_after() {
     use cpis::audit::{self, Actor, Event};
-    use diesel::r2d2::{ConnectionManager, Pool};
+    use diesel::r2d2::Pool;
 
     #[derive(QueryableByName)]
     struct Text {
@@ -108,7 +108,7 @@ async fn an_audited_request_lets_go_of_the_chain_lock_before_the_flush_and_waits
     let db = TestDatabase::new(Template::Reference);
     // The test cluster runs with synchronous_commit off; this database as a durable one would.
     crate::support::db::execute(&mut db.conn(), &format!("ALTER DATABASE \"{}\" SET synchronous_commit = on", db.name));
-    let pool = Pool::builder().max_size(1).build(ConnectionManager::<PgConnection>::new(&db.url)).unwrap();
+    let pool = Pool::builder().max_size(1).build(cpis::db::manager::Manager::new(&db.url)).unwrap();
     let mut watcher = db.conn();
 
     let (inside, lsn) = cpis::db::run(&pool, |conn| {

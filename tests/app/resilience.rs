@@ -687,3 +687,95 @@ async fn a_connection_cut_mid_request_is_unavailable_and_a_fault_on_a_live_conne
     // And the pool hands out working connections again.
     cpis::db::run(&pool, |c| Ok(diesel::sql_query("SELECT 1").execute(c)?)).await.expect("the pool healed");
 }
+
+/// The pid of the backend a connection talks to.
+fn backend_pid(c: &mut PgConnection) -> QueryResult<i32> {
+    #[derive(QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = Integer)]
+        pid: i32,
+    }
+    diesel::sql_query("SELECT pg_backend_pid() AS pid").get_result::<Pid>(c).map(|p| p.pid)
+}
+
+/// Checking a connection out asks nothing of the database (`db::manager`), so a connection killed
+/// while it sat in the pool is met by the next request's first statement: that request does not
+/// notice, its work runs again on a tested connection, and the dead one is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pooled_connection_killed_while_idle_costs_no_request_anything() {
+    use std::sync::atomic::AtomicU32;
+    let db = TestDatabase::new(Template::Reference);
+    let mut config = cpis::config::Config::for_database(&db.url);
+    config.db_pool_size = 1;
+    let pool = cpis::db::pool(&config);
+    let first = cpis::db::run(&pool, |c| Ok(backend_pid(c)?)).await.unwrap();
+
+    // Within the idle limit, a check-out costs no round trip; a tested check-out costs one.
+    {
+        let mut conn = pool.get().unwrap();
+        cpis::db::manager::reset(&mut conn);
+    }
+    let mut conn = pool.get().unwrap();
+    assert_eq!(cpis::db::manager::succeeded(&mut conn), 0, "no SELECT 1 on check-out");
+    drop(conn);
+    let mut conn = cpis::db::checked(&pool).unwrap();
+    assert_eq!(cpis::db::manager::succeeded(&mut conn), 1, "a tested check-out pings");
+    drop(conn);
+
+    let mut admin = PgConnection::establish(&db.url).unwrap();
+    let killed = terminate_backends(&mut admin);
+    assert_eq!(killed, vec![first]);
+    wait_until_gone(&mut admin, &killed).await;
+
+    let attempts = Arc::new(AtomicU32::new(0));
+    let a = attempts.clone();
+    let second = cpis::db::run(&pool, move |c| {
+        a.fetch_add(1, Ordering::SeqCst);
+        Ok(backend_pid(c)?)
+    })
+    .await
+    .expect("the request does not notice the dead connection");
+    assert_ne!(second, first, "a new connection");
+    assert_eq!(attempts.load(Ordering::SeqCst), 2, "once on the dead connection, once on a new one");
+    // The pool kept the new connection, not the dead one.
+    assert_eq!(cpis::db::run(&pool, |c| Ok(backend_pid(c)?)).await.unwrap(), second);
+    // A transaction meets the dead connection at its BEGIN, and is begun again on a new one.
+    let killed = terminate_backends(&mut admin);
+    assert_eq!(killed, vec![second]);
+    wait_until_gone(&mut admin, &killed).await;
+    let third = cpis::db::transaction(&pool, |c| Ok(backend_pid(c)?)).await.expect("the transaction does not notice");
+    assert!(third != first && third != second);
+}
+
+/// Work is run again only when none of its statements succeeded on the dead connection: once one
+/// has, a cut is the outage's 503 and the work is not repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_cut_after_a_statement_succeeded_is_not_run_again() {
+    use cpis::error::AppError;
+    use std::sync::atomic::AtomicU32;
+    let db = TestDatabase::new(Template::Reference);
+    let pool = cpis::db::pool(&cpis::config::Config::for_database(&db.url));
+    let attempts = Arc::new(AtomicU32::new(0));
+    let a = attempts.clone();
+    let result = cpis::db::run(&pool, move |c| {
+        a.fetch_add(1, Ordering::SeqCst);
+        diesel::sql_query("SELECT 1").execute(c).map_err(AppError::internal)?;
+        diesel::sql_query("SELECT pg_terminate_backend(pg_backend_pid())").execute(c).map_err(AppError::internal)?;
+        Ok(())
+    })
+    .await;
+    assert!(matches!(result, Err(AppError::Unavailable)), "{result:?}");
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    // A cut on the work's first statement: run again, and cut again: then it is the 503 too.
+    let attempts = Arc::new(AtomicU32::new(0));
+    let a = attempts.clone();
+    let result = cpis::db::run(&pool, move |c| {
+        a.fetch_add(1, Ordering::SeqCst);
+        diesel::sql_query("SELECT pg_terminate_backend(pg_backend_pid())").execute(c).map_err(AppError::internal)?;
+        Ok(())
+    })
+    .await;
+    assert!(matches!(result, Err(AppError::Unavailable)), "{result:?}");
+    assert_eq!(attempts.load(Ordering::SeqCst), 2, "retried once, never more");
+    cpis::db::run(&pool, |c| Ok(diesel::sql_query("SELECT 1").execute(c)?)).await.expect("the pool healed");
+}

@@ -121,11 +121,11 @@ async fn a_session_load_reads_the_principal_too_and_never_stores_it() {
     use actix_session::storage::SessionStore;
     use cpis::auth::principal::{Principal, PRINCIPAL_KEY};
     use cpis::auth::session_store::{PgSessionStore, USER_ID_KEY};
-    use diesel::r2d2::{ConnectionManager, Pool};
+    use diesel::r2d2::Pool;
     use std::collections::HashMap;
 
     let db = crate::support::TestDatabase::new(Template::Demo);
-    let pool = Pool::builder().max_size(2).build(ConnectionManager::<diesel::PgConnection>::new(&db.url)).unwrap();
+    let pool = Pool::builder().max_size(2).build(cpis::db::manager::Manager::new(&db.url)).unwrap();
     let store = PgSessionStore::new(pool, Duration::from_secs(3600), Duration::from_secs(600));
     let ttl = actix_web::cookie::time::Duration::seconds(600);
     let mut conn = db.conn();

@@ -236,7 +236,7 @@ async fn care_team(req: &HttpRequest, state: &AppState) -> Result<Value, ApiErro
         let subject = resolve(conn, &number)?;
         let tab = match &subject {
             Subject::Known { patient, linked } if unscheduled => {
-                alert::open_as(conn, patient, linked, &viewer, may_see_unborn, actor, now)?
+                alert::open_as(conn, patient, linked, &viewer, may_see_unborn, actor.clone(), now)?
             }
             Subject::Known { patient, linked } => alert::read(conn, patient, linked, may_see_unborn, now)?,
             _ => None,

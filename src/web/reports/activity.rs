@@ -134,7 +134,7 @@ pub async fn activity_page(
     };
     let actor = Actor::User(principal.account.id);
     let c = checked.clone();
-    let result = db::run(&state.pool, move |conn| activity::run_page(conn, &c, actor)).await?;
+    let result = db::run(&state.pool, move |conn| activity::run_page(conn, &c, actor.clone())).await?;
     let result = match result {
         Ok(r) => r,
         Err(errors) => return bad(page, errors),
@@ -181,6 +181,6 @@ pub async fn activity_csv(
         .map_err(|errors| AppError::BadRequest(errors.into_iter().map(|e| e.message).collect::<Vec<_>>().join(". ")))?;
     let actor = Actor::User(principal.account.id);
     let c = checked.clone();
-    let body = db::run(&state.pool, move |conn| activity::run_csv(conn, &c, actor)).await?;
+    let body = db::run(&state.pool, move |conn| activity::run_csv(conn, &c, actor.clone())).await?;
     Ok(attachment(&format!("cp-is081-{}-to-{}.csv", checked.period.from, checked.period.to), body))
 }

@@ -128,7 +128,8 @@ pub async fn verify_now(
     let actor = Actor::User(principal.account.id);
     let key = state.config.audit_key.clone();
     let started: DateTime<Utc> = Utc::now();
-    let (id, report) = db::run(&state.pool, move |conn| verify::verify_and_record(conn, key.as_ref(), actor)).await?;
+    let (id, report) =
+        db::run(&state.pool, move |conn| verify::verify_and_record(conn, key.as_ref(), actor.clone())).await?;
     tracing::info!(
         verification_id = id,
         intact = report.intact(),

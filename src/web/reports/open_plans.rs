@@ -51,7 +51,7 @@ async fn run_report(state: &AppState, principal: &Principal, format: &'static st
         let report = open_plans::load(conn, today)?;
         record_run(
             conn,
-            actor,
+            actor.clone(),
             "CP-IS080",
             None,
             json!({ "format": format, "today": today, "plans": report.plans.len() }),

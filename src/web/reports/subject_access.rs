@@ -127,7 +127,7 @@ async fn run_report(
     let actor = actor(principal);
     db::transaction(&state.pool, move |conn| {
         let report = subject_access::load(conn, &nhs)?;
-        record_run(conn, actor, "CP-IS079", Some(nhs.as_str()), json!({ "format": format }))?;
+        record_run(conn, actor.clone(), "CP-IS079", Some(nhs.as_str()), json!({ "format": format }))?;
         Ok(report)
     })
     .await
@@ -293,7 +293,7 @@ pub async fn show_held_on(
             .into_iter()
             .map(|l| (l.code.clone(), l.name().to_owned()))
             .collect::<Vec<_>>();
-        record_run(conn, actor, "CP-IS075", Some(number.as_str()), json!({ "date": date }))?;
+        record_run(conn, actor.clone(), "CP-IS075", Some(number.as_str()), json!({ "date": date }))?;
         Ok((timeline, las))
     })
     .await?;

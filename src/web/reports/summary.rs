@@ -129,7 +129,7 @@ pub async fn summary_page(
         }
     };
     let actor = Actor::User(principal.account.id);
-    let s = db::run(&state.pool, move |conn| summary::run(conn, period, actor, "page")).await?;
+    let s = db::run(&state.pool, move |conn| summary::run(conn, period, actor.clone(), "page")).await?;
     let mut page = empty_page(Layout::new(title, Some(&principal), &session), &q);
     page.from = period.from.to_string();
     page.to = period.to.to_string();
@@ -160,7 +160,7 @@ pub async fn summary_csv(
     principal.require(Permission::Reports)?;
     let period = Period::parse(&query.into_inner(), uk_date(Utc::now()))?;
     let actor = Actor::User(principal.account.id);
-    let s = db::run(&state.pool, move |conn| summary::run(conn, period, actor, "csv")).await?;
+    let s = db::run(&state.pool, move |conn| summary::run(conn, period, actor.clone(), "csv")).await?;
     let (header, rows) = s.csv();
     download(&format!("cp-is077-{}-to-{}.csv", period.from, period.to), &header, &rows)
 }

@@ -1,0 +1,124 @@
+//! The pool's connection manager: checking a connection out costs no round trip.
+//!
+//! r2d2 with diesel's manager asks every checked-out connection `SELECT 1` first: half of the
+//! round trips of a page that reads one row. Here a connection is asked only when it has been
+//! idle for longer than [`IDLE_PING`] (a database restarted during a quiet spell is found before
+//! anyone's request meets it), or when the caller asks for a tested connection ([`checked`]).
+//! A connection that was cut while busy (`pg_terminate_backend`, a restart under load) is then
+//! met by the request's first statement instead: [`super::run`] finds it dead, marks it lost (so
+//! the pool drops it on its return) and runs the work again on a tested connection, but only when
+//! no statement of the work had succeeded on the dead one, so nothing can be done twice.
+
+use std::cell::Cell;
+use std::time::{Duration, Instant};
+
+use diesel::connection::{Instrumentation, InstrumentationEvent};
+use diesel::pg::PgConnection;
+use diesel::r2d2::{self, ConnectionManager, ManageConnection, R2D2Connection};
+use diesel::Connection;
+
+/// A connection idle for longer than this is pinged when checked out.
+pub const IDLE_PING: Duration = Duration::from_secs(1);
+
+/// Connects, and keeps each connection's [`State`]; see the module documentation.
+#[derive(Debug)]
+pub struct Manager {
+    inner: ConnectionManager<PgConnection>,
+}
+
+impl Manager {
+    pub fn new(database_url: &str) -> Manager {
+        Manager { inner: ConnectionManager::new(database_url) }
+    }
+}
+
+/// What the pool knows of one connection, kept in the connection's diesel instrumentation (the
+/// one per-connection slot diesel offers; it also sees every statement finish).
+#[derive(Debug)]
+pub struct State {
+    /// When the connection was last returned to the pool.
+    returned: Instant,
+    /// Statements that succeeded since [`reset`] (at check-out, by [`super::run`]).
+    succeeded: u32,
+    /// Found not answering: the pool drops it when it comes back.
+    lost: bool,
+}
+
+impl Instrumentation for State {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::FinishQuery { error: None, .. } = event {
+            self.succeeded = self.succeeded.saturating_add(1);
+        }
+    }
+}
+
+fn state(conn: &mut PgConnection) -> Option<&mut State> {
+    conn.instrumentation().downcast_mut::<State>()
+}
+
+/// Starts counting the connection's successful statements from zero.
+pub fn reset(conn: &mut PgConnection) {
+    if let Some(s) = state(conn) {
+        s.succeeded = 0;
+    }
+}
+
+/// How many statements succeeded on the connection since [`reset`].
+pub fn succeeded(conn: &mut PgConnection) -> u32 {
+    state(conn).map_or(0, |s| s.succeeded)
+}
+
+/// Marks the connection as not answering, so the pool drops it instead of handing it out again.
+pub fn mark_lost(conn: &mut PgConnection) {
+    if let Some(s) = state(conn) {
+        s.lost = true;
+    }
+}
+
+thread_local! {
+    /// Set by [`checked`] around its check-out: every connection handed out is pinged first.
+    static PING_ALL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Checks a connection out of the pool, asking each candidate `SELECT 1` first (dropping those
+/// that do not answer): for work that cannot simply be run again, and for the retry after a
+/// connection was found dead.
+pub fn checked(pool: &r2d2::Pool<Manager>) -> Result<r2d2::PooledConnection<Manager>, r2d2::PoolError> {
+    // r2d2 tests a connection in the thread that asked for it, inside `get`.
+    PING_ALL.with(|p| p.set(true));
+    let conn = pool.get();
+    PING_ALL.with(|p| p.set(false));
+    conn
+}
+
+impl ManageConnection for Manager {
+    type Connection = PgConnection;
+    type Error = r2d2::Error;
+
+    fn connect(&self) -> Result<PgConnection, r2d2::Error> {
+        let mut conn = self.inner.connect()?;
+        conn.set_instrumentation(State { returned: Instant::now(), succeeded: 0, lost: false });
+        Ok(conn)
+    }
+
+    fn is_valid(&self, conn: &mut PgConnection) -> Result<(), r2d2::Error> {
+        let idle = state(conn).is_none_or(|s| s.returned.elapsed() > IDLE_PING);
+        if idle || PING_ALL.with(Cell::get) {
+            conn.ping().map_err(r2d2::Error::QueryError)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Called by r2d2 when a connection comes back; true drops it.
+    fn has_broken(&self, conn: &mut PgConnection) -> bool {
+        let lost = match state(conn) {
+            Some(s) => {
+                s.returned = Instant::now();
+                s.lost
+            }
+            None => false,
+        };
+        lost || self.inner.has_broken(conn)
+    }
+}
