@@ -124,18 +124,23 @@ pub fn append_now(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), App
         prevs.push(std::mem::replace(&mut prev, hash.clone()));
         hashes.push(hash);
     }
-    use diesel::sql_types::{Array, Bytea};
-    // One statement from arrays, in array order (the chain's order is the id order).
-    batch
-        .bind(crate::db::prepared::sql(
-            "INSERT INTO audit_log (occurred_at, actor, action, nhs_number, details, prev_hash, hash) \
-             SELECT $1, a, x, n, d, p, h \
-             FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $7::bytea[], $8::bytea[]) \
-             WITH ORDINALITY AS u(a, x, n, d, p, h, i) ORDER BY i",
-        ))
-        .bind::<Array<Bytea>, _>(prevs)
-        .bind::<Array<Bytea>, _>(hashes)
-        .execute(conn)?;
+    use diesel::sql_types::{Array, Bytea, Jsonb, Nullable, Text, Timestamptz};
+    // One statement from arrays, in array order (the chain's order is the id order). The
+    // canonical texts are not sent: the hashes are computed above.
+    crate::db::prepared::sql(
+        "INSERT INTO audit_log (occurred_at, actor, action, nhs_number, details, prev_hash, hash) \
+         SELECT $1, a, x, n, d, p, h \
+         FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::bytea[], $7::bytea[]) \
+         WITH ORDINALITY AS u(a, x, n, d, p, h, i) ORDER BY i",
+    )
+    .bind::<Timestamptz, _>(batch.occurred_at)
+    .bind::<Array<Text>, _>(batch.actors)
+    .bind::<Array<Text>, _>(batch.actions)
+    .bind::<Array<Nullable<Text>>, _>(batch.numbers)
+    .bind::<Array<Jsonb>, _>(batch.details)
+    .bind::<Array<Bytea>, _>(prevs)
+    .bind::<Array<Bytea>, _>(hashes)
+    .execute(conn)?;
     Ok(())
 }
 

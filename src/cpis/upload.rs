@@ -67,6 +67,9 @@ pub fn process(
             .first(conn)
             .optional()?
             .ok_or_else(|| AppError::NotFound(format!("There is no local authority with code {la_code}.")))?;
+        // A large file's set-based statements (items and audit entries from arrays, sorted into
+        // the chain's order) keep their rows in memory rather than in temporary files.
+        diesel::sql_query(UPLOAD_WORK_MEM).execute(conn)?;
         let message_id = match &parsed {
             Ok(u) => Some(u.message_id),
             Err(r) => r.message_id,
@@ -142,6 +145,9 @@ pub fn process(
         finish(conn, &ctx, &actor, message_id, Some(sequence), code, text, verdicts, Some(&upload))
     })
 }
+
+/// For this transaction only: 60,000 records are about 25 MB of audit details.
+const UPLOAD_WORK_MEM: &str = "SELECT set_config('work_mem', '128MB', true)";
 
 /// The longest LA name and telephone number the service stores (as the database's CHECKs say).
 const MAX_SENDER_NAME: usize = 200;
