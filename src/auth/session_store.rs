@@ -33,6 +33,13 @@ use crate::schema::sessions;
 /// The session key that holds the signed-in user's id.
 pub const USER_ID_KEY: &str = "uid";
 
+/// Set (alone) in the state `load` hands over when the database could not be asked: the
+/// authorisation middleware answers with the 503 page, inside the outer middleware, so the answer
+/// carries the security headers, the request log line and the CP-IS078 count like any other
+/// (actix-session turns a store's error into a response no middleware of ours can add to). Never
+/// saved: `save` and `update` drop it.
+pub const UNAVAILABLE_KEY: &str = "_store_unavailable";
+
 #[derive(Clone)]
 pub struct PgSessionStore {
     pool: DbPool,
@@ -148,9 +155,14 @@ impl SessionStore for PgSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
         let hash = key_hash(session_key.as_ref());
         let idle = self.idle_secs;
-        let loaded = blocking(&self.pool, move |conn| load_and_extend(conn, hash.clone(), Utc::now(), idle))
-            .await
-            .map_err(LoadError::Other)?;
+        let loaded = match blocking(&self.pool, move |conn| load_and_extend(conn, hash.clone(), Utc::now(), idle)).await
+        {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::warn!(error = %e, "the session store failed");
+                return Ok(Some(HashMap::from([(UNAVAILABLE_KEY.to_owned(), "1".to_owned())])));
+            }
+        };
         let Some(loaded) = loaded else { return Ok(None) };
         let mut state: HashMap<String, String> =
             serde_json::from_value(loaded.state).map_err(|e| LoadError::Deserialization(e.into()))?;
@@ -163,6 +175,7 @@ impl SessionStore for PgSessionStore {
 
     async fn save(&self, mut state: HashMap<String, String>, ttl: &Duration) -> Result<SessionKey, SaveError> {
         state.remove(PRINCIPAL_KEY);
+        state.remove(UNAVAILABLE_KEY);
         let key = new_key();
         let hash = key_hash(key.as_ref());
         let uid = user_id(&state);
@@ -192,6 +205,7 @@ impl SessionStore for PgSessionStore {
         ttl: &Duration,
     ) -> Result<SessionKey, UpdateError> {
         state.remove(PRINCIPAL_KEY);
+        state.remove(UNAVAILABLE_KEY);
         let hash = key_hash(session_key.as_ref());
         let uid = user_id(&state);
         let json = serde_json::to_value(&state).map_err(|e| UpdateError::Serialization(e.into()))?;

@@ -13,6 +13,7 @@ use actix_web::{web, HttpMessage, ResponseError};
 use crate::app::AppState;
 use crate::auth::permission::{Decision, Permission};
 use crate::auth::principal::{session_ids, Principal};
+use crate::auth::session_store::UNAVAILABLE_KEY;
 use crate::error::AppError;
 
 /// Content-Security-Policy: scripts and styles from this service only, no inline script.
@@ -30,11 +31,28 @@ pub async fn security_and_logging(
     let request_id = uuid::Uuid::new_v4().to_string();
     let method = req.method().clone();
     let state = req.app_data::<web::Data<AppState>>().cloned();
+    let hsts = state.as_ref().is_some_and(|s| s.config.secure_cookies);
     let mut res = match cross_site_refusal(&req) {
         Some(err) => req.into_response(err.error_response()),
-        // Only the session layer answers with an error (its store, PostgreSQL, failed): the 503
-        // page instead of actix-session's bare 500.
-        None => next.call(req).await.map_err(crate::error::escaped_error)?.map_into_boxed_body(),
+        None => match next.call(req).await {
+            Ok(res) => res.map_into_boxed_body(),
+            // Only the session layer answers with an error: its store failed to save a changed
+            // session (a failed load is answered inside, by `authorize`). The request is gone with
+            // it, so the answer is the error's own response: the 503 page instead of actix-session's
+            // bare 500, given the same headers, log line and CP-IS078 count as any other.
+            Err(e) => {
+                let e = crate::error::escaped_error(e);
+                let mut res = e.error_response();
+                secure(res.headers_mut(), hsts, &request_id);
+                let status = res.status().as_u16();
+                let elapsed = started.elapsed();
+                if let Some(state) = &state {
+                    state.metrics.record(SESSION_STORE_ROUTE, status, elapsed);
+                }
+                log_request(&request_id, &method, SESSION_STORE_ROUTE, status, elapsed);
+                return Err(actix_web::error::InternalError::from_response(e, res).into());
+            }
+        },
     };
     let route = res.request().match_pattern().unwrap_or_else(|| "(unmatched)".into());
     let status = res.status().as_u16();
@@ -43,7 +61,16 @@ pub async fn security_and_logging(
     if let Some(state) = &state {
         state.metrics.record(&route, status, elapsed);
     }
-    let h = res.headers_mut();
+    secure(res.headers_mut(), hsts, &request_id);
+    log_request(&request_id, &method, &route, status, elapsed);
+    Ok(res)
+}
+
+/// The route named for an answer whose request the session layer consumed with its error.
+const SESSION_STORE_ROUTE: &str = "(session store)";
+
+/// The security headers every answer carries, and its request id.
+fn secure(h: &mut header::HeaderMap, hsts: bool, request_id: &str) {
     h.insert(header::CONTENT_SECURITY_POLICY, header::HeaderValue::from_static(CSP));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, header::HeaderValue::from_static("no-referrer"));
@@ -56,15 +83,19 @@ pub async fn security_and_logging(
         header::HeaderName::from_static("permissions-policy"),
         header::HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
     );
-    if state.as_ref().is_some_and(|s| s.config.secure_cookies) {
+    if hsts {
         h.insert(
             header::STRICT_TRANSPORT_SECURITY,
             header::HeaderValue::from_static("max-age=31536000; includeSubDomains"),
         );
     }
-    if let Ok(v) = header::HeaderValue::from_str(&request_id) {
+    if let Ok(v) = header::HeaderValue::from_str(request_id) {
         h.insert(header::HeaderName::from_static("x-request-id"), v);
     }
+}
+
+/// The one log line of a request: its route pattern, never its path (which may hold an NHS number).
+fn log_request(request_id: &str, method: &Method, route: &str, status: u16, elapsed: std::time::Duration) {
     tracing::info!(
         request_id = %request_id,
         method = %method,
@@ -73,7 +104,6 @@ pub async fn security_and_logging(
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         "request"
     );
-    Ok(res)
 }
 
 /// Unsafe methods from a browser must come from this service's own pages (OWASP ASVS 4.2.2,
@@ -110,8 +140,12 @@ pub async fn authorize(
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return Ok(req.into_response(AppError::Internal("no application state".into()).error_response()));
     };
-    let permission = state.routes.permission_for(req.method(), req.match_pattern().as_deref(), req.path());
     let session = req.get_session();
+    if session.entries().contains_key(UNAVAILABLE_KEY) {
+        // The session store could not reach the database (src/auth/session_store.rs).
+        return Ok(req.into_response(AppError::Unavailable.error_response()));
+    }
+    let permission = state.routes.permission_for(req.method(), req.match_pattern().as_deref(), req.path());
     let principal = match session_ids(&session) {
         (Some(uid), rid) => {
             // Read with the session itself (src/auth/session_store.rs); loaded here only when not.
