@@ -6,13 +6,12 @@ use diesel::prelude::*;
 
 use super::access::{self, HistoryEntry, Viewer};
 use super::items::{self, CpItem};
-use super::local_authority::{self, LocalAuthority};
+use super::local_authority::LocalAuthority;
 use crate::audit::{self, Actor, Event};
 use crate::domain::dates;
 use crate::domain::retrieval::ItemKind;
 use crate::error::AppError;
 use crate::pds::Patient;
-use crate::schema::patients;
 
 /// One LA's block on the tab.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,17 +76,18 @@ pub fn open_as(
     actor: Actor,
     now: DateTime<Utc>,
 ) -> Result<Option<AlertTab>, AppError> {
-    // Accesses to one child are decided one after another (CP-IS047 depends on the order).
-    patients::table.find(&patient.nhs_number).select(patients::nhs_number).for_update().first::<String>(conn)?;
+    // Accesses to one child are decided one after another (CP-IS047 depends on the order): the
+    // child's record is locked by the statement that reads the items.
+    let held = items::lock_and_read_held(conn, &patient.nhs_number, linked)?;
     let today = dates::uk_date(now);
-    let visible = visible_items(conn, patient, linked, may_see_unborn, today)?;
+    let (visible, held_by) = visible_held(held, patient, may_see_unborn, today);
     if visible.is_empty() {
         return Ok(None);
     }
     // CP-IS058, CP-IS067: the access is recorded the moment the tab is opened.
     let recorded = access::record(conn, &patient.nhs_number, viewer, now)?;
     let history = access::history(conn, linked)?;
-    let authorities = group_by_authority(conn, visible, patient.birth_date, today)?;
+    let authorities = group_by_authority(visible, held_by, patient.birth_date, today);
     audit::record(
         conn,
         Event::new(actor, "access.alert_tab_opened").about(&patient.nhs_number).details(serde_json::json!({
@@ -112,26 +112,43 @@ pub fn read(
     now: DateTime<Utc>,
 ) -> Result<Option<AlertTab>, AppError> {
     let today = dates::uk_date(now);
-    let visible = visible_items(conn, patient, linked, may_see_unborn, today)?;
+    let (visible, held_by) = visible_held(items::current_held(conn, linked)?, patient, may_see_unborn, today);
     if visible.is_empty() {
         return Ok(None);
     }
     let history = access::history(conn, linked)?;
-    let authorities = group_by_authority(conn, visible, patient.birth_date, today)?;
+    let authorities = group_by_authority(visible, held_by, patient.birth_date, today);
     Ok(Some(AlertTab { authorities, history, access_shown: false }))
 }
 
+/// The items the viewer may see today ([`items::visible`]), and the authorities holding any item.
+fn visible_held(
+    held: Vec<items::HeldItem>,
+    patient: &Patient,
+    may_see_unborn: bool,
+    today: NaiveDate,
+) -> (Vec<CpItem>, Vec<LocalAuthority>) {
+    let mut authorities: Vec<LocalAuthority> = Vec::new();
+    let mut all = Vec::with_capacity(held.len());
+    for h in held {
+        if !authorities.iter().any(|a| a.code == h.authority.code) {
+            authorities.push(h.authority);
+        }
+        all.push(h.item);
+    }
+    (items::visible(all, patient.birth_date, today, may_see_unborn), authorities)
+}
+
+/// One block per authority holding a visible item, in name order.
 fn group_by_authority(
-    conn: &mut PgConnection,
     visible: Vec<CpItem>,
+    authorities: Vec<LocalAuthority>,
     birth_date: NaiveDate,
     today: NaiveDate,
-) -> QueryResult<Vec<AuthorityBlock>> {
-    let mut codes: Vec<String> = visible.iter().map(|i| i.la_code.clone()).collect();
-    codes.sort();
-    codes.dedup();
-    let mut blocks: Vec<AuthorityBlock> = local_authority::find_many(conn, &codes)?
+) -> Vec<AuthorityBlock> {
+    let mut blocks: Vec<AuthorityBlock> = authorities
         .into_iter()
+        .filter(|authority| visible.iter().any(|i| i.la_code == authority.code))
         .map(|authority| {
             let mut items: Vec<ShownItem> = visible
                 .iter()
@@ -148,5 +165,5 @@ fn group_by_authority(
         })
         .collect();
     blocks.sort_by_key(|b| b.authority.name().to_lowercase());
-    Ok(blocks)
+    blocks
 }

@@ -3,10 +3,11 @@
 use chrono::NaiveDate;
 use diesel::prelude::*;
 
+use super::local_authority::LocalAuthority;
 use crate::domain::retrieval::{self, ItemDates, ItemKind};
 use crate::schema::cp_items;
 
-#[derive(Debug, Clone, Queryable, Selectable, PartialEq)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, PartialEq)]
 #[diesel(table_name = cp_items, check_for_backend(diesel::pg::Pg))]
 pub struct CpItem {
     pub id: i64,
@@ -48,6 +49,51 @@ pub fn visible(items: Vec<CpItem>, birth_date: NaiveDate, today: NaiveDate, may_
         .filter(|i| i.is_retrievable(birth_date, today))
         .filter(|i| may_see_unborn || !i.kind().is_unborn())
         .collect()
+}
+
+/// A current item with the local authority that holds it.
+#[derive(Debug, Clone, QueryableByName, PartialEq)]
+pub struct HeldItem {
+    #[diesel(embed)]
+    pub item: CpItem,
+    #[diesel(embed)]
+    pub authority: LocalAuthority,
+}
+
+/// [`current_for`] joined with each item's authority; `$1` is the numbers.
+macro_rules! held_items {
+    () => {
+        "SELECT i.id, i.nhs_number, i.la_code, i.item_type, i.la_child_id, i.start_date, i.end_date, \
+         i.delete_date, la.code, la.reference_name, la.display_name, la.emergency_phone, \
+         la.office_hours_phone, la.contacts_updated_at \
+         FROM cp_items i JOIN local_authorities la ON la.code = i.la_code \
+         WHERE i.nhs_number = ANY($1) AND i.deleted_at IS NULL"
+    };
+}
+
+/// Items not logically deleted, held under any of the numbers, each with its authority: what a
+/// tab shows, in one statement.
+pub fn current_held(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<Vec<HeldItem>> {
+    use diesel::sql_types::{Array, Text};
+    crate::db::prepared::sql(concat!(held_items!(), " ORDER BY i.la_code, i.item_type"))
+        .bind::<Array<Text>, _>(numbers.to_vec())
+        .load(conn)
+}
+
+/// [`current_held`], having first locked the child's patient row until the transaction ends (so
+/// that accesses to one child are decided one after another, CP-IS047), in the same statement:
+/// the lock is taken before any item is read. The items are read as of the statement's start;
+/// whatever is decided after the lock (who saw the child last) is read by later statements.
+pub fn lock_and_read_held(conn: &mut PgConnection, nhs_number: &str, numbers: &[String]) -> QueryResult<Vec<HeldItem>> {
+    use diesel::sql_types::{Array, Text};
+    crate::db::prepared::sql(concat!(
+        "WITH locked AS MATERIALIZED (SELECT nhs_number FROM patients WHERE nhs_number = $2 FOR UPDATE) ",
+        held_items!(),
+        " AND EXISTS (SELECT 1 FROM locked) ORDER BY i.la_code, i.item_type"
+    ))
+    .bind::<Array<Text>, _>(numbers.to_vec())
+    .bind::<Text, _>(nhs_number.to_owned())
+    .load(conn)
 }
 
 /// Items not logically deleted, held under any of the numbers.

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use crate::schema::local_authorities;
 
-#[derive(Debug, Clone, Queryable, Selectable, PartialEq)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, PartialEq)]
 #[diesel(table_name = local_authorities, check_for_backend(diesel::pg::Pg))]
 pub struct LocalAuthority {
     pub code: String,

@@ -248,3 +248,24 @@ async fn a_plan_past_its_delete_date_goes_while_the_looked_after_status_stays() 
     assert!(page.contains("Looked after child"));
     assert!(!page.contains("Child protection plan"));
 }
+
+/// CP-IS047 under concurrency: the same clinician opening the same child's tab many times at once
+/// is shown in the history once. The openings are decided one after another (the child's record is
+/// locked by the statement that reads its items), so only the first finds no earlier shown access.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openings_at_the_same_moment_are_decided_one_after_another() {
+    const AT_ONCE: usize = 12;
+    let app = TestApp::spawn(Template::Demo);
+    let c = app.signed_in("amy.patel").await;
+    let before = accesses(&app, NOAH_WILLIAMS);
+    let max_id = app.count("SELECT coalesce(max(id), 0) FROM access_events");
+    let path = tab(NOAH_WILLIAMS);
+    let answers = futures_util::future::join_all((0..AT_ONCE).map(|_| c.get(&path))).await;
+    assert!(answers.iter().all(|r| r.status() == StatusCode::OK));
+    assert_eq!(accesses(&app, NOAH_WILLIAMS), before + AT_ONCE as i64, "every opening is recorded");
+    assert_eq!(
+        app.count(&format!("SELECT count(*) FROM access_events WHERE id > {max_id} AND shown")),
+        1,
+        "one of the openings is shown, the others fall within its 24 hours"
+    );
+}
