@@ -127,7 +127,13 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 .then(|| cpis::jobs::runner::spawn_scheduler(pool.clone(), config.clone()))
                 .transpose()?;
             let state = app::AppState::new(pool, config);
-            actix_web::rt::System::new().block_on(async move { app::server(state, listener)?.await })?;
+            let (pool, metrics, every) = (state.pool.clone(), state.metrics.clone(), state.config.monitor_interval);
+            actix_web::rt::System::new().block_on(async move {
+                app::server(state, listener)?.await?;
+                // Stopped gracefully: the last minutes' request counts are written before exiting.
+                cpis::monitoring::probe::flush_on_stop(pool, metrics, every).await;
+                Ok::<_, std::io::Error>(())
+            })?;
             drop(scheduler);
             Ok(ExitCode::SUCCESS)
         }

@@ -181,6 +181,21 @@ fn write(
     Ok(())
 }
 
+/// Writes what the service counted since the monitor's last round, once the server has stopped
+/// taking requests, so a graceful stop (SIGTERM, SIGINT) loses no counts (CP-IS078). Counts that a
+/// round could not write (the database was down) and were kept for the next are lost with the
+/// process. `every` of zero (no monitor) writes nothing.
+pub async fn flush_on_stop(pool: DbPool, metrics: Arc<Metrics>, every: Duration) {
+    if every.is_zero() {
+        return;
+    }
+    let mut monitor = Monitor::new(pool, metrics, super::instance_id());
+    monitor.gather(Utc::now());
+    if monitor.pending() != (0, 0) {
+        monitor.flush().await;
+    }
+}
+
 /// Starts the monitor on the current actix system (the server calls it); `every` of zero starts
 /// none. The first round runs one interval after the start, then every interval, without drift.
 pub fn spawn(pool: DbPool, metrics: Arc<Metrics>, every: Duration) {

@@ -791,3 +791,25 @@ async fn work_cut_after_a_statement_succeeded_is_not_run_again() {
     assert_eq!(attempts.load(Ordering::SeqCst), 2, "retried once, never more");
     cpis::db::run(&pool, |c| Ok(diesel::sql_query("SELECT 1").execute(c)?)).await.expect("the pool healed");
 }
+
+/// CP-IS078: a graceful stop (SIGTERM) writes the request counts the monitor had not written yet,
+/// here with a monitor round far in the future.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_writes_the_request_counts_of_its_last_minutes() {
+    let db = TestDatabase::new(Template::Reference);
+    let mut server = Server::start_with(&db.url, &[("CPIS_MONITOR_SECS", "3600")]);
+    server.wait_until_healthy().await;
+    let base = loopback_base(&server);
+    let client = http(false);
+    for _ in 0..3 {
+        let res = client.get(format!("{base}/no-such-page")).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    }
+    let mut conn = db.conn();
+    let other_errors = |conn: &mut PgConnection| {
+        count(conn, "SELECT coalesce(sum(client_errors), 0) FROM request_minutes WHERE area = 'Other'")
+    };
+    assert_eq!(other_errors(&mut conn), 0, "nothing written before the stop");
+    assert!(server.terminate(), "the service stops by itself on SIGTERM:\n{}", server.log());
+    assert_eq!(other_errors(&mut conn), 3, "the three 404s are counted:\n{}", server.log());
+}

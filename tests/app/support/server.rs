@@ -109,6 +109,22 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Asks the process to stop (SIGTERM: actix's graceful shutdown) and waits, bounded, for it to
+    /// exit; returns whether it exited by itself.
+    pub fn terminate(&mut self) -> bool {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().is_ok_and(|s| s.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sent && Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.kill();
+        false
+    }
+
     /// Kills the process and returns everything it wrote.
     pub fn stop(&mut self) -> String {
         let _ = self.child.kill();
