@@ -300,6 +300,19 @@ async fn every_header_rule_and_error_code() {
         assert_eq!(a.headers.get("traceid").map(|v| v.to_str().unwrap()), Some("trace-42"), "{}", a.status);
     }
 
+    // With several faults, the token's refusal comes first, then the headers', then the organisation's,
+    // then the number's (the checks run in this order, the token's on the database).
+    let bad_number = format!("/cpis/FHIR/R4/CareTeam?patient:identifier={NHS_SYSTEM}|9990000043");
+    let no_user = without(&h, "NHSD-End-User-ID");
+    let a = get(&app, &bad_number, Some("cpisnhs_nonsense"), &no_user).await;
+    assert_error(&a, StatusCode::UNAUTHORIZED, "ACCESS_DENIED", "a bad token before the rest");
+    let a = get(&app, &bad_number, Some(&la), &no_user).await;
+    assert_error(&a, StatusCode::FORBIDDEN, "ACCESS_DENIED", "an LA token before the rest");
+    let a = get(&app, &bad_number, Some(&t), &no_user).await;
+    assert_error(&a, StatusCode::BAD_REQUEST, "PRECONDITION_FAILED", "the headers before the number");
+    let a = get(&app, &bad_number, Some(&t), &with(&h, "NHSD-End-User-Organisation-ODS", "RRU")).await;
+    assert_error(&a, StatusCode::FORBIDDEN, "ACCESS_DENIED", "the organisation before the number");
+
     assert_eq!(all_accesses(&app), before, "no refused or empty query records an access");
 }
 

@@ -28,7 +28,7 @@ use super::bearer_token;
 use crate::app::AppState;
 use crate::audit::Actor;
 use crate::cpis::access::{Channel, Viewer};
-use crate::cpis::alert::{self, AlertTab};
+use crate::cpis::alert;
 use crate::db;
 use crate::domain::{dates, nhs_number, roles};
 use crate::mailbox::tokens::{self, Endpoint};
@@ -64,24 +64,57 @@ enum Subject {
     },
 }
 
-/// The token of an NHS system, and the organisation it is registered for.
-async fn authorise(req: &HttpRequest, state: &AppState) -> Result<(i64, String), ApiError> {
+/// What a search asks, read from the request before the database is: the token, and each header
+/// and parameter as read. Their refusals are given in [`check`]'s order, the token's first.
+#[derive(Clone)]
+struct Asked {
+    token: String,
+    user: Result<EndUser, ApiError>,
+    unscheduled: Result<bool, ApiError>,
+    nhs_number: Result<String, ApiError>,
+}
+
+fn asked(req: &HttpRequest) -> Result<Asked, ApiError> {
     let Some(token) = bearer_token(req).map(str::to_owned) else {
         return Err(ApiError::unauthenticated("Send the NHS system's endpoint token as Authorization: Bearer <token>"));
     };
-    let hash = tokens::hash(&token);
-    let endpoint = db::run(&state.pool, move |conn| Ok(tokens::authenticate(conn, &token)?)).await?;
-    let (token_id, ods_code) = match endpoint {
+    Ok(Asked {
+        token,
+        user: headers::end_user(req),
+        unscheduled: headers::unscheduled(req),
+        nhs_number: patient_identifier(req),
+    })
+}
+
+/// Every check before the database is asked about the patient, on the connection of the search
+/// itself (one round trip, no checkout of its own), in this order: the token (401, or 403 for a
+/// local authority's), its rate (429), the end user's headers, their organisation against the
+/// token's (403), the patient's number (400). A refusal is the inner error.
+fn check(conn: &mut diesel::PgConnection, asked: Asked) -> Result<Result<Search, ApiError>, crate::error::AppError> {
+    let (token_id, ods_code) = match tokens::authenticate(conn, &asked.token)? {
         Some(Endpoint::NhsSystem { token_id, ods_code }) => (token_id, ods_code),
         Some(Endpoint::LocalAuthority { .. }) => {
-            return Err(ApiError::forbidden(
+            return Ok(Err(ApiError::forbidden(
                 "This is a local authority's mailbox token; the FHIR API needs an NHS system's endpoint token",
-            ))
+            )))
         }
-        None => return Err(ApiError::unauthenticated("The endpoint token is not valid or has been revoked")),
+        None => return Ok(Err(ApiError::unauthenticated("The endpoint token is not valid or has been revoked"))),
     };
-    rate_limit::take(&hash, Instant::now()).map_err(|wait| ApiError::throttled(rate_limit::retry_after_secs(wait)))?;
-    Ok((token_id, ods_code))
+    if let Err(wait) = rate_limit::take(&tokens::hash(&asked.token), Instant::now()) {
+        return Ok(Err(ApiError::throttled(rate_limit::retry_after_secs(wait))));
+    }
+    Ok((|| {
+        let user = asked.user?;
+        let unscheduled = asked.unscheduled?;
+        if !user.organisation.eq_ignore_ascii_case(&ods_code) {
+            return Err(ApiError::forbidden(format!(
+                "This endpoint token is registered for organisation {ods_code}; {} must name that organisation",
+                headers::END_USER_ORGANISATION
+            )));
+        }
+        let nhs_number = asked.nhs_number?;
+        Ok(Search { token_id, ods_code, user, unscheduled, nhs_number })
+    })())
 }
 
 /// The NHS number of `patient:identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}`.
@@ -110,21 +143,6 @@ fn patient_identifier(req: &HttpRequest) -> Result<String, ApiError> {
         ));
     }
     Ok(number.to_owned())
-}
-
-/// Every check before the database is asked about the patient.
-async fn prepare(req: &HttpRequest, state: &AppState) -> Result<Search, ApiError> {
-    let (token_id, ods_code) = authorise(req, state).await?;
-    let user = headers::end_user(req)?;
-    let unscheduled = headers::unscheduled(req)?;
-    if !user.organisation.eq_ignore_ascii_case(&ods_code) {
-        return Err(ApiError::forbidden(format!(
-            "This endpoint token is registered for organisation {ods_code}; {} must name that organisation",
-            headers::END_USER_ORGANISATION
-        )));
-    }
-    let nhs_number = patient_identifier(req)?;
-    Ok(Search { token_id, ods_code, user, unscheduled, nhs_number })
 }
 
 /// CP-IS061: the query (03) in and the response (04) out, with time, origin, destination and the
@@ -215,36 +233,38 @@ pub async fn search_care_team(req: HttpRequest, state: web::Data<AppState>) -> H
 }
 
 async fn care_team(req: &HttpRequest, state: &AppState) -> Result<Value, ApiError> {
-    let search = prepare(req, state).await?;
+    let asked = asked(req)?;
     let now = Utc::now();
-    let may_see_unborn = roles::may_see_unborn_plans(&search.user.job_role);
-    let viewer = Viewer {
-        viewer_id: search.user.id.clone(),
-        user_id: None,
-        name: search.user.name.clone(),
-        job_role_code: search.user.job_role.clone(),
-        organisation_code: search.ods_code.clone(),
-        channel: Channel::Fhir,
-    };
-    let (number, unscheduled, actor) =
-        (search.nhs_number.clone(), search.unscheduled, Actor::NhsSystem(search.token_id));
-    let (ods, trace) =
-        (search.ods_code.clone(), headers::trace_id(req).and_then(|t| t.to_str().ok().map(str::to_owned)));
+    let trace = headers::trace_id(req).and_then(|t| t.to_str().ok().map(str::to_owned));
     // CP-IS068, CP-IS073: an unscheduled search that finds something records the access in the
     // transaction that reads it (alert::open_as locks the child's record first, CP-IS047).
-    let (subject, tab): (Subject, Option<AlertTab>) = db::transaction(&state.pool, move |conn| {
-        let subject = resolve(conn, &number)?;
+    let (search, subject, tab) = db::transaction(&state.pool, move |conn| {
+        let search = match check(conn, asked.clone())? {
+            Ok(search) => search,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let may_see_unborn = roles::may_see_unborn_plans(&search.user.job_role);
+        let viewer = Viewer {
+            viewer_id: search.user.id.clone(),
+            user_id: None,
+            name: search.user.name.clone(),
+            job_role_code: search.user.job_role.clone(),
+            organisation_code: search.ods_code.clone(),
+            channel: Channel::Fhir,
+        };
+        let subject = resolve(conn, &search.nhs_number)?;
         let tab = match &subject {
-            Subject::Known { patient, linked } if unscheduled => {
-                alert::open_as(conn, patient, linked, &viewer, may_see_unborn, actor.clone(), now)?
+            Subject::Known { patient, linked } if search.unscheduled => {
+                let actor = Actor::NhsSystem(search.token_id);
+                alert::open_as(conn, patient, linked, &viewer, may_see_unborn, actor, now)?
             }
             Subject::Known { patient, linked } => alert::read(conn, patient, linked, may_see_unborn, now)?,
             _ => None,
         };
-        log_exchange(conn, &ods, trace.as_deref(), now)?;
-        Ok((subject, tab))
+        log_exchange(conn, &search.ods_code, trace.as_deref(), now)?;
+        Ok(Ok((search, subject, tab)))
     })
-    .await?;
+    .await??;
     let current = current_number(&subject, &search.nhs_number)?;
     let entries = careteam::entries(tab.as_ref(), &current, dates::uk_date(now));
     Ok(searchset(req, entries.len(), entries, now))
@@ -257,22 +277,24 @@ pub async fn search_audit_event(req: HttpRequest, state: web::Data<AppState>) ->
 }
 
 async fn audit_event(req: &HttpRequest, state: &AppState) -> Result<Value, ApiError> {
-    let search = prepare(req, state).await?;
+    let asked = asked(req)?;
     let now = Utc::now();
-    let may_see_unborn = roles::may_see_unborn_plans(&search.user.job_role);
-    let number = search.nhs_number.clone();
-    let (ods, trace) =
-        (search.ods_code.clone(), headers::trace_id(req).and_then(|t| t.to_str().ok().map(str::to_owned)));
-    let (subject, tab) = db::run(&state.pool, move |conn| {
-        let subject = resolve(conn, &number)?;
+    let trace = headers::trace_id(req).and_then(|t| t.to_str().ok().map(str::to_owned));
+    let (search, subject, tab) = db::run(&state.pool, move |conn| {
+        let search = match check(conn, asked.clone())? {
+            Ok(search) => search,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let may_see_unborn = roles::may_see_unborn_plans(&search.user.job_role);
+        let subject = resolve(conn, &search.nhs_number)?;
         let tab = match &subject {
             Subject::Known { patient, linked } => alert::read(conn, patient, linked, may_see_unborn, now)?,
             _ => None,
         };
-        log_exchange(conn, &ods, trace.as_deref(), now)?;
-        Ok((subject, tab))
+        log_exchange(conn, &search.ods_code, trace.as_deref(), now)?;
+        Ok(Ok((search, subject, tab)))
     })
-    .await?;
+    .await??;
     let current = current_number(&subject, &search.nhs_number)?;
     // Same rules as CareTeam: nothing this role may see, no history either.
     let history = tab.map(|t| t.history).unwrap_or_default();
