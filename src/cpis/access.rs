@@ -42,12 +42,16 @@ pub struct Recorded {
 
 /// Records an access at `at`. The caller holds the patient row's lock (`FOR UPDATE`) so that two
 /// accesses to one child are decided one after the other.
+///
+/// Every shown access of the viewer counts, even one stamped later than `at`: an opening takes its
+/// time before it waits for the lock, so one that took its time first may get the lock second,
+/// after a later-stamped opening was recorded as shown. That access is then within the window
+/// ([`access_history::is_shown`]) and this one is not shown: at most one per 24 hours (CP-IS047).
 pub fn record(conn: &mut PgConnection, nhs_number: &str, viewer: &Viewer, at: DateTime<Utc>) -> QueryResult<Recorded> {
     let latest_shown: Option<DateTime<Utc>> = access_events::table
         .filter(access_events::nhs_number.eq(nhs_number))
         .filter(access_events::viewer_id.eq(&viewer.viewer_id))
         .filter(access_events::shown.eq(true))
-        .filter(access_events::accessed_at.le(at))
         .select(diesel::dsl::max(access_events::accessed_at))
         .first(conn)?;
     let shown = access_history::is_shown(at, latest_shown);

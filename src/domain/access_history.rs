@@ -19,7 +19,8 @@ pub const FIRST_ACCESS_WINDOW: TimeDelta = TimeDelta::hours(24);
 
 /// Whether an access at `at` is shown, given the time of the latest *shown* access by the same
 /// viewer to the same NHS number before it (CP-IS047). Shown when there is none, or when it was
-/// at least 24 hours earlier: exactly 24:00:00 later is shown, 23:59:59 later is not.
+/// at least 24 hours earlier: exactly 24:00:00 later is shown, 23:59:59 later is not. A latest
+/// shown access stamped after `at` (decided first, stamped later) is within the window: not shown.
 pub fn is_shown(at: DateTime<Utc>, latest_shown_by_same_viewer: Option<DateTime<Utc>>) -> bool {
     match latest_shown_by_same_viewer {
         None => true,
@@ -73,6 +74,13 @@ mod tests {
     #[test]
     fn first_ever_access_is_shown() {
         assert!(is_shown(t0(), None));
+    }
+
+    #[test]
+    fn a_shown_access_stamped_later_is_within_the_window() {
+        // Decided second under the child's lock, but stamped a moment before the one decided first.
+        assert!(!is_shown(t0(), Some(s(1))));
+        assert!(!is_shown(t0(), Some(s(86_400))));
     }
 
     #[test]
