@@ -10,6 +10,9 @@ pub struct Config {
     pub db_pool_size: u32,
     /// `CPIS_DB_TIMEOUT_SECS` (default 3): how long a request waits for a connection before a 503.
     pub db_timeout: Duration,
+    /// `CPIS_DB_IDLE_PING_MS` (default 1000): a pooled connection idle for longer is asked
+    /// `SELECT 1` before use; one used more recently is used at once (src/db/manager.rs).
+    pub db_idle_ping: Duration,
     /// `CPIS_SECURE_COOKIES` (default false): set when the service is reached over TLS (directly or
     /// behind a TLS-terminating proxy). Cookies then carry `Secure` and the `__Host-` prefix and
     /// responses carry HSTS. Plain http on 127.0.0.1 for local use works with it off.
@@ -102,6 +105,7 @@ impl Config {
             database_url,
             db_pool_size: env_parse("CPIS_DB_POOL_SIZE", 16)?,
             db_timeout: Duration::from_secs(env_parse("CPIS_DB_TIMEOUT_SECS", 3)?),
+            db_idle_ping: Duration::from_millis(env_parse("CPIS_DB_IDLE_PING_MS", 1000)?),
             secure_cookies: env_parse("CPIS_SECURE_COOKIES", false)?,
             session_idle: Duration::from_secs(env_scaled("CPIS_SESSION_IDLE_MINUTES", 30, 60)?),
             session_absolute: Duration::from_secs(env_scaled("CPIS_SESSION_ABSOLUTE_HOURS", 12, 3600)?),
@@ -127,6 +131,7 @@ impl Config {
             database_url: database_url.to_owned(),
             db_pool_size: 16,
             db_timeout: Duration::from_secs(3),
+            db_idle_ping: crate::db::manager::IDLE_PING,
             secure_cookies: false,
             session_idle: Duration::from_secs(30 * 60),
             session_absolute: Duration::from_secs(12 * 3600),

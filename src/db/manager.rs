@@ -4,10 +4,11 @@
 //! round trips of a page that reads one row. Here a connection is asked only when it has been
 //! idle for longer than [`IDLE_PING`] (a database restarted during a quiet spell is found before
 //! anyone's request meets it), or when the caller asks for a tested connection ([`checked`]).
-//! A connection that was cut while busy (`pg_terminate_backend`, a restart under load) is then
-//! met by the request's first statement instead: [`super::run`] finds it dead, marks it lost (so
-//! the pool drops it on its return) and runs the work again on a tested connection, but only when
-//! no statement of the work had succeeded on the dead one, so nothing can be done twice.
+//! A connection that was cut while idle in the pool (`pg_terminate_backend`, a restart) is then
+//! met by the request's first statement instead: [`super::retrying`] finds it dead, marks it lost
+//! (so the pool drops it on its return) and runs the work again on a tested connection, but only
+//! when no statement of the work had succeeded on the dead one, so nothing in the database is done
+//! twice (the rule for what the work may do outside the database is on [`super::run`]).
 
 use std::cell::Cell;
 use std::time::{Duration, Instant};
@@ -17,18 +18,23 @@ use diesel::pg::PgConnection;
 use diesel::r2d2::{self, ConnectionManager, ManageConnection, R2D2Connection};
 use diesel::Connection;
 
-/// A connection idle for longer than this is pinged when checked out.
+/// By default, a connection idle for longer than this is pinged when checked out.
 pub const IDLE_PING: Duration = Duration::from_secs(1);
 
 /// Connects, and keeps each connection's [`State`]; see the module documentation.
 #[derive(Debug)]
 pub struct Manager {
     inner: ConnectionManager<PgConnection>,
+    /// A connection idle for longer than this is pinged when checked out.
+    idle_ping: Duration,
 }
 
 impl Manager {
     pub fn new(database_url: &str) -> Manager {
-        Manager { inner: ConnectionManager::new(database_url) }
+        Manager::with_idle_ping(database_url, IDLE_PING)
+    }
+    pub fn with_idle_ping(database_url: &str, idle_ping: Duration) -> Manager {
+        Manager { inner: ConnectionManager::new(database_url), idle_ping }
     }
 }
 
@@ -38,16 +44,21 @@ impl Manager {
 pub struct State {
     /// When the connection was last returned to the pool.
     returned: Instant,
-    /// Statements that succeeded since [`reset`] (at check-out, by [`super::run`]).
+    /// Statements that succeeded, and that failed, since [`reset`] (at check-out, by
+    /// [`super::retrying`]).
     succeeded: u32,
+    failed: u32,
     /// Found not answering: the pool drops it when it comes back.
     lost: bool,
 }
 
 impl Instrumentation for State {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        if let InstrumentationEvent::FinishQuery { error: None, .. } = event {
-            self.succeeded = self.succeeded.saturating_add(1);
+        if let InstrumentationEvent::FinishQuery { error, .. } = event {
+            match error {
+                None => self.succeeded = self.succeeded.saturating_add(1),
+                Some(_) => self.failed = self.failed.saturating_add(1),
+            }
         }
     }
 }
@@ -56,16 +67,22 @@ fn state(conn: &mut PgConnection) -> Option<&mut State> {
     conn.instrumentation().downcast_mut::<State>()
 }
 
-/// Starts counting the connection's successful statements from zero.
+/// Starts counting the connection's statements from zero.
 pub fn reset(conn: &mut PgConnection) {
     if let Some(s) = state(conn) {
         s.succeeded = 0;
+        s.failed = 0;
     }
 }
 
 /// How many statements succeeded on the connection since [`reset`].
 pub fn succeeded(conn: &mut PgConnection) -> u32 {
     state(conn).map_or(0, |s| s.succeeded)
+}
+
+/// How many statements failed on the connection since [`reset`].
+pub fn failed(conn: &mut PgConnection) -> u32 {
+    state(conn).map_or(0, |s| s.failed)
 }
 
 /// Marks the connection as not answering, so the pool drops it instead of handing it out again.
@@ -97,12 +114,12 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<PgConnection, r2d2::Error> {
         let mut conn = self.inner.connect()?;
-        conn.set_instrumentation(State { returned: Instant::now(), succeeded: 0, lost: false });
+        conn.set_instrumentation(State { returned: Instant::now(), succeeded: 0, failed: 0, lost: false });
         Ok(conn)
     }
 
     fn is_valid(&self, conn: &mut PgConnection) -> Result<(), r2d2::Error> {
-        let idle = state(conn).is_none_or(|s| s.returned.elapsed() > IDLE_PING);
+        let idle = state(conn).is_none_or(|s| s.returned.elapsed() > self.idle_ping);
         if idle || PING_ALL.with(Cell::get) {
             conn.ping().map_err(r2d2::Error::QueryError)
         } else {

@@ -27,7 +27,7 @@ pub fn pool(config: &Config) -> DbPool {
         .min_idle(Some(1))
         .connection_timeout(config.db_timeout)
         .test_on_check_out(true)
-        .build_unchecked(manager::Manager::new(&config.database_url))
+        .build_unchecked(manager::Manager::with_idle_ping(&config.database_url, config.db_idle_ping))
 }
 
 /// A connection asked `SELECT 1` first, for work that [`retrying`] cannot run twice.
@@ -51,7 +51,12 @@ pub fn connect(database_url: &str) -> anyhow::Result<PgConnection> {
 /// The one blocking boundary: runs `f` on the blocking thread pool with a pooled connection.
 /// Handlers call this (through the domain functions' callers), never `web::block` themselves.
 /// A commit that `f` let go without waiting for its WAL flush ([`defer_flush`]) is made durable
-/// before this returns. `f` may run twice: see [`retrying`].
+/// before this returns.
+///
+/// `f` may run twice ([`retrying`]): the second time only when none of its statements succeeded
+/// the first time, so nothing it did in the database is repeated. What it does outside the
+/// database before its first statement is repeated, so it does nothing there that may not be
+/// (sending, writing files, counting); work of that kind uses [`checked`] instead.
 pub async fn run<T, F>(pool: &DbPool, mut f: F) -> Result<T, AppError>
 where
     F: FnMut(&mut PgConnection) -> Result<T, AppError> + Send + 'static,
@@ -83,51 +88,70 @@ where
 #[derive(Debug)]
 pub struct Lost;
 
-/// Runs `f` with a connection checked out without a round trip ([`manager`]). When `f` fails in a
-/// way that `suspect` says may be the connection's (a 4xx-kind failure costs nothing more), and
-/// the connection then fails a `SELECT 1` too, the failure was the connection's, not the work's:
-/// the connection is dropped, and if no statement of `f` had succeeded on it (so nothing of `f`
-/// was done), `f` runs once more on a tested connection. Otherwise the answer is [`Lost`].
+/// Runs `f` with a connection checked out without a round trip ([`manager`]). When a statement of
+/// `f` failed, or `f` failed in a way `suspect` says may be the connection's, the connection is
+/// asked `SELECT 1` (nothing more is asked of work whose statements all succeeded). If it does
+/// not answer, it is marked for the pool to drop, and:
+/// - when none of `f`'s statements had succeeded on it (nothing of `f` was done), `f` runs once
+///   more on a tested connection, whatever it returned (work that turns a database error into a
+///   form's error is run again too);
+/// - otherwise a suspect failure is [`Lost`], and any other result stands.
 pub fn retrying<T, E>(
     pool: &DbPool,
     suspect: impl Fn(&E) -> bool,
     mut f: impl FnMut(&mut PgConnection) -> Result<T, E>,
 ) -> Result<Result<T, E>, Lost> {
     let mut conn = pool.get().map_err(|_| Lost)?;
-    manager::reset(&mut conn);
-    let first = f(&mut conn);
-    match &first {
-        Err(e) if suspect(e) => {}
-        _ => return Ok(first),
-    }
-    if manager::succeeded(&mut conn) > 0 {
-        return settle(first, &mut conn);
-    }
-    if answers(&mut conn) {
-        return Ok(first);
-    }
-    tracing::info!("a pooled database connection was found closed; running the work again on a tested one");
-    manager::mark_lost(&mut conn);
-    drop(conn);
-    let mut conn = checked(pool).map_err(|_| Lost)?;
-    manager::reset(&mut conn);
-    let second = f(&mut conn);
-    match &second {
-        Err(e) if suspect(e) => settle(second, &mut conn),
-        _ => Ok(second),
+    let (first, health) = attempt(&mut conn, &suspect, &mut f);
+    match health {
+        Health::Fine => Ok(first),
+        Health::LostAfterWork => lost_or(first, &suspect),
+        Health::LostUntouched => {
+            tracing::info!("a pooled database connection was found closed; running the work again on a tested one");
+            drop(conn);
+            let mut conn = checked(pool).map_err(|_| Lost)?;
+            let (second, health) = attempt(&mut conn, &suspect, &mut f);
+            match health {
+                Health::Fine => Ok(second),
+                Health::LostAfterWork | Health::LostUntouched => lost_or(second, &suspect),
+            }
+        }
     }
 }
 
-/// The suspect failure `result`, unless the connection no longer answers (then [`Lost`], and the
-/// pool drops the connection when it comes back).
-fn settle<T, E>(result: Result<T, E>, conn: &mut PgConnection) -> Result<Result<T, E>, Lost> {
-    match result {
-        Err(_) if !answers(conn) => {
+/// What became of the connection during one run of the work.
+enum Health {
+    Fine,
+    /// Lost after at least one of the work's statements succeeded.
+    LostAfterWork,
+    /// Lost before any of the work's statements succeeded.
+    LostUntouched,
+}
+
+fn attempt<T, E>(
+    conn: &mut PgConnection,
+    suspect: &impl Fn(&E) -> bool,
+    f: &mut impl FnMut(&mut PgConnection) -> Result<T, E>,
+) -> (Result<T, E>, Health) {
+    manager::reset(conn);
+    let result = f(conn);
+    let (succeeded, failed) = (manager::succeeded(conn), manager::failed(conn));
+    let doubtful = failed > 0 || matches!(&result, Err(e) if suspect(e));
+    if !doubtful || answers(conn) {
+        return (result, Health::Fine);
+    }
+    manager::mark_lost(conn);
+    (result, if succeeded == 0 { Health::LostUntouched } else { Health::LostAfterWork })
+}
+
+/// On a lost connection: a suspect failure is the outage; any other result stands.
+fn lost_or<T, E>(result: Result<T, E>, suspect: &impl Fn(&E) -> bool) -> Result<Result<T, E>, Lost> {
+    match &result {
+        Err(e) if suspect(e) => {
             tracing::warn!("the database connection was lost mid-request");
-            manager::mark_lost(conn);
             Err(Lost)
         }
-        other => Ok(other),
+        _ => Ok(result),
     }
 }
 
@@ -185,12 +209,12 @@ fn wait_for_flush(conn: &mut PgConnection) -> diesel::QueryResult<()> {
     conn.batch_execute("BEGIN; SELECT pg_logical_emit_message(true, 'cpis.flush', ''); COMMIT")
 }
 
-/// libpq words a lost connection many ways ("server closed the connection", "no connection to the
-/// server", "terminating connection", an error while rolling back), so rather than read messages,
-/// [`retrying`] asks the connection.
-/// Whether the connection still answers a query.
+/// Whether the connection still answers a query (`SELECT 1`). libpq words a lost connection many
+/// ways ("server closed the connection", "no connection to the server", "terminating connection",
+/// an error while rolling back), so rather than read messages, [`retrying`] asks the connection.
 fn answers(conn: &mut PgConnection) -> bool {
-    diesel::sql_query("SELECT 1").execute(conn).is_ok()
+    use diesel::r2d2::R2D2Connection;
+    conn.ping().is_ok()
 }
 
 /// Like [`run`], inside one transaction.
