@@ -77,7 +77,9 @@ pub fn open_as(
     now: DateTime<Utc>,
 ) -> Result<Option<AlertTab>, AppError> {
     // Accesses to one child are decided one after another (CP-IS047 depends on the order): the
-    // child's record is locked by the statement that reads the items.
+    // child's record is locked by the statement that reads the items. The items are as they were
+    // when that statement began (an upload committed while it waited for the lock shows from the
+    // next opening on); who saw the child last is read by a later statement, after the lock.
     let held = items::lock_and_read_held(conn, &patient.nhs_number, linked)?;
     let today = dates::uk_date(now);
     let (visible, held_by) = visible_held(held, patient, may_see_unborn, today);

@@ -152,3 +152,34 @@ fn lookup_linked_agrees_with_lookup_and_linked_numbers() {
     }
     assert_eq!(kinds.len(), 4, "every kind of record was tried: {kinds:?}");
 }
+
+/// The tab's locking read (hand-written SQL) returns exactly what `current_held` (diesel's DSL)
+/// does, for every child with information in the demo data, over all their linked numbers.
+#[test]
+fn the_locking_read_of_held_items_agrees_with_the_plain_one() {
+    use cpis::cpis::items;
+    use cpis::pds::patient;
+    #[derive(QueryableByName)]
+    struct Num {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        n: String,
+    }
+    let db = TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    let numbers: Vec<String> = diesel::sql_query("SELECT DISTINCT nhs_number AS n FROM cp_items ORDER BY 1")
+        .load::<Num>(&mut conn)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.n)
+        .collect();
+    assert!(numbers.len() >= 5, "the demo data holds information for several people");
+    let mut items_seen = 0;
+    for n in &numbers {
+        let linked = patient::linked_numbers(&mut conn, n).unwrap();
+        let plain = items::current_held(&mut conn, &linked).unwrap();
+        let locked = conn.transaction(|c| items::lock_and_read_held(c, n, &linked)).unwrap();
+        assert_eq!(locked, plain, "{n}");
+        items_seen += plain.len();
+    }
+    assert!(items_seen > 0);
+}
