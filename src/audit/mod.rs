@@ -124,23 +124,16 @@ pub fn append_now(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), App
         prevs.push(std::mem::replace(&mut prev, hash.clone()));
         hashes.push(hash);
     }
-    use diesel::sql_types::{Array, Bytea, Jsonb, Nullable, Text, Timestamptz};
+    use diesel::sql_types::{Array, Bytea};
     // One statement from arrays, in array order (the chain's order is the id order). The
     // canonical texts are not sent: the hashes are computed above.
-    crate::db::prepared::sql(
+    let query = crate::db::prepared::sql(
         "INSERT INTO audit_log (occurred_at, actor, action, nhs_number, details, prev_hash, hash) \
          SELECT $1, a, x, n, d, p, h \
          FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::bytea[], $7::bytea[]) \
          WITH ORDINALITY AS u(a, x, n, d, p, h, i) ORDER BY i",
-    )
-    .bind::<Timestamptz, _>(batch.occurred_at)
-    .bind::<Array<Text>, _>(batch.actors)
-    .bind::<Array<Text>, _>(batch.actions)
-    .bind::<Array<Nullable<Text>>, _>(batch.numbers)
-    .bind::<Array<Jsonb>, _>(batch.details)
-    .bind::<Array<Bytea>, _>(prevs)
-    .bind::<Array<Bytea>, _>(hashes)
-    .execute(conn)?;
+    );
+    batch.bind_entries(query).bind::<Array<Bytea>, _>(prevs).bind::<Array<Bytea>, _>(hashes).execute(conn)?;
     Ok(())
 }
 
@@ -195,7 +188,14 @@ impl Batch {
     }
 
     /// Binds $1 to $6: time, actors, actions, NHS numbers, details, canonical texts.
-    fn bind(self, query: crate::db::prepared::Prepared) -> crate::db::prepared::Prepared {
+    fn bind(mut self, query: crate::db::prepared::Prepared) -> crate::db::prepared::Prepared {
+        use diesel::sql_types::{Array, Text};
+        let canonicals = std::mem::take(&mut self.canonicals);
+        self.bind_entries(query).bind::<Array<Text>, _>(canonicals)
+    }
+
+    /// Binds $1 to $5: time, actors, actions, NHS numbers, details.
+    fn bind_entries(self, query: crate::db::prepared::Prepared) -> crate::db::prepared::Prepared {
         use diesel::sql_types::{Array, Jsonb, Nullable, Text, Timestamptz};
         query
             .bind::<Timestamptz, _>(self.occurred_at)
@@ -203,6 +203,5 @@ impl Batch {
             .bind::<Array<Text>, _>(self.actions)
             .bind::<Array<Nullable<Text>>, _>(self.numbers)
             .bind::<Array<Jsonb>, _>(self.details)
-            .bind::<Array<Text>, _>(self.canonicals)
     }
 }

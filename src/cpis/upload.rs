@@ -69,7 +69,9 @@ pub fn process(
             .ok_or_else(|| AppError::NotFound(format!("There is no local authority with code {la_code}.")))?;
         // A large file's set-based statements (items and audit entries from arrays, sorted into
         // the chain's order) keep their rows in memory rather than in temporary files.
-        diesel::sql_query(UPLOAD_WORK_MEM).execute(conn)?;
+        if parsed.as_ref().is_ok_and(|u| u.records.len() > LARGE_FILE_RECORDS) {
+            diesel::sql_query(UPLOAD_WORK_MEM).execute(conn)?;
+        }
         let message_id = match &parsed {
             Ok(u) => Some(u.message_id),
             Err(r) => r.message_id,
@@ -146,8 +148,11 @@ pub fn process(
     })
 }
 
-/// For this transaction only: 60,000 records are about 25 MB of audit details.
+/// For a large file's transaction only: 60,000 records are about 25 MB of audit details, which
+/// two of its statements hold at once (PostgreSQL's default is 4 MB per sort or scan). Smaller
+/// files stay within the default.
 const UPLOAD_WORK_MEM: &str = "SELECT set_config('work_mem', '128MB', true)";
+const LARGE_FILE_RECORDS: usize = 5_000;
 
 /// The longest LA name and telephone number the service stores (as the database's CHECKs say).
 const MAX_SENDER_NAME: usize = 200;
