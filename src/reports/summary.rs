@@ -118,22 +118,6 @@ impl OrgRow {
     }
 }
 
-#[derive(QueryableByName)]
-struct ChannelRow {
-    #[diesel(sql_type = Text)]
-    channel: String,
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-#[derive(QueryableByName)]
-struct DayRow {
-    #[diesel(sql_type = Date)]
-    day: NaiveDate,
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
 /// Every local authority (all 152, zeros included), by name, with its first and last upload,
 /// whether it has provided information, and its current items of each type.
 pub fn per_la(conn: &mut PgConnection) -> QueryResult<Vec<LaFigures>> {
@@ -198,17 +182,6 @@ pub fn querying_organisations(conn: &mut PgConnection, period: &Period) -> Query
     )
 }
 
-/// The organisations whose users opened the Child Care Alert tab in the period (either channel),
-/// most openings first.
-pub fn viewing_organisations(conn: &mut PgConnection, period: &Period) -> QueryResult<Vec<OrgCount>> {
-    org_counts(
-        conn,
-        period,
-        "SELECT organisation_code AS code, count(*) AS n FROM access_events \
-         WHERE accessed_at >= $1 AND accessed_at < $2 GROUP BY organisation_code",
-    )
-}
-
 /// `counts` (a query giving `code, n` for the instants `[$1, $2)`) with each code's name: the NHS
 /// organisation's, else the local authority's. Most first, then by code.
 fn org_counts(conn: &mut PgConnection, period: &Period, counts: &str) -> QueryResult<Vec<OrgCount>> {
@@ -226,37 +199,70 @@ fn org_counts(conn: &mut PgConnection, period: &Period, counts: &str) -> QueryRe
     Ok(rows.into_iter().map(OrgRow::into_count).collect())
 }
 
-/// Openings of the Child Care Alert tab in the period per channel: the screens (SCRa) and the API
-/// (FHIR), both always listed.
-pub fn tab_openings(conn: &mut PgConnection, period: &Period) -> QueryResult<Vec<(String, i64)>> {
-    let (from, to) = period.bounds();
-    let rows: Vec<ChannelRow> = diesel::sql_query(
-        "SELECT channel, count(*) AS n FROM access_events \
-         WHERE accessed_at >= $1 AND accessed_at < $2 GROUP BY channel",
-    )
-    .bind::<Timestamptz, _>(from)
-    .bind::<Timestamptz, _>(to)
-    .load(conn)?;
-    let mut out: Vec<(String, i64)> = ["SCRa", "FHIR"]
-        .iter()
-        .map(|c| ((*c).to_owned(), rows.iter().find(|r| r.channel == *c).map_or(0, |r| r.n)))
-        .collect();
-    // A channel the schema may one day allow, listed rather than lost.
-    out.extend(rows.iter().filter(|r| r.channel != "SCRa" && r.channel != "FHIR").map(|r| (r.channel.clone(), r.n)));
-    Ok(out)
+/// The period's openings of the Child Care Alert tab, read in one pass over them (a national month
+/// is millions of rows): per organisation (either channel), per channel and per UK day.
+pub struct Openings {
+    /// The organisations whose users opened the tab, most openings first.
+    pub viewing: Vec<OrgCount>,
+    /// Per channel: the screens (SCRa) and the API (FHIR), both always listed.
+    pub by_channel: Vec<(String, i64)>,
+    /// Per UK day of the period, every day listed (zeros included).
+    pub per_day: Vec<(NaiveDate, i64)>,
 }
 
-/// Tab openings per UK day of the period, every day listed (zeros included).
-pub fn accesses_per_day(conn: &mut PgConnection, period: &Period) -> QueryResult<Vec<(NaiveDate, i64)>> {
+#[derive(QueryableByName)]
+struct OpeningsRow {
+    #[diesel(sql_type = Nullable<Text>)]
+    code: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    nhs_name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    la_name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    channel: Option<String>,
+    #[diesel(sql_type = Nullable<Date>)]
+    day: Option<NaiveDate>,
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+pub fn openings(conn: &mut PgConnection, period: &Period) -> QueryResult<Openings> {
     let (from, to) = period.bounds();
-    let rows: Vec<DayRow> = diesel::sql_query(
-        "SELECT (accessed_at AT TIME ZONE 'Europe/London')::date AS day, count(*) AS n FROM access_events \
-         WHERE accessed_at >= $1 AND accessed_at < $2 GROUP BY 1",
+    // One grouping set each; organisation_code and channel are NOT NULL and a day is never NULL,
+    // so the one column a row has names its set.
+    let rows: Vec<OpeningsRow> = diesel::sql_query(
+        "WITH g AS ( \
+             SELECT organisation_code AS code, channel, (accessed_at AT TIME ZONE 'Europe/London')::date AS day, \
+                    count(*) AS n \
+             FROM access_events WHERE accessed_at >= $1 AND accessed_at < $2 \
+             GROUP BY GROUPING SETS ((organisation_code), (channel), ((accessed_at AT TIME ZONE 'Europe/London')::date)) \
+         ) \
+         SELECT g.code, o.name AS nhs_name, coalesce(la.display_name, la.reference_name) AS la_name, g.channel, g.day, g.n \
+         FROM g LEFT JOIN nhs_organisations o ON o.ods_code = g.code LEFT JOIN local_authorities la ON la.code = g.code",
     )
     .bind::<Timestamptz, _>(from)
     .bind::<Timestamptz, _>(to)
     .load(conn)?;
-    Ok(fill_days(period, rows.into_iter().map(|r| (r.day, r.n))))
+    let (mut viewing, mut channels, mut days) = (Vec::new(), Vec::new(), Vec::new());
+    for r in rows {
+        match (r.code, r.channel, r.day) {
+            (Some(code), _, _) => {
+                viewing.push(OrgRow { code, nhs_name: r.nhs_name, la_name: r.la_name, n: r.n }.into_count())
+            }
+            (None, Some(channel), _) => channels.push((channel, r.n)),
+            (None, None, Some(day)) => days.push((day, r.n)),
+            (None, None, None) => {}
+        }
+    }
+    viewing.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.code.cmp(&b.code)));
+    let mut by_channel: Vec<(String, i64)> = ["SCRa", "FHIR"]
+        .iter()
+        .map(|c| ((*c).to_owned(), channels.iter().find(|(ch, _)| ch == c).map_or(0, |(_, n)| *n)))
+        .collect();
+    // A channel the schema may one day allow, listed rather than lost.
+    channels.sort();
+    by_channel.extend(channels.into_iter().filter(|(c, _)| c != "SCRa" && c != "FHIR"));
+    Ok(Openings { viewing, by_channel, per_day: fill_days(period, days) })
 }
 
 /// Every day of the period with its count (0 for a day not given).
@@ -413,16 +419,17 @@ pub fn channel_label(channel: &str) -> &str {
 /// Every figure of CP-IS077 for the period.
 pub fn build(conn: &mut PgConnection, period: Period) -> QueryResult<Summary> {
     let querying = querying_organisations(conn, &period)?;
+    let openings = openings(conn, &period)?;
     Ok(Summary {
         period,
         current: current_totals(conn)?,
         in_period: items_in_period(conn, &period)?,
         nhs_queries: querying.iter().map(|o| o.count).sum(),
-        openings: tab_openings(conn, &period)?,
+        openings: openings.by_channel,
         querying,
-        viewing: viewing_organisations(conn, &period)?,
+        viewing: openings.viewing,
         per_la: per_la(conn)?,
-        per_day: accesses_per_day(conn, &period)?,
+        per_day: openings.per_day,
     })
 }
 

@@ -287,6 +287,10 @@ async fn cp_is077_every_figure_is_known_and_the_csv_matches_the_page() {
     for org in ["RJZ", "RRU", "R0A", "RRK"] {
         assert!(page.contains(&format!("id=\"viewing-{org}\"")), "{org} opened the tab");
     }
+    // Most openings first: the bulk viewer's 60 at RRK, then RJZ's 3 (V1, V2, V4).
+    assert_eq!(row_cells(&page, "viewing-RRK")[1..], ["RRK", "60"]);
+    assert_eq!(row_cells(&page, "viewing-RJZ")[1..], ["RJZ", "3"]);
+    assert!(page.find("id=\"viewing-RRK\"") < page.find("id=\"viewing-RJZ\""));
     // Who has provided information: Kent (uploads) and Manchester (items); Leeds only sent a
     // file whose every record was rejected.
     assert_eq!(page.matches("id=\"provider-").count(), 2);
