@@ -26,6 +26,7 @@ pub fn pool(config: &Config) -> DbPool {
         .max_size(config.db_pool_size)
         .min_idle(Some(1))
         .connection_timeout(config.db_timeout)
+        // r2d2 asks the manager on every check-out; the manager pings only idle connections.
         .test_on_check_out(true)
         .build_unchecked(manager::Manager::with_idle_ping(&config.database_url, config.db_idle_ping))
 }
