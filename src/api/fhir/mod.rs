@@ -66,7 +66,6 @@ enum Subject {
 
 /// What a search asks, read from the request before the database is: the token, and each header
 /// and parameter as read. Their refusals are given in [`check`]'s order, the token's first.
-#[derive(Clone)]
 struct Asked {
     token: String,
     user: Result<EndUser, ApiError>,
@@ -88,9 +87,8 @@ fn asked(req: &HttpRequest) -> Result<Asked, ApiError> {
 
 /// Every check before the database is asked about the patient, on the connection of the search
 /// itself (one round trip, no checkout of its own), in this order: the token (401, or 403 for a
-/// local authority's), its rate (429), the end user's headers, their organisation against the
-/// token's (403), the patient's number (400). A refusal is the inner error.
-fn check(conn: &mut diesel::PgConnection, asked: Asked) -> Result<Result<Search, ApiError>, crate::error::AppError> {
+/// local authority's), its rate (429), then [`search_of`]'s. A refusal is the inner error.
+fn check(conn: &mut diesel::PgConnection, asked: &Asked) -> Result<Result<Search, ApiError>, crate::error::AppError> {
     let (token_id, ods_code) = match tokens::authenticate(conn, &asked.token)? {
         Some(Endpoint::NhsSystem { token_id, ods_code }) => (token_id, ods_code),
         Some(Endpoint::LocalAuthority { .. }) => {
@@ -103,18 +101,22 @@ fn check(conn: &mut diesel::PgConnection, asked: Asked) -> Result<Result<Search,
     if let Err(wait) = rate_limit::take(&tokens::hash(&asked.token), Instant::now()) {
         return Ok(Err(ApiError::throttled(rate_limit::retry_after_secs(wait))));
     }
-    Ok((|| {
-        let user = asked.user?;
-        let unscheduled = asked.unscheduled?;
-        if !user.organisation.eq_ignore_ascii_case(&ods_code) {
-            return Err(ApiError::forbidden(format!(
-                "This endpoint token is registered for organisation {ods_code}; {} must name that organisation",
-                headers::END_USER_ORGANISATION
-            )));
-        }
-        let nhs_number = asked.nhs_number?;
-        Ok(Search { token_id, ods_code, user, unscheduled, nhs_number })
-    })())
+    Ok(search_of(asked, token_id, ods_code))
+}
+
+/// The checks after the token's, in order: the end user's headers, their organisation against the
+/// token's (403), the patient's number (400).
+fn search_of(asked: &Asked, token_id: i64, ods_code: String) -> Result<Search, ApiError> {
+    let user = asked.user.clone()?;
+    let unscheduled = asked.unscheduled.clone()?;
+    if !user.organisation.eq_ignore_ascii_case(&ods_code) {
+        return Err(ApiError::forbidden(format!(
+            "This endpoint token is registered for organisation {ods_code}; {} must name that organisation",
+            headers::END_USER_ORGANISATION
+        )));
+    }
+    let nhs_number = asked.nhs_number.clone()?;
+    Ok(Search { token_id, ods_code, user, unscheduled, nhs_number })
 }
 
 /// The NHS number of `patient:identifier=https://fhir.nhs.uk/Id/nhs-number|{nhs}`.
@@ -233,38 +235,12 @@ pub async fn search_care_team(req: HttpRequest, state: web::Data<AppState>) -> H
 }
 
 async fn care_team(req: &HttpRequest, state: &AppState) -> Result<Value, ApiError> {
-    let asked = asked(req)?;
-    let now = Utc::now();
-    let trace = headers::trace_id(req).and_then(|t| t.to_str().ok().map(str::to_owned));
+    let (asked, trace, now) = (asked(req)?, trace(req), Utc::now());
     // CP-IS068, CP-IS073: an unscheduled search that finds something records the access in the
     // transaction that reads it (alert::open_as locks the child's record first, CP-IS047).
-    let (search, subject, tab) = db::transaction(&state.pool, move |conn| {
-        let search = match check(conn, asked.clone())? {
-            Ok(search) => search,
-            Err(refused) => return Ok(Err(refused)),
-        };
-        let may_see_unborn = roles::may_see_unborn_plans(&search.user.job_role);
-        let viewer = Viewer {
-            viewer_id: search.user.id.clone(),
-            user_id: None,
-            name: search.user.name.clone(),
-            job_role_code: search.user.job_role.clone(),
-            organisation_code: search.ods_code.clone(),
-            channel: Channel::Fhir,
-        };
-        let subject = resolve(conn, &search.nhs_number)?;
-        let tab = match &subject {
-            Subject::Known { patient, linked } if search.unscheduled => {
-                let actor = Actor::NhsSystem(search.token_id);
-                alert::open_as(conn, patient, linked, &viewer, may_see_unborn, actor, now)?
-            }
-            Subject::Known { patient, linked } => alert::read(conn, patient, linked, may_see_unborn, now)?,
-            _ => None,
-        };
-        log_exchange(conn, &search.ods_code, trace.as_deref(), now)?;
-        Ok(Ok((search, subject, tab)))
-    })
-    .await??;
+    let (search, subject, tab) =
+        db::transaction(&state.pool, move |conn| look_up(conn, &asked, trace.as_deref(), now, Opening::Record))
+            .await??;
     let current = current_number(&subject, &search.nhs_number)?;
     let entries = careteam::entries(tab.as_ref(), &current, dates::uk_date(now));
     Ok(searchset(req, entries.len(), entries, now))
@@ -277,29 +253,62 @@ pub async fn search_audit_event(req: HttpRequest, state: web::Data<AppState>) ->
 }
 
 async fn audit_event(req: &HttpRequest, state: &AppState) -> Result<Value, ApiError> {
-    let asked = asked(req)?;
-    let now = Utc::now();
-    let trace = headers::trace_id(req).and_then(|t| t.to_str().ok().map(str::to_owned));
-    let (search, subject, tab) = db::run(&state.pool, move |conn| {
-        let search = match check(conn, asked.clone())? {
-            Ok(search) => search,
-            Err(refused) => return Ok(Err(refused)),
-        };
-        let may_see_unborn = roles::may_see_unborn_plans(&search.user.job_role);
-        let subject = resolve(conn, &search.nhs_number)?;
-        let tab = match &subject {
-            Subject::Known { patient, linked } => alert::read(conn, patient, linked, may_see_unborn, now)?,
-            _ => None,
-        };
-        log_exchange(conn, &search.ods_code, trace.as_deref(), now)?;
-        Ok(Ok((search, subject, tab)))
-    })
-    .await??;
+    let (asked, trace, now) = (asked(req)?, trace(req), Utc::now());
+    let (search, subject, tab) =
+        db::run(&state.pool, move |conn| look_up(conn, &asked, trace.as_deref(), now, Opening::ReadOnly)).await??;
     let current = current_number(&subject, &search.nhs_number)?;
     // Same rules as CareTeam: nothing this role may see, no history either.
     let history = tab.map(|t| t.history).unwrap_or_default();
     let entries = auditevent::entries(&history, &current);
     Ok(searchset(req, history.len(), entries, now))
+}
+
+/// The caller's TraceID, as text, for the transmission log.
+fn trace(req: &HttpRequest) -> Option<String> {
+    headers::trace_id(req).and_then(|t| t.to_str().ok().map(str::to_owned))
+}
+
+/// Whether a search may record an access (CareTeam) or only reads (AuditEvent).
+#[derive(Clone, Copy, PartialEq)]
+enum Opening {
+    Record,
+    ReadOnly,
+}
+
+/// A search on one connection: the checks ([`check`]), the patient, what the tab holds for this
+/// role (opened, and the access recorded, when `opening` allows it and the search is
+/// unscheduled), and the exchange in the transmission log (CP-IS061).
+fn look_up(
+    conn: &mut diesel::PgConnection,
+    asked: &Asked,
+    trace: Option<&str>,
+    now: DateTime<Utc>,
+    opening: Opening,
+) -> Result<Result<(Search, Subject, Option<alert::AlertTab>), ApiError>, crate::error::AppError> {
+    let search = match check(conn, asked)? {
+        Ok(search) => search,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    let may_see_unborn = roles::may_see_unborn_plans(&search.user.job_role);
+    let subject = resolve(conn, &search.nhs_number)?;
+    let tab = match &subject {
+        Subject::Known { patient, linked } if search.unscheduled && opening == Opening::Record => {
+            let viewer = Viewer {
+                viewer_id: search.user.id.clone(),
+                user_id: None,
+                name: search.user.name.clone(),
+                job_role_code: search.user.job_role.clone(),
+                organisation_code: search.ods_code.clone(),
+                channel: Channel::Fhir,
+            };
+            let actor = Actor::NhsSystem(search.token_id);
+            alert::open_as(conn, patient, linked, &viewer, may_see_unborn, actor, now)?
+        }
+        Subject::Known { patient, linked } => alert::read(conn, patient, linked, may_see_unborn, now)?,
+        _ => None,
+    };
+    log_exchange(conn, &search.ods_code, trace, now)?;
+    Ok(Ok((search, subject, tab)))
 }
 
 /// `GET /cpis/FHIR/R4/metadata`: the CapabilityStatement; public.
