@@ -238,7 +238,7 @@ async fn care_team(req: &HttpRequest, state: &AppState) -> Result<Value, ApiErro
     let (asked, trace, now) = (asked(req)?, trace(req), Utc::now());
     // CP-IS068, CP-IS073: an unscheduled search that finds something records the access in the
     // transaction that reads it (alert::open_as locks the child's record first, CP-IS047).
-    let (search, subject, tab) =
+    let Found { search, subject, tab } =
         db::transaction(&state.pool, move |conn| look_up(conn, &asked, trace.as_deref(), now, Opening::Record))
             .await??;
     let current = current_number(&subject, &search.nhs_number)?;
@@ -254,7 +254,7 @@ pub async fn search_audit_event(req: HttpRequest, state: web::Data<AppState>) ->
 
 async fn audit_event(req: &HttpRequest, state: &AppState) -> Result<Value, ApiError> {
     let (asked, trace, now) = (asked(req)?, trace(req), Utc::now());
-    let (search, subject, tab) =
+    let Found { search, subject, tab } =
         db::run(&state.pool, move |conn| look_up(conn, &asked, trace.as_deref(), now, Opening::ReadOnly)).await??;
     let current = current_number(&subject, &search.nhs_number)?;
     // Same rules as CareTeam: nothing this role may see, no history either.
@@ -284,7 +284,7 @@ fn look_up(
     trace: Option<&str>,
     now: DateTime<Utc>,
     opening: Opening,
-) -> Result<Result<(Search, Subject, Option<alert::AlertTab>), ApiError>, crate::error::AppError> {
+) -> Result<Result<Found, ApiError>, crate::error::AppError> {
     let search = match check(conn, asked)? {
         Ok(search) => search,
         Err(refused) => return Ok(Err(refused)),
@@ -308,7 +308,14 @@ fn look_up(
         _ => None,
     };
     log_exchange(conn, &search.ods_code, trace, now)?;
-    Ok(Ok((search, subject, tab)))
+    Ok(Ok(Found { search, subject, tab }))
+}
+
+/// What [`look_up`] found: the search as checked, the patient, and what the tab holds for the role.
+struct Found {
+    search: Search,
+    subject: Subject,
+    tab: Option<alert::AlertTab>,
 }
 
 /// `GET /cpis/FHIR/R4/metadata`: the CapabilityStatement; public.
