@@ -28,10 +28,25 @@ pub async fn security_and_logging(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let started = Instant::now();
-    let request_id = uuid::Uuid::new_v4().to_string();
     let method = req.method().clone();
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let hsts = state.as_ref().is_some_and(|s| s.config.secure_cookies);
+    let answered = |headers: &mut header::HeaderMap, route: &str, status: u16| {
+        let elapsed = started.elapsed();
+        // CP-IS078: counted per area with its status and latency (src/monitoring/metrics.rs).
+        if let Some(state) = &state {
+            state.metrics.record(route, status, elapsed);
+        }
+        let request_id = uuid::Uuid::new_v4().to_string();
+        secure(headers, state.as_ref().is_some_and(|s| s.config.secure_cookies), &request_id);
+        tracing::info!(
+            request_id = %request_id,
+            method = %method,
+            route = %route,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+    };
     let mut res = match cross_site_refusal(&req) {
         Some(err) => req.into_response(err.error_response()),
         None => match next.call(req).await {
@@ -43,26 +58,15 @@ pub async fn security_and_logging(
             Err(e) => {
                 let e = crate::error::escaped_error(e);
                 let mut res = e.error_response();
-                secure(res.headers_mut(), hsts, &request_id);
                 let status = res.status().as_u16();
-                let elapsed = started.elapsed();
-                if let Some(state) = &state {
-                    state.metrics.record(SESSION_STORE_ROUTE, status, elapsed);
-                }
-                log_request(&request_id, &method, SESSION_STORE_ROUTE, status, elapsed);
+                answered(res.headers_mut(), SESSION_STORE_ROUTE, status);
                 return Err(actix_web::error::InternalError::from_response(e, res).into());
             }
         },
     };
     let route = res.request().match_pattern().unwrap_or_else(|| "(unmatched)".into());
     let status = res.status().as_u16();
-    let elapsed = started.elapsed();
-    // CP-IS078: counted per area with its status and latency (src/monitoring/metrics.rs).
-    if let Some(state) = &state {
-        state.metrics.record(&route, status, elapsed);
-    }
-    secure(res.headers_mut(), hsts, &request_id);
-    log_request(&request_id, &method, &route, status, elapsed);
+    answered(res.headers_mut(), &route, status);
     Ok(res)
 }
 
@@ -92,18 +96,6 @@ fn secure(h: &mut header::HeaderMap, hsts: bool, request_id: &str) {
     if let Ok(v) = header::HeaderValue::from_str(request_id) {
         h.insert(header::HeaderName::from_static("x-request-id"), v);
     }
-}
-
-/// The one log line of a request: its route pattern, never its path (which may hold an NHS number).
-fn log_request(request_id: &str, method: &Method, route: &str, status: u16, elapsed: std::time::Duration) {
-    tracing::info!(
-        request_id = %request_id,
-        method = %method,
-        route = %route,
-        status,
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        "request"
-    );
 }
 
 /// Unsafe methods from a browser must come from this service's own pages (OWASP ASVS 4.2.2,
