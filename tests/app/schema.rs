@@ -4,6 +4,7 @@
 use diesel::prelude::*;
 use diesel_migrations::MigrationHarness;
 
+use crate::support::db::texts;
 use crate::support::{Template, TestDatabase};
 
 #[test]
@@ -108,24 +109,15 @@ fn hand_written_hot_statements_are_prepared_once_per_connection() {
 #[test]
 fn lookup_linked_agrees_with_lookup_and_linked_numbers() {
     use cpis::pds::patient::{self, Lookup};
-    #[derive(QueryableByName)]
-    struct Num {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        n: String,
-    }
     let db = TestDatabase::new(Template::Demo);
     let mut conn = db.conn();
-    let mut numbers: Vec<String> = diesel::sql_query(
-        "(SELECT nhs_number AS n FROM patients WHERE superseded_by IS NOT NULL LIMIT 5) \
+    let mut numbers = texts(
+        &mut conn,
+        "(SELECT nhs_number AS s FROM patients WHERE superseded_by IS NOT NULL LIMIT 5) \
          UNION ALL (SELECT superseded_by FROM patients WHERE superseded_by IS NOT NULL LIMIT 5) \
          UNION ALL (SELECT nhs_number FROM patients WHERE invalidated LIMIT 3) \
          UNION ALL (SELECT nhs_number FROM patients ORDER BY nhs_number LIMIT 20)",
-    )
-    .load::<Num>(&mut conn)
-    .unwrap()
-    .into_iter()
-    .map(|r| r.n)
-    .collect();
+    );
     numbers.push("9999999999".into());
     let mut kinds = std::collections::BTreeSet::new();
     for n in &numbers {
@@ -159,19 +151,9 @@ fn lookup_linked_agrees_with_lookup_and_linked_numbers() {
 fn the_locking_read_of_held_items_agrees_with_the_plain_one() {
     use cpis::cpis::items;
     use cpis::pds::patient;
-    #[derive(QueryableByName)]
-    struct Num {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        n: String,
-    }
     let db = TestDatabase::new(Template::Demo);
     let mut conn = db.conn();
-    let numbers: Vec<String> = diesel::sql_query("SELECT DISTINCT nhs_number AS n FROM cp_items ORDER BY 1")
-        .load::<Num>(&mut conn)
-        .unwrap()
-        .into_iter()
-        .map(|r| r.n)
-        .collect();
+    let numbers = texts(&mut conn, "SELECT DISTINCT nhs_number AS s FROM cp_items ORDER BY 1");
     assert!(numbers.len() >= 5, "the demo data holds information for several people");
     let mut items_seen = 0;
     for n in &numbers {

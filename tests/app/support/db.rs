@@ -155,6 +155,22 @@ pub fn count(conn: &mut PgConnection, sql: &str) -> i64 {
         .n
 }
 
+#[derive(QueryableByName)]
+struct TextRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    s: String,
+}
+
+/// A query's one text column (named `s`), row by row.
+pub fn texts(conn: &mut PgConnection, sql: &str) -> Vec<String> {
+    diesel::sql_query(sql)
+        .load::<TextRow>(conn)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .into_iter()
+        .map(|r| r.s)
+        .collect()
+}
+
 /// Runs a statement, returning how many rows it touched.
 pub fn execute(conn: &mut PgConnection, sql: &str) -> usize {
     diesel::sql_query(sql).execute(conn).unwrap_or_else(|e| panic!("{sql}: {e}"))
