@@ -19,6 +19,7 @@ pub mod pds;
 pub mod reports;
 pub mod routes;
 pub mod schema;
+mod schema_links;
 pub mod seed;
 pub mod telemetry;
 pub mod validation;

@@ -334,9 +334,6 @@ diesel::table! {
 
 diesel::joinable!(access_events -> patients (nhs_number));
 diesel::joinable!(access_events -> users (user_id));
-diesel::joinable!(cp_items -> local_authorities (la_code));
-diesel::joinable!(cp_items -> patients (nhs_number));
-diesel::joinable!(cp_items -> uploads (upload_id));
 diesel::joinable!(endpoint_tokens -> local_authorities (la_code));
 diesel::joinable!(endpoint_tokens -> nhs_organisations (ods_code));
 diesel::joinable!(incidents -> users (recorded_by));

@@ -165,3 +165,125 @@ fn the_locking_read_of_held_items_agrees_with_the_plain_one() {
     }
     assert!(items_seen > 0);
 }
+
+/// A statement the database must refuse as a broken reference (SQLSTATE 23503), whatever path
+/// the row took.
+fn refused_as_reference(conn: &mut PgConnection, sql: &str) {
+    match diesel::sql_query(sql).execute(conn) {
+        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::ForeignKeyViolation, e))
+            if e.message().contains("\"cp_items\"") => {}
+        other => panic!("{sql}: expected cp_items' reference refused, got {other:?}"),
+    }
+}
+
+const NEW_PATIENT: &str = "INSERT INTO patients (nhs_number, family_name, gender, birth_date, family_key, given_key, \
+     family_soundex, given_soundex) VALUES ('9111111110', 'Orphan', 'female', '2015-01-01', 'orphan', '', 'O615', '')";
+const NEW_UPLOAD: &str = "INSERT INTO uploads (id, la_code, received_at, size_bytes, channel, file_code, received, \
+     accepted, rejected, ack_message_id) VALUES (900001, 'E10000016', now(), 1, 'portal', 'CPF01', 1, 1, 0, gen_random_uuid())";
+const ITEM_OF_NEW_PATIENT: &str = "INSERT INTO cp_items (nhs_number, la_code, item_type, la_child_id, start_date, \
+     upload_id) VALUES ('9111111110', 'E10000016', 'CPP', 'K-9', '2026-01-01', 900001)";
+
+/// Issue 8, migration 000017: cp_items' references are checked once per statement rather than by
+/// three foreign keys per row; the guarantee must stay a foreign key's, in both directions.
+#[test]
+fn cp_items_references_hold_as_foreign_keys_would() {
+    use crate::support::db::{count, execute};
+    let db = TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    execute(&mut conn, NEW_PATIENT);
+    execute(&mut conn, NEW_UPLOAD);
+    let items = || "SELECT count(*) FROM cp_items";
+    let before = count(&mut conn, items());
+    for sql in [
+        // A child who is not a PDS patient; an unknown LA; an unknown upload.
+        "INSERT INTO cp_items (nhs_number, la_code, item_type, la_child_id, start_date) \
+         VALUES ('9111111129', 'E10000016', 'CPP', 'K-1', '2026-01-01')",
+        "INSERT INTO cp_items (nhs_number, la_code, item_type, la_child_id, start_date) \
+         VALUES ('9111111110', 'E99999999', 'CPP', 'K-1', '2026-01-01')",
+        "INSERT INTO cp_items (nhs_number, la_code, item_type, la_child_id, start_date, upload_id) \
+         VALUES ('9111111110', 'E10000016', 'CPP', 'K-1', '2026-01-01', 424242)",
+        // One unknown child among many in one statement: the whole statement is refused.
+        "INSERT INTO cp_items (nhs_number, la_code, item_type, la_child_id, start_date) \
+         SELECT nhs_number, 'E09000033', 'LAC', 'K-1', DATE '2026-01-01' FROM patients \
+         WHERE nhs_number NOT IN (SELECT nhs_number FROM cp_items) \
+         UNION ALL SELECT '9111111129', 'E09000033', 'LAC', 'K-1', '2026-01-01'",
+    ] {
+        refused_as_reference(&mut conn, sql);
+    }
+    assert_eq!(count(&mut conn, items()), before, "nothing of a refused statement is stored");
+
+    execute(&mut conn, ITEM_OF_NEW_PATIENT);
+    // An item is replaced, never re-pointed; its other columns may change.
+    for sql in [
+        "UPDATE cp_items SET nhs_number = (SELECT nhs_number FROM patients WHERE nhs_number <> '9111111110' LIMIT 1) \
+         WHERE nhs_number = '9111111110'",
+        "UPDATE cp_items SET la_code = 'E09000033' WHERE nhs_number = '9111111110'",
+        "UPDATE cp_items SET upload_id = NULL WHERE nhs_number = '9111111110'",
+    ] {
+        refused_as_reference(&mut conn, sql);
+    }
+    execute(&mut conn, "UPDATE cp_items SET end_date = '2026-06-01' WHERE nhs_number = '9111111110'");
+    // A referenced parent is neither deleted nor re-keyed; its other columns may change.
+    for sql in [
+        "DELETE FROM patients WHERE nhs_number = '9111111110'",
+        "UPDATE patients SET nhs_number = '9111111129' WHERE nhs_number = '9111111110'",
+        "DELETE FROM uploads WHERE id = 900001",
+        "UPDATE uploads SET id = 900002 WHERE id = 900001",
+        "UPDATE local_authorities SET code = 'E10000099' WHERE code = 'E10000016'",
+    ] {
+        refused_as_reference(&mut conn, sql);
+    }
+    execute(&mut conn, "UPDATE patients SET nhs_number = nhs_number, postcode = 'LS11AA' WHERE nhs_number = '9111111110'");
+    // Once nothing refers to them, they go as any row does.
+    execute(&mut conn, "DELETE FROM cp_items WHERE nhs_number = '9111111110'");
+    execute(&mut conn, "DELETE FROM uploads WHERE id = 900001");
+    execute(&mut conn, "DELETE FROM patients WHERE nhs_number = '9111111110'");
+}
+
+/// The races a foreign key closes: a parent deleted while an item naming it is being inserted.
+/// Whichever transaction goes first, the second waits for it and is then refused, so no item is
+/// left naming a patient that is gone.
+#[test]
+fn a_patient_deleted_while_its_item_is_inserted_leaves_no_orphan() {
+    use crate::support::db::{count, execute};
+    let db = TestDatabase::new(Template::Demo);
+    let mut setup = db.conn();
+    execute(&mut setup, NEW_UPLOAD);
+    let orphans = "SELECT count(*) FROM cp_items i WHERE NOT EXISTS (SELECT 1 FROM patients p WHERE p.nhs_number = i.nhs_number)";
+    let waiting = |conn: &mut PgConnection| {
+        count(conn, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+    };
+    for insert_first in [true, false] {
+        execute(&mut setup, NEW_PATIENT);
+        let (mut first, mut second) = (PgConnection::establish(&db.url).unwrap(), PgConnection::establish(&db.url).unwrap());
+        let (lead, follow) = if insert_first {
+            (ITEM_OF_NEW_PATIENT, "DELETE FROM patients WHERE nhs_number = '9111111110'")
+        } else {
+            ("DELETE FROM patients WHERE nhs_number = '9111111110'", ITEM_OF_NEW_PATIENT)
+        };
+        execute(&mut first, "BEGIN");
+        execute(&mut first, lead);
+        let follower = std::thread::spawn(move || {
+            let outcome = diesel::sql_query(follow).execute(&mut second);
+            (outcome, second)
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while waiting(&mut setup) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the second ({follow}) should wait for the first's lock");
+            assert!(!follower.is_finished(), "the second ({follow}) went ahead without waiting for the first");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        execute(&mut first, "COMMIT");
+        let (outcome, _) = follower.join().unwrap();
+        assert!(
+            matches!(
+                outcome,
+                Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::ForeignKeyViolation, _))
+            ),
+            "the second ({follow}) waits for the first and is refused: {outcome:?}"
+        );
+        assert_eq!(count(&mut setup, orphans), 0);
+        execute(&mut setup, "DELETE FROM cp_items WHERE nhs_number = '9111111110'");
+        execute(&mut setup, "DELETE FROM patients WHERE nhs_number = '9111111110'");
+    }
+}
