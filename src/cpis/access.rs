@@ -48,12 +48,7 @@ pub struct Recorded {
 /// after a later-stamped opening was recorded as shown. That access is then within the window
 /// ([`access_history::is_shown`]) and this one is not shown: at most one per 24 hours (CP-IS047).
 pub fn record(conn: &mut PgConnection, nhs_number: &str, viewer: &Viewer, at: DateTime<Utc>) -> QueryResult<Recorded> {
-    let latest_shown: Option<DateTime<Utc>> = access_events::table
-        .filter(access_events::nhs_number.eq(nhs_number))
-        .filter(access_events::viewer_id.eq(&viewer.viewer_id))
-        .filter(access_events::shown.eq(true))
-        .select(diesel::dsl::max(access_events::accessed_at))
-        .first(conn)?;
+    let latest_shown = latest_shown_in_window(conn, nhs_number, &viewer.viewer_id, at)?;
     let shown = access_history::is_shown(at, latest_shown);
     let id = diesel::insert_into(access_events::table)
         .values((
@@ -70,6 +65,36 @@ pub fn record(conn: &mut PgConnection, nhs_number: &str, viewer: &Viewer, at: Da
         .returning(access_events::id)
         .get_result(conn)?;
     Ok(Recorded { id, shown })
+}
+
+/// The latest shown access by `viewer_id` to the child after [`access_history::window_start`]:
+/// only those can hide an access at `at`. They are read from the child's shown accesses of the
+/// last day (the history index's newest range, at most one per viewer, which the tab reads next
+/// anyway). The range is fenced off (`MATERIALIZED`) so that the planner does not go through the
+/// viewer's own accesses of the day instead, which for a busy clinician are hundreds.
+fn latest_shown_in_window(
+    conn: &mut PgConnection,
+    nhs_number: &str,
+    viewer_id: &str,
+    at: DateTime<Utc>,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    use diesel::sql_types::{Nullable, Text, Timestamptz};
+    #[derive(QueryableByName)]
+    struct Latest {
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        latest: Option<DateTime<Utc>>,
+    }
+    let row: Latest = crate::db::prepared::sql(
+        "WITH day AS MATERIALIZED ( \
+             SELECT accessed_at, viewer_id FROM access_events \
+             WHERE nhs_number = $1 AND shown AND accessed_at > $3 \
+         ) SELECT max(accessed_at) AS latest FROM day WHERE viewer_id = $2",
+    )
+    .bind::<Text, _>(nhs_number.to_owned())
+    .bind::<Text, _>(viewer_id.to_owned())
+    .bind::<Timestamptz, _>(access_history::window_start(at))
+    .get_result(conn)?;
+    Ok(row.latest)
 }
 
 /// One line of the access history, with names in readable form where the reference data has them.

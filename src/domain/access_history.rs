@@ -28,6 +28,14 @@ pub fn is_shown(at: DateTime<Utc>, latest_shown_by_same_viewer: Option<DateTime<
     }
 }
 
+/// The earliest time a shown access by the same viewer can still hide an access at `at`: one at
+/// or before it is 24 hours or more earlier, so [`is_shown`] answers as if there were none. The
+/// record reads only the shown accesses after it (a child's shown accesses of the last day, at
+/// most one per viewer), not the viewer's whole history.
+pub fn window_start(at: DateTime<Utc>) -> DateTime<Utc> {
+    at - FIRST_ACCESS_WINDOW
+}
+
 /// Applies the first access rule (CP-IS047) to accesses to one NHS number, given in chronological
 /// order as (viewer key, time): one flag per event, true when it is shown.
 ///
@@ -224,6 +232,15 @@ mod tests {
                         prop_assert!(reason, "access {} by {} at {} hidden without reason", i, viewer, at);
                     }
                 }
+            }
+
+            /// Reading only the shown accesses after [`window_start`] decides as reading them all
+            /// would: an earlier one never hides an access, a later one may.
+            #[test]
+            fn accesses_before_the_window_never_change_the_decision(at in 0i64..1_000_000, latest in 0i64..1_000_000) {
+                let (at, latest) = (s(at), s(latest));
+                let windowed = if latest > window_start(at) { Some(latest) } else { None };
+                prop_assert_eq!(is_shown(at, windowed), is_shown(at, Some(latest)));
             }
 
             /// The first access of each viewer is always shown.

@@ -269,3 +269,40 @@ async fn openings_at_the_same_moment_are_decided_one_after_another() {
         "one of the openings is shown, the others fall within its 24 hours"
     );
 }
+
+/// CP-IS047 at the database, at the window's edges: the record reads only the child's shown
+/// accesses of the last 24 hours (`access_history::window_start`), and decides as if it read them
+/// all. Exactly 24 hours after the viewer's last shown access is shown, a second less is not, and
+/// a shown access stamped after this one (decided first) hides it.
+#[test]
+fn the_first_access_rule_holds_at_the_edges_of_its_window() {
+    use chrono::{TimeDelta, TimeZone, Utc};
+    use cpis::cpis::access::{self, Channel, Viewer};
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    let viewer = |id: &str| Viewer {
+        viewer_id: id.to_owned(),
+        user_id: None,
+        name: "Dr Edge".to_owned(),
+        job_role_code: "R8000".to_owned(),
+        organisation_code: "RJZ".to_owned(),
+        channel: Channel::Fhir,
+    };
+    let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
+    let day = TimeDelta::hours(24);
+    let second = TimeDelta::seconds(1);
+    // (viewer, time of an earlier shown access, time of this one, shown?)
+    for (who, earlier, at, shown) in [
+        ("edge-a", t0, t0 + day, true),
+        ("edge-b", t0, t0 + day - second, false),
+        ("edge-c", t0 + second, t0, false),
+        ("edge-d", t0 - TimeDelta::days(30), t0, true),
+    ] {
+        let first = access::record(&mut conn, NOAH_WILLIAMS, &viewer(who), earlier).unwrap();
+        assert!(first.shown, "{who}: the first access is shown");
+        let next = access::record(&mut conn, NOAH_WILLIAMS, &viewer(who), at).unwrap();
+        assert_eq!(next.shown, shown, "{who}: shown access at {earlier}, this one at {at}");
+    }
+    // Another viewer's shown access in the window hides nothing of this viewer's.
+    assert!(access::record(&mut conn, NOAH_WILLIAMS, &viewer("edge-e"), t0 + second).unwrap().shown);
+}

@@ -233,7 +233,10 @@ fn cp_items_references_hold_as_foreign_keys_would() {
     ] {
         refused_as_reference(&mut conn, sql);
     }
-    execute(&mut conn, "UPDATE patients SET nhs_number = nhs_number, postcode = 'LS11AA' WHERE nhs_number = '9111111110'");
+    execute(
+        &mut conn,
+        "UPDATE patients SET nhs_number = nhs_number, postcode = 'LS11AA' WHERE nhs_number = '9111111110'",
+    );
     // Once nothing refers to them, they go as any row does.
     execute(&mut conn, "DELETE FROM cp_items WHERE nhs_number = '9111111110'");
     execute(&mut conn, "DELETE FROM uploads WHERE id = 900001");
@@ -249,13 +252,18 @@ fn a_patient_deleted_while_its_item_is_inserted_leaves_no_orphan() {
     let db = TestDatabase::new(Template::Demo);
     let mut setup = db.conn();
     execute(&mut setup, NEW_UPLOAD);
-    let orphans = "SELECT count(*) FROM cp_items i WHERE NOT EXISTS (SELECT 1 FROM patients p WHERE p.nhs_number = i.nhs_number)";
+    let orphans =
+        "SELECT count(*) FROM cp_items i WHERE NOT EXISTS (SELECT 1 FROM patients p WHERE p.nhs_number = i.nhs_number)";
     let waiting = |conn: &mut PgConnection| {
-        count(conn, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+        count(
+            conn,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
     };
     for insert_first in [true, false] {
         execute(&mut setup, NEW_PATIENT);
-        let (mut first, mut second) = (PgConnection::establish(&db.url).unwrap(), PgConnection::establish(&db.url).unwrap());
+        let (mut first, mut second) =
+            (PgConnection::establish(&db.url).unwrap(), PgConnection::establish(&db.url).unwrap());
         let (lead, follow) = if insert_first {
             (ITEM_OF_NEW_PATIENT, "DELETE FROM patients WHERE nhs_number = '9111111110'")
         } else {
