@@ -71,7 +71,9 @@ pub fn record(conn: &mut PgConnection, nhs_number: &str, viewer: &Viewer, at: Da
 /// only those can hide an access at `at`. They are read from the child's shown accesses of the
 /// last day (the history index's newest range, at most one per viewer, which the tab reads next
 /// anyway). The range is fenced off (`MATERIALIZED`) so that the planner does not go through the
-/// viewer's own accesses of the day instead, which for a busy clinician are hundreds.
+/// viewer's own accesses of the day instead, which for a busy clinician are hundreds. The window's
+/// start is read through a sub-select so that every plan estimates it alike and PostgreSQL keeps
+/// one generic plan instead of planning the statement on every opening (as `lock_and_read_held`).
 fn latest_shown_in_window(
     conn: &mut PgConnection,
     nhs_number: &str,
@@ -87,7 +89,7 @@ fn latest_shown_in_window(
     let row: Latest = crate::db::prepared::sql(
         "WITH day AS MATERIALIZED ( \
              SELECT accessed_at, viewer_id FROM access_events \
-             WHERE nhs_number = $1 AND shown AND accessed_at > $3 \
+             WHERE nhs_number = $1 AND shown AND accessed_at > (SELECT $3::timestamptz) \
          ) SELECT max(accessed_at) AS latest FROM day WHERE viewer_id = $2",
     )
     .bind::<Text, _>(nhs_number.to_owned())

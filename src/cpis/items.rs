@@ -81,14 +81,17 @@ pub fn current_held(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<
 pub fn lock_and_read_held(conn: &mut PgConnection, nhs_number: &str, numbers: &[String]) -> QueryResult<Vec<HeldItem>> {
     use diesel::sql_types::{Array, Text};
     // diesel's DSL has no locking CTE: the same read as `current_held`, by hand (a test compares
-    // the two).
+    // the two). The numbers are read through a sub-select (`(SELECT $1)`) so that the planner sees
+    // no array in any plan: otherwise a plan for the actual one or two numbers always looks
+    // cheaper than the prepared statement's generic plan (which assumes ten), and PostgreSQL
+    // plans the statement again on every opening, which cost more than running it (issue 8).
     crate::db::prepared::sql(
         "WITH locked AS MATERIALIZED (SELECT nhs_number FROM patients WHERE nhs_number = $2 FOR UPDATE) \
          SELECT i.id, i.nhs_number, i.la_code, i.item_type, i.la_child_id, i.start_date, i.end_date, \
          i.delete_date, la.code, la.reference_name, la.display_name, la.emergency_phone, \
          la.office_hours_phone, la.contacts_updated_at \
          FROM cp_items i JOIN local_authorities la ON la.code = i.la_code \
-         WHERE i.nhs_number = ANY($1) AND i.deleted_at IS NULL AND EXISTS (SELECT 1 FROM locked) \
+         WHERE i.nhs_number = ANY(((SELECT $1))::text[]) AND i.deleted_at IS NULL AND EXISTS (SELECT 1 FROM locked) \
          ORDER BY i.la_code, i.item_type",
     )
     .bind::<Array<Text>, _>(numbers.to_vec())

@@ -295,3 +295,60 @@ fn a_patient_deleted_while_its_item_is_inserted_leaves_no_orphan() {
         execute(&mut setup, "DELETE FROM patients WHERE nhs_number = '9111111110'");
     }
 }
+
+/// Issue 8: the tab's hand-written statements settle on one generic plan per connection. A
+/// statement whose plan for the actual values always looks cheaper than its generic plan (an
+/// array of one or two numbers, a range from a bound time) is planned again on every execution by
+/// PostgreSQL; on the national dataset that planning cost more than running the statements.
+#[test]
+fn the_tab_statements_are_not_planned_on_every_opening() {
+    use cpis::cpis::access::{self, Channel, Viewer};
+    use cpis::seed::demo::fixtures::NOAH_WILLIAMS;
+    let db = TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    // Enough rows for the planner to estimate as it does on a national dataset: 20,000 children
+    // with two items each and 200,000 shown accesses over a year.
+    for sql in [
+        "INSERT INTO patients (nhs_number, family_name, gender, birth_date, family_key, given_key, family_soundex, given_soundex) \
+         SELECT '8' || lpad(g::text, 9, '0'), 'Plan', 'female', '2015-01-01', 'plan', '', 'P450', '' FROM generate_series(1, 20000) g",
+        "INSERT INTO cp_items (nhs_number, la_code, item_type, la_child_id, start_date) \
+         SELECT '8' || lpad(g::text, 9, '0'), 'E10000016', t, 'P-' || g, '2025-01-01' \
+         FROM generate_series(1, 20000) g, unnest(ARRAY['CPP', 'LAC']) t",
+        "INSERT INTO access_events (nhs_number, accessed_at, viewer_id, viewer_name, job_role_code, organisation_code, channel, shown) \
+         SELECT '8' || lpad((g % 20000 + 1)::text, 9, '0'), now() - (g % 365) * interval '1 day', 'v' || (g % 500), \
+                'Dr V', 'R8000', 'RJZ', 'SCRa', true FROM generate_series(1, 200000) g",
+        "ANALYZE",
+    ] {
+        crate::support::db::execute(&mut conn, sql);
+    }
+    let viewer = Viewer {
+        viewer_id: "plan-test".to_owned(),
+        user_id: None,
+        name: "Dr Plan".to_owned(),
+        job_role_code: "R8000".to_owned(),
+        organisation_code: "RJZ".to_owned(),
+        channel: Channel::Fhir,
+    };
+    let numbers = vec![NOAH_WILLIAMS.to_owned()];
+    conn.transaction::<_, diesel::result::Error, _>(|conn| {
+        for _ in 0..12 {
+            let held = cpis::cpis::items::lock_and_read_held(conn, NOAH_WILLIAMS, &numbers)?;
+            assert!(!held.is_empty());
+            access::record(conn, NOAH_WILLIAMS, &viewer, chrono::Utc::now())?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    for start in ["WITH locked AS MATERIALIZED", "WITH day AS MATERIALIZED"] {
+        let plans = texts(
+            &mut conn,
+            &format!(
+                "SELECT generic_plans || ' generic, ' || custom_plans || ' custom' AS s FROM pg_prepared_statements \
+                 WHERE statement LIKE '{start}%'"
+            ),
+        );
+        assert_eq!(plans.len(), 1, "{start}: one prepared statement");
+        let custom: i64 = plans[0].split(' ').nth(2).unwrap().parse().unwrap();
+        assert!(custom <= 5, "{start}: planned once for all after PostgreSQL's five trial plans, got {}", plans[0]);
+    }
+}

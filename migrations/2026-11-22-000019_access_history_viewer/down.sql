@@ -1,0 +1,3 @@
+DROP INDEX access_events_history_idx;
+CREATE INDEX access_events_history_idx ON access_events (nhs_number, accessed_at DESC, id DESC)
+    INCLUDE (user_id, viewer_name, job_role_code, organisation_code) WHERE shown;
