@@ -218,8 +218,8 @@ fn log_exchange(
     channel: Channel,
     now: DateTime<Utc>,
 ) -> QueryResult<()> {
-    transmissions::log_in(conn, la_code, "01", upload_id.map(|u| u.to_string()), channel.code(), now)?;
-    transmissions::log_out(conn, la_code, "02", Some(ack_id.to_string()), channel.code(), now)
+    let file = upload_id.map(|u| u.to_string());
+    transmissions::log_exchange(conn, la_code, ("01", file), ("02", Some(ack_id.to_string())), channel.code(), now)
 }
 
 /// Looks up PDS for every record at once and checks each in file order.

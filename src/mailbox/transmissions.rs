@@ -26,21 +26,66 @@ pub struct Transmission<'a> {
 }
 
 pub fn log(conn: &mut PgConnection, t: &Transmission<'_>, at: DateTime<Utc>) -> QueryResult<()> {
-    diesel::insert_into(transmissions::table)
-        .values((
-            transmissions::at.eq(at),
-            transmissions::direction.eq(match t.direction {
-                Direction::In => "in",
-                Direction::Out => "out",
-            }),
-            transmissions::origin.eq(t.origin),
-            transmissions::destination.eq(t.destination),
-            transmissions::message_type.eq(t.message_type),
-            transmissions::message_id.eq(&t.message_id),
-            transmissions::channel.eq(t.channel),
-        ))
-        .execute(conn)?;
+    log_all(conn, std::slice::from_ref(t), at)
+}
+
+/// Several transmissions at one time, in one statement.
+pub fn log_all(conn: &mut PgConnection, ts: &[Transmission<'_>], at: DateTime<Utc>) -> QueryResult<()> {
+    let rows: Vec<_> = ts
+        .iter()
+        .map(|t| {
+            (
+                transmissions::at.eq(at),
+                transmissions::direction.eq(match t.direction {
+                    Direction::In => "in",
+                    Direction::Out => "out",
+                }),
+                transmissions::origin.eq(t.origin),
+                transmissions::destination.eq(t.destination),
+                transmissions::message_type.eq(t.message_type),
+                transmissions::message_id.eq(t.message_id.as_deref()),
+                transmissions::channel.eq(t.channel),
+            )
+        })
+        .collect();
+    diesel::insert_into(transmissions::table).values(rows).execute(conn)?;
     Ok(())
+}
+
+/// A message in from `party` (an LA or ODS code) and the service's answer out to it: the pair an
+/// upload (01 and its acknowledgement 02) or a FHIR query (03 and its response 04) leaves.
+pub fn log_exchange(
+    conn: &mut PgConnection,
+    party: &str,
+    inbound: (&str, Option<String>),
+    outbound: (&str, Option<String>),
+    channel: &str,
+    at: DateTime<Utc>,
+) -> QueryResult<()> {
+    let (in_type, in_id) = inbound;
+    let (out_type, out_id) = outbound;
+    log_all(
+        conn,
+        &[
+            Transmission {
+                direction: Direction::In,
+                origin: party,
+                destination: SERVICE,
+                message_type: in_type,
+                message_id: in_id,
+                channel,
+            },
+            Transmission {
+                direction: Direction::Out,
+                origin: SERVICE,
+                destination: party,
+                message_type: out_type,
+                message_id: out_id,
+                channel,
+            },
+        ],
+        at,
+    )
 }
 
 /// A message from the service to `destination` (an LA or ODS code).
@@ -53,19 +98,6 @@ pub fn log_out(
     at: DateTime<Utc>,
 ) -> QueryResult<()> {
     let t = Transmission { direction: Direction::Out, origin: SERVICE, destination, message_type, message_id, channel };
-    log(conn, &t, at)
-}
-
-/// A message from `origin` (an LA or ODS code) to the service.
-pub fn log_in(
-    conn: &mut PgConnection,
-    origin: &str,
-    message_type: &str,
-    message_id: Option<String>,
-    channel: &str,
-    at: DateTime<Utc>,
-) -> QueryResult<()> {
-    let t = Transmission { direction: Direction::In, origin, destination: SERVICE, message_type, message_id, channel };
     log(conn, &t, at)
 }
 

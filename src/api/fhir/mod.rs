@@ -157,8 +157,7 @@ fn log_exchange(
 ) -> Result<(), crate::error::AppError> {
     use crate::mailbox::transmissions;
     let id = trace_id.map(|t| t.chars().take(100).collect::<String>());
-    transmissions::log_in(conn, ods_code, "03", id.clone(), "fhir", now)?;
-    transmissions::log_out(conn, ods_code, "04", id, "fhir", now)?;
+    transmissions::log_exchange(conn, ods_code, ("03", id.clone()), ("04", id), "fhir", now)?;
     Ok(())
 }
 
