@@ -15,7 +15,8 @@
 -- * parent: deleting a referenced row, or changing its key, is refused. Its row lock conflicts
 --   with the items' FOR KEY SHARE, so a delete racing an insert either waits and then sees the new
 --   items, or goes first and the insert's check no longer finds (and cannot lock) the row.
--- tests/app/schema.rs proves each of these, the two races included.
+-- tests/app/schema.rs proves each of these, the two races included. (Migration 000020 closes two
+-- gaps found in review: a parent deleted outside READ COMMITTED, and TRUNCATE.)
 
 ALTER TABLE cp_items
     DROP CONSTRAINT cp_items_nhs_number_fkey,
@@ -80,8 +81,10 @@ CREATE TRIGGER cp_items_references_fixed
           OR OLD.upload_id IS DISTINCT FROM NEW.upload_id)
     EXECUTE FUNCTION cp_items_refuse_repointing();
 
--- The parents' side. One small function each rather than one with dynamic SQL: each probes an
--- index of cp_items on its own column.
+-- The parents' side. One small function each rather than one with dynamic SQL: patients and
+-- local authorities probe an index of cp_items on their column; cp_items has no index on
+-- upload_id (nor had it under the foreign key), so refusing an upload's deletion reads the table,
+-- which nothing in the service does (uploads are never deleted).
 CREATE FUNCTION patients_refuse_if_cp_items_refer() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'UPDATE' AND NEW.nhs_number = OLD.nhs_number THEN

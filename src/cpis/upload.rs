@@ -196,7 +196,7 @@ fn resubmission(
         .optional()?;
     let Some((upload_id, ack_id, file_code)) = found else { return Ok(None) };
     inbox::mark_unread(conn, ack_id)?;
-    log_exchange(conn, la_code, Some(message_id), ack_id, channel, now)?;
+    log_file_and_acknowledgement(conn, la_code, Some(message_id), ack_id, channel, now)?;
     audit::record(
         conn,
         Event::new(actor.clone(), "upload.resubmitted")
@@ -210,7 +210,7 @@ fn resubmission(
     }))
 }
 
-fn log_exchange(
+fn log_file_and_acknowledgement(
     conn: &mut PgConnection,
     la_code: &str,
     upload_id: Option<Uuid>,
@@ -359,7 +359,7 @@ fn finish(
             upload_id: Some(upload_id),
         },
     )?;
-    log_exchange(conn, la_code, message_id, ack_id, ctx.channel, now)?;
+    log_file_and_acknowledgement(conn, la_code, message_id, ack_id, ctx.channel, now)?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "upload phase: acknowledgement");
     changes.push(Event::new(actor.clone(), "upload.processed").details(json!({
         "upload_id": upload_id, "la_code": la_code, "message_id": message_id, "sequence": sequence,

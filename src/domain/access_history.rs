@@ -28,8 +28,9 @@ pub fn is_shown(at: DateTime<Utc>, latest_shown_by_same_viewer: Option<DateTime<
     }
 }
 
-/// The earliest time a shown access by the same viewer can still hide an access at `at`: one at
-/// or before it is 24 hours or more earlier, so [`is_shown`] answers as if there were none. The
+/// The window's exclusive lower bound for an access at `at`: a shown access by the same viewer
+/// stamped at or before it is 24 hours or more earlier, so [`is_shown`] answers as if there were
+/// none; only one stamped after it can hide the access. The
 /// record reads only the shown accesses after it (a child's shown accesses of the last day, at
 /// most one per viewer), not the viewer's whole history.
 pub fn window_start(at: DateTime<Utc>) -> DateTime<Utc> {

@@ -305,4 +305,11 @@ fn the_first_access_rule_holds_at_the_edges_of_its_window() {
     }
     // Another viewer's shown access in the window hides nothing of this viewer's.
     assert!(access::record(&mut conn, NOAH_WILLIAMS, &viewer("edge-e"), t0 + second).unwrap().shown);
+    // The window follows shown accesses only: shown at 0 h, hidden at 23 h, shown again at 24 h
+    // (the hidden one at 23 h does not restart the window).
+    let chain: Vec<bool> = [t0, t0 + TimeDelta::hours(23), t0 + day]
+        .into_iter()
+        .map(|at| access::record(&mut conn, NOAH_WILLIAMS, &viewer("edge-f"), at).unwrap().shown)
+        .collect();
+    assert_eq!(chain, [true, false, true]);
 }

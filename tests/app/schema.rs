@@ -245,54 +245,88 @@ fn cp_items_references_hold_as_foreign_keys_would() {
 
 /// The races a foreign key closes: a parent deleted while an item naming it is being inserted.
 /// Whichever transaction goes first, the second waits for it and is then refused, so no item is
-/// left naming a patient that is gone.
+/// left naming a patient or an upload that is gone.
 #[test]
-fn a_patient_deleted_while_its_item_is_inserted_leaves_no_orphan() {
+fn a_parent_deleted_while_its_item_is_inserted_leaves_no_orphan() {
     use crate::support::db::{count, execute};
     let db = TestDatabase::new(Template::Demo);
     let mut setup = db.conn();
-    execute(&mut setup, NEW_UPLOAD);
-    let orphans =
-        "SELECT count(*) FROM cp_items i WHERE NOT EXISTS (SELECT 1 FROM patients p WHERE p.nhs_number = i.nhs_number)";
+    let orphans = "SELECT count(*) FROM cp_items i WHERE NOT EXISTS (SELECT 1 FROM patients p WHERE p.nhs_number = i.nhs_number) \
+         OR (i.upload_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.id = i.upload_id))";
     let waiting = |conn: &mut PgConnection| {
         count(
             conn,
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
         )
     };
-    for insert_first in [true, false] {
-        execute(&mut setup, NEW_PATIENT);
-        let (mut first, mut second) =
-            (PgConnection::establish(&db.url).unwrap(), PgConnection::establish(&db.url).unwrap());
-        let (lead, follow) = if insert_first {
-            (ITEM_OF_NEW_PATIENT, "DELETE FROM patients WHERE nhs_number = '9111111110'")
-        } else {
-            ("DELETE FROM patients WHERE nhs_number = '9111111110'", ITEM_OF_NEW_PATIENT)
-        };
-        execute(&mut first, "BEGIN");
-        execute(&mut first, lead);
-        let follower = std::thread::spawn(move || {
-            let outcome = diesel::sql_query(follow).execute(&mut second);
-            (outcome, second)
-        });
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while waiting(&mut setup) == 0 {
-            assert!(std::time::Instant::now() < deadline, "the second ({follow}) should wait for the first's lock");
-            assert!(!follower.is_finished(), "the second ({follow}) went ahead without waiting for the first");
-            std::thread::sleep(std::time::Duration::from_millis(20));
+    // (the parent, how to delete it)
+    let parents = [
+        (NEW_PATIENT, "DELETE FROM patients WHERE nhs_number = '9111111110'"),
+        (NEW_UPLOAD, "DELETE FROM uploads WHERE id = 900001"),
+    ];
+    for (parent, delete) in parents {
+        for insert_first in [true, false] {
+            execute(&mut setup, NEW_PATIENT);
+            execute(&mut setup, NEW_UPLOAD);
+            let (mut first, mut second) =
+                (PgConnection::establish(&db.url).unwrap(), PgConnection::establish(&db.url).unwrap());
+            let (lead, follow) =
+                if insert_first { (ITEM_OF_NEW_PATIENT, delete) } else { (delete, ITEM_OF_NEW_PATIENT) };
+            execute(&mut first, "BEGIN");
+            execute(&mut first, lead);
+            let follower = std::thread::spawn(move || {
+                let outcome = diesel::sql_query(follow).execute(&mut second);
+                (outcome, second)
+            });
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while waiting(&mut setup) == 0 {
+                assert!(std::time::Instant::now() < deadline, "the second ({follow}) should wait for the first's lock");
+                assert!(!follower.is_finished(), "the second ({follow}) went ahead without waiting for the first");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            execute(&mut first, "COMMIT");
+            let (outcome, _) = follower.join().unwrap();
+            assert!(
+                matches!(
+                    outcome,
+                    Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+                        _
+                    ))
+                ),
+                "{parent}: the second ({follow}) waits for the first and is refused: {outcome:?}"
+            );
+            assert_eq!(count(&mut setup, orphans), 0);
+            execute(&mut setup, "DELETE FROM cp_items WHERE nhs_number = '9111111110'");
+            execute(&mut setup, "DELETE FROM uploads WHERE id = 900001");
+            execute(&mut setup, "DELETE FROM patients WHERE nhs_number = '9111111110'");
         }
-        execute(&mut first, "COMMIT");
-        let (outcome, _) = follower.join().unwrap();
-        assert!(
-            matches!(
-                outcome,
-                Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::ForeignKeyViolation, _))
-            ),
-            "the second ({follow}) waits for the first and is refused: {outcome:?}"
-        );
-        assert_eq!(count(&mut setup, orphans), 0);
-        execute(&mut setup, "DELETE FROM cp_items WHERE nhs_number = '9111111110'");
-        execute(&mut setup, "DELETE FROM patients WHERE nhs_number = '9111111110'");
+    }
+}
+
+/// Where the triggers could not promise what a foreign key does, they refuse: a parent deleted
+/// or re-keyed outside READ COMMITTED (its snapshot could miss a concurrent item), and a parent
+/// truncated while items exist (TRUNCATE fires no row trigger).
+#[test]
+fn what_the_reference_triggers_cannot_check_they_refuse() {
+    use crate::support::db::execute;
+    let db = TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    execute(&mut conn, NEW_PATIENT);
+    let outcome = conn
+        .build_transaction()
+        .repeatable_read()
+        .run(|conn| diesel::sql_query("DELETE FROM patients WHERE nhs_number = '9111111110'").execute(conn));
+    assert!(
+        matches!(
+            outcome,
+            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::SerializationFailure, _))
+        ),
+        "outside READ COMMITTED: {outcome:?}"
+    );
+    execute(&mut conn, "DELETE FROM patients WHERE nhs_number = '9111111110'");
+    for table in ["patients", "uploads", "local_authorities"] {
+        refused_as_reference(&mut conn, &format!("TRUNCATE {table} CASCADE"));
     }
 }
 

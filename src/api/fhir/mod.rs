@@ -149,7 +149,7 @@ fn patient_identifier(req: &HttpRequest) -> Result<String, ApiError> {
 
 /// CP-IS061: the query (03) in and the response (04) out, with time, origin, destination and the
 /// caller's TraceID as the message id; never the content.
-fn log_exchange(
+fn log_query_and_response(
     conn: &mut diesel::PgConnection,
     ods_code: &str,
     trace_id: Option<&str>,
@@ -306,7 +306,7 @@ fn look_up(
         Subject::Known { patient, linked } => alert::read(conn, patient, linked, may_see_unborn, now)?,
         _ => None,
     };
-    log_exchange(conn, &search.ods_code, trace, now)?;
+    log_query_and_response(conn, &search.ods_code, trace, now)?;
     Ok(Ok(Found { search, subject, tab }))
 }
 
