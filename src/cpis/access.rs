@@ -40,7 +40,7 @@ pub struct Recorded {
     pub shown: bool,
 }
 
-/// Records an access at `at`. The caller holds the patient row's lock (`FOR UPDATE`) so that two
+/// Records an access at `at`. The caller holds the patient row's lock (`FOR NO KEY UPDATE`) so that two
 /// accesses to one child are decided one after the other.
 ///
 /// Every shown access of the viewer counts, even one stamped later than `at`: an opening takes its

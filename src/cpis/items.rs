@@ -76,7 +76,10 @@ pub fn current_held(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<
 
 /// [`current_held`], having first locked the child's patient row until the transaction ends (so
 /// that accesses to one child are decided one after another, CP-IS047), in the same statement:
-/// the lock is taken before any item is read. The items are read as of the statement's start;
+/// the lock is taken before any item is read. `FOR NO KEY UPDATE`: openings of one child exclude
+/// each other, but not an upload storing items for that child, whose reference check holds the
+/// row `FOR KEY SHARE` until its transaction ends (seconds for a national file); `FOR UPDATE`
+/// would make the clinician wait for the upload. The items are read as of the statement's start;
 /// whatever is decided after the lock (who saw the child last) is read by later statements.
 pub fn lock_and_read_held(conn: &mut PgConnection, nhs_number: &str, numbers: &[String]) -> QueryResult<Vec<HeldItem>> {
     use diesel::sql_types::{Array, Text};
@@ -86,7 +89,7 @@ pub fn lock_and_read_held(conn: &mut PgConnection, nhs_number: &str, numbers: &[
     // cheaper than the prepared statement's generic plan (which assumes ten), and PostgreSQL
     // plans the statement again on every opening, which cost more than running it (issue 8).
     crate::db::prepared::sql(
-        "WITH locked AS MATERIALIZED (SELECT nhs_number FROM patients WHERE nhs_number = $2 FOR UPDATE) \
+        "WITH locked AS MATERIALIZED (SELECT nhs_number FROM patients WHERE nhs_number = $2 FOR NO KEY UPDATE) \
          SELECT i.id, i.nhs_number, i.la_code, i.item_type, i.la_child_id, i.start_date, i.end_date, \
          i.delete_date, la.code, la.reference_name, la.display_name, la.emergency_phone, \
          la.office_hours_phone, la.contacts_updated_at \

@@ -59,11 +59,13 @@ pub fn process(
     // Parsing needs no database: do it before the transaction.
     let parsed = upload::parse(bytes, &Limits::default());
     conn.transaction(|conn| {
-        // Uploads from one LA are processed one at a time, so the sequence rule holds.
+        // Uploads from one LA are processed one at a time, so the sequence rule holds. `FOR NO KEY
+        // UPDATE` (the upload changes none of the LA's key): whatever only refers to the LA meanwhile
+        // (its inbox getting a message 05, a role profile at it) need not wait for the file.
         let (sending_enabled, last_sequence): (bool, Option<i64>) = local_authorities::table
             .find(la_code)
             .select((local_authorities::sending_enabled, local_authorities::last_sequence))
-            .for_update()
+            .for_no_key_update()
             .first(conn)
             .optional()?
             .ok_or_else(|| AppError::NotFound(format!("There is no local authority with code {la_code}.")))?;

@@ -386,3 +386,55 @@ fn the_tab_statements_are_not_planned_on_every_opening() {
         assert!(custom <= 5, "{start}: planned once for all after PostgreSQL's five trial plans, got {}", plans[0]);
     }
 }
+
+/// Row locks that exclude only what they must. A clinician opening the tab of a child whose LA is
+/// uploading meanwhile does not wait for the file (the upload's reference check holds the child's
+/// row FOR KEY SHARE until it commits), and an upload does not wait for a message being put into
+/// its LA's inbox (which holds the LA's row FOR KEY SHARE through its foreign key). Openings of
+/// one child still exclude each other (CP-IS047).
+#[test]
+fn an_upload_in_flight_does_not_hold_up_the_tab_nor_the_inbox_the_upload() {
+    use crate::support::db::execute;
+    use crate::support::uploads::{file, new_id, record_for, KENT};
+    use cpis::seed::demo::fixtures::{ALFIE_MOORE, NOAH_WILLIAMS};
+    let db = TestDatabase::new(Template::Demo);
+    let (mut upload, mut clinician) = (db.conn(), db.conn());
+    let numbers = vec![NOAH_WILLIAMS.to_owned()];
+    // The upload's hold on the child: what its items' reference check takes until it commits.
+    execute(&mut upload, "BEGIN");
+    execute(&mut upload, &format!("SELECT 1 FROM patients WHERE nhs_number = '{NOAH_WILLIAMS}' FOR KEY SHARE"));
+    execute(&mut clinician, "SET lock_timeout = '2s'");
+    let opened = clinician.transaction(|conn| cpis::cpis::items::lock_and_read_held(conn, NOAH_WILLIAMS, &numbers));
+    assert!(opened.is_ok_and(|held| !held.is_empty()), "the tab opens while the upload is in flight");
+    // Another opening of the same child does wait (and here gives up after lock_timeout).
+    execute(&mut upload, "ROLLBACK");
+    execute(&mut upload, "BEGIN");
+    cpis::cpis::items::lock_and_read_held(&mut upload, NOAH_WILLIAMS, &numbers).unwrap();
+    let second = clinician.transaction(|conn| cpis::cpis::items::lock_and_read_held(conn, NOAH_WILLIAMS, &numbers));
+    assert!(second.is_err(), "openings of one child are decided one after another");
+    execute(&mut upload, "ROLLBACK");
+
+    // A message 05 being put into Kent's inbox (uncommitted) while Kent's file arrives.
+    let mut job = db.conn();
+    execute(&mut job, "BEGIN");
+    execute(
+        &mut job,
+        &format!(
+            "INSERT INTO mailbox_messages (id, la_code, message_type, created_at, body) \
+             VALUES (gen_random_uuid(), '{KENT}', '05', now(), '<AccessNotification/>')"
+        ),
+    );
+    let records = vec![record_for(&mut upload, ALFIE_MOORE, "K-LOCK", "<ChildProtectionPlan start=\"2026-01-10\"/>")];
+    let body = file(&new_id(), 900, KENT, &records);
+    execute(&mut upload, "SET lock_timeout = '2s'");
+    let processed = cpis::cpis::upload::process(
+        &mut upload,
+        KENT,
+        body.as_bytes(),
+        cpis::cpis::upload::Channel::Portal,
+        cpis::audit::Actor::LocalAuthority(KENT.to_owned()),
+        chrono::Utc::now(),
+    );
+    assert!(processed.is_ok(), "the upload does not wait for the inbox: {:?}", processed.err());
+    execute(&mut job, "ROLLBACK");
+}
