@@ -309,8 +309,8 @@ fn main() {
     let rebuild = args.iter().any(|a| a == "--rebuild");
     // `--only tab|nhs|demo|fhir`: the baseline and that one workload at 16 users for a minute, for
     // profiling the service while it runs; `--only daily`: the daily run five times, rolled back;
-    // `--only upload`: the 60,000-record upload twice
-    // (nothing is written to target/bench).
+    // `--only upload`: the 60,000-record upload twice; `--only upload-tab`: the tab at 16 users
+    // alone and then while those two uploads run (nothing is written to target/bench).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let settings = Settings {
         workers: std::env::var("CPIS_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(0),
@@ -499,6 +499,41 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: O
     if only.as_deref() == Some("upload") {
         let row = upload_runs(&mut conn, &svc).await;
         eprintln!("national: upload {}", row.note);
+        return;
+    }
+    if only.as_deref() == Some("upload-tab") {
+        // What clinicians see while an LA's large file is stored: the tab at 16 users alone, then
+        // the same load while the two 60,000-record uploads run. The upload appends its audit
+        // entries under the chain's lock until it commits, and every opening's COMMIT needs that lock.
+        let alone = loadgen::closed(
+            &svc,
+            USERS_LOW,
+            MAX_REQUESTS,
+            Duration::from_secs(20),
+            Duration::ZERO,
+            tab_req.clone(),
+            ok200,
+        );
+        let alone = alone.await;
+        let (svc2, make) = (svc.clone(), tab_req.clone());
+        let during = tokio::spawn(async move {
+            loadgen::closed(&svc2, USERS_LOW, MAX_REQUESTS, Duration::from_secs(30), Duration::ZERO, make, ok200).await
+        });
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let row = upload_runs(&mut conn, &svc).await;
+        let during = during.await.unwrap();
+        let show = |s: &Stats| {
+            format!(
+                "{:.0}/s, p50 {:.1} ms, p99 {:.1} ms, max {:.0} ms, {} errors",
+                s.throughput(),
+                s.quantile_ms(0.5),
+                s.quantile_ms(0.99),
+                s.quantile_ms(1.0),
+                s.errors
+            )
+        };
+        eprintln!("national: tab alone: {}", show(&alone));
+        eprintln!("national: tab during the uploads ({}): {}", row.note.trim_end_matches("; "), show(&during));
         return;
     }
     if let Some(name) = only {
