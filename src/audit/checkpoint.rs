@@ -168,6 +168,9 @@ pub fn last(conn: &mut PgConnection) -> QueryResult<Option<Checkpoint>> {
 /// no personal data) so that a log kept outside the database holds a copy.
 pub fn write(conn: &mut PgConnection, key: &AuditKey, now: DateTime<Utc>) -> Result<Option<Checkpoint>, AppError> {
     super::lock_chain(conn)?;
+    // Entries a crash left pending (committed with their action, never chained) are chained
+    // first, so that the head signed covers them.
+    super::chain_pending_locked(conn, i64::MAX)?;
     // The head is always in audit_log: a purge appends its own entry after the links it leaves.
     let Some((entry_id, entry_hash)) = audit_log::table
         .order(audit_log::id.desc())

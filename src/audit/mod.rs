@@ -113,10 +113,7 @@ pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), Ap
 pub fn append_now(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), AppError> {
     let Some(batch) = Batch::of(events) else { return Ok(()) };
     lock_chain(conn)?;
-    let mut prev: Vec<u8> = crate::db::prepared::sql("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
-        .get_result::<Head>(conn)
-        .optional()?
-        .map_or_else(|| chain::GENESIS.to_vec(), |h| h.hash);
+    let mut prev = head_hash(conn)?;
     let mut prevs = Vec::with_capacity(batch.canonicals.len());
     let mut hashes = Vec::with_capacity(batch.canonicals.len());
     for canonical in &batch.canonicals {
@@ -135,6 +132,104 @@ pub fn append_now(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), App
     );
     batch.bind_entries(query).bind::<Array<Bytea>, _>(prevs).bind::<Array<Bytea>, _>(hashes).execute(conn)?;
     Ok(())
+}
+
+/// How many pending entries one chaining transaction moves: the chain's lock is held for one
+/// chunk at a time (about 50 ms for 2,000 entries on the national dataset), so other appenders
+/// wait at most that long for a large action's entries.
+const PENDING_CHUNK: i64 = 2_000;
+
+/// Writes a large action's entries in the caller's transaction (committed with the action or not
+/// at all) without taking the chain's lock; [`chain_pending`], called after that transaction
+/// commits, chains them (migration 000021). For an upload's per-record changes: appended at once,
+/// they held the lock, and so every other audited request, for seconds.
+pub fn pend(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), AppError> {
+    let Some(batch) = Batch::of(events) else { return Ok(()) };
+    batch
+        .bind(crate::db::prepared::sql(
+            "INSERT INTO audit_pending (occurred_at, actor, action, nhs_number, details, canonical) \
+             SELECT $1, a, x, n, d, c \
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[]) \
+             WITH ORDINALITY AS u(a, x, n, d, c, i) ORDER BY i",
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Chains every pending entry ([`pend`]), oldest first, a chunk per transaction: call it outside
+/// a transaction. Returns how many chunks it committed. Entries someone else chained meanwhile are
+/// simply not found again.
+pub fn chain_pending(conn: &mut PgConnection) -> QueryResult<usize> {
+    let mut chunks = 0;
+    loop {
+        let moved = conn.transaction(|conn| {
+            lock_chain(conn)?;
+            chain_pending_locked(conn, PENDING_CHUNK)
+        })?;
+        if moved == 0 {
+            return Ok(chunks);
+        }
+        chunks += 1;
+        if moved < PENDING_CHUNK as usize {
+            return Ok(chunks);
+        }
+    }
+}
+
+/// Moves up to `limit` pending entries, oldest first, into the chain; the caller holds the chain's
+/// lock ([`lock_chain`]) in its transaction. One read (ids and canonical texts), the hashes here,
+/// one statement that deletes them from `audit_pending` and inserts them into `audit_log` in
+/// order. Returns how many it moved.
+pub(crate) fn chain_pending_locked(conn: &mut PgConnection, limit: i64) -> QueryResult<usize> {
+    use diesel::sql_types::{Array, Bytea, Text};
+    #[derive(QueryableByName)]
+    struct Pending {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = Text)]
+        canonical: String,
+    }
+    // The read also allows this transaction's deletes from audit_pending (its guard refuses any
+    // other), before the statement that deletes them runs.
+    let pending: Vec<Pending> = crate::db::prepared::sql(
+        "SELECT p.id, p.canonical FROM audit_pending p, \
+             (SELECT set_config('cpis.audit_chaining', 'on', true)) AS allowed \
+         ORDER BY p.id LIMIT $1",
+    )
+    .bind::<BigInt, _>(limit)
+    .load(conn)?;
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let mut prev = head_hash(conn)?;
+    let (mut ids, mut prevs, mut hashes) =
+        (Vec::with_capacity(pending.len()), Vec::with_capacity(pending.len()), Vec::with_capacity(pending.len()));
+    for p in &pending {
+        let hash = chain::hash_canonical(&prev, &p.canonical).to_vec();
+        ids.push(p.id);
+        prevs.push(std::mem::replace(&mut prev, hash.clone()));
+        hashes.push(hash);
+    }
+    crate::db::prepared::sql(
+        "WITH moved AS (DELETE FROM audit_pending WHERE id = ANY($1) RETURNING *) \
+         INSERT INTO audit_log (occurred_at, actor, action, nhs_number, details, prev_hash, hash) \
+         SELECT m.occurred_at, m.actor, m.action, m.nhs_number, m.details, u.p, u.h \
+         FROM unnest($1::bigint[], $2::bytea[], $3::bytea[]) WITH ORDINALITY AS u(id, p, h, i) \
+         JOIN moved m ON m.id = u.id ORDER BY u.i",
+    )
+    .bind::<Array<BigInt>, _>(ids)
+    .bind::<Array<Bytea>, _>(prevs)
+    .bind::<Array<Bytea>, _>(hashes)
+    .execute(conn)?;
+    Ok(pending.len())
+}
+
+/// The chain's head hash (the genesis value for an empty trail). Call it holding the lock.
+fn head_hash(conn: &mut PgConnection) -> QueryResult<Vec<u8>> {
+    Ok(crate::db::prepared::sql("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
+        .get_result::<Head>(conn)
+        .optional()?
+        .map_or_else(|| chain::GENESIS.to_vec(), |h| h.hash))
 }
 
 #[derive(QueryableByName)]

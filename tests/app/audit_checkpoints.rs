@@ -422,3 +422,63 @@ fn a_signed_head_purged_by_retention_still_verifies_through_its_link() {
     assert!(report.intact(), "{report:?}");
     assert_eq!((report.purged, report.checkpoints), (1, Checkpoints::Checked(1)));
 }
+
+/// Issue 8, migration 000021: a large action's entries commit with it in `audit_pending` and are
+/// chained afterwards a chunk per transaction, so the chain's lock is never held for the whole
+/// action. They end up in the chain in their order and the chain verifies; until then they cannot
+/// be changed or removed; entries a crash left pending are chained before the next checkpoint
+/// is signed, so the signed head covers them.
+#[test]
+fn a_large_actions_entries_are_chained_a_chunk_at_a_time() {
+    let db = TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    let events = |n: usize, what: &str| -> Vec<Event> {
+        (0..n)
+            .map(|i| {
+                Event::new(Actor::LocalAuthority("E10000016".into()), "cp.record_replaced")
+                    .about("9990000050")
+                    .details(serde_json::json!({"n": i, "what": what}))
+            })
+            .collect()
+    };
+    let logged = |conn: &mut PgConnection| count(conn, "SELECT count(*) FROM audit_log");
+    let before = logged(&mut conn);
+    conn.transaction(|c| {
+        cpis::audit::pend(c, events(4_500, "file")).map_err(|_| diesel::result::Error::RollbackTransaction)
+    })
+    .unwrap();
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM audit_pending"), 4_500);
+    assert_eq!(logged(&mut conn), before, "pending entries are not in the chain yet");
+    // They cannot be changed nor removed other than by chaining them.
+    for sql in
+        ["UPDATE audit_pending SET actor = 'someone else'", "DELETE FROM audit_pending", "TRUNCATE audit_pending"]
+    {
+        assert!(diesel::sql_query(sql).execute(&mut conn).is_err(), "refused: {sql}");
+    }
+    assert_eq!(cpis::audit::chain_pending(&mut conn).unwrap(), 3, "2,000 + 2,000 + 500, each its own transaction");
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM audit_pending"), 0);
+    assert_eq!(logged(&mut conn), before + 4_500);
+    assert_eq!(
+        count(
+            &mut conn,
+            "SELECT count(*) FROM (SELECT (details->>'n')::int AS n, row_number() OVER (ORDER BY id) - 1 AS k \
+             FROM audit_log WHERE details->>'what' = 'file') t WHERE n = k"
+        ),
+        4_500,
+        "in their order"
+    );
+    match verify(&mut conn).unwrap() {
+        Verdict::Intact { .. } => {}
+        broken => panic!("{broken:?}"),
+    }
+    // Left pending by a crash: the next checkpoint chains them first and signs a head after them.
+    conn.transaction(|c| {
+        cpis::audit::pend(c, events(5, "left")).map_err(|_| diesel::result::Error::RollbackTransaction)
+    })
+    .unwrap();
+    let signed = sign_now(&mut conn, &key());
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM audit_pending"), 0);
+    let last_left = count(&mut conn, "SELECT max(id) FROM audit_log WHERE details->>'what' = 'left'");
+    assert!(signed.entry_id >= last_left, "the signed head covers the entries chained for it");
+    assert!(verify_all(&mut conn, Some(&key())).unwrap().intact());
+}

@@ -1,0 +1,2 @@
+DROP TABLE audit_pending;
+DROP FUNCTION audit_pending_guard();
