@@ -117,6 +117,12 @@ fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Serve { bind } => {
             let mut conn = db::connect(&config.database_url)?;
             db::migrate(&mut conn)?;
+            // Audit entries a crash left pending (an upload committed, its entries not yet
+            // chained) join the chain before anything else is appended by this instance.
+            let chunks = cpis::audit::chain_pending(&mut conn)?;
+            if chunks > 0 {
+                tracing::warn!(chunks, "audit entries left pending were chained at start");
+            }
             drop(conn);
             let listener = std::net::TcpListener::bind(&bind)?;
             tracing::info!(address = %listener.local_addr()?, "serving on http://{}", listener.local_addr()?);

@@ -7,8 +7,9 @@
 -- all), without the lock. Right after the commit the same request chains them in chunks, each
 -- chunk its own short transaction under the lock (src/audit/mod.rs, chain_pending), and answers
 -- only then; other appenders get the lock between chunks. Entries a crash leaves here are chained
--- by the next chain_pending or before the next checkpoint is signed. Until chained they are the
--- chain's unprotected tail: rows cannot be changed, and are deleted only as they are chained.
+-- by the next upload, at the service's start, by the hourly checkpoint job and before a checkpoint
+-- is signed. Until chained they are the chain's unprotected tail: the trigger below refuses
+-- changes, and deletes other than the chaining's (which sets cpis.audit_chaining).
 CREATE TABLE audit_pending (
     id           bigserial PRIMARY KEY,
     occurred_at  timestamptz NOT NULL,

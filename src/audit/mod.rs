@@ -210,7 +210,8 @@ pub(crate) fn chain_pending_locked(conn: &mut PgConnection, limit: i64) -> Query
         prevs.push(std::mem::replace(&mut prev, hash.clone()));
         hashes.push(hash);
     }
-    crate::db::prepared::sql(
+    let count = ids.len();
+    let inserted = crate::db::prepared::sql(
         "WITH moved AS (DELETE FROM audit_pending WHERE id = ANY($1) RETURNING *) \
          INSERT INTO audit_log (occurred_at, actor, action, nhs_number, details, prev_hash, hash) \
          SELECT m.occurred_at, m.actor, m.action, m.nhs_number, m.details, u.p, u.h \
@@ -221,7 +222,14 @@ pub(crate) fn chain_pending_locked(conn: &mut PgConnection, limit: i64) -> Query
     .bind::<Array<Bytea>, _>(prevs)
     .bind::<Array<Bytea>, _>(hashes)
     .execute(conn)?;
-    Ok(pending.len())
+    if inserted != count {
+        // A pending entry went missing between the read and the move: the hashes computed above
+        // would not link. Nothing of this chunk is kept (the caller's transaction rolls back).
+        return Err(diesel::result::Error::QueryBuilderError(
+            format!("{count} pending audit entries read, {inserted} moved: chaining refused").into(),
+        ));
+    }
+    Ok(count)
 }
 
 /// The chain's head hash (the genesis value for an empty trail). Call it holding the lock.

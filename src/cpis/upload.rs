@@ -149,11 +149,13 @@ pub fn process(
         finish(conn, &ctx, &actor, message_id, Some(sequence), code, text, verdicts, Some(&upload))
     })?;
     // The file's audit entries join the chain before the LA is answered. If that fails now, the
-    // file is stored all the same and its entries wait for the next chaining (another upload, or
-    // the next checkpoint), which the failure does not change.
+    // file is stored all the same and its entries wait for the next chaining (another upload, the
+    // hourly checkpoint job, the next start of the service). Should the connection be lost here,
+    // the LA is answered 503 for a file that is stored: sending it again is answered with the
+    // same acknowledgement (its messageId is known), so nothing is stored twice.
     let t0 = std::time::Instant::now();
     if let Err(e) = audit::chain_pending(conn) {
-        tracing::warn!(error = %e, "an upload's audit entries stay pending until the next chaining");
+        tracing::error!(error = %e, "an upload's audit entries stay pending until the next chaining");
     }
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "upload phase: chain audit entries");
     Ok(processed)

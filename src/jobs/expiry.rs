@@ -222,6 +222,12 @@ pub fn run(
             })));
         }
     }
+    // An upload's entries are chained just after it commits (audit::chain_pending): any still
+    // pending are chained now, so this job's changes follow the uploads whose items they change in
+    // the chain, which CP-IS075 replays in order. The lock is then held to this job's commit,
+    // with its work already done.
+    audit::lock_chain(conn)?;
+    audit::chain_pending_locked(conn, i64::MAX)?;
     audit::record_many(conn, events)?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "expiry phase: audit");
     Ok(json!({

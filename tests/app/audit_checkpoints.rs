@@ -481,4 +481,29 @@ fn a_large_actions_entries_are_chained_a_chunk_at_a_time() {
     let last_left = count(&mut conn, "SELECT max(id) FROM audit_log WHERE details->>'what' = 'left'");
     assert!(signed.entry_id >= last_left, "the signed head covers the entries chained for it");
     assert!(verify_all(&mut conn, Some(&key())).unwrap().intact());
+    // Without a key, the hourly job still chains what was left pending.
+    conn.transaction(|c| {
+        cpis::audit::pend(c, events(3, "keyless")).map_err(|_| diesel::result::Error::RollbackTransaction)
+    })
+    .unwrap();
+    conn.transaction(|c| cpis::jobs::audit_checkpoint::run(c, None, now(), now())).unwrap();
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM audit_pending"), 0, "chained without a key");
+    // The expiry job chains anything pending before its own changes, which CP-IS075 replays
+    // after the uploads they change. (The demo data has items for it to expire.)
+    conn.transaction(|c| {
+        cpis::audit::pend(c, events(3, "before expiry")).map_err(|_| diesel::result::Error::RollbackTransaction)
+    })
+    .unwrap();
+    let day = Utc::now() + chrono::TimeDelta::days(3 * 365);
+    conn.transaction(|c| cpis::jobs::expiry::run(c, day, day)).unwrap();
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM audit_pending"), 0);
+    let (last_pending, first_expiry) = (
+        count(&mut conn, "SELECT max(id) FROM audit_log WHERE details->>'what' = 'before expiry'"),
+        count(&mut conn, "SELECT min(id) FROM audit_log WHERE action IN ('cp.item_expired', 'cp.item_end_dated')"),
+    );
+    assert!(
+        first_expiry > last_pending,
+        "the expiry's entries ({first_expiry}) follow the pending ones ({last_pending})"
+    );
+    assert!(verify_all(&mut conn, Some(&key())).unwrap().intact());
 }
