@@ -104,10 +104,9 @@ pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), Ap
 
 /// Appends entries to the chain at once, holding the chain's lock until the caller's transaction
 /// ends: for code that reads its own entry back in the same transaction (a retention purge finds
-/// its checkpoint entry's id), and for a large batch appended as the transaction's last statement
-/// (an upload's per-record changes), which the outbox would write twice. The lock, a read of the
-/// head, and one multi-row insert; the hashes are computed here ([`chain::entry_hash`]), which
-/// for 60,000 entries takes milliseconds where the database's PL/pgSQL loop takes seconds.
+/// its checkpoint entry's id, a checkpoint follows the head it signed). A large batch goes through
+/// [`pend`] instead, which does not hold the lock while the action commits. The lock, a read of
+/// the head, and one multi-row insert; the hashes are computed here ([`chain::entry_hash`]).
 /// Entries the same transaction recorded through the outbox ([`record`]) join the chain after
 /// these, at its commit.
 pub fn append_now(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), AppError> {
