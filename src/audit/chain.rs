@@ -44,6 +44,19 @@ pub fn hash_canonical(prev_hash: &[u8], canonical: &str) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The links of entries appended after `head`, in order: each entry's predecessor hash and its
+/// own hash ([`hash_canonical`]), as two columns for one multi-row insert.
+pub fn link<'a>(head: &[u8], canonicals: impl IntoIterator<Item = &'a str>) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut prev = head.to_vec();
+    let (mut prevs, mut hashes) = (Vec::new(), Vec::new());
+    for canonical in canonicals {
+        let hash = hash_canonical(&prev, canonical).to_vec();
+        prevs.push(std::mem::replace(&mut prev, hash.clone()));
+        hashes.push(hash);
+    }
+    (prevs, hashes)
+}
+
 /// The action of the checkpoint entry that each retention purge appends to the chain (CP-IS076).
 pub const PURGE_ACTION: &str = "audit.purged";
 
@@ -179,6 +192,16 @@ mod tests {
         details["access_events"] = json!(4);
         assert_eq!(PurgedSegment::from_details(&details), Some(all));
         assert_eq!(PurgedSegment::from_details(&json!({"entries": 1})), None);
+    }
+
+    #[test]
+    fn links_chain_each_entry_to_the_one_before() {
+        let (prevs, hashes) = link(&GENESIS, ["a", "b", "c"]);
+        assert_eq!(prevs[0], GENESIS.to_vec());
+        assert_eq!(hashes[0], hash_canonical(&GENESIS, "a").to_vec());
+        assert_eq!(prevs[1..], hashes[..2]);
+        assert_eq!(hashes[2], hash_canonical(&hashes[1], "c").to_vec());
+        assert_eq!(link(&GENESIS, []), (vec![], vec![]));
     }
 
     #[test]

@@ -112,14 +112,7 @@ pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), Ap
 pub fn append_now(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), AppError> {
     let Some(batch) = Batch::of(events) else { return Ok(()) };
     lock_chain(conn)?;
-    let mut prev = head_hash(conn)?;
-    let mut prevs = Vec::with_capacity(batch.canonicals.len());
-    let mut hashes = Vec::with_capacity(batch.canonicals.len());
-    for canonical in &batch.canonicals {
-        let hash = chain::hash_canonical(&prev, canonical).to_vec();
-        prevs.push(std::mem::replace(&mut prev, hash.clone()));
-        hashes.push(hash);
-    }
+    let (prevs, hashes) = chain::link(&head_hash(conn)?, batch.canonicals.iter().map(String::as_str));
     use diesel::sql_types::{Array, Bytea};
     // One statement from arrays, in array order (the chain's order is the id order). The
     // canonical texts are not sent: the hashes are computed above.
@@ -200,15 +193,8 @@ pub(crate) fn chain_pending_locked(conn: &mut PgConnection, limit: i64) -> Query
     if pending.is_empty() {
         return Ok(0);
     }
-    let mut prev = head_hash(conn)?;
-    let (mut ids, mut prevs, mut hashes) =
-        (Vec::with_capacity(pending.len()), Vec::with_capacity(pending.len()), Vec::with_capacity(pending.len()));
-    for p in &pending {
-        let hash = chain::hash_canonical(&prev, &p.canonical).to_vec();
-        ids.push(p.id);
-        prevs.push(std::mem::replace(&mut prev, hash.clone()));
-        hashes.push(hash);
-    }
+    let (prevs, hashes) = chain::link(&head_hash(conn)?, pending.iter().map(|p| p.canonical.as_str()));
+    let ids: Vec<i64> = pending.iter().map(|p| p.id).collect();
     let count = ids.len();
     let inserted = crate::db::prepared::sql(
         "WITH moved AS (DELETE FROM audit_pending WHERE id = ANY($1) RETURNING *) \
