@@ -277,17 +277,10 @@ async fn openings_at_the_same_moment_are_decided_one_after_another() {
 #[test]
 fn the_first_access_rule_holds_at_the_edges_of_its_window() {
     use chrono::{TimeDelta, TimeZone, Utc};
-    use cpis::cpis::access::{self, Channel, Viewer};
+    use cpis::cpis::access;
     let db = crate::support::TestDatabase::new(Template::Demo);
     let mut conn = db.conn();
-    let viewer = |id: &str| Viewer {
-        viewer_id: id.to_owned(),
-        user_id: None,
-        name: "Dr Edge".to_owned(),
-        job_role_code: "R8000".to_owned(),
-        organisation_code: "RJZ".to_owned(),
-        channel: Channel::Fhir,
-    };
+    let viewer = crate::support::api_viewer;
     let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
     let day = TimeDelta::hours(24);
     let second = TimeDelta::seconds(1);

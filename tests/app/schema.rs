@@ -336,7 +336,7 @@ fn what_the_reference_triggers_cannot_check_they_refuse() {
 /// PostgreSQL; on the national dataset that planning cost more than running the statements.
 #[test]
 fn the_tab_statements_are_not_planned_on_every_opening() {
-    use cpis::cpis::access::{self, Channel, Viewer};
+    use cpis::cpis::access;
     use cpis::seed::demo::fixtures::NOAH_WILLIAMS;
     let db = TestDatabase::new(Template::Demo);
     let mut conn = db.conn();
@@ -355,14 +355,7 @@ fn the_tab_statements_are_not_planned_on_every_opening() {
     ] {
         crate::support::db::execute(&mut conn, sql);
     }
-    let viewer = Viewer {
-        viewer_id: "plan-test".to_owned(),
-        user_id: None,
-        name: "Dr Plan".to_owned(),
-        job_role_code: "R8000".to_owned(),
-        organisation_code: "RJZ".to_owned(),
-        channel: Channel::Fhir,
-    };
+    let viewer = crate::support::api_viewer("plan-test");
     let numbers = vec![NOAH_WILLIAMS.to_owned()];
     conn.transaction::<_, diesel::result::Error, _>(|conn| {
         for _ in 0..12 {
