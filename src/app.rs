@@ -10,6 +10,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::auth::session_store::PgSessionStore;
 use crate::config::Config;
+use crate::cpis::recorder::AccessRecorder;
 use crate::db::DbPool;
 use crate::monitoring::{self, metrics::Metrics};
 use crate::routes::{self, RouteTable};
@@ -22,11 +23,15 @@ pub struct AppState {
     pub routes: RouteTable,
     /// Request counts per area since the monitor last wrote them (CP-IS078).
     pub metrics: Arc<Metrics>,
+    /// Records openings of the alert tab in batches, with connections of its own.
+    pub recorder: AccessRecorder,
 }
 
 impl AppState {
     pub fn new(pool: DbPool, config: Config) -> AppState {
-        AppState { pool, config, routes: RouteTable::new(), metrics: Arc::new(Metrics::new()) }
+        let threads = config.recorder_threads;
+        let recorder = AccessRecorder::start(crate::db::pool_of(&config, threads as u32), threads);
+        AppState { pool, config, routes: RouteTable::new(), metrics: Arc::new(Metrics::new()), recorder }
     }
 }
 

@@ -8,6 +8,9 @@ pub struct Config {
     pub database_url: String,
     /// `CPIS_DB_POOL_SIZE` (default 16): connections per `serve` instance.
     pub db_pool_size: u32,
+    /// `CPIS_RECORDER_THREADS` (default 2): threads recording alert tab openings in batches, each
+    /// with a connection of its own besides the pool's (src/cpis/recorder.rs).
+    pub recorder_threads: usize,
     /// `CPIS_DB_TIMEOUT_SECS` (default 3): how long a request waits for a connection before a 503.
     pub db_timeout: Duration,
     /// `CPIS_DB_IDLE_PING_MS` (default 1000): a pooled connection idle for longer is asked
@@ -104,6 +107,7 @@ impl Config {
         Ok(Config {
             database_url,
             db_pool_size: env_parse("CPIS_DB_POOL_SIZE", 16)?,
+            recorder_threads: env_parse("CPIS_RECORDER_THREADS", 2)?,
             db_timeout: Duration::from_secs(env_parse("CPIS_DB_TIMEOUT_SECS", 3)?),
             db_idle_ping: Duration::from_millis(env_parse("CPIS_DB_IDLE_PING_MS", 1000)?),
             secure_cookies: env_parse("CPIS_SECURE_COOKIES", false)?,
@@ -130,6 +134,7 @@ impl Config {
         Config {
             database_url: database_url.to_owned(),
             db_pool_size: 16,
+            recorder_threads: 2,
             db_timeout: Duration::from_secs(3),
             db_idle_ping: crate::db::manager::IDLE_PING,
             secure_cookies: false,

@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
 use crate::domain::access_history::{self, HISTORY_LIMIT};
-use crate::schema::access_events;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
@@ -40,63 +39,130 @@ pub struct Recorded {
     pub shown: bool,
 }
 
-/// Records an access at `at`. The caller holds the patient row's lock (`FOR NO KEY UPDATE`) so that two
-/// accesses to one child are decided one after the other.
+/// An access to record: the child's NHS number, who is looking, and when.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAccess<'a> {
+    pub nhs_number: &'a str,
+    pub viewer: &'a Viewer,
+    pub at: DateTime<Utc>,
+}
+
+/// Records an access at `at`: [`record_many`] for one.
+pub fn record(conn: &mut PgConnection, nhs_number: &str, viewer: &Viewer, at: DateTime<Utc>) -> QueryResult<Recorded> {
+    let mut recorded = record_many(conn, &[NewAccess { nhs_number, viewer, at }])?;
+    Ok(recorded.remove(0))
+}
+
+/// Records accesses, deciding them in the order given (CP-IS047): one read of who saw each child
+/// last, one insert. The caller holds each child's patient row lock (`FOR NO KEY UPDATE`) so that
+/// accesses to one child are decided one after the other, here or elsewhere.
 ///
 /// Every shown access of the viewer counts, even one stamped later than `at`: an opening takes its
 /// time before it waits for the lock, so one that took its time first may get the lock second,
 /// after a later-stamped opening was recorded as shown. That access is then within the window
 /// ([`access_history::is_shown`]) and this one is not shown: at most one per 24 hours (CP-IS047).
-pub fn record(conn: &mut PgConnection, nhs_number: &str, viewer: &Viewer, at: DateTime<Utc>) -> QueryResult<Recorded> {
-    let latest_shown = latest_shown_in_window(conn, nhs_number, &viewer.viewer_id, at)?;
-    let shown = access_history::is_shown(at, latest_shown);
-    let id = diesel::insert_into(access_events::table)
-        .values((
-            access_events::nhs_number.eq(nhs_number),
-            access_events::accessed_at.eq(at),
-            access_events::viewer_id.eq(&viewer.viewer_id),
-            access_events::user_id.eq(viewer.user_id),
-            access_events::viewer_name.eq(&viewer.name),
-            access_events::job_role_code.eq(&viewer.job_role_code),
-            access_events::organisation_code.eq(&viewer.organisation_code),
-            access_events::channel.eq(viewer.channel.code()),
-            access_events::shown.eq(shown),
-        ))
-        .returning(access_events::id)
-        .get_result(conn)?;
-    Ok(Recorded { id, shown })
+/// Within one call the same holds ([`access_history::decide_in_order`]).
+pub fn record_many(conn: &mut PgConnection, accesses: &[NewAccess<'_>]) -> QueryResult<Vec<Recorded>> {
+    if accesses.is_empty() {
+        return Ok(Vec::new());
+    }
+    let latest = latest_shown_in_window(conn, accesses)?;
+    let keyed: Vec<((&str, &str), DateTime<Utc>)> =
+        accesses.iter().map(|a| ((a.nhs_number, a.viewer.viewer_id.as_str()), a.at)).collect();
+    let shown = access_history::decide_in_order(latest, &keyed);
+    let ids = insert(conn, accesses, &shown)?;
+    Ok(ids.into_iter().zip(shown).map(|(id, shown)| Recorded { id, shown }).collect())
 }
 
-/// The latest shown access by `viewer_id` to the child after [`access_history::window_start`]:
-/// only those can hide an access at `at`. They are read from the child's shown accesses of the
-/// last day (the history index's newest range, at most one per viewer, which the tab reads next
-/// anyway). The range is fenced off (`MATERIALIZED`) so that the planner does not go through the
-/// viewer's own accesses of the day instead, which for a busy clinician are hundreds. The window's
-/// start is read through a sub-select so that every plan estimates it alike and PostgreSQL keeps
-/// one generic plan instead of planning the statement on every opening (as `lock_and_read_held`).
-fn latest_shown_in_window(
+/// Inserts the accesses in the order given, in one statement; their ids in that order.
+fn insert(conn: &mut PgConnection, accesses: &[NewAccess<'_>], shown: &[bool]) -> QueryResult<Vec<i64>> {
+    use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+    let column = |f: fn(&NewAccess<'_>) -> String| accesses.iter().map(f).collect::<Vec<String>>();
+    // The arrays are read through sub-selects, so that every plan estimates them alike and
+    // PostgreSQL keeps one generic plan (as `latest_shown_in_window`).
+    let mut ids: Vec<i64> = crate::db::prepared::sql(
+        "INSERT INTO access_events (nhs_number, accessed_at, viewer_id, user_id, viewer_name, job_role_code, \
+             organisation_code, channel, shown) \
+         SELECT n, t, v, u, vn, j, o, c, s FROM unnest((SELECT $1::text[]), (SELECT $2::timestamptz[]), \
+             (SELECT $3::text[]), (SELECT $4::bigint[]), (SELECT $5::text[]), (SELECT $6::text[]), \
+             (SELECT $7::text[]), (SELECT $8::text[]), (SELECT $9::bool[])) \
+             WITH ORDINALITY AS a(n, t, v, u, vn, j, o, c, s, i) \
+         ORDER BY i RETURNING id",
+    )
+    .bind::<Array<Text>, _>(column(|a| a.nhs_number.to_owned()))
+    .bind::<Array<Timestamptz>, _>(accesses.iter().map(|a| a.at).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(column(|a| a.viewer.viewer_id.clone()))
+    .bind::<Array<Nullable<BigInt>>, _>(accesses.iter().map(|a| a.viewer.user_id).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(column(|a| a.viewer.name.clone()))
+    .bind::<Array<Text>, _>(column(|a| a.viewer.job_role_code.clone()))
+    .bind::<Array<Text>, _>(column(|a| a.viewer.organisation_code.clone()))
+    .bind::<Array<Text>, _>(column(|a| a.viewer.channel.code().to_owned()))
+    .bind::<Array<Bool>, _>(shown.to_vec())
+    .load::<Id>(conn)?
+    .into_iter()
+    .map(|r| r.id)
+    .collect();
+    // The rows are inserted in the order given and take their ids from the sequence as they are
+    // inserted: ascending ids are the order given, whatever order RETURNING lists them in.
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// For each (NHS number, viewer) of the accesses, the latest shown access after
+/// [`access_history::window_start`] of the earliest of them: only those can hide one of them. They
+/// are read from each child's shown accesses of the last day (the history index's newest range,
+/// at most one per viewer, which the tab reads next anyway). The range is fenced off (`OFFSET 0`)
+/// so that the planner does not go through a viewer's own accesses of the day instead, which for
+/// a busy clinician are hundreds. The arrays are read through sub-selects so that every plan
+/// estimates them alike and PostgreSQL keeps one generic plan instead of planning the statement
+/// on every opening (as `lock_and_read_held`).
+fn latest_shown_in_window<'a>(
     conn: &mut PgConnection,
-    nhs_number: &str,
-    viewer_id: &str,
-    at: DateTime<Utc>,
-) -> QueryResult<Option<DateTime<Utc>>> {
-    use diesel::sql_types::{Nullable, Text, Timestamptz};
+    accesses: &[NewAccess<'a>],
+) -> QueryResult<std::collections::HashMap<(&'a str, &'a str), DateTime<Utc>>> {
+    use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
     #[derive(QueryableByName)]
     struct Latest {
+        #[diesel(sql_type = Text)]
+        nhs_number: String,
+        #[diesel(sql_type = Text)]
+        viewer_id: String,
         #[diesel(sql_type = Nullable<Timestamptz>)]
         latest: Option<DateTime<Utc>>,
     }
-    let row: Latest = crate::db::prepared::sql(
-        "WITH day AS MATERIALIZED ( \
-             SELECT accessed_at, viewer_id FROM access_events \
-             WHERE nhs_number = $1 AND shown AND accessed_at > (SELECT $3::timestamptz) \
-         ) SELECT max(accessed_at) AS latest FROM day WHERE viewer_id = $2",
+    let mut pairs: Vec<(&'a str, &'a str, DateTime<Utc>)> = Vec::with_capacity(accesses.len());
+    for a in accesses {
+        let start = access_history::window_start(a.at);
+        match pairs.iter_mut().find(|(n, v, _)| *n == a.nhs_number && *v == a.viewer.viewer_id) {
+            Some(pair) => pair.2 = pair.2.min(start),
+            None => pairs.push((a.nhs_number, a.viewer.viewer_id.as_str(), start)),
+        }
+    }
+    let rows: Vec<Latest> = crate::db::prepared::sql(
+        "SELECT q.n AS nhs_number, q.v AS viewer_id, \
+             (SELECT max(d.accessed_at) FROM ( \
+                 SELECT accessed_at, viewer_id FROM access_events \
+                 WHERE nhs_number = q.n AND shown AND accessed_at > q.w OFFSET 0 \
+             ) AS d WHERE d.viewer_id = q.v) AS latest \
+         FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), (SELECT $3::timestamptz[])) AS q(n, v, w)",
     )
-    .bind::<Text, _>(nhs_number.to_owned())
-    .bind::<Text, _>(viewer_id.to_owned())
-    .bind::<Timestamptz, _>(access_history::window_start(at))
-    .get_result(conn)?;
-    Ok(row.latest)
+    .bind::<Array<Text>, _>(pairs.iter().map(|p| p.0.to_owned()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(pairs.iter().map(|p| p.1.to_owned()).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(pairs.iter().map(|p| p.2).collect::<Vec<_>>())
+    .load(conn)?;
+    let mut latest = std::collections::HashMap::new();
+    for row in rows {
+        let Some(at) = row.latest else { continue };
+        if let Some(&(n, v, _)) = pairs.iter().find(|(n, v, _)| *n == row.nhs_number && *v == row.viewer_id) {
+            latest.insert((n, v), at);
+        }
+    }
+    Ok(latest)
 }
 
 /// One line of the access history, with names in readable form where the reference data has them.

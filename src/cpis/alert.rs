@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 
-use super::access::{self, HistoryEntry, Viewer};
+use super::access::{self, HistoryEntry, NewAccess, Recorded, Viewer};
 use super::items::{self, CpItem};
 use super::local_authority::LocalAuthority;
 use crate::audit::{self, Actor, Event};
@@ -52,7 +52,8 @@ pub fn visible_items(
 
 /// Opens the tab: locks the child's record, reads what the viewer may see, records the access and
 /// its audit entry, all in the caller's transaction. `None` (and nothing recorded) when there is
-/// nothing for this viewer to see.
+/// nothing for this viewer to see. The service's requests open the tab in two steps instead
+/// ([`authorities`], then [`record_openings`] through the access recorder, src/cpis/recorder.rs).
 pub fn open(
     conn: &mut PgConnection,
     patient: &Patient,
@@ -86,21 +87,83 @@ pub fn open_as(
     if visible.is_empty() {
         return Ok(None);
     }
-    // CP-IS058, CP-IS067: the access is recorded the moment the tab is opened.
-    let recorded = access::record(conn, &patient.nhs_number, viewer, now)?;
+    let opening = AccessOpening { nhs_number: &patient.nhs_number, viewer, actor, at: now };
+    let recorded = record_locked(conn, &[opening])?.remove(0);
     let history = access::history(conn, linked)?;
     let authorities = group_by_authority(visible, held_by, patient.birth_date, today);
-    audit::record(
-        conn,
-        Event::new(actor, "access.alert_tab_opened").about(&patient.nhs_number).details(serde_json::json!({
-            "access_event_id": recorded.id,
-            "shown": recorded.shown,
-            "job_role": viewer.job_role_code,
-            "organisation": viewer.organisation_code,
-            "channel": viewer.channel.code(),
-        })),
-    )?;
     Ok(Some(AlertTab { authorities, history, access_shown: recorded.shown }))
+}
+
+/// What the tab shows the viewer today, by authority, read without locking or recording anything:
+/// empty when there is no tab for this viewer (CP-IS055). The first step of an opening; the access
+/// is recorded next ([`record_openings`]), when this is not empty.
+pub fn authorities(
+    conn: &mut PgConnection,
+    patient: &Patient,
+    linked: &[String],
+    may_see_unborn: bool,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<AuthorityBlock>> {
+    let today = dates::uk_date(now);
+    let (visible, held_by) = visible_held(items::current_held(conn, linked)?, patient, may_see_unborn, today);
+    Ok(group_by_authority(visible, held_by, patient.birth_date, today))
+}
+
+/// An opening of the tab to record: whose record, who is looking, who the audit trail names as
+/// acting, and when.
+#[derive(Debug, Clone)]
+pub struct AccessOpening<'a> {
+    pub nhs_number: &'a str,
+    pub viewer: &'a Viewer,
+    pub actor: Actor,
+    pub at: DateTime<Utc>,
+}
+
+/// Records openings of the tab, in the order given, with their audit entries (CP-IS058, CP-IS067),
+/// in the caller's transaction: first every child's record is locked, in NHS number order (so two
+/// callers never wait for each other crosswise), and accesses to one child are decided one after
+/// another (CP-IS047).
+pub fn record_openings(conn: &mut PgConnection, openings: &[AccessOpening<'_>]) -> Result<Vec<Recorded>, AppError> {
+    let mut children: Vec<String> = openings.iter().map(|o| o.nhs_number.to_owned()).collect();
+    children.sort_unstable();
+    children.dedup();
+    lock_children(conn, children)?;
+    record_locked(conn, openings)
+}
+
+/// Locks the children's patient rows `FOR NO KEY UPDATE` (as `items::lock_and_read_held`), in the
+/// order given. The array is read through a sub-select so that PostgreSQL keeps one generic plan.
+fn lock_children(conn: &mut PgConnection, sorted: Vec<String>) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Text};
+    crate::db::prepared::sql(
+        "SELECT 1 FROM patients WHERE nhs_number = ANY(((SELECT $1))::text[]) \
+         ORDER BY nhs_number FOR NO KEY UPDATE",
+    )
+    .bind::<Array<Text>, _>(sorted)
+    .execute(conn)?;
+    Ok(())
+}
+
+/// [`record_openings`] for children whose records the caller has locked.
+fn record_locked(conn: &mut PgConnection, openings: &[AccessOpening<'_>]) -> Result<Vec<Recorded>, AppError> {
+    let accesses: Vec<NewAccess<'_>> =
+        openings.iter().map(|o| NewAccess { nhs_number: o.nhs_number, viewer: o.viewer, at: o.at }).collect();
+    let recorded = access::record_many(conn, &accesses)?;
+    let events = openings
+        .iter()
+        .zip(&recorded)
+        .map(|(o, r)| {
+            Event::new(o.actor.clone(), "access.alert_tab_opened").about(o.nhs_number).details(serde_json::json!({
+                "access_event_id": r.id,
+                "shown": r.shown,
+                "job_role": o.viewer.job_role_code,
+                "organisation": o.viewer.organisation_code,
+                "channel": o.viewer.channel.code(),
+            }))
+        })
+        .collect();
+    audit::record_many(conn, events)?;
+    Ok(recorded)
 }
 
 /// What the tab would show, without opening it: nothing is locked or recorded. For reads that are

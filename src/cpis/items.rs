@@ -61,17 +61,23 @@ pub struct HeldItem {
 }
 
 /// Items not logically deleted, held under any of the numbers, each with its authority: what a
-/// tab shows, in one statement.
+/// tab shows, in one statement. Read by hand (diesel's DSL sends the array as it is): the numbers
+/// are read through a sub-select (`(SELECT $1)`) so that the planner sees no array in any plan.
+/// Otherwise a plan for the actual one or two numbers always looks cheaper than the prepared
+/// statement's generic plan (which assumes ten), and PostgreSQL plans the statement again on every
+/// opening, which cost more than running it (issue 8). A test compares it with the DSL's reading.
 pub fn current_held(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<Vec<HeldItem>> {
-    use crate::schema::local_authorities;
-    let rows: Vec<(CpItem, LocalAuthority)> = cp_items::table
-        .inner_join(local_authorities::table)
-        .filter(cp_items::nhs_number.eq_any(numbers))
-        .filter(cp_items::deleted_at.is_null())
-        .order((cp_items::la_code, cp_items::item_type))
-        .select((CpItem::as_select(), LocalAuthority::as_select()))
-        .load(conn)?;
-    Ok(rows.into_iter().map(|(item, authority)| HeldItem { item, authority }).collect())
+    use diesel::sql_types::{Array, Text};
+    crate::db::prepared::sql(
+        "SELECT i.id, i.nhs_number, i.la_code, i.item_type, i.la_child_id, i.start_date, i.end_date, \
+         i.delete_date, la.code, la.reference_name, la.display_name, la.emergency_phone, \
+         la.office_hours_phone, la.contacts_updated_at \
+         FROM cp_items i JOIN local_authorities la ON la.code = i.la_code \
+         WHERE i.nhs_number = ANY(((SELECT $1))::text[]) AND i.deleted_at IS NULL \
+         ORDER BY i.la_code, i.item_type",
+    )
+    .bind::<Array<Text>, _>(numbers.to_vec())
+    .load(conn)
 }
 
 /// [`current_held`], having first locked the child's patient row until the transaction ends (so
@@ -83,11 +89,7 @@ pub fn current_held(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<
 /// whatever is decided after the lock (who saw the child last) is read by later statements.
 pub fn lock_and_read_held(conn: &mut PgConnection, nhs_number: &str, numbers: &[String]) -> QueryResult<Vec<HeldItem>> {
     use diesel::sql_types::{Array, Text};
-    // diesel's DSL has no locking CTE: the same read as `current_held`, by hand (a test compares
-    // the two). The numbers are read through a sub-select (`(SELECT $1)`) so that the planner sees
-    // no array in any plan: otherwise a plan for the actual one or two numbers always looks
-    // cheaper than the prepared statement's generic plan (which assumes ten), and PostgreSQL
-    // plans the statement again on every opening, which cost more than running it (issue 8).
+    // diesel's DSL has no locking CTE: [`current_held`]'s read, after the lock.
     crate::db::prepared::sql(
         "WITH locked AS MATERIALIZED (SELECT nhs_number FROM patients WHERE nhs_number = $2 FOR NO KEY UPDATE) \
          SELECT i.id, i.nhs_number, i.la_code, i.item_type, i.la_child_id, i.start_date, i.end_date, \

@@ -6,4 +6,5 @@ pub mod alert;
 pub mod inactive;
 pub mod items;
 pub mod local_authority;
+pub mod recorder;
 pub mod upload;

@@ -22,8 +22,13 @@ pub type DbConn = PooledConnection<manager::Manager>;
 /// Builds the pool without connecting, so the service starts (and answers 503) while the database is down.
 /// Checking a connection out costs no round trip unless it was idle (see [`manager`]).
 pub fn pool(config: &Config) -> DbPool {
+    pool_of(config, config.db_pool_size)
+}
+
+/// [`pool`] with `size` connections at most.
+pub fn pool_of(config: &Config, size: u32) -> DbPool {
     Pool::builder()
-        .max_size(config.db_pool_size)
+        .max_size(size)
         .min_idle(Some(1))
         .connection_timeout(config.db_timeout)
         // r2d2 asks the manager on every check-out; the manager pings only idle connections.
@@ -64,25 +69,33 @@ where
     T: Send + 'static,
 {
     let pool = pool.clone();
-    actix_web::web::block(move || {
-        let suspect = |e: &AppError| matches!(e, AppError::Internal(_) | AppError::Unavailable);
-        retrying(&pool, suspect, |conn| {
-            let _scope = FlushScope::enter();
-            let result = f(conn);
-            if FlushScope::deferred() {
-                // The deferred commit (and every commit before it in the WAL) is on disk before
-                // the caller hears of it; if that cannot be confirmed, the answer is the outage's 503.
-                if wait_for_flush(conn).is_err() {
-                    manager::mark_lost(conn);
-                    return Err(AppError::Unavailable);
-                }
+    actix_web::web::block(move || run_blocking(&pool, &mut f))
+        .await
+        .map_err(|_| AppError::Internal("blocking task failed".into()))?
+}
+
+/// [`run`] on the calling thread, for a thread of the service's own that may block (the access
+/// recorder, src/cpis/recorder.rs): the same retry on a lost connection and the same wait for a
+/// deferred commit's flush.
+pub fn run_blocking<T>(
+    pool: &DbPool,
+    mut f: impl FnMut(&mut PgConnection) -> Result<T, AppError>,
+) -> Result<T, AppError> {
+    let suspect = |e: &AppError| matches!(e, AppError::Internal(_) | AppError::Unavailable);
+    retrying(pool, suspect, |conn| {
+        let _scope = FlushScope::enter();
+        let result = f(conn);
+        if FlushScope::deferred() {
+            // The deferred commit (and every commit before it in the WAL) is on disk before
+            // the caller hears of it; if that cannot be confirmed, the answer is the outage's 503.
+            if wait_for_flush(conn).is_err() {
+                manager::mark_lost(conn);
+                return Err(AppError::Unavailable);
             }
-            result
-        })
-        .unwrap_or_else(|Lost| Err(AppError::Unavailable))
+        }
+        result
     })
-    .await
-    .map_err(|_| AppError::Internal("blocking task failed".into()))?
+    .unwrap_or_else(|Lost| Err(AppError::Unavailable))
 }
 
 /// The database could not be reached, or the connection was lost mid-work.

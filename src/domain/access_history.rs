@@ -43,13 +43,24 @@ pub fn window_start(at: DateTime<Utc>) -> DateTime<Utc> {
 /// The rule chains on shown accesses, not on every access: one viewer's accesses at 0h, 23h and
 /// 25h are shown, hidden, shown (25h is 25 hours after the last shown one, at 0h).
 pub fn first_access_flags<K: Eq + Hash + Clone>(events: &[(K, DateTime<Utc>)]) -> Vec<bool> {
-    let mut latest_shown: HashMap<K, DateTime<Utc>> = HashMap::new();
+    decide_in_order(HashMap::new(), events)
+}
+
+/// Applies the first access rule (CP-IS047) to accesses in the order they are decided, which need
+/// not be the order of their times: `latest_shown` holds, per key (a viewer of one NHS number),
+/// the latest shown access already recorded. One flag per event, true when it is shown. An access
+/// decided after a later-stamped shown one is within the window ([`is_shown`]): not shown.
+pub fn decide_in_order<K: Eq + Hash + Clone>(
+    mut latest_shown: HashMap<K, DateTime<Utc>>,
+    events: &[(K, DateTime<Utc>)],
+) -> Vec<bool> {
     events
         .iter()
-        .map(|(viewer, at)| {
-            let shown = is_shown(*at, latest_shown.get(viewer).copied());
+        .map(|(key, at)| {
+            let shown = is_shown(*at, latest_shown.get(key).copied());
             if shown {
-                latest_shown.insert(viewer.clone(), *at);
+                // Shown means 24 hours or more after the latest: `at` is the new latest.
+                latest_shown.insert(key.clone(), *at);
             }
             shown
         })
@@ -168,6 +179,21 @@ mod tests {
             (("user-1".to_string(), "RJ1".to_string()), h(5)),
         ];
         assert_eq!(first_access_flags(&events), vec![true, false, true]);
+    }
+
+    #[test]
+    fn decided_in_order_after_what_is_recorded() {
+        // Already recorded: alice shown 23 hours before; bob shown long ago (outside the window,
+        // so not read at all). A batch decides in arrival order, not time order.
+        let seed = HashMap::from([("alice", h(-23))]);
+        let events = [("alice", h(0)), ("bob", h(0)), ("alice", h(2)), ("bob", h(0) - TimeDelta::seconds(1))];
+        assert_eq!(decide_in_order(seed, &events), vec![false, true, true, false]);
+    }
+
+    #[test]
+    fn decided_in_order_equals_the_chronological_rule_for_chronological_input() {
+        let events = [("a", h(0)), ("a", h(23)), ("b", h(24)), ("a", h(25))];
+        assert_eq!(decide_in_order(HashMap::new(), &events), first_access_flags(&events));
     }
 
     #[test]

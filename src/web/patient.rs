@@ -11,9 +11,11 @@ use serde::Deserialize;
 use super::layout::Layout;
 use super::{render, see_other};
 use crate::app::AppState;
+use crate::audit::Actor;
 use crate::auth::users::RoleProfile;
 use crate::auth::{Permission, SignedIn};
 use crate::cpis::alert::{self, AlertTab};
+use crate::cpis::recorder::Opening;
 use crate::db;
 use crate::domain::dates::{self, format_date, format_uk_datetime};
 use crate::domain::names::readable_org_name;
@@ -196,8 +198,10 @@ struct AlertPage {
     history: Vec<HistoryView>,
 }
 
-/// Opening the Child Care Alert tab: a request of its own that records the access in the same
-/// transaction that reads what it shows (CP-IS058, CP-IS067).
+/// Opening the Child Care Alert tab: a request of its own that records the access before it shows
+/// anything (CP-IS058, CP-IS067). What the tab shows is read first, on the request's connection;
+/// the access is then recorded by the access recorder (src/cpis/recorder.rs), which answers with
+/// the history once the access is durable. Nothing is recorded when there is nothing to show.
 pub async fn open_alert_tab(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -211,22 +215,26 @@ pub async fn open_alert_tab(
     let number = valid_number(&path)?;
     let viewer = principal.viewer(&role);
     let unborn = role.may_see_unborn_plans();
-    // The record is found and the tab opened in one transaction (one connection per opening).
-    let opened = db::transaction(&state.pool, move |conn| match lookup_record(conn, &number)? {
+    let now = Utc::now();
+    let found = db::run(&state.pool, move |conn| match lookup_record(conn, &number)? {
         Record::Moved { current, .. } => Ok(Err(current)),
         Record::Current { patient, linked } => {
-            let tab = alert::open(conn, &patient, &linked, &viewer, unborn, Utc::now())?;
-            Ok(Ok((patient, tab)))
+            let authorities = alert::authorities(conn, &patient, &linked, unborn, now)?;
+            Ok(Ok((patient, linked, authorities)))
         }
     })
     .await?;
-    let (patient, tab) = match opened {
+    let (patient, linked, authorities) = match found {
         Err(current) => return Ok(see_other(&format!("/patients/{current}/child-care-alert"))),
         Ok(found) => found,
     };
-    let Some(tab) = tab else {
+    if authorities.is_empty() {
         return Err(AppError::NotFound("There is no child protection information to show for this patient.".into()));
-    };
+    }
+    let actor = viewer.user_id.map_or(Actor::Anonymous, Actor::User);
+    let opening = Opening { nhs_number: patient.nhs_number.clone(), linked, viewer, actor, at: now };
+    let opened = state.recorder.open(opening).await?;
+    let tab = AlertTab { authorities, history: opened.history, access_shown: opened.recorded.shown };
     let page = AlertPage {
         layout: Layout::new("Child Care Alert", Some(&principal), &session),
         banner: Banner::new(&patient),

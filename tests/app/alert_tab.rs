@@ -306,3 +306,133 @@ fn the_first_access_rule_holds_at_the_edges_of_its_window() {
         .collect();
     assert_eq!(chain, [true, false, true]);
 }
+
+fn opening(nhs: &str, who: &str, at: chrono::DateTime<chrono::Utc>) -> cpis::cpis::recorder::Opening {
+    cpis::cpis::recorder::Opening {
+        nhs_number: nhs.to_owned(),
+        linked: vec![nhs.to_owned()],
+        viewer: crate::support::api_viewer(who),
+        actor: cpis::audit::Actor::Anonymous,
+        at,
+    }
+}
+
+/// The access recorder records a batch of openings in one transaction, deciding them in the order
+/// queued (CP-IS047), each with its audit entry (CP-IS067) and the child's history as it stands
+/// after the batch; the chain stays intact.
+#[test]
+fn a_batch_of_openings_is_decided_in_the_order_queued() {
+    use chrono::{TimeDelta, Utc};
+    use cpis::cpis::recorder;
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    let now = Utc::now();
+    let batch = [
+        opening(NOAH_WILLIAMS, "batch-a", now),
+        opening(NOAH_WILLIAMS, "batch-a", now + TimeDelta::seconds(1)),
+        opening(MIA_THOMPSON, "batch-a", now),
+        opening(NOAH_WILLIAMS, "batch-b", now),
+        // Queued after a later-stamped shown opening by the same viewer: within its window.
+        opening(MIA_THOMPSON, "batch-a", now - TimeDelta::seconds(1)),
+    ];
+    let results = recorder::record_all(&mut conn, &batch).unwrap();
+    let shown: Vec<bool> = results.iter().map(|r| r.as_ref().unwrap().recorded.shown).collect();
+    assert_eq!(shown, [true, false, true, true, false]);
+    let ids: Vec<i64> = results.iter().map(|r| r.as_ref().unwrap().recorded.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in the order queued: {ids:?}");
+    for (result, o) in results.iter().zip(&batch) {
+        let history = &result.as_ref().unwrap().history;
+        assert!(
+            history.iter().any(|h| h.viewer_name == "Dr Api"),
+            "{}'s history, read after the batch, lists the batch's shown openings",
+            o.nhs_number
+        );
+    }
+    // Each opening is audited with its own access, in order.
+    let audited = crate::support::db::texts(
+        &mut conn,
+        "SELECT (details->>'access_event_id') || ':' || (details->>'shown') AS s FROM audit_log \
+         WHERE action = 'access.alert_tab_opened' ORDER BY id",
+    );
+    let expected: Vec<String> = ids.iter().zip(&shown).map(|(id, s)| format!("{id}:{s}")).collect();
+    assert_eq!(audited[audited.len() - 5..], expected[..]);
+    assert!(
+        matches!(cpis::audit::verify::verify(&mut conn).unwrap(), cpis::audit::verify::Verdict::Intact { .. }),
+        "the chain is intact"
+    );
+    // A second batch: everyone within their window now, except another child.
+    let again =
+        recorder::record_all(&mut conn, &[opening(NOAH_WILLIAMS, "batch-b", now + TimeDelta::hours(1))]).unwrap();
+    assert!(!again[0].as_ref().unwrap().recorded.shown);
+}
+
+/// One opening the database refuses (here a viewer id longer than its column allows) fails alone:
+/// the others of its batch are recorded, each in a transaction of its own.
+#[test]
+fn an_opening_the_database_refuses_does_not_fail_its_batch() {
+    use chrono::Utc;
+    use cpis::cpis::recorder;
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    let before = crate::support::db::count(&mut conn, "SELECT count(*) FROM access_events");
+    let now = Utc::now();
+    let too_long = "x".repeat(201);
+    let batch = [
+        opening(NOAH_WILLIAMS, "fine-1", now),
+        opening(NOAH_WILLIAMS, &too_long, now),
+        opening(MIA_THOMPSON, "fine-2", now),
+    ];
+    let results = recorder::record_all(&mut conn, &batch).unwrap();
+    assert!(results[0].as_ref().unwrap().recorded.shown);
+    assert!(results[1].is_err(), "the refused opening fails");
+    assert!(results[2].as_ref().unwrap().recorded.shown);
+    assert_eq!(crate::support::db::count(&mut conn, "SELECT count(*) FROM access_events"), before + 2);
+    assert_eq!(
+        crate::support::db::count(&mut conn, "SELECT count(*) FROM audit_log WHERE action = 'access.alert_tab_opened'"),
+        2,
+        "nothing of the refused opening is audited"
+    );
+}
+
+/// Many requests opening one child's tab at once through the recorder's threads: whatever the
+/// batches, one viewer's openings show once (CP-IS047), every opening is recorded and audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_openings_through_the_recorder_show_once_per_viewer() {
+    use chrono::Utc;
+    use cpis::cpis::recorder::AccessRecorder;
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    let config = cpis::config::Config::for_database(&db.url);
+    let recorder = AccessRecorder::start(cpis::db::pool_of(&config, 2), 2);
+    let now = Utc::now();
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let recorder = recorder.clone();
+            let who = format!("crowd-{}", i % 3);
+            let child = if i % 2 == 0 { NOAH_WILLIAMS } else { MIA_THOMPSON };
+            tokio::spawn(async move { recorder.open(opening(child, &who, now)).await.map(|o| o.recorded.shown) })
+        })
+        .collect();
+    let mut shown = 0;
+    for t in tasks {
+        shown += t.await.unwrap().expect("recorded") as usize;
+    }
+    // Three viewers, two children: six pairs, each shown once.
+    assert_eq!(shown, 6);
+    let mut conn = db.conn();
+    assert_eq!(
+        crate::support::db::count(
+            &mut conn,
+            "SELECT count(*) FROM access_events WHERE viewer_id LIKE 'crowd-%' AND shown"
+        ),
+        6
+    );
+    assert_eq!(
+        crate::support::db::count(&mut conn, "SELECT count(*) FROM access_events WHERE viewer_id LIKE 'crowd-%'"),
+        60
+    );
+    assert_eq!(
+        crate::support::db::count(&mut conn, "SELECT count(*) FROM audit_log WHERE action = 'access.alert_tab_opened'"),
+        60
+    );
+    assert!(matches!(cpis::audit::verify::verify(&mut conn).unwrap(), cpis::audit::verify::Verdict::Intact { .. }));
+}

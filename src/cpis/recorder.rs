@@ -1,0 +1,171 @@
+//! The access recorder: openings of the Child Care Alert tab are recorded in batches (issue 8).
+//!
+//! Every opening records an access and an audit entry (CP-IS058, CP-IS067), and every audit entry
+//! joins the chain under one lock at its transaction's commit. One transaction per opening made
+//! that lock, the commit and the WAL flush the limit of the whole service (about 1,200 openings a
+//! second at most, measured). So a request reads what the tab shows on its own connection
+//! ([`alert::authorities`]), then hands the opening to this recorder and waits. The recorder's
+//! threads take whatever openings are queued (up to [`MAX_BATCH`]) and record them in one
+//! transaction ([`alert::record_openings`]: the children locked, one read, one insert, one audit
+//! row), then read each child's history, and answer each request once the commit is on disk
+//! ([`db::run_blocking`]). When nothing else is queued a batch is a single opening, recorded at
+//! once: no request waits for others to arrive.
+//!
+//! A batch that fails as a whole (a database error that is not the connection's) is recorded
+//! again opening by opening, so one opening's fault is not another's. Openings of one child are
+//! still decided one after another (CP-IS047): within a batch in the order queued, across batches
+//! and instances by the child's row lock.
+
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use diesel::PgConnection;
+
+use super::access::{self, HistoryEntry, Recorded, Viewer};
+use super::alert::{self, AccessOpening};
+use crate::audit::Actor;
+use crate::db::{self, DbPool};
+use crate::error::AppError;
+
+/// The most openings one transaction records.
+pub const MAX_BATCH: usize = 32;
+
+/// How many openings may wait; beyond that a request is answered 503 at once rather than queued.
+const QUEUE: usize = 4_096;
+
+/// An opening to record.
+#[derive(Debug, Clone)]
+pub struct Opening {
+    pub nhs_number: String,
+    /// The numbers whose accesses the tab's history lists (the child's current and superseded ones).
+    pub linked: Vec<String>,
+    pub viewer: Viewer,
+    pub actor: Actor,
+    pub at: DateTime<Utc>,
+}
+
+/// A recorded opening: whether it is shown, and the child's history as it stands after it.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub recorded: Recorded,
+    pub history: Vec<HistoryEntry>,
+}
+
+struct Job {
+    opening: Opening,
+    reply: tokio::sync::oneshot::Sender<Result<Opened, AppError>>,
+}
+
+/// The handle requests use; its threads stop once every handle is dropped.
+#[derive(Clone)]
+pub struct AccessRecorder {
+    queue: SyncSender<Job>,
+}
+
+impl AccessRecorder {
+    /// Starts `threads` recording threads, each recording one batch at a time with a connection of
+    /// `pool` (a pool of its own, so that requests holding every connection of the service's pool
+    /// never keep an opening waiting).
+    pub fn start(pool: DbPool, threads: usize) -> AccessRecorder {
+        let (queue, jobs) = mpsc::sync_channel(QUEUE);
+        let jobs = Arc::new(Mutex::new(jobs));
+        for n in 0..threads.max(1) {
+            let (pool, jobs) = (pool.clone(), jobs.clone());
+            std::thread::Builder::new()
+                .name(format!("cpis-recorder-{n}"))
+                .spawn(move || work(&pool, &jobs))
+                .expect("start an access recorder thread");
+        }
+        AccessRecorder { queue }
+    }
+
+    /// Records the opening and answers with what it decided, once it is durable.
+    pub async fn open(&self, opening: Opening) -> Result<Opened, AppError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        match self.queue.try_send(Job { opening, reply }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!("the access recorder's queue is full; an opening was refused");
+                return Err(AppError::Unavailable);
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(AppError::Internal("the access recorder has stopped".into()))
+            }
+        }
+        answer.await.map_err(|_| AppError::Internal("the access recorder dropped an opening".into()))?
+    }
+}
+
+/// One thread's loop: waits for an opening, takes whatever else is queued, records them.
+fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>) {
+    loop {
+        let batch = {
+            let Ok(jobs) = jobs.lock() else { return };
+            let Ok(first) = jobs.recv() else { return };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match jobs.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let openings: Vec<Opening> = batch.iter().map(|j| j.opening.clone()).collect();
+        let mut results = match db::run_blocking(pool, |conn| record_all(conn, &openings)) {
+            Ok(results) => results,
+            Err(e) => {
+                let outage = matches!(e, AppError::Unavailable);
+                let message = e.to_string();
+                tracing::error!(error = %message, openings = openings.len(), "openings could not be recorded");
+                openings
+                    .iter()
+                    .map(|_| Err(if outage { AppError::Unavailable } else { AppError::Internal(message.clone()) }))
+                    .collect()
+            }
+        };
+        for (job, result) in batch.into_iter().zip(results.drain(..)) {
+            // A request that gave up waiting has dropped its receiver: nothing to tell.
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+/// Records the openings in one transaction and reads each child's history after it: one result
+/// per opening, in order. When that transaction fails, and the connection still answers, each
+/// opening is recorded in a transaction of its own instead. An `Err` is for every opening: the
+/// connection failed (a history read after the commit included: those accesses are recorded).
+pub fn record_all(conn: &mut PgConnection, openings: &[Opening]) -> Result<Vec<Result<Opened, AppError>>, AppError> {
+    use diesel::Connection;
+    let all: Vec<AccessOpening<'_>> = openings
+        .iter()
+        .map(|o| AccessOpening { nhs_number: &o.nhs_number, viewer: &o.viewer, actor: o.actor.clone(), at: o.at })
+        .collect();
+    let recorded: Vec<Result<Recorded, AppError>> = match conn.transaction(|conn| alert::record_openings(conn, &all)) {
+        Ok(recorded) => recorded.into_iter().map(Ok).collect(),
+        Err(e) if openings.len() > 1 && answers(conn) => {
+            tracing::warn!(error = %e, openings = openings.len(), "a batch of openings failed; recording them one by one");
+            all.iter()
+                .map(|o| {
+                    conn.transaction(|conn| alert::record_openings(conn, std::slice::from_ref(o)))
+                        .map(|mut r| r.remove(0))
+                })
+                .collect()
+        }
+        Err(e) => return Err(e),
+    };
+    let mut results = Vec::with_capacity(openings.len());
+    for (opening, recorded) in openings.iter().zip(recorded) {
+        results.push(match recorded {
+            Ok(recorded) => Ok(Opened { recorded, history: access::history(conn, &opening.linked)? }),
+            Err(e) => Err(e),
+        });
+    }
+    Ok(results)
+}
+
+fn answers(conn: &mut PgConnection) -> bool {
+    use diesel::r2d2::R2D2Connection;
+    conn.ping().is_ok()
+}
