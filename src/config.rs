@@ -8,8 +8,9 @@ pub struct Config {
     pub database_url: String,
     /// `CPIS_DB_POOL_SIZE` (default 16): connections per `serve` instance.
     pub db_pool_size: u32,
-    /// `CPIS_RECORDER_THREADS` (default 2): threads recording alert tab openings in batches, each
-    /// with a connection of its own besides the pool's (src/cpis/recorder.rs).
+    /// `CPIS_RECORDER_THREADS` (default 1): threads recording alert tab openings in batches, each
+    /// with a connection of its own besides the pool's (src/cpis/recorder.rs). One records the
+    /// most: its batches are the largest (measured, issue 8).
     pub recorder_threads: usize,
     /// `CPIS_DB_TIMEOUT_SECS` (default 3): how long a request waits for a connection before a 503.
     pub db_timeout: Duration,
@@ -107,7 +108,7 @@ impl Config {
         Ok(Config {
             database_url,
             db_pool_size: env_parse("CPIS_DB_POOL_SIZE", 16)?,
-            recorder_threads: env_parse("CPIS_RECORDER_THREADS", 2)?,
+            recorder_threads: env_parse("CPIS_RECORDER_THREADS", 1)?,
             db_timeout: Duration::from_secs(env_parse("CPIS_DB_TIMEOUT_SECS", 3)?),
             db_idle_ping: Duration::from_millis(env_parse("CPIS_DB_IDLE_PING_MS", 1000)?),
             secure_cookies: env_parse("CPIS_SECURE_COOKIES", false)?,
@@ -134,7 +135,7 @@ impl Config {
         Config {
             database_url: database_url.to_owned(),
             db_pool_size: 16,
-            recorder_threads: 2,
+            recorder_threads: 1,
             db_timeout: Duration::from_secs(3),
             db_idle_ping: crate::db::manager::IDLE_PING,
             secure_cookies: false,

@@ -54,7 +54,7 @@ pub fn record(conn: &mut PgConnection, nhs_number: &str, viewer: &Viewer, at: Da
 }
 
 /// Records accesses, deciding them in the order given (CP-IS047): one read of who saw each child
-/// last, one insert. The caller holds each child's patient row lock (`FOR NO KEY UPDATE`) so that
+/// last, one insert. The caller holds each child's lock (`alert::record_openings`) so that
 /// accesses to one child are decided one after the other, here or elsewhere.
 ///
 /// Every shown access of the viewer counts, even one stamped later than `at`: an opening takes its
@@ -120,7 +120,7 @@ fn insert(conn: &mut PgConnection, accesses: &[NewAccess<'_>], shown: &[bool]) -
 /// so that the planner does not go through a viewer's own accesses of the day instead, which for
 /// a busy clinician are hundreds. The arrays are read through sub-selects so that every plan
 /// estimates them alike and PostgreSQL keeps one generic plan instead of planning the statement
-/// on every opening (as `lock_and_read_held`).
+/// on every opening (as `items::current_held`).
 fn latest_shown_in_window<'a>(
     conn: &mut PgConnection,
     accesses: &[NewAccess<'a>],

@@ -1,5 +1,6 @@
-//! The Child Care Alert tab (CP-IS049 to CP-IS058, CP-IS067): whether it exists for a viewer, and
-//! opening it, which reads what it shows and records the access in one transaction.
+//! The Child Care Alert tab (CP-IS049 to CP-IS058, CP-IS067): whether it exists for a viewer, what
+//! it shows, and recording its openings (the access recorder, src/cpis/recorder.rs, calls
+//! [`record_openings`] for a batch of them).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
@@ -50,50 +51,6 @@ pub fn visible_items(
     Ok(items::visible(all, patient.birth_date, today, may_see_unborn))
 }
 
-/// Opens the tab: locks the child's record, reads what the viewer may see, records the access and
-/// its audit entry, all in the caller's transaction. `None` (and nothing recorded) when there is
-/// nothing for this viewer to see. The service's requests open the tab in two steps instead
-/// ([`authorities`], then [`record_openings`] through the access recorder, src/cpis/recorder.rs).
-pub fn open(
-    conn: &mut PgConnection,
-    patient: &Patient,
-    linked: &[String],
-    viewer: &Viewer,
-    may_see_unborn: bool,
-    now: DateTime<Utc>,
-) -> Result<Option<AlertTab>, AppError> {
-    let actor = viewer.user_id.map_or(Actor::Anonymous, Actor::User);
-    open_as(conn, patient, linked, viewer, may_see_unborn, actor, now)
-}
-
-/// [`open`] with the audit trail's actor named by the caller: the FHIR API records an access on
-/// behalf of an NHS system (`Actor::NhsSystem`), whose end user has no account here.
-pub fn open_as(
-    conn: &mut PgConnection,
-    patient: &Patient,
-    linked: &[String],
-    viewer: &Viewer,
-    may_see_unborn: bool,
-    actor: Actor,
-    now: DateTime<Utc>,
-) -> Result<Option<AlertTab>, AppError> {
-    // Accesses to one child are decided one after another (CP-IS047 depends on the order): the
-    // child's record is locked by the statement that reads the items. The items are as they were
-    // when that statement began (an upload committed while it waited for the lock shows from the
-    // next opening on); who saw the child last is read by a later statement, after the lock.
-    let held = items::lock_and_read_held(conn, &patient.nhs_number, linked)?;
-    let today = dates::uk_date(now);
-    let (visible, held_by) = visible_held(held, patient, may_see_unborn, today);
-    if visible.is_empty() {
-        return Ok(None);
-    }
-    let opening = AccessOpening { nhs_number: &patient.nhs_number, viewer, actor, at: now };
-    let recorded = record_locked(conn, &[opening])?.remove(0);
-    let history = access::history(conn, linked)?;
-    let authorities = group_by_authority(visible, held_by, patient.birth_date, today);
-    Ok(Some(AlertTab { authorities, history, access_shown: recorded.shown }))
-}
-
 /// What the tab shows the viewer today, by authority, read without locking or recording anything:
 /// empty when there is no tab for this viewer (CP-IS055). The first step of an opening; the access
 /// is recorded next ([`record_openings`]), when this is not empty.
@@ -120,32 +77,11 @@ pub struct AccessOpening<'a> {
 }
 
 /// Records openings of the tab, in the order given, with their audit entries (CP-IS058, CP-IS067),
-/// in the caller's transaction: first every child's record is locked, in NHS number order (so two
-/// callers never wait for each other crosswise), and accesses to one child are decided one after
-/// another (CP-IS047).
+/// in the caller's transaction. Accesses to one child are decided one after another (CP-IS047):
+/// first each child is locked until the transaction ends ([`lock_children`]), so every other
+/// opening of those children, here or in another instance, waits for this one.
 pub fn record_openings(conn: &mut PgConnection, openings: &[AccessOpening<'_>]) -> Result<Vec<Recorded>, AppError> {
-    let mut children: Vec<String> = openings.iter().map(|o| o.nhs_number.to_owned()).collect();
-    children.sort_unstable();
-    children.dedup();
-    lock_children(conn, children)?;
-    record_locked(conn, openings)
-}
-
-/// Locks the children's patient rows `FOR NO KEY UPDATE` (as `items::lock_and_read_held`), in the
-/// order given. The array is read through a sub-select so that PostgreSQL keeps one generic plan.
-fn lock_children(conn: &mut PgConnection, sorted: Vec<String>) -> QueryResult<()> {
-    use diesel::sql_types::{Array, Text};
-    crate::db::prepared::sql(
-        "SELECT 1 FROM patients WHERE nhs_number = ANY(((SELECT $1))::text[]) \
-         ORDER BY nhs_number FOR NO KEY UPDATE",
-    )
-    .bind::<Array<Text>, _>(sorted)
-    .execute(conn)?;
-    Ok(())
-}
-
-/// [`record_openings`] for children whose records the caller has locked.
-fn record_locked(conn: &mut PgConnection, openings: &[AccessOpening<'_>]) -> Result<Vec<Recorded>, AppError> {
+    lock_children(conn, openings.iter().map(|o| o.nhs_number))?;
     let accesses: Vec<NewAccess<'_>> =
         openings.iter().map(|o| NewAccess { nhs_number: o.nhs_number, viewer: o.viewer, at: o.at }).collect();
     let recorded = access::record_many(conn, &accesses)?;
@@ -164,6 +100,32 @@ fn record_locked(conn: &mut PgConnection, openings: &[AccessOpening<'_>]) -> Res
         .collect();
     audit::record_many(conn, events)?;
     Ok(recorded)
+}
+
+/// Where the children's locks lie among the service's advisory lock keys: "CPC" and a zero byte,
+/// plus the NHS number (ten digits, below 2^34). The service's other keys start with "CPIS".
+const CHILD_LOCK_BASE: i64 = 0x4350_4300_0000_0000;
+
+/// Locks each child until the transaction ends: a transaction-scoped advisory lock keyed by the
+/// NHS number, taken in key order (so two callers never wait for each other crosswise). Not the
+/// patient's row: a PDS update holding many patients' rows would then hold up every batch of
+/// openings, and a row lock writes to the table. Only openings take these locks.
+fn lock_children<'a>(conn: &mut PgConnection, numbers: impl Iterator<Item = &'a str>) -> Result<(), AppError> {
+    use diesel::sql_types::{Array, BigInt};
+    let mut keys = Vec::new();
+    for n in numbers {
+        let number: i64 = n.parse().map_err(|_| AppError::Internal("an opening names no NHS number".into()))?;
+        keys.push(CHILD_LOCK_BASE + number);
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    // In array order: the sub-select is not flattened, so each row's lock is taken as it is read.
+    crate::db::prepared::sql(
+        "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest((SELECT $1::bigint[])) AS u(k) OFFSET 0) AS s",
+    )
+    .bind::<Array<BigInt>, _>(keys)
+    .execute(conn)?;
+    Ok(())
 }
 
 /// What the tab would show, without opening it: nothing is locked or recorded. For reads that are

@@ -65,7 +65,7 @@ pub struct HeldItem {
 /// are read through a sub-select (`(SELECT $1)`) so that the planner sees no array in any plan.
 /// Otherwise a plan for the actual one or two numbers always looks cheaper than the prepared
 /// statement's generic plan (which assumes ten), and PostgreSQL plans the statement again on every
-/// opening, which cost more than running it (issue 8). A test compares it with the DSL's reading.
+/// opening, which cost more than running it (issue 8). A test compares it with [`current_for`].
 pub fn current_held(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<Vec<HeldItem>> {
     use diesel::sql_types::{Array, Text};
     crate::db::prepared::sql(
@@ -77,30 +77,6 @@ pub fn current_held(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<
          ORDER BY i.la_code, i.item_type",
     )
     .bind::<Array<Text>, _>(numbers.to_vec())
-    .load(conn)
-}
-
-/// [`current_held`], having first locked the child's patient row until the transaction ends (so
-/// that accesses to one child are decided one after another, CP-IS047), in the same statement:
-/// the lock is taken before any item is read. `FOR NO KEY UPDATE`: openings of one child exclude
-/// each other, but not an upload storing items for that child, whose reference check holds the
-/// row `FOR KEY SHARE` until its transaction ends (seconds for a national file); `FOR UPDATE`
-/// would make the clinician wait for the upload. The items are read as of the statement's start;
-/// whatever is decided after the lock (who saw the child last) is read by later statements.
-pub fn lock_and_read_held(conn: &mut PgConnection, nhs_number: &str, numbers: &[String]) -> QueryResult<Vec<HeldItem>> {
-    use diesel::sql_types::{Array, Text};
-    // diesel's DSL has no locking CTE: [`current_held`]'s read, after the lock.
-    crate::db::prepared::sql(
-        "WITH locked AS MATERIALIZED (SELECT nhs_number FROM patients WHERE nhs_number = $2 FOR NO KEY UPDATE) \
-         SELECT i.id, i.nhs_number, i.la_code, i.item_type, i.la_child_id, i.start_date, i.end_date, \
-         i.delete_date, la.code, la.reference_name, la.display_name, la.emergency_phone, \
-         la.office_hours_phone, la.contacts_updated_at \
-         FROM cp_items i JOIN local_authorities la ON la.code = i.la_code \
-         WHERE i.nhs_number = ANY(((SELECT $1))::text[]) AND i.deleted_at IS NULL AND EXISTS (SELECT 1 FROM locked) \
-         ORDER BY i.la_code, i.item_type",
-    )
-    .bind::<Array<Text>, _>(numbers.to_vec())
-    .bind::<Text, _>(nhs_number.to_owned())
     .load(conn)
 }
 

@@ -43,6 +43,27 @@ pub struct Opening {
     pub viewer: Viewer,
     pub actor: Actor,
     pub at: DateTime<Utc>,
+    /// The FHIR search whose answer this opening is, logged with it (CP-IS061): a search and
+    /// its access are stored together or not at all.
+    pub exchange: Option<FhirExchange>,
+}
+
+/// A FHIR query (03) in from an organisation and the response (04) out to it, for the
+/// transmission log (CP-IS061): time, origin, destination and the caller's TraceID as the message
+/// id; never the content.
+#[derive(Debug, Clone)]
+pub struct FhirExchange {
+    pub ods_code: String,
+    pub trace_id: Option<String>,
+}
+
+impl FhirExchange {
+    /// Logs the exchange at `at` (CP-IS061); the TraceID is kept to its first 100 characters.
+    pub fn log(&self, conn: &mut PgConnection, at: DateTime<Utc>) -> diesel::QueryResult<()> {
+        use crate::mailbox::transmissions;
+        let id = self.trace_id.as_ref().map(|t| t.chars().take(100).collect::<String>());
+        transmissions::log_exchange(conn, &self.ods_code, ("03", id.clone()), ("04", id), "fhir", at)
+    }
 }
 
 /// A recorded opening: whether it is shown, and the child's history as it stands after it.
@@ -142,13 +163,15 @@ pub fn record_all(conn: &mut PgConnection, openings: &[Opening]) -> Result<Vec<R
         .iter()
         .map(|o| AccessOpening { nhs_number: &o.nhs_number, viewer: &o.viewer, actor: o.actor.clone(), at: o.at })
         .collect();
-    let recorded: Vec<Result<Recorded, AppError>> = match conn.transaction(|conn| alert::record_openings(conn, &all)) {
+    let recorded: Vec<Result<Recorded, AppError>> = match conn.transaction(|conn| store(conn, openings, &all)) {
         Ok(recorded) => recorded.into_iter().map(Ok).collect(),
         Err(e) if openings.len() > 1 && answers(conn) => {
             tracing::warn!(error = %e, openings = openings.len(), "a batch of openings failed; recording them one by one");
-            all.iter()
-                .map(|o| {
-                    conn.transaction(|conn| alert::record_openings(conn, std::slice::from_ref(o)))
+            openings
+                .iter()
+                .zip(&all)
+                .map(|(opening, o)| {
+                    conn.transaction(|conn| store(conn, std::slice::from_ref(opening), std::slice::from_ref(o)))
                         .map(|mut r| r.remove(0))
                 })
                 .collect()
@@ -163,6 +186,17 @@ pub fn record_all(conn: &mut PgConnection, openings: &[Opening]) -> Result<Vec<R
         });
     }
     Ok(results)
+}
+
+/// The openings and the exchanges they answer, in the caller's transaction.
+fn store(conn: &mut PgConnection, openings: &[Opening], all: &[AccessOpening<'_>]) -> Result<Vec<Recorded>, AppError> {
+    let recorded = alert::record_openings(conn, all)?;
+    for opening in openings {
+        if let Some(exchange) = &opening.exchange {
+            exchange.log(conn, opening.at)?;
+        }
+    }
+    Ok(recorded)
 }
 
 fn answers(conn: &mut PgConnection) -> bool {

@@ -232,7 +232,7 @@ pub async fn open_alert_tab(
         return Err(AppError::NotFound("There is no child protection information to show for this patient.".into()));
     }
     let actor = viewer.user_id.map_or(Actor::Anonymous, Actor::User);
-    let opening = Opening { nhs_number: patient.nhs_number.clone(), linked, viewer, actor, at: now };
+    let opening = Opening { nhs_number: patient.nhs_number.clone(), linked, viewer, actor, at: now, exchange: None };
     let opened = state.recorder.open(opening).await?;
     let tab = AlertTab { authorities, history: opened.history, access_shown: opened.recorded.shown };
     let page = AlertPage {

@@ -314,6 +314,7 @@ fn opening(nhs: &str, who: &str, at: chrono::DateTime<chrono::Utc>) -> cpis::cpi
         viewer: crate::support::api_viewer(who),
         actor: cpis::audit::Actor::Anonymous,
         at,
+        exchange: None,
     }
 }
 

@@ -145,11 +145,11 @@ fn lookup_linked_agrees_with_lookup_and_linked_numbers() {
     assert_eq!(kinds.len(), 4, "every kind of record was tried: {kinds:?}");
 }
 
-/// The tab's reads (hand-written SQL, with and without the lock) return exactly what
-/// `current_for` (diesel's DSL) does, each item with its authority, for every child with
-/// information in the demo data, over all their linked numbers.
+/// The tab's read of held items (hand-written SQL) returns exactly what `current_for` (diesel's
+/// DSL) does, each item with its authority, for every child with information in the demo data,
+/// over all their linked numbers.
 #[test]
-fn the_locking_read_of_held_items_agrees_with_the_plain_one() {
+fn the_hand_written_read_of_held_items_agrees_with_the_dsl() {
     use cpis::cpis::items;
     use cpis::pds::patient;
     let db = TestDatabase::new(Template::Demo);
@@ -159,13 +159,11 @@ fn the_locking_read_of_held_items_agrees_with_the_plain_one() {
     let mut items_seen = 0;
     for n in &numbers {
         let linked = patient::linked_numbers(&mut conn, n).unwrap();
-        let plain = items::current_held(&mut conn, &linked).unwrap();
-        let locked = conn.transaction(|c| items::lock_and_read_held(c, n, &linked)).unwrap();
-        assert_eq!(locked, plain, "{n}");
+        let held = items::current_held(&mut conn, &linked).unwrap();
         let dsl = items::current_for(&mut conn, &linked).unwrap();
-        assert_eq!(plain.iter().map(|h| h.item.clone()).collect::<Vec<_>>(), dsl, "{n}");
-        assert!(plain.iter().all(|h| h.authority.code == h.item.la_code), "{n}");
-        items_seen += plain.len();
+        assert_eq!(held.iter().map(|h| h.item.clone()).collect::<Vec<_>>(), dsl, "{n}");
+        assert!(held.iter().all(|h| h.authority.code == h.item.la_code), "{n}");
+        items_seen += held.len();
     }
     assert!(items_seen > 0);
 }
@@ -340,7 +338,6 @@ fn what_the_reference_triggers_cannot_check_they_refuse() {
 /// PostgreSQL; on the national dataset that planning cost more than running the statements.
 #[test]
 fn the_tab_statements_are_not_planned_on_every_opening() {
-    use cpis::cpis::access;
     use cpis::seed::demo::fixtures::NOAH_WILLIAMS;
     let db = TestDatabase::new(Template::Demo);
     let mut conn = db.conn();
@@ -362,7 +359,7 @@ fn the_tab_statements_are_not_planned_on_every_opening() {
     let viewer = crate::support::api_viewer("plan-test");
     let numbers = vec![NOAH_WILLIAMS.to_owned()];
     for _ in 0..12 {
-        // The requests' way (a read, then the access recorder's batch) and `alert::open`'s.
+        // A request's read, then the access recorder's transaction.
         assert!(!cpis::cpis::items::current_held(&mut conn, &numbers).unwrap().is_empty());
         let opening = cpis::cpis::recorder::Opening {
             nhs_number: NOAH_WILLIAMS.to_owned(),
@@ -370,21 +367,16 @@ fn the_tab_statements_are_not_planned_on_every_opening() {
             viewer: viewer.clone(),
             actor: cpis::audit::Actor::Anonymous,
             at: chrono::Utc::now(),
+            exchange: None,
         };
         cpis::cpis::recorder::record_all(&mut conn, &[opening]).unwrap().remove(0).unwrap();
-        conn.transaction::<_, diesel::result::Error, _>(|conn| {
-            assert!(!cpis::cpis::items::lock_and_read_held(conn, NOAH_WILLIAMS, &numbers)?.is_empty());
-            access::record(conn, NOAH_WILLIAMS, &viewer, chrono::Utc::now())?;
-            Ok(())
-        })
-        .unwrap();
     }
     for start in [
-        "WITH locked AS MATERIALIZED",
         "SELECT i.id, i.nhs_number",
-        "SELECT 1 FROM patients WHERE nhs_number = ANY",
+        "SELECT pg_advisory_xact_lock(k)",
         "SELECT q.n AS nhs_number",
         "INSERT INTO access_events",
+        "SELECT a.id, a.accessed_at",
     ] {
         let plans = texts(
             &mut conn,
@@ -399,30 +391,40 @@ fn the_tab_statements_are_not_planned_on_every_opening() {
     }
 }
 
-/// Row locks that exclude only what they must. A clinician opening the tab of a child whose LA is
+/// Locks that exclude only what they must. A clinician opening the tab of a child whose LA is
 /// uploading meanwhile does not wait for the file (the upload's reference check holds the child's
-/// row FOR KEY SHARE until it commits), and an upload does not wait for a message being put into
-/// its LA's inbox (which holds the LA's row FOR KEY SHARE through its foreign key). Openings of
-/// one child still exclude each other (CP-IS047).
+/// row FOR KEY SHARE until it commits), nor for a PDS update of the child's row; an upload does not
+/// wait for a message being put into its LA's inbox (which holds the LA's row FOR KEY SHARE
+/// through its foreign key). Openings of one child still exclude each other (CP-IS047).
 #[test]
 fn an_upload_in_flight_does_not_hold_up_the_tab_nor_the_inbox_the_upload() {
     use crate::support::db::execute;
     use crate::support::uploads::{file, new_id, record_for, KENT};
+    use cpis::cpis::alert::{record_openings, AccessOpening};
     use cpis::seed::demo::fixtures::{ALFIE_MOORE, NOAH_WILLIAMS};
     let db = TestDatabase::new(Template::Demo);
     let (mut upload, mut clinician) = (db.conn(), db.conn());
-    let numbers = vec![NOAH_WILLIAMS.to_owned()];
-    // The upload's hold on the child: what its items' reference check takes until it commits.
-    execute(&mut upload, "BEGIN");
-    execute(&mut upload, &format!("SELECT 1 FROM patients WHERE nhs_number = '{NOAH_WILLIAMS}' FOR KEY SHARE"));
+    let viewer = crate::support::api_viewer("lock-test");
+    let opening = AccessOpening {
+        nhs_number: NOAH_WILLIAMS,
+        viewer: &viewer,
+        actor: cpis::audit::Actor::Anonymous,
+        at: chrono::Utc::now(),
+    };
+    let open = |conn: &mut PgConnection| conn.transaction(|c| record_openings(c, std::slice::from_ref(&opening)));
     execute(&mut clinician, "SET lock_timeout = '2s'");
-    let opened = clinician.transaction(|conn| cpis::cpis::items::lock_and_read_held(conn, NOAH_WILLIAMS, &numbers));
-    assert!(opened.is_ok_and(|held| !held.is_empty()), "the tab opens while the upload is in flight");
+    // The upload's hold on the child: what its items' reference check takes until it commits; and
+    // a PDS update of the child's record (its other columns).
+    for hold in ["FOR KEY SHARE", "FOR NO KEY UPDATE"] {
+        execute(&mut upload, "BEGIN");
+        execute(&mut upload, &format!("SELECT 1 FROM patients WHERE nhs_number = '{NOAH_WILLIAMS}' {hold}"));
+        assert!(open(&mut clinician).is_ok(), "the tab opens while the child's row is held {hold}");
+        execute(&mut upload, "ROLLBACK");
+    }
     // Another opening of the same child does wait (and here gives up after lock_timeout).
-    execute(&mut upload, "ROLLBACK");
     execute(&mut upload, "BEGIN");
-    cpis::cpis::items::lock_and_read_held(&mut upload, NOAH_WILLIAMS, &numbers).unwrap();
-    let second = clinician.transaction(|conn| cpis::cpis::items::lock_and_read_held(conn, NOAH_WILLIAMS, &numbers));
+    record_openings(&mut upload, std::slice::from_ref(&opening)).unwrap();
+    let second = open(&mut clinician);
     assert!(second.is_err(), "openings of one child are decided one after another");
     execute(&mut upload, "ROLLBACK");
 

@@ -29,6 +29,7 @@ use crate::app::AppState;
 use crate::audit::Actor;
 use crate::cpis::access::{Channel, Viewer};
 use crate::cpis::alert;
+use crate::cpis::recorder::{self, FhirExchange};
 use crate::db;
 use crate::domain::{dates, nhs_number, roles};
 use crate::mailbox::tokens::{self, Endpoint};
@@ -147,20 +148,6 @@ fn patient_identifier(req: &HttpRequest) -> Result<String, ApiError> {
     Ok(number.to_owned())
 }
 
-/// CP-IS061: the query (03) in and the response (04) out, with time, origin, destination and the
-/// caller's TraceID as the message id; never the content.
-fn log_query_and_response(
-    conn: &mut diesel::PgConnection,
-    ods_code: &str,
-    trace_id: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<(), crate::error::AppError> {
-    use crate::mailbox::transmissions;
-    let id = trace_id.map(|t| t.chars().take(100).collect::<String>());
-    transmissions::log_exchange(conn, ods_code, ("03", id.clone()), ("04", id), "fhir", now)?;
-    Ok(())
-}
-
 fn resolve(conn: &mut diesel::PgConnection, number: &str) -> Result<Subject, crate::error::AppError> {
     Ok(match patient::lookup_linked(conn, number)? {
         (Lookup::Found(p) | Lookup::Superseded { current: p, .. }, linked) => {
@@ -235,11 +222,19 @@ pub async fn search_care_team(req: HttpRequest, state: web::Data<AppState>) -> H
 
 async fn care_team(req: &HttpRequest, state: &AppState) -> Result<Value, ApiError> {
     let (asked, trace, now) = (asked(req)?, trace(req), Utc::now());
-    // CP-IS068, CP-IS073: an unscheduled search that finds something records the access in the
-    // transaction that reads it (alert::open_as locks the child's record first, CP-IS047).
-    let Found { search, subject, tab } =
-        db::transaction(&state.pool, move |conn| look_up(conn, &asked, trace.as_deref(), now, Opening::Record))
-            .await??;
+    // CP-IS068, CP-IS073: an unscheduled search that finds something records the access before it
+    // answers: what the role may see is read here, then the access recorder records the access
+    // and logs the exchange in one transaction (src/cpis/recorder.rs; CP-IS047 by the child's lock).
+    let looked =
+        db::run(&state.pool, move |conn| look_up(conn, &asked, trace.as_deref(), now, Opening::Record)).await??;
+    let Found { search, subject, tab } = match looked {
+        LookedUp::Answered(found) => found,
+        LookedUp::ToRecord { found, authorities, opening } => {
+            let opened = state.recorder.open(*opening).await?;
+            let tab = alert::AlertTab { authorities, history: opened.history, access_shown: opened.recorded.shown };
+            Found { tab: Some(tab), ..found }
+        }
+    };
     let current = current_number(&subject, &search.nhs_number)?;
     let entries = careteam::entries(tab.as_ref(), &current, dates::uk_date(now));
     Ok(searchset(req, entries.len(), entries, now))
@@ -253,8 +248,11 @@ pub async fn search_audit_event(req: HttpRequest, state: web::Data<AppState>) ->
 
 async fn audit_event(req: &HttpRequest, state: &AppState) -> Result<Value, ApiError> {
     let (asked, trace, now) = (asked(req)?, trace(req), Utc::now());
-    let Found { search, subject, tab } =
+    let looked =
         db::run(&state.pool, move |conn| look_up(conn, &asked, trace.as_deref(), now, Opening::ReadOnly)).await??;
+    let LookedUp::Answered(Found { search, subject, tab }) = looked else {
+        return Err(ApiError::from(crate::error::AppError::Internal("a read-only search asked to record".into())));
+    };
     let current = current_number(&subject, &search.nhs_number)?;
     // Same rules as CareTeam: nothing this role may see, no history either.
     let history = tab.map(|t| t.history).unwrap_or_default();
@@ -274,40 +272,54 @@ enum Opening {
     ReadOnly,
 }
 
-/// A search on one connection: the checks ([`check`]), the patient, what the tab holds for this
-/// role (opened, and the access recorded, when `opening` allows it and the search is
-/// unscheduled), and the exchange in the transmission log (CP-IS061).
+/// A search on one connection: the checks ([`check`]), the patient, and what the tab holds for
+/// this role. When `opening` allows it and the search is unscheduled, an access is to be recorded
+/// if the role may see anything: that is handed back ([`LookedUp::ToRecord`]) for the access
+/// recorder, which logs the exchange with it. Otherwise the exchange is logged here (CP-IS061).
 fn look_up(
     conn: &mut diesel::PgConnection,
     asked: &Asked,
     trace: Option<&str>,
     now: DateTime<Utc>,
     opening: Opening,
-) -> Result<Result<Found, ApiError>, crate::error::AppError> {
+) -> Result<Result<LookedUp, ApiError>, crate::error::AppError> {
     let search = match check(conn, asked)? {
         Ok(search) => search,
         Err(refused) => return Ok(Err(refused)),
     };
     let may_see_unborn = roles::may_see_unborn_plans(&search.user.job_role);
     let subject = resolve(conn, &search.nhs_number)?;
+    let exchange = FhirExchange { ods_code: search.ods_code.clone(), trace_id: trace.map(str::to_owned) };
     let tab = match &subject {
         Subject::Known { patient, linked } if search.unscheduled && opening == Opening::Record => {
-            let viewer = Viewer {
-                viewer_id: search.user.id.clone(),
-                user_id: None,
-                name: search.user.name.clone(),
-                job_role_code: search.user.job_role.clone(),
-                organisation_code: search.ods_code.clone(),
-                channel: Channel::Fhir,
-            };
-            let actor = Actor::NhsSystem(search.token_id);
-            alert::open_as(conn, patient, linked, &viewer, may_see_unborn, actor, now)?
+            let authorities = alert::authorities(conn, patient, linked, may_see_unborn, now)?;
+            if !authorities.is_empty() {
+                let viewer = Viewer {
+                    viewer_id: search.user.id.clone(),
+                    user_id: None,
+                    name: search.user.name.clone(),
+                    job_role_code: search.user.job_role.clone(),
+                    organisation_code: search.ods_code.clone(),
+                    channel: Channel::Fhir,
+                };
+                let opening = recorder::Opening {
+                    nhs_number: patient.nhs_number.clone(),
+                    linked: linked.clone(),
+                    viewer,
+                    actor: Actor::NhsSystem(search.token_id),
+                    at: now,
+                    exchange: Some(exchange),
+                };
+                let found = Found { search, subject, tab: None };
+                return Ok(Ok(LookedUp::ToRecord { found, authorities, opening: Box::new(opening) }));
+            }
+            None
         }
         Subject::Known { patient, linked } => alert::read(conn, patient, linked, may_see_unborn, now)?,
         _ => None,
     };
-    log_query_and_response(conn, &search.ods_code, trace, now)?;
-    Ok(Ok(Found { search, subject, tab }))
+    exchange.log(conn, now)?;
+    Ok(Ok(LookedUp::Answered(Found { search, subject, tab })))
 }
 
 /// What [`look_up`] found: the search as checked, the patient, and what the tab holds for the role.
@@ -315,6 +327,12 @@ struct Found {
     search: Search,
     subject: Subject,
     tab: Option<alert::AlertTab>,
+}
+
+/// A search answered on its connection, or an access still to be recorded before the answer.
+enum LookedUp {
+    Answered(Found),
+    ToRecord { found: Found, authorities: Vec<alert::AuthorityBlock>, opening: Box<recorder::Opening> },
 }
 
 /// `GET /cpis/FHIR/R4/metadata`: the CapabilityStatement; public.
