@@ -134,10 +134,11 @@ fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>) {
             batch
         };
         let openings: Vec<Opening> = batch.iter().map(|j| j.opening.clone()).collect();
+        let mut outage = false;
         let mut results = match db::run_blocking(pool, |conn| record_all(conn, &openings)) {
             Ok(results) => results,
             Err(e) => {
-                let outage = matches!(e, AppError::Unavailable);
+                outage = matches!(e, AppError::Unavailable);
                 let message = e.to_string();
                 tracing::error!(error = %message, openings = openings.len(), "openings could not be recorded");
                 openings
@@ -150,6 +151,19 @@ fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>) {
             // A request that gave up waiting has dropped its receiver: nothing to tell.
             let _ = job.reply.send(result);
         }
+        if outage {
+            refuse_queued(jobs);
+        }
+    }
+}
+
+/// The database cannot be reached: the openings queued meanwhile are answered 503 at once, as
+/// their requests would be had they come a moment later, rather than each waiting its turn to
+/// find the same outage (a batch that cannot get a connection waits the pool's timeout).
+fn refuse_queued(jobs: &Mutex<Receiver<Job>>) {
+    let Ok(jobs) = jobs.lock() else { return };
+    while let Ok(job) = jobs.try_recv() {
+        let _ = job.reply.send(Err(AppError::Unavailable));
     }
 }
 

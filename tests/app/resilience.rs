@@ -26,6 +26,7 @@ use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 
 use cpis::messages::access_notification::parse_access_notification;
+use cpis::seed::demo::fixtures::NOAH_WILLIAMS;
 use cpis::seed::demo::KENT;
 
 use crate::support::cluster::PrivateCluster;
@@ -61,13 +62,16 @@ enum Ask {
     SignedInPage,
     /// The mailbox API with an LA's endpoint token.
     MailboxApi,
+    /// Opening a child's Child Care Alert tab, signed in: read on the request's connection, the
+    /// access recorded by the access recorder's thread with a connection of its own.
+    AlertTab,
 }
 
-const ASKS: [Ask; 4] = [Ask::Health, Ask::SignInPage, Ask::SignedInPage, Ask::MailboxApi];
+const ASKS: [Ask; 5] = [Ask::Health, Ask::SignInPage, Ask::SignedInPage, Ask::MailboxApi, Ask::AlertTab];
 /// Requests that do not go through the session store.
 const WITHOUT_SESSIONS: [Ask; 2] = [Ask::Health, Ask::MailboxApi];
 /// Pages, whose session is loaded and stored by actix-session through the session store.
-const WITH_SESSIONS: [Ask; 2] = [Ask::SignInPage, Ask::SignedInPage];
+const WITH_SESSIONS: [Ask; 3] = [Ask::SignInPage, Ask::SignedInPage, Ask::AlertTab];
 
 /// An answer as the client saw it.
 #[derive(Debug, Clone)]
@@ -147,7 +151,11 @@ async fn sign_in(base: &str, username: &str) -> Client {
 
 impl Worker {
     async fn new(base: &str, token: &str, asks: &[Ask]) -> Worker {
-        let signed_in = if asks.contains(&Ask::SignedInPage) { Some(sign_in(base, "amy.patel").await) } else { None };
+        let signed_in = if asks.contains(&Ask::SignedInPage) || asks.contains(&Ask::AlertTab) {
+            Some(sign_in(base, "amy.patel").await)
+        } else {
+            None
+        };
         Worker { anonymous: http(false), signed_in, token: token.to_owned(), base: base.to_owned() }
     }
 
@@ -164,6 +172,12 @@ impl Worker {
             Ask::MailboxApi => {
                 self.anonymous.get(format!("{}/mesh/v1/{KENT}/inbox", self.base)).bearer_auth(&self.token)
             }
+            Ask::AlertTab => self
+                .signed_in
+                .as_ref()
+                .expect("a signed-in client")
+                .http
+                .get(format!("{}/patients/{NOAH_WILLIAMS}/child-care-alert", self.base)),
         };
         let res = request.send().await.map_err(|e| format!("{ask:?}: {e}"))?;
         let status = res.status();
@@ -175,7 +189,7 @@ impl Worker {
         let body = res.text().await.map_err(|e| format!("{ask:?}: reading the body: {e}"))?;
         let says_unavailable = match ask {
             Ask::Health => body.contains("\"unavailable\"") && body.contains("\"database\":false") && retry_after,
-            Ask::SignInPage | Ask::SignedInPage => {
+            Ask::SignInPage | Ask::SignedInPage | Ask::AlertTab => {
                 body.contains(UNAVAILABLE_HEADING) && body.contains(UNAVAILABLE_TEXT) && retry_after && secured
             }
             Ask::MailboxApi => body.contains(UNAVAILABLE_TEXT),
@@ -827,4 +841,28 @@ async fn a_graceful_stop_writes_the_request_counts_of_its_last_minutes() {
     assert_eq!(other_errors(&mut conn), 0, "nothing written before the stop");
     assert!(server.terminate(), "the service stops by itself on SIGTERM:\n{}", server.log());
     assert_eq!(other_errors(&mut conn), 3, "the three 404s are counted:\n{}", server.log());
+}
+
+/// The access recorder cannot reach its database: each opening handed to it is answered
+/// `Unavailable` (a 503 for the request), never left waiting, and so is every one queued behind it.
+#[tokio::test]
+async fn the_access_recorder_answers_unavailable_when_the_database_cannot_be_reached() {
+    use cpis::cpis::recorder::{AccessRecorder, Opening};
+    // A loopback port nothing listens on (bound, then released).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut config = cpis::config::Config::for_database(&format!("postgres://cpis@127.0.0.1:{port}/none"));
+    config.db_timeout = Duration::from_millis(500);
+    let recorder = AccessRecorder::start(cpis::db::pool_of(&config, 1), 1);
+    let opening = Opening {
+        nhs_number: NOAH_WILLIAMS.to_owned(),
+        linked: vec![NOAH_WILLIAMS.to_owned()],
+        viewer: crate::support::api_viewer("outage"),
+        actor: cpis::audit::Actor::Anonymous,
+        at: chrono::Utc::now(),
+        exchange: None,
+    };
+    let answers = futures_util::future::join_all((0..20).map(|_| recorder.open(opening.clone()))).await;
+    for answer in answers {
+        assert!(matches!(answer, Err(cpis::error::AppError::Unavailable)), "{answer:?}");
+    }
 }
