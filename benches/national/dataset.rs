@@ -424,7 +424,7 @@ struct Head {
     hash: Vec<u8>,
 }
 
-/// One audit entry per access event, as `cpis::cpis::alert::open_as` records it (action, actor,
+/// One audit entry per access event, as `cpis::cpis::alert::record_openings` records it (action, actor,
 /// details), chained after the current head in id order.
 fn audit_entries(conn: &mut PgConnection) {
     let mut prev = diesel::sql_query("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
