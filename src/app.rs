@@ -29,7 +29,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(pool: DbPool, config: Config) -> AppState {
-        let threads = config.recorder_threads;
+        let threads = config.recorder_threads.max(1);
         let recorder = AccessRecorder::start(crate::db::pool_of(&config, threads as u32), threads);
         AppState { pool, config, routes: RouteTable::new(), metrics: Arc::new(Metrics::new()), recorder }
     }

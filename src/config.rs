@@ -108,7 +108,10 @@ impl Config {
         Ok(Config {
             database_url,
             db_pool_size: env_parse("CPIS_DB_POOL_SIZE", 16)?,
-            recorder_threads: env_parse("CPIS_RECORDER_THREADS", 1)?,
+            recorder_threads: match env_parse("CPIS_RECORDER_THREADS", 1)? {
+                0 => anyhow::bail!("CPIS_RECORDER_THREADS must be at least 1"),
+                n => n,
+            },
             db_timeout: Duration::from_secs(env_parse("CPIS_DB_TIMEOUT_SECS", 3)?),
             db_idle_ping: Duration::from_millis(env_parse("CPIS_DB_IDLE_PING_MS", 1000)?),
             secure_cookies: env_parse("CPIS_SECURE_COOKIES", false)?,

@@ -102,6 +102,12 @@ pub fn record_openings(conn: &mut PgConnection, openings: &[AccessOpening<'_>]) 
     Ok(recorded)
 }
 
+/// The longest an opening waits for a child's lock. Openings hold it for a few milliseconds; a
+/// longer wait means a transaction stalled elsewhere (an instance frozen mid-batch), and the
+/// access recorder's other openings must not wait with it: the batch fails, its openings are
+/// recorded one by one, and only those of the held child fail (503).
+pub const CHILD_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Where the children's locks lie among the service's advisory lock keys: "CPC" and a zero byte,
 /// plus the NHS number (ten digits, below 2^34). The service's other keys start with "CPIS".
 const CHILD_LOCK_BASE: i64 = 0x4350_4300_0000_0000;
@@ -111,7 +117,7 @@ const CHILD_LOCK_BASE: i64 = 0x4350_4300_0000_0000;
 /// patient's row: a PDS update holding many patients' rows would then hold up every batch of
 /// openings, and a row lock writes to the table. Only openings take these locks.
 fn lock_children<'a>(conn: &mut PgConnection, numbers: impl Iterator<Item = &'a str>) -> Result<(), AppError> {
-    use diesel::sql_types::{Array, BigInt};
+    use diesel::sql_types::{Array, BigInt, Text};
     let mut keys = Vec::new();
     for n in numbers {
         let number: i64 = n.parse().map_err(|_| AppError::Internal("an opening names no NHS number".into()))?;
@@ -120,11 +126,24 @@ fn lock_children<'a>(conn: &mut PgConnection, numbers: impl Iterator<Item = &'a 
     keys.sort_unstable();
     keys.dedup();
     // In array order: the sub-select is not flattened, so each row's lock is taken as it is read.
+    // The timeout is set first (a one-time filter, checked before any row is read) and holds for
+    // these locks alone: the next statement sets it back, before the chain's lock at COMMIT.
     crate::db::prepared::sql(
-        "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest((SELECT $1::bigint[])) AS u(k) OFFSET 0) AS s",
+        "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest((SELECT $1::bigint[])) AS u(k) OFFSET 0) AS s \
+         WHERE (SELECT set_config('lock_timeout', $2, true)) IS NOT NULL",
     )
     .bind::<Array<BigInt>, _>(keys)
-    .execute(conn)?;
+    .bind::<Text, _>(format!("{}ms", CHILD_LOCK_TIMEOUT.as_millis()))
+    .execute(conn)
+    .map_err(|e| match &e {
+        // Held elsewhere for longer than an opening ever holds it: try again shortly (503).
+        diesel::result::Error::DatabaseError(_, info) if info.message().contains("lock timeout") => {
+            tracing::warn!("an opening gave up waiting for its child's lock");
+            AppError::Unavailable
+        }
+        _ => AppError::from(e),
+    })?;
+    diesel::sql_query("SET LOCAL lock_timeout TO DEFAULT").execute(conn)?;
     Ok(())
 }
 

@@ -9,12 +9,14 @@
 //! transaction ([`alert::record_openings`]: the children locked, one read, one insert, one audit
 //! row), then read each child's history, and answer each request once the commit is on disk
 //! ([`db::run_blocking`]). When nothing else is queued a batch is a single opening, recorded at
-//! once: no request waits for others to arrive.
+//! once: no request waits for others to arrive. FHIR CareTeam searches come the same way, with
+//! their transmission log entry (CP-IS061) stored in the same transaction.
 //!
 //! A batch that fails as a whole (a database error that is not the connection's) is recorded
 //! again opening by opening, so one opening's fault is not another's. Openings of one child are
 //! still decided one after another (CP-IS047): within a batch in the order queued, across batches
-//! and instances by the child's row lock.
+//! and instances by the child's advisory lock, which an opening waits for at most
+//! [`alert::CHILD_LOCK_TIMEOUT`], so that one child held elsewhere cannot hold up every opening.
 
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -118,11 +120,14 @@ impl AccessRecorder {
     }
 }
 
-/// One thread's loop: waits for an opening, takes whatever else is queued, records them.
+/// One thread's loop: waits for an opening, takes whatever else is queued, records them. A panic
+/// while recording fails that batch's openings (500), not the thread: the next batch is recorded
+/// as usual.
 fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>) {
     loop {
         let batch = {
-            let Ok(jobs) = jobs.lock() else { return };
+            // The lock guards only the receiver, which a panic cannot leave half-changed.
+            let jobs = jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             let Ok(first) = jobs.recv() else { return };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -134,20 +139,26 @@ fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>) {
             batch
         };
         let openings: Vec<Opening> = batch.iter().map(|j| j.opening.clone()).collect();
+        let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            db::run_blocking(pool, |conn| record_all(conn, &openings))
+        }))
+        .unwrap_or_else(|_| Err(AppError::Internal("the access recorder failed while recording".into())));
         let mut outage = false;
-        let mut results = match db::run_blocking(pool, |conn| record_all(conn, &openings)) {
+        let results: Vec<Result<Opened, AppError>> = match recorded {
             Ok(results) => results,
             Err(e) => {
-                outage = matches!(e, AppError::Unavailable);
+                let unavailable = matches!(e, AppError::Unavailable);
+                // One connection lost mid-batch is this batch's; no connection at all is everyone's.
+                outage = unavailable && db::checked(pool).is_err();
                 let message = e.to_string();
                 tracing::error!(error = %message, openings = openings.len(), "openings could not be recorded");
                 openings
                     .iter()
-                    .map(|_| Err(if outage { AppError::Unavailable } else { AppError::Internal(message.clone()) }))
+                    .map(|_| Err(if unavailable { AppError::Unavailable } else { AppError::Internal(message.clone()) }))
                     .collect()
             }
         };
-        for (job, result) in batch.into_iter().zip(results.drain(..)) {
+        for (job, result) in batch.into_iter().zip(results) {
             // A request that gave up waiting has dropped its receiver: nothing to tell.
             let _ = job.reply.send(result);
         }
@@ -157,11 +168,11 @@ fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// The database cannot be reached: the openings queued meanwhile are answered 503 at once, as
-/// their requests would be had they come a moment later, rather than each waiting its turn to
-/// find the same outage (a batch that cannot get a connection waits the pool's timeout).
+/// The database cannot be reached (no connection could be had): the openings queued meanwhile are
+/// answered 503 at once, as their requests would be had they come a moment later, rather than
+/// each batch waiting the pool's timeout in turn to find the same outage.
 fn refuse_queued(jobs: &Mutex<Receiver<Job>>) {
-    let Ok(jobs) = jobs.lock() else { return };
+    let jobs = jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     while let Ok(job) = jobs.try_recv() {
         let _ = job.reply.send(Err(AppError::Unavailable));
     }
@@ -170,7 +181,8 @@ fn refuse_queued(jobs: &Mutex<Receiver<Job>>) {
 /// Records the openings in one transaction and reads each child's history after it: one result
 /// per opening, in order. When that transaction fails, and the connection still answers, each
 /// opening is recorded in a transaction of its own instead. An `Err` is for every opening: the
-/// connection failed (a history read after the commit included: those accesses are recorded).
+/// transaction failed and the connection no longer answers, so nothing was recorded. A history
+/// read that fails after the commit fails its own opening only (its access is recorded).
 pub fn record_all(conn: &mut PgConnection, openings: &[Opening]) -> Result<Vec<Result<Opened, AppError>>, AppError> {
     use diesel::Connection;
     let all: Vec<AccessOpening<'_>> = openings
@@ -179,27 +191,37 @@ pub fn record_all(conn: &mut PgConnection, openings: &[Opening]) -> Result<Vec<R
         .collect();
     let recorded: Vec<Result<Recorded, AppError>> = match conn.transaction(|conn| store(conn, openings, &all)) {
         Ok(recorded) => recorded.into_iter().map(Ok).collect(),
-        Err(e) if openings.len() > 1 && answers(conn) => {
+        Err(e) if openings.len() > 1 && db::answers(conn) => {
             tracing::warn!(error = %e, openings = openings.len(), "a batch of openings failed; recording them one by one");
+            // A child whose lock could not be had is not waited for again by its other openings.
+            let mut held_elsewhere: Vec<&str> = Vec::new();
             openings
                 .iter()
                 .zip(&all)
                 .map(|(opening, o)| {
-                    conn.transaction(|conn| store(conn, std::slice::from_ref(opening), std::slice::from_ref(o)))
-                        .map(|mut r| r.remove(0))
+                    if held_elsewhere.contains(&o.nhs_number) {
+                        return Err(AppError::Unavailable);
+                    }
+                    let recorded = conn
+                        .transaction(|conn| store(conn, std::slice::from_ref(opening), std::slice::from_ref(o)))
+                        .map(|mut r| r.remove(0));
+                    if matches!(recorded, Err(AppError::Unavailable)) {
+                        held_elsewhere.push(o.nhs_number);
+                    }
+                    recorded
                 })
                 .collect()
         }
         Err(e) => return Err(e),
     };
-    let mut results = Vec::with_capacity(openings.len());
-    for (opening, recorded) in openings.iter().zip(recorded) {
-        results.push(match recorded {
-            Ok(recorded) => Ok(Opened { recorded, history: access::history(conn, &opening.linked)? }),
-            Err(e) => Err(e),
-        });
-    }
-    Ok(results)
+    Ok(openings
+        .iter()
+        .zip(recorded)
+        .map(|(opening, recorded)| {
+            let recorded = recorded?;
+            Ok(Opened { recorded, history: access::history(conn, &opening.linked)? })
+        })
+        .collect())
 }
 
 /// The openings and the exchanges they answer, in the caller's transaction.
@@ -211,9 +233,4 @@ fn store(conn: &mut PgConnection, openings: &[Opening], all: &[AccessOpening<'_>
         }
     }
     Ok(recorded)
-}
-
-fn answers(conn: &mut PgConnection) -> bool {
-    use diesel::r2d2::R2D2Connection;
-    conn.ping().is_ok()
 }

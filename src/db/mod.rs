@@ -226,7 +226,7 @@ fn wait_for_flush(conn: &mut PgConnection) -> diesel::QueryResult<()> {
 /// Whether the connection still answers a query (`SELECT 1`). libpq words a lost connection many
 /// ways ("server closed the connection", "no connection to the server", "terminating connection",
 /// an error while rolling back), so rather than read messages, [`retrying`] asks the connection.
-fn answers(conn: &mut PgConnection) -> bool {
+pub(crate) fn answers(conn: &mut PgConnection) -> bool {
     use diesel::r2d2::R2D2Connection;
     conn.ping().is_ok()
 }

@@ -250,8 +250,9 @@ async fn a_plan_past_its_delete_date_goes_while_the_looked_after_status_stays() 
 }
 
 /// CP-IS047 under concurrency: the same clinician opening the same child's tab many times at once
-/// is shown in the history once. The openings are decided one after another (the child's record is
-/// locked by the statement that reads its items), so only the first finds no earlier shown access.
+/// is shown in the history once. The openings are decided one after another (in the access
+/// recorder's queue order, and under the child's lock across batches), so only the first finds no
+/// earlier shown access.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openings_at_the_same_moment_are_decided_one_after_another() {
     const AT_ONCE: usize = 12;
@@ -361,6 +362,20 @@ fn a_batch_of_openings_is_decided_in_the_order_queued() {
         matches!(cpis::audit::verify::verify(&mut conn).unwrap(), cpis::audit::verify::Verdict::Intact { .. }),
         "the chain is intact"
     );
+    // A FHIR search's transmission log entry is stored with its opening (CP-IS061).
+    let before = crate::support::db::count(&mut conn, "SELECT count(*) FROM transmissions");
+    let mut with_exchange = opening(MIA_THOMPSON, "batch-c", now);
+    with_exchange.exchange =
+        Some(cpis::cpis::recorder::FhirExchange { ods_code: "RJZ".into(), trace_id: Some("t-1".into()) });
+    assert!(recorder::record_all(&mut conn, &[with_exchange]).unwrap()[0].as_ref().unwrap().recorded.shown);
+    assert_eq!(
+        crate::support::db::count(
+            &mut conn,
+            "SELECT count(*) FROM transmissions WHERE message_id = 't-1' AND channel = 'fhir' AND message_type IN ('03', '04')"
+        ),
+        2
+    );
+    assert_eq!(crate::support::db::count(&mut conn, "SELECT count(*) FROM transmissions"), before + 2);
     // A second batch: everyone within their window now, except another child.
     let again =
         recorder::record_all(&mut conn, &[opening(NOAH_WILLIAMS, "batch-b", now + TimeDelta::hours(1))]).unwrap();
@@ -436,4 +451,36 @@ async fn concurrent_openings_through_the_recorder_show_once_per_viewer() {
         60
     );
     assert!(matches!(cpis::audit::verify::verify(&mut conn).unwrap(), cpis::audit::verify::Verdict::Intact { .. }));
+}
+
+/// A child whose lock is held elsewhere for longer than any opening holds it (a stalled
+/// transaction) costs its own openings a 503 after `CHILD_LOCK_TIMEOUT`, once; the other openings
+/// of the batch are recorded.
+#[test]
+fn a_child_held_elsewhere_fails_only_its_own_openings() {
+    use chrono::Utc;
+    use cpis::cpis::alert::{record_openings, AccessOpening};
+    use cpis::cpis::recorder;
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    let (mut stalled, mut conn) = (db.conn(), db.conn());
+    let viewer = crate::support::api_viewer("stalled");
+    let now = Utc::now();
+    crate::support::db::execute(&mut stalled, "BEGIN");
+    let held =
+        AccessOpening { nhs_number: NOAH_WILLIAMS, viewer: &viewer, actor: cpis::audit::Actor::Anonymous, at: now };
+    record_openings(&mut stalled, &[held]).unwrap();
+    let batch = [
+        opening(NOAH_WILLIAMS, "held-1", now),
+        opening(NOAH_WILLIAMS, "held-2", now),
+        opening(MIA_THOMPSON, "held-3", now),
+    ];
+    let results = recorder::record_all(&mut conn, &batch).unwrap();
+    assert!(matches!(results[0], Err(cpis::error::AppError::Unavailable)), "{:?}", results[0]);
+    assert!(matches!(results[1], Err(cpis::error::AppError::Unavailable)), "{:?}", results[1]);
+    assert!(results[2].as_ref().unwrap().recorded.shown);
+    crate::support::db::execute(&mut stalled, "ROLLBACK");
+    assert_eq!(
+        crate::support::db::count(&mut conn, "SELECT count(*) FROM access_events WHERE viewer_id LIKE 'held-%'"),
+        1
+    );
 }

@@ -421,12 +421,17 @@ fn an_upload_in_flight_does_not_hold_up_the_tab_nor_the_inbox_the_upload() {
         assert!(open(&mut clinician).is_ok(), "the tab opens while the child's row is held {hold}");
         execute(&mut upload, "ROLLBACK");
     }
-    // Another opening of the same child does wait (and here gives up after lock_timeout).
+    // Another opening of the same child does wait, and gives up after CHILD_LOCK_TIMEOUT with a
+    // 503 (held that long, the holder is stalled). Then the connection's own lock_timeout is back.
     execute(&mut upload, "BEGIN");
     record_openings(&mut upload, std::slice::from_ref(&opening)).unwrap();
     let second = open(&mut clinician);
-    assert!(second.is_err(), "openings of one child are decided one after another");
+    assert!(
+        matches!(second, Err(cpis::error::AppError::Unavailable)),
+        "openings of one child are decided one after another: {second:?}"
+    );
     execute(&mut upload, "ROLLBACK");
+    assert_eq!(texts(&mut clinician, "SELECT current_setting('lock_timeout') AS s"), ["2s"]);
 
     // A message 05 being put into Kent's inbox (uncommitted) while Kent's file arrives.
     let mut job = db.conn();
