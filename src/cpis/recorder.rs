@@ -138,7 +138,7 @@ fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>) {
             }
             batch
         };
-        let openings: Vec<Opening> = batch.iter().map(|j| j.opening.clone()).collect();
+        let (openings, replies): (Vec<Opening>, Vec<_>) = batch.into_iter().map(|j| (j.opening, j.reply)).unzip();
         let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             db::run_blocking(pool, |conn| record_all(conn, &openings))
         }))
@@ -158,9 +158,9 @@ fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>) {
                     .collect()
             }
         };
-        for (job, result) in batch.into_iter().zip(results) {
+        for (reply, result) in replies.into_iter().zip(results) {
             // A request that gave up waiting has dropped its receiver: nothing to tell.
-            let _ = job.reply.send(result);
+            let _ = reply.send(result);
         }
         if outage {
             refuse_queued(jobs);
