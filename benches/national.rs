@@ -536,13 +536,24 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: O
         eprintln!("national: tab during the uploads ({}): {}", row.note.trim_end_matches("; "), show(&during));
         return;
     }
+    if only.as_deref() == Some("signin") {
+        let alone = closed_run(&svc, USERS_LOW, tab_req.clone(), ok200).await;
+        let (bursts, signed_in, failed) = tab_with_sign_in_bursts(&client, &svc, tab_req.clone()).await;
+        eprintln!(
+            "national: tab p99 alone {:.1} ms, with sign-in bursts {:.1} ms ({:.2}x; {signed_in} sign-ins, {failed} failed)",
+            alone.quantile_ms(0.99),
+            bursts.quantile_ms(0.99),
+            bursts.quantile_ms(0.99) / alone.quantile_ms(0.99)
+        );
+        return;
+    }
     if let Some(name) = only {
         let (make, ok): (MakeReq, fn(u16) -> bool) = match name.as_str() {
             "tab" => (tab_req, ok200),
             "nhs" => (nhs_req, ok303),
             "demo" => (demo_req, ok200),
             "fhir" => (fhir_req, ok200),
-            other => panic!("--only takes tab, nhs, demo or fhir, not {other}"),
+            other => panic!("--only takes tab, nhs, demo, fhir, daily, upload, upload-tab or signin, not {other}"),
         };
         let base = closed_run(&bl, USERS_LOW, baseline_req, ok200).await;
         eprintln!("national: profiling {name} for 60 s (service pid {})", service.pid());
@@ -579,36 +590,7 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: O
     let fhir16 = closed_run(&svc, USERS_LOW, fhir_req.clone(), ok200).await;
 
     eprintln!("national: sign-in bursts with tab traffic");
-    let bursts = {
-        let (client, svc2) = (client.clone(), svc.clone());
-        tokio::spawn(async move {
-            let mut done = 0u32;
-            let mut failed = 0u32;
-            let started = Instant::now();
-            let mut round = 0usize;
-            // Every second, 8 people sign in at once, for the length of the tab run.
-            while started.elapsed() < WARM_UP + MEASURE && round < 30 {
-                let mut tasks = Vec::new();
-                for k in 0..8 {
-                    let (client, svc2) = (client.clone(), svc2.clone());
-                    let user = format!("clin{:05}", 1000 + round * 8 + k);
-                    tasks.push(tokio::spawn(async move { sign_in(&client, &svc2, &user, dataset::PASSWORD).await }));
-                }
-                for t in tasks {
-                    match t.await.unwrap() {
-                        Ok(_) => done += 1,
-                        Err(_) => failed += 1,
-                    }
-                }
-                round += 1;
-                let next = Duration::from_secs(round as u64);
-                tokio::time::sleep(next.saturating_sub(started.elapsed())).await;
-            }
-            (done, failed)
-        })
-    };
-    let tab16_bursts = closed_run(&svc, USERS_LOW, tab_req.clone(), ok200).await;
-    let (signed_in, sign_in_failures) = bursts.await.unwrap();
+    let (tab16_bursts, signed_in, sign_in_failures) = tab_with_sign_in_bursts(&client, &svc, tab_req.clone()).await;
 
     // CP-IS081 for the last full month, as helen.ward.
     eprintln!("national: CP-IS081");
@@ -836,6 +818,42 @@ async fn soak_run(service: &Server, nhs_req: MakeReq, tab_req: MakeReq) -> Row {
     );
     let _ = service.rss_kib();
     r
+}
+
+/// The tab at 16 users while, every second, 8 people sign in at once (argon2id): the tab's figures,
+/// and how many sign-ins succeeded and failed.
+async fn tab_with_sign_in_bursts(client: &reqwest::Client, svc: &Target, tab_req: MakeReq) -> (Stats, u32, u32) {
+    let bursts = {
+        let (client, svc2) = (client.clone(), svc.clone());
+        tokio::spawn(async move {
+            let mut done = 0u32;
+            let mut failed = 0u32;
+            let started = Instant::now();
+            let mut round = 0usize;
+            // Every second, 8 people sign in at once, for the length of the tab run.
+            while started.elapsed() < WARM_UP + MEASURE && round < 30 {
+                let mut tasks = Vec::new();
+                for k in 0..8 {
+                    let (client, svc2) = (client.clone(), svc2.clone());
+                    let user = format!("clin{:05}", 1000 + round * 8 + k);
+                    tasks.push(tokio::spawn(async move { sign_in(&client, &svc2, &user, dataset::PASSWORD).await }));
+                }
+                for t in tasks {
+                    match t.await.unwrap() {
+                        Ok(_) => done += 1,
+                        Err(_) => failed += 1,
+                    }
+                }
+                round += 1;
+                let next = Duration::from_secs(round as u64);
+                tokio::time::sleep(next.saturating_sub(started.elapsed())).await;
+            }
+            (done, failed)
+        })
+    };
+    let tab16_bursts = closed_run(svc, USERS_LOW, tab_req, ok200).await;
+    let (signed_in, sign_in_failures) = bursts.await.unwrap();
+    (tab16_bursts, signed_in, sign_in_failures)
 }
 
 /// The 60,000-record upload end to end (as benches/upload.rs, against the national dataset): two
