@@ -391,6 +391,55 @@ fn the_tab_statements_are_not_planned_on_every_opening() {
     }
 }
 
+/// Issue 8: the demographic search's statements (one per kind of family name pattern, with and
+/// without similar names) settle on one generic plan per connection, like the tab's. Diesel's
+/// boxed query before them was sent as text and planned on every search: planning cost four
+/// times what running it did, on the national dataset.
+#[test]
+fn the_demographic_search_statements_are_not_planned_on_every_search() {
+    use cpis::pds::search::{self, DemographicQuery, NamePattern};
+    let db = TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    // Enough patients for the planner to estimate as on a national dataset.
+    for sql in [
+        "INSERT INTO patients (nhs_number, given_name, family_name, gender, birth_date, family_key, given_key, family_soundex, given_soundex) \
+         SELECT '8' || lpad(g::text, 9, '0'), 'Ann', 'Name' || (g % 2000), 'female', date '2010-01-01' + (g % 3000), \
+                'name' || (g % 2000), 'ann', 'N500', 'A500' FROM generate_series(1, 20000) g",
+        "ANALYZE patients",
+    ] {
+        crate::support::db::execute(&mut conn, sql);
+    }
+    let born = chrono::NaiveDate::from_ymd_opt(2012, 3, 4).unwrap();
+    for family in ["name17", "name1*"] {
+        for similar in [false, true] {
+            for given in [None, Some("ann")] {
+                for _ in 0..6 {
+                    let q = DemographicQuery {
+                        family: NamePattern::parse(family, "f").unwrap().unwrap(),
+                        given: given.map(|g| NamePattern::parse(g, "g").unwrap().unwrap()),
+                        birth_from: born,
+                        birth_to: born + chrono::TimeDelta::days(400),
+                        gender: None,
+                        postcode: None,
+                        similar,
+                    };
+                    search::search(&mut conn, &q).unwrap();
+                }
+            }
+        }
+    }
+    let plans = texts(
+        &mut conn,
+        "SELECT generic_plans || ' generic, ' || custom_plans || ' custom' AS s FROM pg_prepared_statements \
+         WHERE statement LIKE 'SELECT nhs_number, given_name, family_name, gender, birth_date, death_date%' ORDER BY 1",
+    );
+    assert_eq!(plans.len(), 4, "one statement per kind of search: {plans:?}");
+    for p in &plans {
+        let custom: i64 = p.split(' ').nth(2).unwrap().parse().unwrap();
+        assert!(custom <= 5, "planned once for all after PostgreSQL's five trial plans, got {p}");
+    }
+}
+
 /// Locks that exclude only what they must. A clinician opening the tab of a child whose LA is
 /// uploading meanwhile does not wait for the file (the upload's reference check holds the child's
 /// row FOR KEY SHARE until it commits), nor for a PDS update of the child's row; an upload does not
