@@ -181,8 +181,9 @@ fn refuse_queued(jobs: &Mutex<Receiver<Job>>) {
 /// Records the openings in one transaction and reads each child's history after it: one result
 /// per opening, in order. When that transaction fails, and the connection still answers, each
 /// opening is recorded in a transaction of its own instead. An `Err` is for every opening: the
-/// transaction failed and the connection no longer answers, so nothing was recorded. A history
-/// read that fails after the commit fails its own opening only (its access is recorded).
+/// transaction failed, and either the connection no longer answers or there was but one opening;
+/// nothing was recorded. A history read that fails after the commit fails its own opening only
+/// (its access is recorded).
 pub fn record_all(conn: &mut PgConnection, openings: &[Opening]) -> Result<Vec<Result<Opened, AppError>>, AppError> {
     use diesel::Connection;
     let all: Vec<AccessOpening<'_>> = openings
