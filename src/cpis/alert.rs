@@ -47,7 +47,8 @@ pub fn visible_items(
     may_see_unborn: bool,
     today: NaiveDate,
 ) -> QueryResult<Vec<CpItem>> {
-    let all = items::current_for(conn, linked)?;
+    // The tab's own read (one generic plan; diesel's `eq_any` was planned on every record page).
+    let all = items::current_held(conn, linked)?.into_iter().map(|h| h.item).collect();
     Ok(items::visible(all, patient.birth_date, today, may_see_unborn))
 }
 

@@ -65,7 +65,8 @@ pub struct HeldItem {
 /// are read through a sub-select (`(SELECT $1)`) so that the planner sees no array in any plan.
 /// Otherwise a plan for the actual one or two numbers always looks cheaper than the prepared
 /// statement's generic plan (which assumes ten), and PostgreSQL plans the statement again on every
-/// opening, which cost more than running it (issue 8). A test compares it with [`current_for`].
+/// opening, which cost more than running it (issue 8). A test compares it with the same read in
+/// diesel's DSL.
 pub fn current_held(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<Vec<HeldItem>> {
     use diesel::sql_types::{Array, Text};
     crate::db::prepared::sql(
@@ -78,16 +79,6 @@ pub fn current_held(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<
     )
     .bind::<Array<Text>, _>(numbers.to_vec())
     .load(conn)
-}
-
-/// Items not logically deleted, held under any of the numbers.
-pub fn current_for(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<Vec<CpItem>> {
-    cp_items::table
-        .filter(cp_items::nhs_number.eq_any(numbers))
-        .filter(cp_items::deleted_at.is_null())
-        .order((cp_items::la_code, cp_items::item_type))
-        .select(CpItem::as_select())
-        .load(conn)
 }
 
 #[cfg(test)]
