@@ -217,10 +217,12 @@ pub fn defer_flush() -> bool {
 /// committed with `synchronous_commit` on, waits for the WAL up to its commit record, which
 /// follows every earlier commit. It writes an empty transactional logical message, the least a
 /// transaction can write (one that only takes a transaction id writes nothing before its commit
-/// record, and PostgreSQL then does not wait for the flush). One round trip.
+/// record, and PostgreSQL then does not wait for the flush). One round trip: the statement is its
+/// own transaction (the caller's work has committed), prepared once per connection (as a
+/// simple-protocol `BEGIN; ...; COMMIT` it was parsed and planned on every call).
 fn wait_for_flush(conn: &mut PgConnection) -> diesel::QueryResult<()> {
-    use diesel::connection::SimpleConnection;
-    conn.batch_execute("BEGIN; SELECT pg_logical_emit_message(true, 'cpis.flush', ''); COMMIT")
+    prepared::sql("SELECT pg_logical_emit_message(true, 'cpis.flush', '')").execute(conn)?;
+    Ok(())
 }
 
 /// Whether the connection still answers a query (`SELECT 1`). libpq words a lost connection many
