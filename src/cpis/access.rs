@@ -1,6 +1,8 @@
 //! Access events: every access is stored (CP-IS036, CP-IS047); the first-access rule decides, as
 //! each one is recorded, whether it is shown in the history, the API and message 05.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
@@ -124,45 +126,43 @@ fn insert(conn: &mut PgConnection, accesses: &[NewAccess<'_>], shown: &[bool]) -
 fn latest_shown_in_window<'a>(
     conn: &mut PgConnection,
     accesses: &[NewAccess<'a>],
-) -> QueryResult<std::collections::HashMap<(&'a str, &'a str), DateTime<Utc>>> {
-    use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
+) -> QueryResult<HashMap<(&'a str, &'a str), DateTime<Utc>>> {
+    use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
     #[derive(QueryableByName)]
     struct Latest {
-        #[diesel(sql_type = Text)]
-        nhs_number: String,
-        #[diesel(sql_type = Text)]
-        viewer_id: String,
+        /// The pair's place in the arrays, from 1.
+        #[diesel(sql_type = BigInt)]
+        i: i64,
         #[diesel(sql_type = Nullable<Timestamptz>)]
         latest: Option<DateTime<Utc>>,
     }
-    let mut pairs: Vec<(&'a str, &'a str, DateTime<Utc>)> = Vec::with_capacity(accesses.len());
+    // Each (NHS number, viewer) once, read from the earliest window start among its accesses.
+    let mut starts: HashMap<(&'a str, &'a str), DateTime<Utc>> = HashMap::new();
     for a in accesses {
         let start = access_history::window_start(a.at);
-        match pairs.iter_mut().find(|(n, v, _)| *n == a.nhs_number && *v == a.viewer.viewer_id) {
-            Some(pair) => pair.2 = pair.2.min(start),
-            None => pairs.push((a.nhs_number, a.viewer.viewer_id.as_str(), start)),
-        }
+        starts.entry((a.nhs_number, a.viewer.viewer_id.as_str())).and_modify(|s| *s = (*s).min(start)).or_insert(start);
     }
+    let pairs: Vec<((&'a str, &'a str), DateTime<Utc>)> = starts.into_iter().collect();
     let rows: Vec<Latest> = crate::db::prepared::sql(
-        "SELECT q.n AS nhs_number, q.v AS viewer_id, \
+        "SELECT q.i, \
              (SELECT max(d.accessed_at) FROM ( \
                  SELECT accessed_at, viewer_id FROM access_events \
                  WHERE nhs_number = q.n AND shown AND accessed_at > q.w OFFSET 0 \
              ) AS d WHERE d.viewer_id = q.v) AS latest \
-         FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), (SELECT $3::timestamptz[])) AS q(n, v, w)",
+         FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), (SELECT $3::timestamptz[])) WITH ORDINALITY AS q(n, v, w, i)",
     )
-    .bind::<Array<Text>, _>(pairs.iter().map(|p| p.0.to_owned()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(pairs.iter().map(|p| p.1.to_owned()).collect::<Vec<_>>())
-    .bind::<Array<Timestamptz>, _>(pairs.iter().map(|p| p.2).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(pairs.iter().map(|((n, _), _)| (*n).to_owned()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(pairs.iter().map(|((_, v), _)| (*v).to_owned()).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(pairs.iter().map(|(_, w)| *w).collect::<Vec<_>>())
     .load(conn)?;
-    let mut latest = std::collections::HashMap::new();
-    for row in rows {
-        let Some(at) = row.latest else { continue };
-        if let Some(&(n, v, _)) = pairs.iter().find(|(n, v, _)| *n == row.nhs_number && *v == row.viewer_id) {
-            latest.insert((n, v), at);
-        }
-    }
-    Ok(latest)
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let at = row.latest?;
+            let (key, _) = pairs.get(usize::try_from(row.i).ok()?.checked_sub(1)?)?;
+            Some((*key, at))
+        })
+        .collect())
 }
 
 /// One line of the access history, with names in readable form where the reference data has them.

@@ -383,7 +383,7 @@ fn the_tab_statements_are_not_planned_on_every_opening() {
     for start in [
         "SELECT i.id, i.nhs_number",
         "SELECT pg_advisory_xact_lock(k)",
-        "SELECT q.n AS nhs_number",
+        "SELECT q.i, (SELECT max(d.accessed_at)",
         "INSERT INTO access_events",
         "SELECT a.id, a.accessed_at",
     ] {
