@@ -186,11 +186,7 @@ fn refuse_queued(jobs: &Mutex<Receiver<Job>>) {
 /// (its access is recorded).
 pub fn record_all(conn: &mut PgConnection, openings: &[Opening]) -> Result<Vec<Result<Opened, AppError>>, AppError> {
     use diesel::Connection;
-    let all: Vec<AccessOpening<'_>> = openings
-        .iter()
-        .map(|o| AccessOpening { nhs_number: &o.nhs_number, viewer: &o.viewer, actor: o.actor.clone(), at: o.at })
-        .collect();
-    let recorded: Vec<Result<Recorded, AppError>> = match conn.transaction(|conn| store(conn, openings, &all)) {
+    let recorded: Vec<Result<Recorded, AppError>> = match conn.transaction(|conn| store(conn, openings)) {
         Ok(recorded) => recorded.into_iter().map(Ok).collect(),
         Err(e) if openings.len() > 1 && db::answers(conn) => {
             tracing::warn!(error = %e, openings = openings.len(), "a batch of openings failed; recording them one by one");
@@ -198,16 +194,14 @@ pub fn record_all(conn: &mut PgConnection, openings: &[Opening]) -> Result<Vec<R
             let mut held_elsewhere: Vec<&str> = Vec::new();
             openings
                 .iter()
-                .zip(&all)
-                .map(|(opening, o)| {
-                    if held_elsewhere.contains(&o.nhs_number) {
+                .map(|opening| {
+                    if held_elsewhere.contains(&opening.nhs_number.as_str()) {
                         return Err(AppError::Unavailable);
                     }
-                    let recorded = conn
-                        .transaction(|conn| store(conn, std::slice::from_ref(opening), std::slice::from_ref(o)))
-                        .map(|mut r| r.remove(0));
+                    let recorded =
+                        conn.transaction(|conn| store(conn, std::slice::from_ref(opening))).map(|mut r| r.remove(0));
                     if matches!(recorded, Err(AppError::Unavailable)) {
-                        held_elsewhere.push(o.nhs_number);
+                        held_elsewhere.push(&opening.nhs_number);
                     }
                     recorded
                 })
@@ -226,8 +220,12 @@ pub fn record_all(conn: &mut PgConnection, openings: &[Opening]) -> Result<Vec<R
 }
 
 /// The openings and the exchanges they answer, in the caller's transaction.
-fn store(conn: &mut PgConnection, openings: &[Opening], all: &[AccessOpening<'_>]) -> Result<Vec<Recorded>, AppError> {
-    let recorded = alert::record_openings(conn, all)?;
+fn store(conn: &mut PgConnection, openings: &[Opening]) -> Result<Vec<Recorded>, AppError> {
+    let all: Vec<AccessOpening<'_>> = openings
+        .iter()
+        .map(|o| AccessOpening { nhs_number: &o.nhs_number, viewer: &o.viewer, actor: o.actor.clone(), at: o.at })
+        .collect();
+    let recorded = alert::record_openings(conn, &all)?;
     for opening in openings {
         if let Some(exchange) = &opening.exchange {
             exchange.log(conn, opening.at)?;
