@@ -298,8 +298,20 @@ fn key_range(p: &NamePattern) -> (String, String) {
 /// `items::current_held`). An exact family name is an equality, so the index is entered at the name
 /// and birth date together; `LIKE` with a bound pattern could not use the index in a generic plan.
 fn statement(family: &NamePattern, similar: bool) -> &'static str {
+    // `key` within the bound range [`from`, `until`).
+    macro_rules! in_range {
+        ($key:literal, $from:literal, $until:literal) => {
+            concat!("(", $key, " ~>=~ (SELECT ", $from, "::text) AND ", $key, " ~<~ (SELECT ", $until, "::text))")
+        };
+    }
+    // A name in its own field, with similar names also by Soundex and in the other field.
+    macro_rules! or_similar {
+        ($name:expr, $soundex:literal, $swapped:expr) => {
+            concat!("(", $name, " OR ", $soundex, " OR ", $swapped, ")")
+        };
+    }
     macro_rules! search_sql {
-        ($family:literal, $given:literal) => {
+        ($family:expr, $given:expr) => {
             concat!(
                 "SELECT nhs_number, given_name, family_name, gender, birth_date, death_date, postcode, address, \
                  gp_ods, restricted, superseded_by, invalidated FROM patients \
@@ -314,28 +326,37 @@ fn statement(family: &NamePattern, similar: bool) -> &'static str {
             )
         };
     }
+    macro_rules! given_similar {
+        () => {
+            or_similar!(
+                in_range!("given_key", "$6", "$7"),
+                "given_soundex = (SELECT $11::text)",
+                in_range!("family_key", "$6", "$7")
+            )
+        };
+    }
     match (family, similar) {
-        (NamePattern::Exact(_), false) => search_sql!(
-            "family_key = (SELECT $3::text)",
-            "(given_key ~>=~ (SELECT $6::text) AND given_key ~<~ (SELECT $7::text))"
-        ),
-        (NamePattern::Prefix(_), false) => search_sql!(
-            "family_key ~>=~ (SELECT $3::text) AND family_key ~<~ (SELECT $4::text)",
-            "(given_key ~>=~ (SELECT $6::text) AND given_key ~<~ (SELECT $7::text))"
-        ),
+        (NamePattern::Exact(_), false) => {
+            search_sql!("family_key = (SELECT $3::text)", in_range!("given_key", "$6", "$7"))
+        }
+        (NamePattern::Prefix(_), false) => {
+            search_sql!(in_range!("family_key", "$3", "$4"), in_range!("given_key", "$6", "$7"))
+        }
         (NamePattern::Exact(_), true) => search_sql!(
-            "(family_key = (SELECT $3::text) OR family_soundex = (SELECT $5::text) OR given_key = (SELECT $3::text))",
-            "((given_key ~>=~ (SELECT $6::text) AND given_key ~<~ (SELECT $7::text)) \
-             OR given_soundex = (SELECT $11::text) \
-             OR (family_key ~>=~ (SELECT $6::text) AND family_key ~<~ (SELECT $7::text)))"
+            or_similar!(
+                "family_key = (SELECT $3::text)",
+                "family_soundex = (SELECT $5::text)",
+                "given_key = (SELECT $3::text)"
+            ),
+            given_similar!()
         ),
         (NamePattern::Prefix(_), true) => search_sql!(
-            "((family_key ~>=~ (SELECT $3::text) AND family_key ~<~ (SELECT $4::text)) \
-             OR family_soundex = (SELECT $5::text) \
-             OR (given_key ~>=~ (SELECT $3::text) AND given_key ~<~ (SELECT $4::text)))",
-            "((given_key ~>=~ (SELECT $6::text) AND given_key ~<~ (SELECT $7::text)) \
-             OR given_soundex = (SELECT $11::text) \
-             OR (family_key ~>=~ (SELECT $6::text) AND family_key ~<~ (SELECT $7::text)))"
+            or_similar!(
+                in_range!("family_key", "$3", "$4"),
+                "family_soundex = (SELECT $5::text)",
+                in_range!("given_key", "$3", "$4")
+            ),
+            given_similar!()
         ),
     }
 }
