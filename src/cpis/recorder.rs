@@ -75,6 +75,13 @@ pub struct Opened {
     pub history: Vec<HistoryEntry>,
 }
 
+impl Opened {
+    /// The tab as opened: what was read for it ([`alert::authorities`]) and what recording decided.
+    pub fn into_tab(self, authorities: Vec<alert::AuthorityBlock>) -> alert::AlertTab {
+        alert::AlertTab { authorities, history: self.history, access_shown: self.recorded.shown }
+    }
+}
+
 struct Job {
     opening: Opening,
     reply: tokio::sync::oneshot::Sender<Result<Opened, AppError>>,

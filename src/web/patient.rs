@@ -233,8 +233,7 @@ pub async fn open_alert_tab(
     }
     let actor = viewer.user_id.map_or(Actor::Anonymous, Actor::User);
     let opening = Opening { nhs_number: patient.nhs_number.clone(), linked, viewer, actor, at: now, exchange: None };
-    let opened = state.recorder.open(opening).await?;
-    let tab = AlertTab { authorities, history: opened.history, access_shown: opened.recorded.shown };
+    let tab = state.recorder.open(opening).await?.into_tab(authorities);
     let page = AlertPage {
         layout: Layout::new("Child Care Alert", Some(&principal), &session),
         banner: Banner::new(&patient),

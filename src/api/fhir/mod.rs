@@ -230,8 +230,7 @@ async fn care_team(req: &HttpRequest, state: &AppState) -> Result<Value, ApiErro
     let Found { search, subject, tab } = match looked {
         LookedUp::Answered(found) => found,
         LookedUp::ToRecord { found, authorities, opening } => {
-            let opened = state.recorder.open(*opening).await?;
-            let tab = alert::AlertTab { authorities, history: opened.history, access_shown: opened.recorded.shown };
+            let tab = state.recorder.open(*opening).await?.into_tab(authorities);
             Found { tab: Some(tab), ..found }
         }
     };
