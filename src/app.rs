@@ -8,6 +8,7 @@ use actix_web::cookie::{time::Duration, Key, SameSite};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
+use crate::audit::chainer::Chainer;
 use crate::auth::session_store::PgSessionStore;
 use crate::config::Config;
 use crate::cpis::recorder::AccessRecorder;
@@ -25,13 +26,16 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Records openings of the alert tab in batches, with connections of its own.
     pub recorder: AccessRecorder,
+    /// Links a large upload's pending audit entries into the chain after it has been answered.
+    pub chainer: Chainer,
 }
 
 impl AppState {
     pub fn new(pool: DbPool, config: Config) -> AppState {
         let threads = config.recorder_threads.max(1);
         let recorder = AccessRecorder::start(crate::db::pool_of(&config, threads as u32), threads);
-        AppState { pool, config, routes: RouteTable::new(), metrics: Arc::new(Metrics::new()), recorder }
+        let chainer = Chainer::start(pool.clone());
+        AppState { pool, config, routes: RouteTable::new(), metrics: Arc::new(Metrics::new()), recorder, chainer }
     }
 }
 

@@ -116,7 +116,10 @@ pub async fn post_outbox(
     let done = db::run(&state.pool, move |conn| {
         upload::process(conn, &la_code, &bytes, Channel::Mailbox, actor.clone(), Utc::now())
     })
-    .await?;
+    .await;
+    // Whatever the answer: a file stored before a lost connection has entries pending too.
+    state.chainer.wake();
+    let done = done?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "messageId": done.ack_message_id })))
 }
 

@@ -47,7 +47,8 @@ pub struct Processed {
 }
 
 /// Processes one file sent to `la_code`'s mailbox (or portal) and puts the acknowledgement in
-/// its inbox before returning (CP-IS065, CP-IS066: synchronously).
+/// its inbox before returning (CP-IS065, CP-IS066: synchronously). The caller then wakes the
+/// background chainer ([`crate::audit::chainer`]) for a large file's audit entries.
 pub fn process(
     conn: &mut PgConnection,
     la_code: &str,
@@ -69,10 +70,8 @@ pub fn process(
             .first(conn)
             .optional()?
             .ok_or_else(|| AppError::NotFound(format!("There is no local authority with code {la_code}.")))?;
-        // A large file's set-based statements (items and audit entries from arrays, sorted into
-        // the chain's order) keep their rows in memory rather than in temporary files.
         if parsed.as_ref().is_ok_and(|u| u.records.len() > LARGE_FILE_RECORDS) {
-            diesel::sql_query(UPLOAD_WORK_MEM).execute(conn)?;
+            diesel::sql_query(LARGE_FILE_SETTINGS).execute(conn)?;
         }
         let message_id = match &parsed {
             Ok(u) => Some(u.message_id),
@@ -148,23 +147,31 @@ pub fn process(
         };
         finish(conn, &ctx, &actor, message_id, Some(sequence), code, text, verdicts, Some(&upload))
     })?;
-    // The file's audit entries join the chain before the LA is answered. If that fails now, the
-    // file is stored all the same and its entries wait for the next chaining (another upload, the
-    // hourly checkpoint job, the next start of the service). Should the connection be lost here,
-    // the LA is answered 503 for a file that is stored: sending it again is answered with the
-    // same acknowledgement (its messageId is known), so nothing is stored twice.
+    // An ordinary file's audit entries join the chain before the LA is answered; a larger file's
+    // first chunk does, and the background chainer, which the caller wakes, links the rest
+    // (src/audit/chainer.rs): the answer waits for the file's storage, not for the chain. If
+    // chaining fails now, the file is stored all the same and its entries wait for the next
+    // chaining. Should the connection be lost here, the LA is answered 503 for a file that is
+    // stored: sending it again is answered with the same acknowledgement (its messageId is known),
+    // so nothing is stored twice.
     let t0 = std::time::Instant::now();
-    if let Err(e) = audit::chain_pending(conn) {
+    if let Err(e) = audit::chain_pending_chunk(conn) {
         tracing::error!(error = %e, "an upload's audit entries stay pending until the next chaining");
     }
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "upload phase: chain audit entries");
     Ok(processed)
 }
 
-/// For a large file's transaction only: 60,000 records are about 25 MB of audit details, which
-/// two of its statements hold at once (PostgreSQL's default is 4 MB per sort or scan). Smaller
-/// files stay within the default.
-const UPLOAD_WORK_MEM: &str = "SELECT set_config('work_mem', '128MB', true)";
+/// For a large file's transaction only:
+/// - `work_mem`: 60,000 records are about 25 MB of audit details, which two of its set-based
+///   statements (items and audit entries from arrays, sorted into the chain's order) hold at once;
+///   PostgreSQL's default is 4 MB per sort or scan. Smaller files stay within the default.
+/// - `plan_cache_mode`: every statement of the file is planned without its arrays' values. A
+///   custom plan (PostgreSQL's choice for a statement's first runs, and always for an unprepared
+///   one) copies each bound array into the plan as a constant, several times over: for a national
+///   file, tens of megabytes copied for a plan that is the same whatever the values.
+const LARGE_FILE_SETTINGS: &str =
+    "SELECT set_config('work_mem', '128MB', true), set_config('plan_cache_mode', 'force_generic_plan', true)";
 const LARGE_FILE_RECORDS: usize = 5_000;
 
 /// The longest LA name and telephone number the service stores (as the database's CHECKs say).
@@ -425,6 +432,28 @@ struct Removed {
     delete_date: Option<chrono::NaiveDate>,
 }
 
+/// The details of a `cp.record_replaced` entry: what the LA held for the child before the record
+/// and what it holds after (CP-IS075 replays them: src/reports/held_on.rs). Written straight to
+/// text, one per record (`audit::Event::details_from`), so its fields are in sorted key order.
+#[derive(serde::Serialize)]
+struct Replaced<'a> {
+    after: Vec<ItemState<'a>>,
+    before: Vec<ItemState<'a>>,
+    la_code: &'a str,
+    upload_id: i64,
+}
+
+/// One item, as a [`Replaced`] entry records it (fields in sorted key order).
+#[derive(serde::Serialize)]
+struct ItemState<'a> {
+    delete: Option<chrono::NaiveDate>,
+    end: Option<chrono::NaiveDate>,
+    la_child_id: &'a str,
+    start: chrono::NaiveDate,
+    #[serde(rename = "type")]
+    item_type: &'a str,
+}
+
 /// New items as column arrays, for one INSERT ... SELECT FROM unnest(...).
 #[derive(Default)]
 struct ItemColumns<'a>(
@@ -466,12 +495,15 @@ fn replace_items(
     .bind::<Array<Text>, _>(&numbers)
     .load(conn)?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, rows = removed.len(), "upload phase: delete replaced");
-    let mut before: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
-    for r in removed {
-        before.entry(r.nhs_number).or_default().push(json!({
-            "type": r.item_type, "la_child_id": r.la_child_id, "start": r.start_date, "end": r.end_date,
-            "delete": r.delete_date
-        }));
+    let mut before: HashMap<&str, Vec<ItemState<'_>>> = HashMap::new();
+    for r in &removed {
+        before.entry(r.nhs_number.as_str()).or_default().push(ItemState {
+            delete: r.delete_date,
+            end: r.end_date,
+            la_child_id: &r.la_child_id,
+            start: r.start_date,
+            item_type: &r.item_type,
+        });
     }
     let mut cols = ItemColumns::default();
     let mut events = Vec::with_capacity(accepted.len());
@@ -484,15 +516,21 @@ fn replace_items(
             cols.3.push(item.dates.start);
             cols.4.push(item.dates.end);
             cols.5.push(item.dates.delete);
-            after.push(json!({
-                "type": item.kind.code(), "la_child_id": child, "start": item.dates.start,
-                "end": item.dates.end, "delete": item.dates.delete
-            }));
+            after.push(ItemState {
+                delete: item.dates.delete,
+                end: item.dates.end,
+                la_child_id: child,
+                start: item.dates.start,
+                item_type: item.kind.code(),
+            });
         }
-        events.push(Event::new(actor.clone(), "cp.record_replaced").about(nhs).details(json!({
-            "la_code": la_code, "upload_id": upload_id,
-            "before": before.remove(nhs.as_str()).unwrap_or_default(), "after": after,
-        })));
+        let before = before.remove(nhs.as_str()).unwrap_or_default();
+        events.push(Event::new(actor.clone(), "cp.record_replaced").about(nhs).details_from(&Replaced {
+            after,
+            before,
+            la_code,
+            upload_id,
+        })?);
     }
     let t0 = std::time::Instant::now();
     diesel::sql_query(
@@ -549,4 +587,40 @@ fn update_authority(
         return Ok(Some(json!({"la_code": la_code, "before": contacts(&current), "after": contacts(&new)})));
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_entrys_details_are_the_json_value_they_stand_for_with_sorted_keys() {
+        let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+        let details = Replaced {
+            after: vec![ItemState {
+                delete: None,
+                end: Some(day(20)),
+                la_child_id: "K-\"1\"",
+                start: day(1),
+                item_type: "LAC",
+            }],
+            before: vec![
+                ItemState { delete: Some(day(30)), end: None, la_child_id: "K-1", start: day(2), item_type: "CPP" },
+                ItemState { delete: None, end: None, la_child_id: "K-é", start: day(3), item_type: "UCPP" },
+            ],
+            la_code: "E10000016",
+            upload_id: 42,
+        };
+        let expected = json!({
+            "la_code": "E10000016", "upload_id": 42,
+            "before": [
+                {"type": "CPP", "la_child_id": "K-1", "start": "2026-11-02", "end": null, "delete": "2026-11-30"},
+                {"type": "UCPP", "la_child_id": "K-é", "start": "2026-11-03", "end": null, "delete": null},
+            ],
+            "after": [{"type": "LAC", "la_child_id": "K-\"1\"", "start": "2026-11-01", "end": "2026-11-20", "delete": null}],
+        });
+        let event = Event::new(Actor::Service, "cp.record_replaced").details_from(&details).unwrap();
+        assert_eq!(event.details_value(), expected);
+        assert_eq!(serde_json::to_string(&details).unwrap(), expected.to_string(), "the same text, keys sorted");
+    }
 }

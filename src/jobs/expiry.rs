@@ -222,8 +222,8 @@ pub fn run(
             })));
         }
     }
-    // An upload's entries are chained just after it commits (audit::chain_pending): any still
-    // pending are chained now, so this job's changes follow the uploads whose items they change in
+    // An upload's entries are chained just after it commits, a large file's mostly by the
+    // background chainer (src/audit/chainer.rs): any still pending are chained now, so this job's changes follow the uploads whose items they change in
     // the chain, which CP-IS075 replays in order. The lock is then held to this job's commit,
     // with its work already done.
     audit::lock_chain(conn)?;

@@ -754,11 +754,14 @@ mod tests {
                 at,
                 actor: e.actor.to_string(),
                 action: e.action.into(),
-                details: e.details.clone(),
+                details: e.details_value(),
             })
             .collect();
-        let who: Vec<(&str, &str)> =
-            events.iter().map(|e| (e.nhs_number.as_deref().unwrap(), e.details["la_code"].as_str().unwrap())).collect();
+        let who: Vec<(&str, &str)> = events
+            .iter()
+            .zip(&changes)
+            .map(|(e, c)| (e.nhs_number.as_deref().unwrap(), c.details["la_code"].as_str().unwrap()))
+            .collect();
         assert_eq!(
             who,
             vec![
@@ -768,9 +771,12 @@ mod tests {
                 (fixtures::HARRY_GREEN, LEEDS),
             ]
         );
-        assert!(events.iter().all(|e| e.actor == Actor::Operator && e.details["upload_id"].is_null()));
-        assert_eq!(events[2].details["after"].as_array().unwrap().len(), 2);
-        assert_eq!(events[3].details["after"][0]["delete"], "2026-01-20");
+        assert!(events
+            .iter()
+            .zip(&changes)
+            .all(|(e, c)| e.actor == Actor::Operator && c.details["upload_id"].is_null()));
+        assert_eq!(changes[2].details["after"].as_array().unwrap().len(), 2);
+        assert_eq!(changes[3].details["after"][0]["delete"], "2026-01-20");
         // The trail replays to what is stored: the replaced item is no longer held.
         let timeline = fold(&changes);
         assert!(timeline.unexplained.is_empty());

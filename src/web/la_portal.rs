@@ -214,7 +214,10 @@ pub async fn upload_file(
     let done = db::run(&state.pool, move |conn| {
         upload::process(conn, &la, &bytes, Channel::Portal, actor.clone(), Utc::now())
     })
-    .await?;
+    .await;
+    // Whatever the answer: a file stored before a lost connection has entries pending too.
+    state.chainer.wake();
+    let done = done?;
     Ok(see_other(&format!("/la/uploads/{}", done.upload_id)))
 }
 

@@ -302,6 +302,49 @@ async fn ten_thousand_records_with_one_bad_one() {
         )),
         9_999
     );
+
+    // Issue 8, CP-IS074: the answer waited for one chunk of the file's 10,000 audit entries at
+    // most; the background chainer, woken by the request, links the rest (without it they would
+    // stay pending and this wait would time out).
+    let waited = std::time::Instant::now();
+    while app.count("SELECT count(*) FROM audit_pending") > 0 {
+        assert!(waited.elapsed() < std::time::Duration::from_secs(60), "the chainer never linked the entries");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut conn = app.conn();
+    let chained: Vec<Option<String>> = {
+        use cpis::schema::audit_log::dsl as a;
+        a::audit_log
+            .filter(a::action.eq("cp.record_replaced"))
+            .filter(a::actor.eq(format!("la:{KENT}")))
+            .order(a::id)
+            .select(a::nhs_number)
+            .load(&mut conn)
+            .unwrap()
+    };
+    let accepted: Vec<Option<String>> =
+        kids.iter().enumerate().filter(|(i, _)| *i != 5_000).map(|(_, k)| Some(k.0.clone())).collect();
+    assert_eq!(chained, accepted, "one entry per accepted record, in the file's order");
+    assert!(matches!(cpis::audit::verify::verify(&mut conn).unwrap(), cpis::audit::verify::Verdict::Intact { .. }));
+
+    // The same file again (sequence 2), stored directly: `process` itself links exactly one
+    // chunk, leaving the rest (9,999 record entries and the file's own, less 2,000) pending.
+    let again = file(&new_id(), 2, KENT, &records);
+    let done = cpis::cpis::upload::process(
+        &mut conn,
+        KENT,
+        again.as_bytes(),
+        cpis::cpis::upload::Channel::Mailbox,
+        cpis::audit::Actor::LocalAuthority(KENT.into()),
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    assert_eq!(done.file_code, FileCode::Cpf02);
+    assert_eq!(app.count("SELECT count(*) FROM audit_pending"), 10_000 - 2_000);
+    assert!(matches!(cpis::audit::verify::verify(&mut conn).unwrap(), cpis::audit::verify::Verdict::Intact { .. }));
+    assert_eq!(cpis::audit::chain_pending(&mut conn).unwrap(), 4, "2,000 at a time");
+    assert_eq!(app.count("SELECT count(*) FROM audit_pending"), 0);
+    assert!(matches!(cpis::audit::verify::verify(&mut conn).unwrap(), cpis::audit::verify::Verdict::Intact { .. }));
 }
 
 #[tokio::test]
