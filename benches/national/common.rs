@@ -30,3 +30,29 @@ pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
 }
+
+#[derive(QueryableByName)]
+struct Pending {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Waits until no audit entry is pending, that is until the background chainer has linked an
+/// upload's entries into the chain after the upload was answered (src/audit/chainer.rs), for two
+/// minutes at most. Returns how long that took, so a bench can report it and start its next
+/// upload on a settled chain.
+pub fn wait_until_chained(conn: &mut PgConnection) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let pending =
+            diesel::sql_query("SELECT count(*) AS n FROM audit_pending").get_result::<Pending>(conn).unwrap().n;
+        if pending == 0 {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{pending} audit entries still pending after two minutes"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
