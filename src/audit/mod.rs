@@ -165,14 +165,20 @@ const PENDING_CHUNK: i64 = 2_000;
 /// request, for seconds.
 pub fn pend(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), AppError> {
     let Some(batch) = Batch::of(events) else { return Ok(()) };
-    batch
-        .bind(crate::db::prepared::sql(
-            "INSERT INTO audit_pending (occurred_at, actor, action, nhs_number, details, canonical) \
-             SELECT $1, a, x, n, d::jsonb, c \
-             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[]) \
-             WITH ORDINALITY AS u(a, x, n, d, c, i) ORDER BY i",
-        ))
-        .execute(conn)?;
+    // The canonical texts alone: the chaining takes each entry's details from its text (migration
+    // 000022), so the upload neither sends them twice nor parses them.
+    use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
+    crate::db::prepared::sql(
+        "INSERT INTO audit_pending (occurred_at, actor, action, nhs_number, canonical) \
+         SELECT $1, a, x, n, c FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) \
+         WITH ORDINALITY AS u(a, x, n, c, i) ORDER BY i",
+    )
+    .bind::<Timestamptz, _>(batch.occurred_at)
+    .bind::<Array<Text>, _>(batch.actors)
+    .bind::<Array<Text>, _>(batch.actions)
+    .bind::<Array<Nullable<Text>>, _>(batch.numbers)
+    .bind::<Array<Text>, _>(batch.canonicals)
+    .execute(conn)?;
     Ok(())
 }
 
@@ -206,7 +212,7 @@ pub fn chain_pending_chunk(conn: &mut PgConnection) -> QueryResult<usize> {
 /// Moves up to `limit` pending entries, oldest first, into the chain; the caller holds the chain's
 /// lock ([`lock_chain`]) in its transaction. One read (ids and canonical texts), the hashes here,
 /// one statement that deletes them from `audit_pending` and inserts them into `audit_log` in
-/// order. Returns how many it moved.
+/// order, each with the details its canonical text holds. Returns how many it moved.
 pub(crate) fn chain_pending_locked(conn: &mut PgConnection, limit: i64) -> QueryResult<usize> {
     use diesel::sql_types::{Array, Bytea, Text};
     #[derive(QueryableByName)]
@@ -234,7 +240,7 @@ pub(crate) fn chain_pending_locked(conn: &mut PgConnection, limit: i64) -> Query
     let inserted = crate::db::prepared::sql(
         "WITH moved AS (DELETE FROM audit_pending WHERE id = ANY($1) RETURNING *) \
          INSERT INTO audit_log (occurred_at, actor, action, nhs_number, details, prev_hash, hash) \
-         SELECT m.occurred_at, m.actor, m.action, m.nhs_number, m.details, u.p, u.h \
+         SELECT m.occurred_at, m.actor, m.action, m.nhs_number, (m.canonical::jsonb) -> 4, u.p, u.h \
          FROM unnest($1::bigint[], $2::bytea[], $3::bytea[]) WITH ORDINALITY AS u(id, p, h, i) \
          JOIN moved m ON m.id = u.id ORDER BY u.i",
     )
