@@ -26,7 +26,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Records openings of the alert tab in batches, with connections of its own.
     pub recorder: AccessRecorder,
-    /// Links a large upload's pending audit entries into the chain after it has been answered.
+    /// Links a large upload's pending audit entries into the chain after it has been answered,
+    /// with a connection of its own.
     pub chainer: Chainer,
 }
 
@@ -34,7 +35,7 @@ impl AppState {
     pub fn new(pool: DbPool, config: Config) -> AppState {
         let threads = config.recorder_threads.max(1);
         let recorder = AccessRecorder::start(crate::db::pool_of(&config, threads as u32), threads);
-        let chainer = Chainer::start(pool.clone());
+        let chainer = Chainer::start(crate::db::pool_of(&config, 1));
         AppState { pool, config, routes: RouteTable::new(), metrics: Arc::new(Metrics::new()), recorder, chainer }
     }
 }

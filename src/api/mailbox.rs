@@ -113,13 +113,11 @@ pub async fn post_outbox(
     }
     let actor = Actor::LocalAuthority(la_code.clone());
     let bytes = bytes.freeze();
+    let chainer = state.chainer.clone();
     let done = db::run(&state.pool, move |conn| {
-        upload::process(conn, &la_code, &bytes, Channel::Mailbox, actor.clone(), Utc::now())
+        upload::process_then_wake(&chainer, conn, &la_code, &bytes, Channel::Mailbox, actor.clone())
     })
-    .await;
-    // Whatever the answer: a file stored before a lost connection has entries pending too.
-    state.chainer.wake();
-    let done = done?;
+    .await?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({ "messageId": done.ack_message_id })))
 }
 

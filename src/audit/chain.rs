@@ -39,6 +39,24 @@ pub fn canonical_from_text(
     format!("[{},{},{},{number},{details}]", occurred_at.timestamp_micros(), text(actor), text(action))
 }
 
+/// Whether JSON text holds an escaped NUL character (`\u0000`, as serde_json writes one), which
+/// PostgreSQL's `jsonb` refuses. Escape-aware: an escaped backslash followed by `u0000` is text.
+pub fn has_escaped_nul(json: &str) -> bool {
+    let bytes = json.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' {
+            if bytes[i + 1..].starts_with(b"u0000") {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
 pub fn entry_hash(prev_hash: &[u8], fields: &EntryFields<'_>) -> [u8; 32] {
     hash_canonical(prev_hash, &canonical(fields))
 }
@@ -167,6 +185,16 @@ mod tests {
             assert_eq!(canonical(&fields), expected);
             assert_eq!(canonical_from_text(at, actor, "cp.record_replaced", nhs, &details.to_string()), expected);
         }
+    }
+
+    #[test]
+    fn an_escaped_nul_is_found_and_escaped_backslashes_are_not_mistaken_for_one() {
+        let text = |v: serde_json::Value| v.to_string();
+        assert!(has_escaped_nul(&text(json!({"a": "x\u{0}y"}))));
+        assert!(has_escaped_nul(&text(json!(["\u{0}"]))));
+        assert!(!has_escaped_nul(&text(json!({"a": "\\u0000"}))), "a backslash, then the text u0000");
+        assert!(!has_escaped_nul(&text(json!({"a": "\u{1}\u{1f}é\\"}))));
+        assert!(!has_escaped_nul(&text(json!({"u0000": "\\"}))));
     }
 
     #[test]

@@ -5,23 +5,34 @@
 //! they are stored, durably, with the file or not at all. Linking them into the hash chain
 //! (CP-IS074) takes the chain's lock a chunk at a time ([`chain_pending`]); for a national file
 //! that is 60,000 entries and close to two seconds, which the local authority used to wait for
-//! before its acknowledgement. Now the upload links at most one chunk itself (all of an ordinary
-//! file's entries) and wakes this thread for the rest, so the answer waits for the file's storage
-//! alone.
+//! before its acknowledgement. Now an upload whose entries fit in one chunk (any ordinary file)
+//! still chains them before it answers, while a larger one chains one chunk and wakes this thread
+//! for the rest ([`chain_pended`], [`process_then_wake`]), so its answer waits for the file's
+//! storage alone.
 //!
 //! Entries stay pending only until this thread has moved them, a few seconds for a national file.
-//! Should it fail (the database gone meanwhile), they are linked by the next upload's wake, the
-//! hourly checkpoint job, or the next start of the service, and always before a checkpoint is
-//! signed or the expiry job records its own changes (src/audit/checkpoint.rs,
-//! src/jobs/expiry.rs). Several instances may chain at once: each chunk is moved under the
-//! chain's lock, and entries another instance moved meanwhile are simply not found again.
+//! It chains with a connection of its own (requests holding every connection of the service's
+//! pool never keep it waiting), through [`db::run_blocking`]: a connection found dead is replaced
+//! and the work run again, and the chain's lock is not held through each chunk's disk flush. A
+//! pass that fails (the database gone meanwhile) is tried again every [`RETRY`] until one
+//! succeeds; entries left pending are also chained when the service starts, by the hourly
+//! checkpoint job, before a checkpoint is signed and before the expiry job records its own changes
+//! (src/audit/checkpoint.rs, src/jobs/expiry.rs). Several instances may chain at once: each chunk
+//! is moved under the chain's lock, and entries another instance moved meanwhile are simply not
+//! found again.
 //!
 //! [`pend`]: super::pend
 //! [`chain_pending`]: super::chain_pending
+//! [`chain_pended`]: super::chain_pended
+//! [`process_then_wake`]: crate::cpis::upload::process_then_wake
 
-use std::sync::mpsc::{self, SyncSender};
+use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::Duration;
 
-use crate::db::DbPool;
+use crate::db::{self, DbPool};
+
+/// How soon a failed pass is tried again.
+pub const RETRY: Duration = Duration::from_secs(5);
 
 /// Wakes the chaining thread; cheap, never blocks.
 #[derive(Clone)]
@@ -30,7 +41,7 @@ pub struct Chainer {
 }
 
 impl Chainer {
-    /// Starts the thread. It holds a connection of `pool` only while it chains.
+    /// Starts the thread, chaining with connections of `pool` (a pool of its own).
     pub fn start(pool: DbPool) -> Chainer {
         // One wake may wait while the thread chains: any number of wakes meanwhile are one more
         // pass, which finds everything pending by then.
@@ -38,8 +49,13 @@ impl Chainer {
         std::thread::Builder::new()
             .name("cpis-audit-chainer".into())
             .spawn(move || {
-                while wakes.recv().is_ok() {
-                    chain(&pool);
+                let mut failed = false;
+                loop {
+                    let next = if failed { wakes.recv_timeout(RETRY) } else { wakes.recv().map_err(Into::into) };
+                    if let Err(RecvTimeoutError::Disconnected) = next {
+                        return; // the service's state is gone
+                    }
+                    failed = !chain(&pool);
                 }
             })
             .expect("start the audit chaining thread");
@@ -48,21 +64,34 @@ impl Chainer {
 
     /// Asks the thread to chain whatever is pending.
     pub fn wake(&self) {
-        // Full: a pass is already due, which will find these entries too.
-        let _ = self.wake.try_send(());
+        match self.wake.try_send(()) {
+            // Full: a pass is already due, which will find these entries too.
+            Ok(()) | Err(TrySendError::Full(())) => {}
+            Err(TrySendError::Disconnected(())) => {
+                tracing::error!("the audit chainer has stopped; pending entries wait for the next chaining")
+            }
+        }
     }
 }
 
-/// One pass. A failure is logged and left for the next pass (see the module's documentation); a
-/// panic is caught so that the thread goes on serving later wakes.
-fn chain(pool: &DbPool) {
+/// One pass; whether it chained everything pending. A failure is logged and the pass tried again
+/// (see the module's documentation); a panic is caught so that the thread goes on.
+fn chain(pool: &DbPool) -> bool {
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut conn = pool.get().map_err(|e| e.to_string())?;
-        super::chain_pending(&mut conn).map_err(|e| e.to_string())
+        db::run_blocking(pool, |conn| Ok(super::chain_pending(conn)?))
     }));
     match outcome {
-        Ok(Ok(chunks)) => tracing::debug!(chunks, "pending audit entries chained"),
-        Ok(Err(error)) => tracing::error!(%error, "pending audit entries stay pending until the next chaining"),
-        Err(_) => tracing::error!("the audit chainer panicked; pending entries wait for the next chaining"),
+        Ok(Ok(chunks)) => {
+            tracing::debug!(chunks, "pending audit entries chained");
+            true
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%error, "pending audit entries stay pending; chaining is tried again");
+            false
+        }
+        Err(_) => {
+            tracing::error!("the audit chainer panicked; chaining is tried again");
+            false
+        }
     }
 }

@@ -159,27 +159,82 @@ pub fn append_now(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), App
 const PENDING_CHUNK: i64 = 2_000;
 
 /// Writes a large action's entries in the caller's transaction (committed with the action or not
-/// at all) without taking the chain's lock; [`chain_pending_chunk`] after that transaction
-/// commits, and the background [`chainer`] for the rest, chain them (migration 000021). For an
-/// upload's per-record changes: appended at once, they held the lock, and so every other audited
-/// request, for seconds.
-pub fn pend(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), AppError> {
-    let Some(batch) = Batch::of(events) else { return Ok(()) };
+/// at all) without taking the chain's lock; [`chain_pended`] after that transaction commits, and
+/// the background [`chainer`] for what it leaves, chain them (migration 000021). For an upload's
+/// per-record changes: appended at once, they held the lock, and so every other audited request,
+/// for seconds. Returns what it wrote, for [`chain_pended`].
+pub fn pend(conn: &mut PgConnection, events: Vec<Event>) -> Result<Option<Pended>, AppError> {
+    let Some(batch) = Batch::of(events) else { return Ok(None) };
+    // `jsonb` refuses the NUL character, which serde_json writes as an escape: an entry holding one
+    // would be refused only when chained, and would hold up every entry after it. Refused here,
+    // with the action.
+    if batch.canonicals.iter().any(|c| chain::has_escaped_nul(c)) {
+        return Err(AppError::BadRequest("The record holds a NUL character, which cannot be stored.".into()));
+    }
+    let count = batch.canonicals.len();
     // The canonical texts alone: the chaining takes each entry's details from its text (migration
-    // 000022), so the upload neither sends them twice nor parses them.
+    // 000022), so the action neither sends them twice nor parses them.
     use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
-    crate::db::prepared::sql(
-        "INSERT INTO audit_pending (occurred_at, actor, action, nhs_number, canonical) \
-         SELECT $1, a, x, n, c FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) \
-         WITH ORDINALITY AS u(a, x, n, c, i) ORDER BY i",
+    let written: LastId = crate::db::prepared::sql(
+        "WITH written AS ( \
+             INSERT INTO audit_pending (occurred_at, actor, action, nhs_number, canonical) \
+             SELECT $1, a, x, n, c FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) \
+             WITH ORDINALITY AS u(a, x, n, c, i) ORDER BY i \
+             RETURNING id \
+         ) SELECT max(id) AS last_id FROM written",
     )
     .bind::<Timestamptz, _>(batch.occurred_at)
     .bind::<Array<Text>, _>(batch.actors)
     .bind::<Array<Text>, _>(batch.actions)
     .bind::<Array<Nullable<Text>>, _>(batch.numbers)
     .bind::<Array<Text>, _>(batch.canonicals)
-    .execute(conn)?;
-    Ok(())
+    .get_result(conn)?;
+    Ok(Some(Pended { count, last_id: written.last_id }))
+}
+
+/// What [`pend`] wrote: how many entries, and the highest id among them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pended {
+    pub count: usize,
+    pub last_id: i64,
+}
+
+#[derive(QueryableByName)]
+struct LastId {
+    #[diesel(sql_type = BigInt)]
+    last_id: i64,
+}
+
+/// Chains what [`pend`] wrote, after its transaction has committed (call it outside a
+/// transaction), with whatever was pending before it (the chain's order is the pending order). When
+/// the entries fit in one chunk, until they are all chained: so an ordinary upload's entries are
+/// in the chain when it is answered, even behind another file's. A larger action's entries, a
+/// chunk's worth, and the rest is left to the background [`chainer`]. Returns whether they are
+/// all chained.
+pub fn chain_pended(conn: &mut PgConnection, pended: Pended) -> QueryResult<bool> {
+    let max_chunks = if pended.count <= PENDING_CHUNK as usize { usize::MAX } else { 1 };
+    let mut chunks = 0;
+    while pending_through(conn, pended.last_id)? {
+        if chunks == max_chunks {
+            return Ok(false);
+        }
+        chain_pending_chunk(conn)?;
+        chunks += 1;
+    }
+    Ok(true)
+}
+
+/// Whether an entry up to `last_id` is still pending.
+fn pending_through(conn: &mut PgConnection, last_id: i64) -> QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Any {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        pending: bool,
+    }
+    Ok(crate::db::prepared::sql("SELECT EXISTS (SELECT 1 FROM audit_pending WHERE id <= $1) AS pending")
+        .bind::<BigInt, _>(last_id)
+        .get_result::<Any>(conn)?
+        .pending)
 }
 
 /// Chains every pending entry ([`pend`]), oldest first, a chunk per transaction: call it outside
@@ -199,9 +254,7 @@ pub fn chain_pending(conn: &mut PgConnection) -> QueryResult<usize> {
 }
 
 /// Chains the oldest pending entries, one chunk at most, in a transaction of its own: call it
-/// outside a transaction. Returns how many it moved. An upload chains this much before it is
-/// answered, so that an ordinary file's entries are linked by then; a larger file's remainder is
-/// left to the background chainer ([`chainer`]).
+/// outside a transaction. Returns how many it moved.
 pub fn chain_pending_chunk(conn: &mut PgConnection) -> QueryResult<usize> {
     conn.transaction(|conn| {
         lock_chain(conn)?;
@@ -212,7 +265,8 @@ pub fn chain_pending_chunk(conn: &mut PgConnection) -> QueryResult<usize> {
 /// Moves up to `limit` pending entries, oldest first, into the chain; the caller holds the chain's
 /// lock ([`lock_chain`]) in its transaction. One read (ids and canonical texts), the hashes here,
 /// one statement that deletes them from `audit_pending` and inserts them into `audit_log` in
-/// order, each with the details its canonical text holds. Returns how many it moved.
+/// order, each with the details its canonical text holds (or, for an entry pended by a release
+/// before migration 000022, the details it was written with). Returns how many it moved.
 pub(crate) fn chain_pending_locked(conn: &mut PgConnection, limit: i64) -> QueryResult<usize> {
     use diesel::sql_types::{Array, Bytea, Text};
     #[derive(QueryableByName)]
@@ -240,7 +294,8 @@ pub(crate) fn chain_pending_locked(conn: &mut PgConnection, limit: i64) -> Query
     let inserted = crate::db::prepared::sql(
         "WITH moved AS (DELETE FROM audit_pending WHERE id = ANY($1) RETURNING *) \
          INSERT INTO audit_log (occurred_at, actor, action, nhs_number, details, prev_hash, hash) \
-         SELECT m.occurred_at, m.actor, m.action, m.nhs_number, (m.canonical::jsonb) -> 4, u.p, u.h \
+         SELECT m.occurred_at, m.actor, m.action, m.nhs_number, \
+             coalesce(m.details, (m.canonical::jsonb) -> 4), u.p, u.h \
          FROM unnest($1::bigint[], $2::bytea[], $3::bytea[]) WITH ORDINALITY AS u(id, p, h, i) \
          JOIN moved m ON m.id = u.id ORDER BY u.i",
     )

@@ -9,6 +9,7 @@ use diesel::prelude::*;
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::audit::chainer::Chainer;
 use crate::audit::{self, Actor, Event};
 use crate::domain::codes::{FileCode, RecordCode};
 use crate::domain::dates::uk_date;
@@ -44,11 +45,16 @@ pub struct Processed {
     pub file_code: FileCode,
     /// The file's messageId had been seen: the earlier acknowledgement was given again.
     pub resubmission: bool,
+    /// The file's audit entries written as pending (`audit::pend`), to be chained after the commit.
+    pub pended: Option<audit::Pended>,
+    /// Some of them were still pending when [`process`] returned: a large file's remainder, or
+    /// chaining failed. The background chainer is to be woken ([`process_then_wake`]).
+    pub chaining_left: bool,
 }
 
 /// Processes one file sent to `la_code`'s mailbox (or portal) and puts the acknowledgement in
-/// its inbox before returning (CP-IS065, CP-IS066: synchronously). The caller then wakes the
-/// background chainer ([`crate::audit::chainer`]) for a large file's audit entries.
+/// its inbox before returning (CP-IS065, CP-IS066: synchronously). The service calls it through
+/// [`process_then_wake`], which wakes the background chainer for a large file's audit entries.
 pub fn process(
     conn: &mut PgConnection,
     la_code: &str,
@@ -147,19 +153,45 @@ pub fn process(
         };
         finish(conn, &ctx, &actor, message_id, Some(sequence), code, text, verdicts, Some(&upload))
     })?;
-    // An ordinary file's audit entries join the chain before the LA is answered; a larger file's
-    // first chunk does, and the background chainer, which the caller wakes, links the rest
+    // An ordinary file's audit entries (up to a chunk, 2,000) join the chain before the LA is
+    // answered; of a larger file's, one chunk does, and the background chainer links the rest
     // (src/audit/chainer.rs): the answer waits for the file's storage, not for the chain. If
-    // chaining fails now, the file is stored all the same and its entries wait for the next
-    // chaining. Should the connection be lost here, the LA is answered 503 for a file that is
-    // stored: sending it again is answered with the same acknowledgement (its messageId is known),
-    // so nothing is stored twice.
-    let t0 = std::time::Instant::now();
-    if let Err(e) = audit::chain_pending_chunk(conn) {
-        tracing::error!(error = %e, "an upload's audit entries stay pending until the next chaining");
+    // chaining fails now, the file is stored all the same and its entries wait for the chainer.
+    // Should the connection be lost here, the LA is answered 503 for a file that is stored:
+    // sending it again is answered with the same acknowledgement (its messageId is known), so
+    // nothing is stored twice.
+    let mut processed = processed;
+    if let Some(pended) = processed.pended {
+        let t0 = std::time::Instant::now();
+        processed.chaining_left = match audit::chain_pended(conn, pended) {
+            Ok(all) => !all,
+            Err(e) => {
+                tracing::error!(error = %e, "an upload's audit entries stay pending until the next chaining");
+                true
+            }
+        };
+        tracing::debug!(ms = t0.elapsed().as_millis() as u64, "upload phase: chain audit entries");
     }
-    tracing::debug!(ms = t0.elapsed().as_millis() as u64, "upload phase: chain audit entries");
     Ok(processed)
+}
+
+/// [`process`], then the background chainer woken when some of the file's audit entries are
+/// still pending, or when processing failed (a file stored before the connection was lost has
+/// entries pending too). Called on the blocking thread, so the wake is sent even when the
+/// request that brought the file has gone meanwhile.
+pub fn process_then_wake(
+    chainer: &Chainer,
+    conn: &mut PgConnection,
+    la_code: &str,
+    bytes: &[u8],
+    channel: Channel,
+    actor: Actor,
+) -> Result<Processed, AppError> {
+    let processed = process(conn, la_code, bytes, channel, actor, Utc::now());
+    if !matches!(&processed, Ok(p) if !p.chaining_left) {
+        chainer.wake();
+    }
+    processed
 }
 
 /// For a large file's transaction only:
@@ -227,6 +259,8 @@ fn resubmission(
         ack_message_id: ack_id,
         file_code: FileCode::from_code(&file_code).unwrap_or(FileCode::Cpf03),
         resubmission: true,
+        pended: None,
+        chaining_left: false,
     }))
 }
 
@@ -387,12 +421,13 @@ fn finish(
         "ack_message_id": ack_id, "channel": ctx.channel.code(),
     })));
     let t0 = std::time::Instant::now();
-    // Written without the chain's lock and chained by `process` once this transaction has
-    // committed, a chunk at a time (audit::pend): appended here, under the lock held until COMMIT,
-    // a national file's 60,000 entries held up every other audited request for seconds.
-    audit::pend(conn, changes)?;
+    // Written without the chain's lock and chained once this transaction has committed, a chunk
+    // at a time (`process`, then the background chainer): appended here, under the lock held
+    // until COMMIT, a national file's 60,000 entries held up every other audited request for
+    // seconds.
+    let pended = audit::pend(conn, changes)?;
     tracing::debug!(ms = t0.elapsed().as_millis() as u64, "upload phase: audit");
-    Ok(Processed { upload_id, ack_message_id: ack_id, file_code, resubmission: false })
+    Ok(Processed { upload_id, ack_message_id: ack_id, file_code, resubmission: false, pended, chaining_left: false })
 }
 
 fn response(index: usize, la_child_id: Option<String>, nhs_number: Option<String>, v: &Verdict) -> RecordResponse {

@@ -223,9 +223,9 @@ pub fn run(
         }
     }
     // An upload's entries are chained just after it commits, a large file's mostly by the
-    // background chainer (src/audit/chainer.rs): any still pending are chained now, so this job's changes follow the uploads whose items they change in
-    // the chain, which CP-IS075 replays in order. The lock is then held to this job's commit,
-    // with its work already done.
+    // background chainer (src/audit/chainer.rs): any still pending are chained now, so this job's
+    // changes follow the uploads whose items they change in the chain, which CP-IS075 replays in
+    // order. The lock is then held to this job's commit, with its work already done.
     audit::lock_chain(conn)?;
     audit::chain_pending_locked(conn, i64::MAX)?;
     audit::record_many(conn, events)?;

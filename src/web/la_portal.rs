@@ -211,13 +211,11 @@ pub async fn upload_file(
         }
     };
     let actor = Actor::User(principal.account.id);
+    let chainer = state.chainer.clone();
     let done = db::run(&state.pool, move |conn| {
-        upload::process(conn, &la, &bytes, Channel::Portal, actor.clone(), Utc::now())
+        upload::process_then_wake(&chainer, conn, &la, &bytes, Channel::Portal, actor.clone())
     })
-    .await;
-    // Whatever the answer: a file stored before a lost connection has entries pending too.
-    state.chainer.wake();
-    let done = done?;
+    .await?;
     Ok(see_other(&format!("/la/uploads/{}", done.upload_id)))
 }
 

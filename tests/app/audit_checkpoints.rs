@@ -507,3 +507,124 @@ fn a_large_actions_entries_are_chained_a_chunk_at_a_time() {
     );
     assert!(verify_all(&mut conn, Some(&key())).unwrap().intact());
 }
+
+/// Issue 8: an action's pending entries are chained when it is answered, even behind another
+/// action's: all of them when they fit one chunk (an ordinary upload), one chunk of a larger
+/// action's, whose rest the background chainer links. Details of every awkward kind come back
+/// from the chain exactly as written, and the chain verifies; an entry `jsonb` would refuse (a NUL
+/// character) is refused with its action, not left to hold up every chaining after it.
+#[test]
+fn an_actions_entries_are_chained_before_it_is_answered_even_behind_others() {
+    let db = TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    let events = |n: usize, what: &str| -> Vec<Event> {
+        (0..n)
+            .map(|i| {
+                Event::new(Actor::LocalAuthority("E10000016".into()), "cp.record_replaced")
+                    .about("9990000050")
+                    .details(serde_json::json!({"n": i, "what": what}))
+            })
+            .collect()
+    };
+    let pend = |conn: &mut PgConnection, events: Vec<Event>| {
+        conn.transaction(|c| {
+            cpis::audit::pend(c, events).map_err(|e| {
+                assert!(matches!(e, cpis::error::AppError::BadRequest(_)), "{e:?}");
+                diesel::result::Error::RollbackTransaction
+            })
+        })
+    };
+    let pending = |conn: &mut PgConnection| count(conn, "SELECT count(*) FROM audit_pending");
+
+    // A national file's backlog, then an ordinary file's entries behind it.
+    let backlog = pend(&mut conn, events(4_500, "backlog")).unwrap().unwrap();
+    let awkward = serde_json::json!({
+        "quote \" backslash \\ tab \t": ["é", "\u{1}", "\u{7f}", "😀", "\\u0000 as text"],
+        "numbers": [0, -1, 1.5, 1e-7, 12345678901234_i64, 0.1],
+        "empty": {"list": [], "object": {}, "text": ""},
+        "null": null, "true": true,
+    });
+    let ordinary = pend(
+        &mut conn,
+        vec![Event::new(Actor::Service, "cp.record_replaced").about("9990000050").details(awkward.clone())],
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!((backlog.count, ordinary.count), (4_500, 1));
+    assert!(cpis::audit::chain_pended(&mut conn, ordinary).unwrap(), "all of it chained");
+    assert_eq!(pending(&mut conn), 0, "the backlog first, as the chain's order is the pending order");
+    let stored: serde_json::Value = audit_log::table
+        .filter(audit_log::actor.eq("service"))
+        .order(audit_log::id.desc())
+        .select(audit_log::details)
+        .first(&mut conn)
+        .unwrap();
+    assert_eq!(stored, awkward);
+
+    // A larger action: one chunk now, the rest later.
+    let large = pend(&mut conn, events(4_500, "large")).unwrap().unwrap();
+    assert!(!cpis::audit::chain_pended(&mut conn, large).unwrap(), "some left for the chainer");
+    assert_eq!(pending(&mut conn), 2_500);
+    assert_eq!(cpis::audit::chain_pending(&mut conn).unwrap(), 2);
+    assert!(cpis::audit::chain_pended(&mut conn, large).unwrap(), "nothing left");
+    match verify(&mut conn).unwrap() {
+        Verdict::Intact { .. } => {}
+        broken => panic!("{broken:?}"),
+    }
+
+    // A NUL character: refused with its action (the transaction above rolls back), nothing pending.
+    let refused = pend(
+        &mut conn,
+        vec![Event::new(Actor::Service, "cp.record_replaced").details(serde_json::json!({"child": "a\u{0}b"}))],
+    );
+    assert!(refused.is_err());
+    assert_eq!(pending(&mut conn), 0);
+}
+
+/// Issue 8: the background chainer links what is pending when woken, and a pass that fails is
+/// tried again without another wake. Here an entry `jsonb` refuses (written behind the service's
+/// back) fails every pass until it is removed; then the retry chains the rest.
+#[test]
+fn the_chainer_chains_when_woken_and_tries_a_failed_pass_again() {
+    let db = TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    let config = cpis::config::Config::for_database(&db.url);
+    let chainer = cpis::audit::chainer::Chainer::start(cpis::db::pool_of(&config, 1));
+    let pending = |conn: &mut PgConnection| count(conn, "SELECT count(*) FROM audit_pending");
+    let wait_until = |conn: &mut PgConnection, want: i64, within: std::time::Duration| {
+        let started = std::time::Instant::now();
+        while pending(conn) != want {
+            assert!(started.elapsed() < within, "still {} pending, not {want}", pending(conn));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    let entries = |n: usize| -> Vec<Event> {
+        (0..n).map(|i| Event::new(Actor::Service, "cp.record_replaced").details(serde_json::json!({"n": i}))).collect()
+    };
+    conn.transaction(|c| cpis::audit::pend(c, entries(2_500)).map_err(|_| diesel::result::Error::RollbackTransaction))
+        .unwrap();
+    chainer.wake();
+    wait_until(&mut conn, 0, std::time::Duration::from_secs(30));
+
+    execute(
+        &mut conn,
+        r#"INSERT INTO audit_pending (occurred_at, actor, action, canonical)
+           VALUES (now(), 'service', 'cp.record_replaced', '[0,"service","cp.record_replaced",null,{"x":"\u0000"}]')"#,
+    );
+    conn.transaction(|c| cpis::audit::pend(c, entries(10)).map_err(|_| diesel::result::Error::RollbackTransaction))
+        .unwrap();
+    chainer.wake();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(pending(&mut conn), 11, "the refused entry holds up the pass");
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut conn,
+        "BEGIN; SELECT set_config('cpis.audit_chaining', 'on', true); \
+         DELETE FROM audit_pending WHERE canonical LIKE '%\"x\"%'; COMMIT",
+    )
+    .unwrap();
+    wait_until(&mut conn, 0, cpis::audit::chainer::RETRY * 3);
+    match verify(&mut conn).unwrap() {
+        Verdict::Intact { .. } => {}
+        broken => panic!("{broken:?}"),
+    }
+}

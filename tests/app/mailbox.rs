@@ -340,6 +340,8 @@ async fn ten_thousand_records_with_one_bad_one() {
     )
     .unwrap();
     assert_eq!(done.file_code, FileCode::Cpf02);
+    assert_eq!(done.pended.map(|p| p.count), Some(10_000));
+    assert!(done.chaining_left, "the service wakes the chainer for the rest");
     assert_eq!(app.count("SELECT count(*) FROM audit_pending"), 10_000 - 2_000);
     assert!(matches!(cpis::audit::verify::verify(&mut conn).unwrap(), cpis::audit::verify::Verdict::Intact { .. }));
     assert_eq!(cpis::audit::chain_pending(&mut conn).unwrap(), 4, "2,000 at a time");

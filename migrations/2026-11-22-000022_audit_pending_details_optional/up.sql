@@ -1,0 +1,13 @@
+-- Issue 8: a pending entry kept its details twice, as jsonb and inside its canonical text (the
+-- array [time, actor, action, NHS number, details] the chain hashes, src/audit/chain.rs). Writing
+-- a national file's 60,000 entries parsed every details text into jsonb in the upload's
+-- transaction, and wrote each twice. Now the service writes the canonical text alone, and the
+-- chaining, which runs after the upload has been answered, takes the details from it into
+-- audit_log ((canonical::jsonb)->4, the same value).
+--
+-- The column stays, optional, for as long as an instance of an earlier release may share the
+-- database: such an instance still writes it, and the chaining uses it when it is there. An
+-- earlier release cannot chain entries written without it (its insert into audit_log is refused,
+-- and they wait, pending, for a current instance); a later migration may drop the column once no
+-- such instance is left.
+ALTER TABLE audit_pending ALTER COLUMN details DROP NOT NULL;
