@@ -5,10 +5,9 @@
 //! they are stored, durably, with the file or not at all. Linking them into the hash chain
 //! (CP-IS074) takes the chain's lock a chunk at a time ([`chain_pending`]); for a national file
 //! that is 60,000 entries and close to two seconds, which the local authority used to wait for
-//! before its acknowledgement. Now an upload whose entries fit in one chunk (any ordinary file)
-//! still chains them before it answers, while a larger one chains one chunk and wakes this thread
-//! for the rest ([`chain_pended`], [`process_then_wake`]), so its answer waits for the file's
-//! storage alone.
+//! before its acknowledgement. Now an upload with at most 2,000 entries (any ordinary file)
+//! still chains them before it answers, while a larger one wakes this thread for them
+//! ([`chain_pended`], [`process_then_wake`]), so its answer waits for the file's storage alone.
 //!
 //! Entries stay pending only until this thread has moved them, a few seconds for a national file.
 //! It chains with a connection of its own (requests holding every connection of the service's

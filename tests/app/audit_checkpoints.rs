@@ -455,7 +455,7 @@ fn a_large_actions_entries_are_chained_a_chunk_at_a_time() {
     {
         assert!(diesel::sql_query(sql).execute(&mut conn).is_err(), "refused: {sql}");
     }
-    assert_eq!(cpis::audit::chain_pending(&mut conn).unwrap(), 3, "2,000 + 2,000 + 500, each its own transaction");
+    assert_eq!(cpis::audit::chain_pending(&mut conn).unwrap(), 9, "500 at a time, each its own transaction");
     assert_eq!(count(&mut conn, "SELECT count(*) FROM audit_pending"), 0);
     assert_eq!(logged(&mut conn), before + 4_500);
     assert_eq!(
@@ -508,9 +508,8 @@ fn a_large_actions_entries_are_chained_a_chunk_at_a_time() {
     assert!(verify_all(&mut conn, Some(&key())).unwrap().intact());
 }
 
-/// Issue 8: an action's pending entries are chained when it is answered, even behind another
-/// action's: all of them when they fit one chunk (an ordinary upload), one chunk of a larger
-/// action's, whose rest the background chainer links. Details of every awkward kind come back
+/// Issue 8: an ordinary action's pending entries (up to 2,000) are chained when it is answered,
+/// even behind another action's; a larger action's are left to the background chainer. Details of every awkward kind come back
 /// from the chain exactly as written, and the chain verifies; an entry `jsonb` would refuse (a NUL
 /// character) is refused with its action, not left to hold up every chaining after it.
 #[test]
@@ -561,11 +560,14 @@ fn an_actions_entries_are_chained_before_it_is_answered_even_behind_others() {
         .unwrap();
     assert_eq!(stored, awkward);
 
-    // A larger action: one chunk now, the rest later.
-    let large = pend(&mut conn, events(4_500, "large")).unwrap().unwrap();
-    assert!(!cpis::audit::chain_pended(&mut conn, large).unwrap(), "some left for the chainer");
-    assert_eq!(pending(&mut conn), 2_500);
-    assert_eq!(cpis::audit::chain_pending(&mut conn).unwrap(), 2);
+    // The largest ordinary action is chained whole; a larger one is left for the chainer.
+    let largest = pend(&mut conn, events(cpis::audit::CHAINED_BEFORE_ANSWER, "largest ordinary")).unwrap().unwrap();
+    assert!(cpis::audit::chain_pended(&mut conn, largest).unwrap());
+    assert_eq!(pending(&mut conn), 0);
+    let large = pend(&mut conn, events(cpis::audit::CHAINED_BEFORE_ANSWER + 1, "large")).unwrap().unwrap();
+    assert!(!cpis::audit::chain_pended(&mut conn, large).unwrap(), "left for the chainer");
+    assert_eq!(pending(&mut conn), 2_001);
+    assert_eq!(cpis::audit::chain_pending(&mut conn).unwrap(), 5);
     assert!(cpis::audit::chain_pended(&mut conn, large).unwrap(), "nothing left");
     match verify(&mut conn).unwrap() {
         Verdict::Intact { .. } => {}
