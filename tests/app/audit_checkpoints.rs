@@ -423,6 +423,17 @@ fn a_signed_head_purged_by_retention_still_verifies_through_its_link() {
     assert_eq!((report.purged, report.checkpoints), (1, Checkpoints::Checked(1)));
 }
 
+/// `n` entries as an upload writes them, numbered, marked `what`.
+fn replaced_entries(n: usize, what: &str) -> Vec<Event> {
+    (0..n)
+        .map(|i| {
+            Event::new(Actor::LocalAuthority("E10000016".into()), "cp.record_replaced")
+                .about("9990000050")
+                .details(serde_json::json!({"n": i, "what": what}))
+        })
+        .collect()
+}
+
 /// Issue 8, migration 000021: a large action's entries commit with it in `audit_pending` and are
 /// chained afterwards a chunk per transaction, so the chain's lock is never held for the whole
 /// action. They end up in the chain in their order and the chain verifies; until then they cannot
@@ -432,19 +443,10 @@ fn a_signed_head_purged_by_retention_still_verifies_through_its_link() {
 fn a_large_actions_entries_are_chained_a_chunk_at_a_time() {
     let db = TestDatabase::new(Template::Demo);
     let mut conn = db.conn();
-    let events = |n: usize, what: &str| -> Vec<Event> {
-        (0..n)
-            .map(|i| {
-                Event::new(Actor::LocalAuthority("E10000016".into()), "cp.record_replaced")
-                    .about("9990000050")
-                    .details(serde_json::json!({"n": i, "what": what}))
-            })
-            .collect()
-    };
     let logged = |conn: &mut PgConnection| count(conn, "SELECT count(*) FROM audit_log");
     let before = logged(&mut conn);
     conn.transaction(|c| {
-        cpis::audit::pend(c, events(4_500, "file")).map_err(|_| diesel::result::Error::RollbackTransaction)
+        cpis::audit::pend(c, replaced_entries(4_500, "file")).map_err(|_| diesel::result::Error::RollbackTransaction)
     })
     .unwrap();
     assert_eq!(count(&mut conn, "SELECT count(*) FROM audit_pending"), 4_500);
@@ -473,7 +475,7 @@ fn a_large_actions_entries_are_chained_a_chunk_at_a_time() {
     }
     // Left pending by a crash: the next checkpoint chains them first and signs a head after them.
     conn.transaction(|c| {
-        cpis::audit::pend(c, events(5, "left")).map_err(|_| diesel::result::Error::RollbackTransaction)
+        cpis::audit::pend(c, replaced_entries(5, "left")).map_err(|_| diesel::result::Error::RollbackTransaction)
     })
     .unwrap();
     let signed = sign_now(&mut conn, &key());
@@ -483,7 +485,7 @@ fn a_large_actions_entries_are_chained_a_chunk_at_a_time() {
     assert!(verify_all(&mut conn, Some(&key())).unwrap().intact());
     // Without a key, the hourly job still chains what was left pending.
     conn.transaction(|c| {
-        cpis::audit::pend(c, events(3, "keyless")).map_err(|_| diesel::result::Error::RollbackTransaction)
+        cpis::audit::pend(c, replaced_entries(3, "keyless")).map_err(|_| diesel::result::Error::RollbackTransaction)
     })
     .unwrap();
     conn.transaction(|c| cpis::jobs::audit_checkpoint::run(c, None, now(), now())).unwrap();
@@ -491,7 +493,8 @@ fn a_large_actions_entries_are_chained_a_chunk_at_a_time() {
     // The expiry job chains anything pending before its own changes, which CP-IS075 replays
     // after the uploads they change. (The demo data has items for it to expire.)
     conn.transaction(|c| {
-        cpis::audit::pend(c, events(3, "before expiry")).map_err(|_| diesel::result::Error::RollbackTransaction)
+        cpis::audit::pend(c, replaced_entries(3, "before expiry"))
+            .map_err(|_| diesel::result::Error::RollbackTransaction)
     })
     .unwrap();
     let day = Utc::now() + chrono::TimeDelta::days(3 * 365);
@@ -509,22 +512,14 @@ fn a_large_actions_entries_are_chained_a_chunk_at_a_time() {
 }
 
 /// Issue 8: an ordinary action's pending entries (up to 2,000) are chained when it is answered,
-/// even behind another action's; a larger action's are left to the background chainer. Details of every awkward kind come back
-/// from the chain exactly as written, and the chain verifies; an entry `jsonb` would refuse (a NUL
-/// character) is refused with its action, not left to hold up every chaining after it.
+/// even behind another action's; a larger action's are left to the background chainer. Details of
+/// every awkward kind come back from the chain exactly as written, and the chain verifies; an
+/// entry `jsonb` would refuse (a NUL character) is refused with its action, not left to hold up
+/// every chaining after it.
 #[test]
 fn an_actions_entries_are_chained_before_it_is_answered_even_behind_others() {
     let db = TestDatabase::new(Template::Demo);
     let mut conn = db.conn();
-    let events = |n: usize, what: &str| -> Vec<Event> {
-        (0..n)
-            .map(|i| {
-                Event::new(Actor::LocalAuthority("E10000016".into()), "cp.record_replaced")
-                    .about("9990000050")
-                    .details(serde_json::json!({"n": i, "what": what}))
-            })
-            .collect()
-    };
     let pend = |conn: &mut PgConnection, events: Vec<Event>| {
         conn.transaction(|c| {
             cpis::audit::pend(c, events).map_err(|e| {
@@ -536,7 +531,7 @@ fn an_actions_entries_are_chained_before_it_is_answered_even_behind_others() {
     let pending = |conn: &mut PgConnection| count(conn, "SELECT count(*) FROM audit_pending");
 
     // A national file's backlog, then an ordinary file's entries behind it.
-    let backlog = pend(&mut conn, events(4_500, "backlog")).unwrap().unwrap();
+    let backlog = pend(&mut conn, replaced_entries(4_500, "backlog")).unwrap().unwrap();
     let awkward = serde_json::json!({
         "quote \" backslash \\ tab \t": ["é", "\u{1}", "\u{7f}", "😀", "\\u0000 as text"],
         "numbers": [0, -1, 1.5, 1e-7, 12345678901234_i64, 0.1],
@@ -561,10 +556,11 @@ fn an_actions_entries_are_chained_before_it_is_answered_even_behind_others() {
     assert_eq!(stored, awkward);
 
     // The largest ordinary action is chained whole; a larger one is left for the chainer.
-    let largest = pend(&mut conn, events(cpis::audit::CHAINED_BEFORE_ANSWER, "largest ordinary")).unwrap().unwrap();
+    let largest =
+        pend(&mut conn, replaced_entries(cpis::audit::CHAINED_BEFORE_ANSWER, "largest ordinary")).unwrap().unwrap();
     assert!(cpis::audit::chain_pended(&mut conn, largest).unwrap());
     assert_eq!(pending(&mut conn), 0);
-    let large = pend(&mut conn, events(cpis::audit::CHAINED_BEFORE_ANSWER + 1, "large")).unwrap().unwrap();
+    let large = pend(&mut conn, replaced_entries(cpis::audit::CHAINED_BEFORE_ANSWER + 1, "large")).unwrap().unwrap();
     assert!(!cpis::audit::chain_pended(&mut conn, large).unwrap(), "left for the chainer");
     assert_eq!(pending(&mut conn), 2_001);
     assert_eq!(cpis::audit::chain_pending(&mut conn).unwrap(), 5);
