@@ -8,7 +8,7 @@ pub mod verify;
 
 use chrono::Utc;
 use diesel::prelude::*;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{Array, BigInt, Bytea, Text};
 
 use crate::error::AppError;
 
@@ -81,7 +81,8 @@ impl Event {
         Ok(self)
     }
 
-    /// The details as a JSON value (parsed from their text).
+    /// The details as a JSON value (parsed from their text), for tests.
+    #[cfg(test)]
     pub fn details_value(&self) -> serde_json::Value {
         serde_json::from_str(&self.details).unwrap_or(serde_json::Value::Null)
     }
@@ -114,7 +115,7 @@ pub(crate) fn lock_chain(conn: &mut PgConnection) -> QueryResult<()> {
 /// across a round trip to this service. The entries are not in `audit_log` before the commit:
 /// code that needs its entry's id at once uses [`append_now`].
 pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), AppError> {
-    let Some(batch) = Batch::of(events) else { return Ok(()) };
+    let Some(batch) = Batch::of(events)? else { return Ok(()) };
     // The commit moves the entries under the chain's lock: in a request it need not wait for its
     // flush while holding it (see lock_chain).
     let sql = if crate::db::defer_flush() {
@@ -125,7 +126,8 @@ pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), Ap
         "INSERT INTO audit_outbox (occurred_at, actors, actions, numbers, details, canonicals) \
          VALUES ($1, $2, $3, $4, $5::text[]::jsonb[], $6)"
     };
-    batch.bind(crate::db::prepared::sql(sql)).execute(conn)?;
+    let (query, details, canonicals) = batch.bind_head(crate::db::prepared::sql(sql));
+    query.bind::<Array<Text>, _>(details).bind::<Array<Text>, _>(canonicals).execute(conn)?;
     Ok(())
 }
 
@@ -137,10 +139,9 @@ pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), Ap
 /// Entries the same transaction recorded through the outbox ([`record`]) join the chain after
 /// these, at its commit.
 pub fn append_now(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), AppError> {
-    let Some(batch) = Batch::of(events) else { return Ok(()) };
+    let Some(batch) = Batch::of(events)? else { return Ok(()) };
     lock_chain(conn)?;
     let (prevs, hashes) = chain::link(&head_hash(conn)?, batch.canonicals.iter().map(String::as_str));
-    use diesel::sql_types::{Array, Bytea};
     // One statement from arrays, in array order (the chain's order is the id order). The
     // canonical texts are not sent: the hashes are computed above.
     let query = crate::db::prepared::sql(
@@ -149,7 +150,12 @@ pub fn append_now(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), App
          FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[]) \
          WITH ORDINALITY AS u(a, x, n, d, p, h, i) ORDER BY i",
     );
-    batch.bind_entries(query).bind::<Array<Bytea>, _>(prevs).bind::<Array<Bytea>, _>(hashes).execute(conn)?;
+    let (query, details, _) = batch.bind_head(query);
+    query
+        .bind::<Array<Text>, _>(details)
+        .bind::<Array<Bytea>, _>(prevs)
+        .bind::<Array<Bytea>, _>(hashes)
+        .execute(conn)?;
     Ok(())
 }
 
@@ -170,31 +176,21 @@ pub const CHAINED_BEFORE_ANSWER: usize = 2_000;
 /// per-record changes: appended at once, they held the lock, and so every other audited request,
 /// for seconds. Returns what it wrote, for [`chain_pended`].
 pub fn pend(conn: &mut PgConnection, events: Vec<Event>) -> Result<Option<Pended>, AppError> {
-    let Some(batch) = Batch::of(events) else { return Ok(None) };
-    // `jsonb` refuses the NUL character, which serde_json writes as an escape: an entry holding one
-    // would be refused only when chained, and would hold up every entry after it. Refused here,
-    // with the action.
-    if batch.canonicals.iter().any(|c| chain::has_escaped_nul(c)) {
-        return Err(AppError::BadRequest("The record holds a NUL character, which cannot be stored.".into()));
-    }
+    // An entry holding a NUL character is refused here with its action (`Batch::of`): left
+    // pending, `jsonb` would refuse it only when chained, holding up every entry after it.
+    let Some(batch) = Batch::of(events)? else { return Ok(None) };
     let count = batch.canonicals.len();
     // The canonical texts alone: the chaining takes each entry's details from its text (migration
     // 000022), so the action neither sends them twice nor parses them.
-    use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
-    let written: LastId = crate::db::prepared::sql(
+    let (query, _, canonicals) = batch.bind_head(crate::db::prepared::sql(
         "WITH written AS ( \
              INSERT INTO audit_pending (occurred_at, actor, action, nhs_number, canonical) \
              SELECT $1, a, x, n, c FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) \
              WITH ORDINALITY AS u(a, x, n, c, i) ORDER BY i \
              RETURNING id \
          ) SELECT max(id) AS last_id FROM written",
-    )
-    .bind::<Timestamptz, _>(batch.occurred_at)
-    .bind::<Array<Text>, _>(batch.actors)
-    .bind::<Array<Text>, _>(batch.actions)
-    .bind::<Array<Nullable<Text>>, _>(batch.numbers)
-    .bind::<Array<Text>, _>(batch.canonicals)
-    .get_result(conn)?;
+    ));
+    let written: LastId = query.bind::<Array<Text>, _>(canonicals).get_result(conn)?;
     Ok(Some(Pended { count, last_id: written.last_id }))
 }
 
@@ -270,7 +266,6 @@ pub fn chain_pending_chunk(conn: &mut PgConnection) -> QueryResult<usize> {
 /// order, each with the details its canonical text holds (or, for an entry pended by a release
 /// before migration 000022, the details it was written with). Returns how many it moved.
 pub(crate) fn chain_pending_locked(conn: &mut PgConnection, limit: i64) -> QueryResult<usize> {
-    use diesel::sql_types::{Array, Bytea, Text};
     #[derive(QueryableByName)]
     struct Pending {
         #[diesel(sql_type = BigInt)]
@@ -346,9 +341,12 @@ struct Batch {
 }
 
 impl Batch {
-    fn of(events: Vec<Event>) -> Option<Batch> {
+    /// The entries as columns, or `None` for none. An entry holding a NUL character is refused
+    /// with a clear error: `jsonb` refuses it (serde_json writes it as an escape), which would
+    /// otherwise be a database error at the insert, or, for a pending entry, at its chaining.
+    fn of(events: Vec<Event>) -> Result<Option<Batch>, AppError> {
         if events.is_empty() {
-            return None;
+            return Ok(None);
         }
         let occurred_at = chain::to_micros(Utc::now());
         let n = events.len();
@@ -362,36 +360,37 @@ impl Batch {
         };
         for event in events {
             let actor = event.actor.to_string();
-            b.canonicals.push(chain::canonical_from_text(
+            let canonical = chain::canonical_from_text(
                 occurred_at,
                 &actor,
                 event.action,
                 event.nhs_number.as_deref(),
                 &event.details,
-            ));
+            );
+            if chain::has_escaped_nul(&canonical) {
+                return Err(AppError::BadRequest("The record holds a NUL character, which cannot be stored.".into()));
+            }
+            b.canonicals.push(canonical);
             b.actors.push(actor);
             b.actions.push(event.action);
             b.numbers.push(event.nhs_number);
             b.details.push(event.details);
         }
-        Some(b)
+        Ok(Some(b))
     }
 
-    /// Binds $1 to $6: time, actors, actions, NHS numbers, details, canonical texts.
-    fn bind(mut self, query: crate::db::prepared::Prepared) -> crate::db::prepared::Prepared {
-        use diesel::sql_types::{Array, Text};
-        let canonicals = std::mem::take(&mut self.canonicals);
-        self.bind_entries(query).bind::<Array<Text>, _>(canonicals)
-    }
-
-    /// Binds $1 to $5: time, actors, actions, NHS numbers, details (text, for `$5::text[]`).
-    fn bind_entries(self, query: crate::db::prepared::Prepared) -> crate::db::prepared::Prepared {
-        use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
-        query
+    /// Binds $1 to $4 (time, actors, actions, NHS numbers), which every statement here takes, and
+    /// hands back the details and canonical texts for the statement to bind what it takes of them.
+    fn bind_head(
+        self,
+        query: crate::db::prepared::Prepared,
+    ) -> (crate::db::prepared::Prepared, Vec<String>, Vec<String>) {
+        use diesel::sql_types::{Nullable, Timestamptz};
+        let query = query
             .bind::<Timestamptz, _>(self.occurred_at)
             .bind::<Array<Text>, _>(self.actors)
             .bind::<Array<Text>, _>(self.actions)
-            .bind::<Array<Nullable<Text>>, _>(self.numbers)
-            .bind::<Array<Text>, _>(self.details)
+            .bind::<Array<Nullable<Text>>, _>(self.numbers);
+        (query, self.details, self.canonicals)
     }
 }

@@ -155,11 +155,10 @@ pub fn process(
     })?;
     // An ordinary file's audit entries (up to 2,000) join the chain before the LA is answered; a
     // larger file's are linked by the background chainer (src/audit/chainer.rs): the answer
-    // waits for the file's storage, not for the chain. If
-    // chaining fails now, the file is stored all the same and its entries wait for the chainer.
-    // Should the connection be lost here, the LA is answered 503 for a file that is stored:
-    // sending it again is answered with the same acknowledgement (its messageId is known), so
-    // nothing is stored twice.
+    // waits for the file's storage, not for the chain. If chaining fails now, the file is stored
+    // all the same and its entries wait for the chainer. Should the connection be lost here, the
+    // LA is answered 503 for a file that is stored: sending it again is answered with the same
+    // acknowledgement (its messageId is known), so nothing is stored twice.
     let mut processed = processed;
     if let Some(pended) = processed.pended {
         let t0 = std::time::Instant::now();

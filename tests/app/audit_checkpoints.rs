@@ -577,6 +577,13 @@ fn an_actions_entries_are_chained_before_it_is_answered_even_behind_others() {
     );
     assert!(refused.is_err());
     assert_eq!(pending(&mut conn), 0);
+    // The same for an entry recorded with its action through the outbox: a clear refusal, not a
+    // database error.
+    let recorded = cpis::audit::record(
+        &mut conn,
+        Event::new(Actor::Service, "cp.record_replaced").details(serde_json::json!({"child": "a\u{0}b"})),
+    );
+    assert!(matches!(recorded, Err(cpis::error::AppError::BadRequest(_))), "{recorded:?}");
 }
 
 /// Issue 8: the background chainer links what is pending when woken, and a pass that fails is
