@@ -315,6 +315,45 @@ fn a_parent_deleted_while_its_item_is_inserted_leaves_no_orphan() {
     }
 }
 
+/// Migration 000023: under READ COMMITTED an insert into cp_items meets a parent's deletion at one
+/// advisory lock (the race test above) and locks no parent row, so a national file no longer
+/// writes a lock into 60,000 patients' rows. Outside READ COMMITTED its snapshot could miss a
+/// deletion committed meanwhile, so it locks each parent row FOR KEY SHARE as a foreign key does,
+/// and a parent deleted since its snapshot is a serialization failure, not an orphan.
+#[test]
+fn the_reference_check_locks_parent_rows_only_outside_read_committed() {
+    use crate::support::db::{count, execute};
+    let db = TestDatabase::new(Template::Demo);
+    let (mut inserter, mut other) = (db.conn(), db.conn());
+    execute(&mut other, NEW_PATIENT);
+    execute(&mut other, NEW_UPLOAD);
+    for (isolation, locks_rows) in [("READ COMMITTED", false), ("REPEATABLE READ", true)] {
+        execute(&mut inserter, &format!("BEGIN ISOLATION LEVEL {isolation}"));
+        execute(&mut inserter, ITEM_OF_NEW_PATIENT);
+        // A key change of the row (FOR UPDATE) conflicts with FOR KEY SHARE.
+        let held = diesel::sql_query("SELECT 1 FROM patients WHERE nhs_number = '9111111110' FOR UPDATE NOWAIT")
+            .execute(&mut other);
+        assert_eq!(held.is_err(), locks_rows, "{isolation}: the patient's row is locked: {held:?}");
+        execute(&mut inserter, "ROLLBACK");
+    }
+
+    // REPEATABLE READ: the patient is deleted (nothing refers to it yet) after the inserter's
+    // snapshot was taken, and before its insert.
+    execute(&mut inserter, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+    assert_eq!(count(&mut inserter, "SELECT count(*) FROM patients WHERE nhs_number = '9111111110'"), 1);
+    execute(&mut other, "DELETE FROM patients WHERE nhs_number = '9111111110'");
+    let outcome = diesel::sql_query(ITEM_OF_NEW_PATIENT).execute(&mut inserter);
+    assert!(
+        matches!(
+            outcome,
+            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::SerializationFailure, _))
+        ),
+        "an item naming a patient deleted since the snapshot: {outcome:?}"
+    );
+    execute(&mut inserter, "ROLLBACK");
+    assert_eq!(count(&mut other, "SELECT count(*) FROM cp_items WHERE nhs_number = '9111111110'"), 0);
+}
+
 /// Where the triggers could not promise what a foreign key does, they refuse: a parent deleted
 /// or re-keyed outside READ COMMITTED (its snapshot could miss a concurrent item), and a parent
 /// truncated while items exist (TRUNCATE fires no row trigger).
@@ -450,8 +489,9 @@ fn the_demographic_search_statements_are_not_planned_on_every_search() {
 }
 
 /// Locks that exclude only what they must. A clinician opening the tab of a child whose LA is
-/// uploading meanwhile does not wait for the file (the upload's reference check holds the child's
-/// row FOR KEY SHARE until it commits), nor for a PDS update of the child's row; an upload does not
+/// uploading meanwhile does not wait for the file (its reference check held the child's row FOR KEY
+/// SHARE until it committed, before migration 000023; it still does outside READ COMMITTED), nor
+/// for a PDS update of the child's row; an upload does not
 /// wait for a message being put into its LA's inbox (which holds the LA's row FOR KEY SHARE
 /// through its foreign key). Openings of one child still exclude each other (CP-IS047).
 #[test]
