@@ -329,6 +329,7 @@ diesel::table! {
         failed_sign_ins -> Int4,
         locked_until -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
+        principal -> Nullable<Text>,
     }
 }
 

@@ -6,7 +6,7 @@ use std::future::{ready, Ready};
 use actix_session::Session;
 use actix_web::{dev::Payload, FromRequest, HttpMessage, HttpRequest};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Text};
 
 use super::permission::{Decision, Permission};
 use super::users::{Account, RoleProfile};
@@ -25,11 +25,18 @@ pub struct Principal {
 
 impl Principal {
     /// Loads the account and the selected role; `None` for an unknown or disabled account (CP-IS059).
-    /// One query: the account joined to its role profiles.
+    /// One query: the account's rows as `user_principal` builds them (migration 000024), the
+    /// same rows the session store reads with the session.
     pub fn load(conn: &mut PgConnection, user_id: i64, role_id: Option<i64>) -> diesel::QueryResult<Option<Principal>> {
-        let rows: Vec<PrincipalRow> = diesel::sql_query(format!("{PRINCIPAL_SELECT} WHERE u.id = $1 ORDER BY rp.id"))
-            .bind::<BigInt, _>(user_id)
-            .load(conn)?;
+        #[derive(QueryableByName)]
+        struct Rows {
+            #[diesel(sql_type = Text)]
+            rows: String,
+        }
+        let found: Rows =
+            diesel::sql_query("SELECT user_principal($1) AS rows").bind::<BigInt, _>(user_id).get_result(conn)?;
+        let rows: Vec<PrincipalRow> =
+            serde_json::from_str(&found.rows).map_err(|e| diesel::result::Error::DeserializationError(Box::new(e)))?;
         Ok(Principal::from_rows(rows, role_id))
     }
 
@@ -52,7 +59,7 @@ impl Principal {
         Some(Principal::from_rows(rows, role_id))
     }
 
-    /// The principal from the rows of [`PRINCIPAL_SELECT`] (one per role profile, or one without).
+    /// The principal from the rows of `user_principal` (one per role profile, or one without).
     fn from_rows(rows: Vec<PrincipalRow>, role_id: Option<i64>) -> Option<Principal> {
         let first = rows.first()?;
         if first.disabled_at.is_some() {
@@ -114,48 +121,21 @@ impl Principal {
 /// same statement as the session (src/auth/session_store.rs). The store never saves it.
 pub const PRINCIPAL_KEY: &str = "_principal";
 
-/// The account and every role profile it holds (the same columns as `users::account` and
-/// `users::profiles`), one row per profile: add the `WHERE` on `u.id` and `ORDER BY rp.id`. Names
-/// are looked up by key for the one or two profiles (the planner otherwise hash-joins every
-/// organisation, which made the statement run on every page about a quarter slower on its own).
-pub const PRINCIPAL_SELECT: &str = "SELECT u.id, u.username, u.sds_user_id, u.display_name, u.must_change_password, \
-     u.disabled_at, rp.id AS profile_id, rp.nhs_org_code, rp.la_code, \
-     CASE WHEN rp.id IS NULL THEN NULL ELSE coalesce( \
-         (SELECT o.name FROM nhs_organisations o WHERE o.ods_code = rp.nhs_org_code), \
-         (SELECT coalesce(la.display_name, la.reference_name) FROM local_authorities la WHERE la.code = rp.la_code), \
-         '') END AS organisation_name, \
-     rp.job_role_code, (SELECT jr.name FROM job_roles jr WHERE jr.code = rp.job_role_code) AS job_role_name, \
-     ARRAY(SELECT a.activity_code FROM role_profile_activities a WHERE a.role_profile_id = rp.id \
-           ORDER BY a.activity_code) AS activity_codes \
-     FROM users u LEFT JOIN role_profiles rp ON rp.user_id = u.id";
-
-#[derive(QueryableByName, serde::Deserialize)]
+/// One row of `user_principal`'s array (migration 000024): the account, and one role profile.
+#[derive(serde::Deserialize)]
 struct PrincipalRow {
-    #[diesel(sql_type = BigInt)]
     id: i64,
-    #[diesel(sql_type = Text)]
     username: String,
-    #[diesel(sql_type = SqlUuid)]
     sds_user_id: uuid::Uuid,
-    #[diesel(sql_type = Text)]
     display_name: String,
-    #[diesel(sql_type = Bool)]
     must_change_password: bool,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
     disabled_at: Option<chrono::DateTime<chrono::Utc>>,
-    #[diesel(sql_type = Nullable<BigInt>)]
     profile_id: Option<i64>,
-    #[diesel(sql_type = Nullable<Text>)]
     nhs_org_code: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
     la_code: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
     organisation_name: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
     job_role_code: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
     job_role_name: Option<String>,
-    #[diesel(sql_type = Array<Text>)]
     activity_codes: Vec<String>,
 }
 

@@ -26,7 +26,7 @@ use chrono::Utc;
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
-use super::principal::{PRINCIPAL_KEY, PRINCIPAL_SELECT};
+use super::principal::PRINCIPAL_KEY;
 use crate::db::DbPool;
 use crate::schema::sessions;
 
@@ -79,25 +79,23 @@ pub fn slack(idle_secs: i64) -> chrono::TimeDelta {
     chrono::TimeDelta::milliseconds((idle_secs * 100).clamp(0, 60_000))
 }
 
-/// The statement of [`load_and_extend`] (a `static`, so it is planned once per connection).
-static LOAD_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "WITH live AS ( \
-             SELECT key_hash, state, expires_at, user_id FROM sessions \
-             WHERE key_hash = $1 AND expires_at > $2 AND absolute_expires_at > $2 \
-         ), extended AS ( \
-             UPDATE sessions SET expires_at = $3 \
-             FROM live, (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed \
-             WHERE sessions.key_hash = live.key_hash AND live.expires_at < $4 \
-             RETURNING 1 \
-         ) SELECT live.state, \
-             CASE WHEN live.user_id IS NULL THEN NULL ELSE ( \
-                 SELECT coalesce(json_agg(p ORDER BY p.profile_id), '[]'::json)::text \
-                 FROM ({PRINCIPAL_SELECT} WHERE u.id = live.user_id) AS p \
-             ) END AS principal \
-           FROM live"
-    )
-});
+/// The statement of [`load_and_extend`] (prepared once per connection).
+/// The principal is the array the account keeps (`users.principal`, rebuilt by triggers whenever
+/// anything in it changes: migration 000024), or built afresh by `user_principal` when an account
+/// has none; an account gone meanwhile reads as `[]` (no principal).
+const LOAD_SQL: &str = "WITH live AS ( \
+         SELECT key_hash, state, expires_at, user_id FROM sessions \
+         WHERE key_hash = $1 AND expires_at > $2 AND absolute_expires_at > $2 \
+     ), extended AS ( \
+         UPDATE sessions SET expires_at = $3 \
+         FROM live, (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed \
+         WHERE sessions.key_hash = live.key_hash AND live.expires_at < $4 \
+         RETURNING 1 \
+     ) SELECT live.state, \
+         CASE WHEN live.user_id IS NULL THEN NULL ELSE coalesce( \
+             (SELECT coalesce(u.principal, user_principal(u.id)) FROM users u WHERE u.id = live.user_id), \
+             '[]') END AS principal \
+       FROM live";
 
 /// Loads a live session and its user's principal rows and, when its idle expiry lags by more than
 /// [`slack`], extends it, in one statement committed without waiting for the WAL flush (see the
@@ -110,7 +108,7 @@ pub fn load_and_extend(
 ) -> QueryResult<Option<Loaded>> {
     use diesel::sql_types::{Bytea, Timestamptz};
     let expires = now + chrono::TimeDelta::seconds(idle_secs);
-    let row: Option<StateRow> = crate::db::prepared::sql(&LOAD_SQL)
+    let row: Option<StateRow> = crate::db::prepared::sql(LOAD_SQL)
         .bind::<Bytea, _>(hash)
         .bind::<Timestamptz, _>(now)
         .bind::<Timestamptz, _>(expires)

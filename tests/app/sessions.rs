@@ -160,3 +160,89 @@ async fn a_session_load_reads_the_principal_too_and_never_stores_it() {
     let state = store.load(&key).await.unwrap().expect("the session row is still there");
     assert_eq!(Principal::from_json(&state[PRINCIPAL_KEY], amy, Some(role)), Some(None));
 }
+
+/// Migration 000024: the principal a session load reads is the array the account keeps, rebuilt by
+/// triggers. After every kind of change to what it is built from (the account, its role profiles
+/// and their activity codes, the names of organisations, local authorities and job roles, a
+/// profile or an account deleted, activities truncated), every account's stored array equals the
+/// one built afresh; the change shows in it, and a disabled account's session has no principal.
+#[test]
+fn the_stored_principal_follows_every_change_it_is_built_from() {
+    use crate::support::db::{count, execute, texts};
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    let stale = "SELECT count(*) FROM users WHERE principal IS DISTINCT FROM user_principal(id)";
+    assert_eq!(count(&mut conn, stale), 0, "every account's array is stored as the migration left it");
+    let amy = count(&mut conn, "SELECT id AS count FROM users WHERE username = 'amy.patel'");
+    let kent = count(&mut conn, "SELECT id AS count FROM users WHERE username = 'kent.social'");
+    let stored = |conn: &mut diesel::PgConnection, id: i64| {
+        texts(conn, &format!("SELECT coalesce(principal, '(none)') AS s FROM users WHERE id = {id}")).remove(0)
+    };
+    execute(
+        &mut conn,
+        "INSERT INTO users (username, display_name, password_hash) VALUES ('new.user', 'New User', '$argon2id$x')",
+    );
+    let new_user = count(&mut conn, "SELECT id AS count FROM users WHERE username = 'new.user'");
+    assert!(stored(&mut conn, new_user).contains("\"profile_id\":null"), "a new account without a profile");
+    let steps: Vec<(String, i64, &str)> = vec![
+        (format!("UPDATE users SET display_name = 'Dr Amy Patel-Jones' WHERE id = {amy}"), amy, "Amy Patel-Jones"),
+        (
+            format!("UPDATE users SET must_change_password = true WHERE id = {amy}"),
+            amy,
+            "\"must_change_password\":true",
+        ),
+        (
+            format!(
+                "INSERT INTO role_profiles (user_id, nhs_org_code, job_role_code) \
+                 SELECT {amy}, ods_code, 'R0680' FROM nhs_organisations WHERE ods_code = 'RR8'"
+            ),
+            amy,
+            "R0680",
+        ),
+        (
+            format!(
+                "INSERT INTO role_profile_activities (role_profile_id, activity_code) \
+                 SELECT id, 'B0107' FROM role_profiles WHERE user_id = {amy} AND job_role_code = 'R0680'"
+            ),
+            amy,
+            "\"activity_codes\":[\"B0107\"]",
+        ),
+        (
+            "UPDATE nhs_organisations SET name = 'LEEDS TEACHING RENAMED' WHERE ods_code = 'RR8'".into(),
+            amy,
+            "LEEDS TEACHING RENAMED",
+        ),
+        ("UPDATE job_roles SET name = 'Midwife renamed' WHERE code = 'R0680'".into(), amy, "Midwife renamed"),
+        (
+            format!(
+                "DELETE FROM role_profile_activities WHERE role_profile_id IN \
+                 (SELECT id FROM role_profiles WHERE user_id = {amy} AND job_role_code = 'R0680')"
+            ),
+            amy,
+            "\"activity_codes\":[]",
+        ),
+        (format!("DELETE FROM role_profiles WHERE user_id = {amy} AND job_role_code = 'R0680'"), amy, "R8000"),
+        (
+            "UPDATE local_authorities SET display_name = 'Kent Children''s Services renamed' WHERE code = 'E10000016'"
+                .into(),
+            kent,
+            "Kent Children's Services renamed",
+        ),
+        (format!("UPDATE users SET disabled_at = now() WHERE id = {amy}"), amy, "\"disabled_at\":\"20"),
+    ];
+    for (sql, user, shows) in steps {
+        execute(&mut conn, &sql);
+        assert_eq!(count(&mut conn, stale), 0, "after {sql}");
+        assert!(stored(&mut conn, user).contains(shows), "after {sql}: {}", stored(&mut conn, user));
+    }
+    assert_eq!(
+        cpis::auth::principal::Principal::load(&mut conn, amy, None).unwrap(),
+        None,
+        "a disabled account has no principal"
+    );
+    execute(&mut conn, "TRUNCATE role_profile_activities");
+    assert_eq!(count(&mut conn, stale), 0, "after TRUNCATE role_profile_activities");
+    assert!(stored(&mut conn, kent).contains("\"activity_codes\":[]"));
+    execute(&mut conn, &format!("DELETE FROM users WHERE id = {kent}"));
+    assert_eq!(count(&mut conn, stale), 0, "after an account is deleted");
+}
