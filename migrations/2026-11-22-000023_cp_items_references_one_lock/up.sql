@@ -14,7 +14,8 @@
 -- foreign key (tests/app/schema.rs runs both orders for a patient and for an upload).
 --
 -- The service never deletes or re-keys a parent, so nothing of the service ever waits for this
--- lock. An insert outside READ COMMITTED keeps the row locks: its snapshot is its transaction's
+-- lock. Whoever does (an operator by hand) waits for every upload in flight, and new uploads wait
+-- behind that delete: one key for every parent, where a foreign key locks only the rows named. An insert outside READ COMMITTED keeps the row locks: its snapshot is its transaction's
 -- first, so only the row lock (a serialization failure on a row deleted since) protects it.
 -- Deleting a parent outside READ COMMITTED was already refused (migration 000020).
 --
@@ -31,7 +32,12 @@ DECLARE
     found bigint;
     lock_rows boolean := current_setting('transaction_isolation') <> 'read committed';
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared(cp_items_reference_lock());
+    -- Outside READ COMMITTED the row locks below close the race, as a foreign key's do. Taking
+    -- the advisory lock there too could deadlock with a parent's delete, which locks the parent's
+    -- row before its trigger asks for the lock exclusively.
+    IF NOT lock_rows THEN
+        PERFORM pg_advisory_xact_lock_shared(cp_items_reference_lock());
+    END IF;
 
     SELECT count(DISTINCT nhs_number) INTO wanted FROM new_items;
     IF lock_rows THEN

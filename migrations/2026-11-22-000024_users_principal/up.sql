@@ -9,6 +9,22 @@
 -- anything it is built from changes; the session statement reads it as stored. user_principal()
 -- is the one definition of the array: the triggers store it, Principal::load reads it directly,
 -- and tests/app/sessions.rs checks after each kind of change that every stored array equals it.
+-- (The role chooser and the administration pages read a profile's columns through
+-- auth::users::profiles, as before.)
+--
+-- The rebuilds run at COMMIT (deferred constraint triggers), each locking the accounts it
+-- rebuilds and then reading them afresh, so that:
+-- * two transactions that change what one account's array is built from (an administrator
+--   removing a role profile while that LA's file renames the LA) cannot leave it built from the
+--   state before either: whichever rebuilds second waits for the first to commit, then reads both
+--   changes (a rebuild that only waited inside its UPDATE would re-check the row but build the
+--   array from its earlier snapshot, writing the removed profile back);
+-- * an upload that renames its LA locks that LA's staff accounts only while it commits, not for
+--   the seconds a national file takes (their sign-ins update the same rows).
+-- What can still lag is a name alone: a profile added at an LA at the very moment the LA is
+-- renamed may keep the earlier name until the next rebuild of that account. A name grants
+-- nothing. Every change that grants or removes access (the account, its profiles, their activity
+-- codes) is rebuilt by the changing transaction itself.
 --
 -- Names are looked up by key for the one or two profiles (a join would have the planner
 -- hash every organisation).
@@ -32,10 +48,15 @@ $$;
 
 ALTER TABLE users ADD COLUMN principal text;
 
--- Rebuilds the stored array of the given accounts. Its own UPDATE sets only `principal`, which no
--- trigger below listens to, so it never fires itself again.
-CREATE FUNCTION users_rebuild_principal(uids bigint[]) RETURNS void LANGUAGE sql AS $$
-    UPDATE users SET principal = user_principal(id) WHERE id = ANY(uids)
+-- Rebuilds the stored array of the given accounts: their rows are locked first (in id order, so
+-- two rebuilds never wait for each other crosswise), then built by a new statement, whose snapshot
+-- (READ COMMITTED) includes every rebuild of them that committed before. Its UPDATE sets only
+-- `principal`, which no trigger below looks at, so it never fires itself again.
+CREATE FUNCTION users_rebuild_principal(uids bigint[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM users WHERE id = ANY(uids) ORDER BY id FOR NO KEY UPDATE;
+    UPDATE users SET principal = user_principal(id) WHERE id = ANY(uids);
+END;
 $$;
 
 CREATE FUNCTION users_principal_changed() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -44,11 +65,17 @@ BEGIN
     RETURN NULL;
 END;
 $$;
-CREATE TRIGGER users_principal_insert AFTER INSERT ON users
+CREATE CONSTRAINT TRIGGER users_principal_insert AFTER INSERT ON users
+    DEFERRABLE INITIALLY DEFERRED
     FOR EACH ROW EXECUTE FUNCTION users_principal_changed();
-CREATE TRIGGER users_principal_update
-    AFTER UPDATE OF id, username, sds_user_id, display_name, must_change_password, disabled_at ON users
-    FOR EACH ROW EXECUTE FUNCTION users_principal_changed();
+-- Any update that changes a column the array holds, whichever columns its SET lists.
+CREATE CONSTRAINT TRIGGER users_principal_update AFTER UPDATE ON users
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW WHEN ((OLD.id, OLD.username, OLD.sds_user_id, OLD.display_name, OLD.must_change_password,
+                        OLD.disabled_at)
+                       IS DISTINCT FROM (NEW.id, NEW.username, NEW.sds_user_id, NEW.display_name,
+                                         NEW.must_change_password, NEW.disabled_at))
+    EXECUTE FUNCTION users_principal_changed();
 
 CREATE FUNCTION role_profiles_principal_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -62,13 +89,14 @@ BEGIN
     RETURN NULL;
 END;
 $$;
-CREATE TRIGGER role_profiles_principal AFTER INSERT OR UPDATE OR DELETE ON role_profiles
-    FOR EACH ROW EXECUTE FUNCTION role_profiles_principal_changed();
+CREATE CONSTRAINT TRIGGER role_profiles_principal AFTER INSERT OR UPDATE OR DELETE ON role_profiles
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION role_profiles_principal_changed();
 
 CREATE FUNCTION role_profile_activities_principal_changed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- A profile's own deletion (its activities go with it) is rebuilt by role_profiles' trigger;
-    -- here the profile is gone and nothing is rebuilt twice.
+    -- here the profile is gone and nothing is rebuilt twice. A profile moved to another account
+    -- meanwhile is rebuilt for both by role_profiles' trigger too.
     PERFORM users_rebuild_principal(ARRAY(
         SELECT rp.user_id FROM role_profiles rp
         WHERE rp.id IN (CASE WHEN TG_OP = 'INSERT' THEN NULL ELSE OLD.role_profile_id END,
@@ -76,13 +104,15 @@ BEGIN
     RETURN NULL;
 END;
 $$;
-CREATE TRIGGER role_profile_activities_principal AFTER INSERT OR UPDATE OR DELETE ON role_profile_activities
-    FOR EACH ROW EXECUTE FUNCTION role_profile_activities_principal_changed();
+CREATE CONSTRAINT TRIGGER role_profile_activities_principal
+    AFTER INSERT OR UPDATE OR DELETE ON role_profile_activities
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION role_profile_activities_principal_changed();
 
--- TRUNCATE fires no row trigger: every account is rebuilt.
+-- TRUNCATE fires no row trigger (nor can a statement trigger be deferred): every account is
+-- rebuilt at once.
 CREATE FUNCTION users_rebuild_every_principal() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE users SET principal = user_principal(id);
+    PERFORM users_rebuild_principal(ARRAY(SELECT id FROM users));
     RETURN NULL;
 END;
 $$;
@@ -98,8 +128,8 @@ BEGIN
     RETURN NULL;
 END;
 $$;
-CREATE TRIGGER nhs_organisations_principal AFTER UPDATE OF name ON nhs_organisations
-    FOR EACH ROW WHEN (OLD.name IS DISTINCT FROM NEW.name)
+CREATE CONSTRAINT TRIGGER nhs_organisations_principal AFTER UPDATE OF name ON nhs_organisations
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (OLD.name IS DISTINCT FROM NEW.name)
     EXECUTE FUNCTION nhs_organisations_principal_changed();
 
 CREATE FUNCTION local_authorities_principal_changed() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -108,8 +138,9 @@ BEGIN
     RETURN NULL;
 END;
 $$;
-CREATE TRIGGER local_authorities_principal AFTER UPDATE OF display_name, reference_name ON local_authorities
-    FOR EACH ROW WHEN (OLD.display_name IS DISTINCT FROM NEW.display_name
+CREATE CONSTRAINT TRIGGER local_authorities_principal
+    AFTER UPDATE OF display_name, reference_name ON local_authorities
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (OLD.display_name IS DISTINCT FROM NEW.display_name
                        OR OLD.reference_name IS DISTINCT FROM NEW.reference_name)
     EXECUTE FUNCTION local_authorities_principal_changed();
 
@@ -119,8 +150,8 @@ BEGIN
     RETURN NULL;
 END;
 $$;
-CREATE TRIGGER job_roles_principal AFTER UPDATE OF name ON job_roles
-    FOR EACH ROW WHEN (OLD.name IS DISTINCT FROM NEW.name)
+CREATE CONSTRAINT TRIGGER job_roles_principal AFTER UPDATE OF name ON job_roles
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (OLD.name IS DISTINCT FROM NEW.name)
     EXECUTE FUNCTION job_roles_principal_changed();
 
 UPDATE users SET principal = user_principal(id);

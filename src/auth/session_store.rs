@@ -14,8 +14,10 @@
 //!
 //! The same statement reads the signed-in person's account and role profiles, handed to the
 //! authorisation middleware under [`PRINCIPAL_KEY`] (never saved: `save` and `update` drop it), so a
-//! signed-in page costs one statement before its handler, not two. It is read afresh on every
-//! request, so a disabled account still loses its session at once (CP-IS059).
+//! signed-in page costs one statement before its handler, not two. It is the array the account
+//! keeps (`users.principal`), rebuilt when anything in it changes, as that change commits
+//! (migration 000024), and read with the session on every request, so a disabled account still
+//! loses its session at once (CP-IS059), on every instance.
 
 use std::collections::HashMap;
 use std::time::Duration as StdDuration;

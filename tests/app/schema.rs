@@ -352,6 +352,47 @@ fn the_reference_check_locks_parent_rows_only_outside_read_committed() {
     );
     execute(&mut inserter, "ROLLBACK");
     assert_eq!(count(&mut other, "SELECT count(*) FROM cp_items WHERE nhs_number = '9111111110'"), 0);
+
+    // REPEATABLE READ takes no advisory lock: a delete holding the patient's row (locked before
+    // its trigger runs) and waiting for that lock behind an earlier insert of this transaction
+    // would otherwise deadlock with this transaction's next insert, which waits for the row.
+    // Instead the delete goes ahead and the insert is a serialization failure.
+    execute(&mut other, NEW_PATIENT);
+    execute(&mut inserter, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+    execute(
+        &mut inserter,
+        "INSERT INTO cp_items (nhs_number, la_code, item_type, la_child_id, start_date, upload_id) \
+         SELECT nhs_number, 'E10000016', 'LAC', 'K-8', '2026-01-01', 900001 FROM patients \
+         WHERE nhs_number <> '9111111110' AND nhs_number NOT IN (SELECT nhs_number FROM cp_items) LIMIT 1",
+    );
+    // (Were the delete to wait for this transaction's lock, it gives up rather than hang the test.)
+    execute(&mut other, "SET lock_timeout = '5s'");
+    execute(&mut other, "BEGIN");
+    execute(&mut other, "DELETE FROM patients WHERE nhs_number = '9111111110'");
+    let insert = std::thread::spawn(move || {
+        let outcome = diesel::sql_query(ITEM_OF_NEW_PATIENT).execute(&mut inserter);
+        let _ = diesel::sql_query("ROLLBACK").execute(&mut inserter);
+        outcome
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while count(
+        &mut db.conn(),
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+    ) == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "the insert should wait for the deleted row");
+        assert!(!insert.is_finished(), "the insert went ahead without waiting for the deleted row");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    execute(&mut other, "COMMIT");
+    let outcome = insert.join().unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::SerializationFailure, _))
+        ),
+        "the insert behind the delete: {outcome:?}"
+    );
 }
 
 /// Where the triggers could not promise what a foreign key does, they refuse: a parent deleted

@@ -234,15 +234,58 @@ fn the_stored_principal_follows_every_change_it_is_built_from() {
         execute(&mut conn, &sql);
         assert_eq!(count(&mut conn, stale), 0, "after {sql}");
         assert!(stored(&mut conn, user).contains(shows), "after {sql}: {}", stored(&mut conn, user));
+        if sql.starts_with("DELETE FROM role_profiles") {
+            assert!(!stored(&mut conn, user).contains("R0680"), "the removed profile is gone");
+        }
     }
-    assert_eq!(
-        cpis::auth::principal::Principal::load(&mut conn, amy, None).unwrap(),
-        None,
-        "a disabled account has no principal"
-    );
+    // What a session load hands over (the stored array): a disabled account has no principal.
+    assert_eq!(cpis::auth::principal::Principal::from_json(&stored(&mut conn, amy), amy, None), Some(None));
     execute(&mut conn, "TRUNCATE role_profile_activities");
     assert_eq!(count(&mut conn, stale), 0, "after TRUNCATE role_profile_activities");
     assert!(stored(&mut conn, kent).contains("\"activity_codes\":[]"));
     execute(&mut conn, &format!("DELETE FROM users WHERE id = {kent}"));
     assert_eq!(count(&mut conn, stale), 0, "after an account is deleted");
+}
+
+/// Migration 000024: a rebuild waits for another rebuild of the same account to commit and then
+/// reads the account afresh. Here an administrator's transaction removes Kent's staff member's
+/// activity codes and still holds the account when Kent's LA is renamed (as an upload does); the
+/// rename's rebuild waits for it. Built from its earlier snapshot instead, the rename's rebuild
+/// would write the removed codes back after the administrator committed.
+#[test]
+fn a_rebuild_behind_another_reads_the_account_afresh() {
+    use crate::support::db::{count, execute, texts};
+    use diesel::Connection;
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    let (mut admin, mut setup) = (db.conn(), db.conn());
+    let kent = count(&mut setup, "SELECT id AS count FROM users WHERE username = 'kent.social'");
+    execute(&mut admin, "BEGIN");
+    execute(
+        &mut admin,
+        &format!(
+            "DELETE FROM role_profile_activities WHERE role_profile_id IN \
+             (SELECT id FROM role_profiles WHERE user_id = {kent})"
+        ),
+    );
+    execute(&mut admin, &format!("SELECT 1 FROM users WHERE id = {kent} FOR NO KEY UPDATE"));
+    let url = db.url.clone();
+    let rename = std::thread::spawn(move || {
+        let mut upload = diesel::PgConnection::establish(&url).unwrap();
+        execute(&mut upload, "UPDATE local_authorities SET display_name = 'Kent renamed' WHERE code = 'E10000016'");
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while count(
+        &mut setup,
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+    ) == 0
+    {
+        assert!(Instant::now() < deadline, "the rename's rebuild should wait for the account");
+        assert!(!rename.is_finished(), "the rename's rebuild went ahead without waiting for the account");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    execute(&mut admin, "COMMIT");
+    rename.join().unwrap();
+    let stored = texts(&mut setup, &format!("SELECT principal AS s FROM users WHERE id = {kent}")).remove(0);
+    assert!(stored.contains("Kent renamed") && stored.contains("\"activity_codes\":[]"), "{stored}");
+    assert_eq!(count(&mut setup, "SELECT count(*) FROM users WHERE principal IS DISTINCT FROM user_principal(id)"), 0);
 }
