@@ -96,7 +96,31 @@ const HYPHEN_SMALL_WORDS: &[&str] = &["le", "la", "de", "by", "en", "sub"];
 /// ("Stockton-on-Tees", "Newcastle-under-Lyme"); punctuation such as ",", "&", "(" and "." is
 /// kept as it is; a word beginning with a digit is lower case ("2gether"). Whitespace is
 /// collapsed to single spaces.
+///
+/// Remembered per process for the first [`READABLE_REMEMBERED`] names (issue 8: the tab's access
+/// history shows up to 25 names on every opening, and working them out was about 5% of the
+/// service's time per opening; there are a few hundred organisations).
 pub fn readable_org_name(upper: &str) -> String {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex, PoisonError};
+    static REMEMBERED: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Default::default);
+    if let Some(known) = REMEMBERED.lock().unwrap_or_else(PoisonError::into_inner).get(upper) {
+        return known.clone();
+    }
+    let readable = make_readable(upper);
+    let mut remembered = REMEMBERED.lock().unwrap_or_else(PoisonError::into_inner);
+    if remembered.len() < READABLE_REMEMBERED {
+        remembered.insert(upper.to_owned(), readable.clone());
+    }
+    readable
+}
+
+/// How many readable names [`readable_org_name`] remembers at most (beyond them, it works names
+/// out each time: a few hundred organisations fit many times over).
+pub const READABLE_REMEMBERED: usize = 10_000;
+
+/// [`readable_org_name`], worked out.
+fn make_readable(upper: &str) -> String {
     let mut words = Vec::new();
     for (wi, word) in upper.split_whitespace().enumerate() {
         let parts: Vec<String> =
@@ -303,5 +327,14 @@ mod tests {
         assert_eq!(readable_org_name(""), "");
         assert_eq!(readable_org_name("&"), "&");
         assert_eq!(readable_org_name("A-"), "A-");
+    }
+
+    #[test]
+    fn a_remembered_name_is_the_one_worked_out() {
+        for name in ["LEEDS TEACHING HOSPITALS NHS TRUST", "KING'S COLLEGE HOSPITAL NHS FOUNDATION TRUST", ""] {
+            let first = readable_org_name(name);
+            assert_eq!(first, make_readable(name));
+            assert_eq!(readable_org_name(name), first, "asked again, {name:?}");
+        }
     }
 }
