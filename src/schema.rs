@@ -23,6 +23,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    audit_pending (id) {
+        id -> Int8,
+        occurred_at -> Timestamptz,
+        actor -> Text,
+        action -> Text,
+        nhs_number -> Nullable<Text>,
+        canonical -> Text,
+        details -> Nullable<Jsonb>,
+    }
+}
+
+diesel::table! {
     audit_checkpoints (id) {
         id -> Int8,
         created_at -> Timestamptz,
@@ -355,6 +367,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     access_events,
     activity_codes,
     audit_checkpoints,
+    audit_pending,
     audit_log,
     audit_purged,
     audit_verifications,

@@ -180,18 +180,36 @@ pub fn pend(conn: &mut PgConnection, events: Vec<Event>) -> Result<Option<Pended
     // pending, `jsonb` would refuse it only when chained, holding up every entry after it.
     let Some(batch) = Batch::of(events)? else { return Ok(None) };
     let count = batch.canonicals.len();
+    // Streamed with COPY (diesel's binary rows), rather than bound as arrays of 60,000 and
+    // unnested (issue 8: the replacing upload's entries took 1.1 to 1.25 s so, 0.6 to 0.8 s now).
     // The canonical texts alone: the chaining takes each entry's details from its text (migration
-    // 000022), so the action neither sends them twice nor parses them.
-    let (query, _, canonicals) = batch.bind_head(crate::db::prepared::sql(
-        "WITH written AS ( \
-             INSERT INTO audit_pending (occurred_at, actor, action, nhs_number, canonical) \
-             SELECT $1, a, x, n, c FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) \
-             WITH ORDINALITY AS u(a, x, n, c, i) ORDER BY i \
-             RETURNING id \
-         ) SELECT max(id) AS last_id FROM written",
-    ));
-    let written: LastId = query.bind::<Array<Text>, _>(canonicals).get_result(conn)?;
+    // 000022). COPY keeps the rows' order, so their ids follow the events' order, and the last id
+    // this connection took from the sequence is the last entry's.
+    let rows: Vec<PendingRow<'_>> = (0..count)
+        .map(|i| PendingRow {
+            occurred_at: batch.occurred_at,
+            actor: &batch.actors[i],
+            action: batch.actions[i],
+            nhs_number: batch.numbers[i].as_deref(),
+            canonical: &batch.canonicals[i],
+        })
+        .collect();
+    diesel::copy_from(crate::schema::audit_pending::table).from_insertable(&rows).execute(conn)?;
+    let written: LastId =
+        crate::db::prepared::sql("SELECT currval(pg_get_serial_sequence('audit_pending', 'id')) AS last_id")
+            .get_result(conn)?;
     Ok(Some(Pended { count, last_id: written.last_id }))
+}
+
+/// A pending entry as [`pend`] copies it in.
+#[derive(Insertable)]
+#[diesel(table_name = crate::schema::audit_pending, treat_none_as_default_value = false)]
+struct PendingRow<'a> {
+    occurred_at: chrono::DateTime<Utc>,
+    actor: &'a str,
+    action: &'a str,
+    nhs_number: Option<&'a str>,
+    canonical: &'a str,
 }
 
 /// What [`pend`] wrote: how many entries, and the highest id among them.
