@@ -180,8 +180,9 @@ pub fn pend(conn: &mut PgConnection, events: Vec<Event>) -> Result<Option<Pended
     // pending, `jsonb` would refuse it only when chained, holding up every entry after it.
     let Some(batch) = Batch::of(events)? else { return Ok(None) };
     let count = batch.canonicals.len();
-    // Streamed with COPY (diesel's binary rows), rather than bound as arrays of 60,000 and
-    // unnested (issue 8: the replacing upload's entries took 1.1 to 1.25 s so, 0.6 to 0.8 s now).
+    // Streamed with COPY (diesel's binary rows) rather than bound as arrays of 60,000 and
+    // unnested (issue 8: a national file's entries took 1.07 to 1.24 s that way, 0.48 to 0.69 s
+    // copied).
     // The canonical texts alone: the chaining takes each entry's details from its text (migration
     // 000022). COPY keeps the rows' order, so their ids follow the events' order, and the last id
     // this connection took from the sequence is the last entry's.
