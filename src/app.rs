@@ -12,6 +12,7 @@ use crate::audit::chainer::Chainer;
 use crate::auth::session_store::PgSessionStore;
 use crate::config::Config;
 use crate::cpis::recorder::AccessRecorder;
+use crate::cpis::reference_names::ReferenceNames;
 use crate::db::DbPool;
 use crate::monitoring::{self, metrics::Metrics};
 use crate::routes::{self, RouteTable};
@@ -26,6 +27,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Records openings of the alert tab in batches, with connections of its own.
     pub recorder: AccessRecorder,
+    /// The job role and organisation names the access history shows, held by this instance.
+    pub names: Arc<ReferenceNames>,
     /// Links a large upload's pending audit entries into the chain after it has been answered,
     /// with a connection of its own.
     pub chainer: Chainer,
@@ -34,9 +37,18 @@ pub struct AppState {
 impl AppState {
     pub fn new(pool: DbPool, config: Config) -> AppState {
         let threads = config.recorder_threads.max(1);
-        let recorder = AccessRecorder::start(crate::db::pool_of(&config, threads as u32), threads);
+        let names = Arc::new(ReferenceNames::default());
+        let recorder = AccessRecorder::start(crate::db::pool_of(&config, threads as u32), threads, names.clone());
         let chainer = Chainer::start(crate::db::pool_of(&config, 1));
-        AppState { pool, config, routes: RouteTable::new(), metrics: Arc::new(Metrics::new()), recorder, chainer }
+        AppState {
+            pool,
+            config,
+            routes: RouteTable::new(),
+            metrics: Arc::new(Metrics::new()),
+            recorder,
+            names,
+            chainer,
+        }
     }
 }
 

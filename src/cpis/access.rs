@@ -205,12 +205,17 @@ impl HistoryEntry {
 
 /// The shown accesses to any of the numbers: newest first, ties in insertion order, at most 25 (CP-IS048).
 /// Each number's newest shown accesses are read from its own end of the history index (so the
-/// cost follows 25, not how often the child was viewed), and the names are joined to those 25 only.
-pub fn history(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<Vec<HistoryEntry>> {
+/// cost follows 25, not how often the child was viewed), the viewers' accounts are joined to those
+/// 25 only, and the job role and organisation names come from the instance's `names`.
+pub fn history(
+    conn: &mut PgConnection,
+    names: &super::reference_names::ReferenceNames,
+    numbers: &[String],
+) -> QueryResult<Vec<HistoryEntry>> {
     use diesel::sql_types::{Array, BigInt, Text};
-    crate::db::prepared::sql(
-        "SELECT a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, jr.name AS job_role_name, \
-                a.organisation_code, o.name AS organisation_name, u.email AS contact_email, \
+    let mut entries: Vec<HistoryEntry> = crate::db::prepared::sql(
+        "SELECT a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, NULL::text AS job_role_name, \
+                a.organisation_code, NULL::text AS organisation_name, u.email AS contact_email, \
                 u.telephone AS contact_telephone, u.disabled_at AS viewer_disabled_at \
          FROM ( \
              SELECT e.* FROM unnest($1::text[]) AS n(nhs_number) \
@@ -222,12 +227,12 @@ pub fn history(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<Vec<H
              ) AS e \
              ORDER BY e.accessed_at DESC, e.id DESC LIMIT $2 \
          ) AS a \
-         LEFT JOIN job_roles jr ON jr.code = a.job_role_code \
-         LEFT JOIN nhs_organisations o ON o.ods_code = a.organisation_code \
          LEFT JOIN users u ON u.id = a.user_id \
          ORDER BY a.accessed_at DESC, a.id DESC",
     )
     .bind::<Array<Text>, _>(numbers.to_vec())
     .bind::<BigInt, _>(HISTORY_LIMIT as i64)
-    .load(conn)
+    .load(conn)?;
+    names.name(conn, &mut entries)?;
+    Ok(entries)
 }

@@ -153,6 +153,7 @@ fn lock_children<'a>(conn: &mut PgConnection, numbers: impl Iterator<Item = &'a 
 /// nothing for this viewer to see; `access_shown` is then meaningless and false.
 pub fn read(
     conn: &mut PgConnection,
+    names: &super::reference_names::ReferenceNames,
     patient: &Patient,
     linked: &[String],
     may_see_unborn: bool,
@@ -163,7 +164,7 @@ pub fn read(
     if visible.is_empty() {
         return Ok(None);
     }
-    let history = access::history(conn, linked)?;
+    let history = access::history(conn, names, linked)?;
     let authorities = group_by_authority(visible, held_by, patient.birth_date, today);
     Ok(Some(AlertTab { authorities, history, access_shown: false }))
 }

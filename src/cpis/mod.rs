@@ -7,4 +7,5 @@ pub mod inactive;
 pub mod items;
 pub mod local_authority;
 pub mod recorder;
+pub mod reference_names;
 pub mod upload;

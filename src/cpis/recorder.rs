@@ -26,6 +26,7 @@ use diesel::PgConnection;
 
 use super::access::{self, HistoryEntry, Recorded, Viewer};
 use super::alert::{self, AccessOpening};
+use super::reference_names::ReferenceNames;
 use crate::audit::Actor;
 use crate::db::{self, DbPool};
 use crate::error::AppError;
@@ -97,14 +98,14 @@ impl AccessRecorder {
     /// Starts `threads` recording threads, each recording one batch at a time with a connection of
     /// `pool` (a pool of its own, so that requests holding every connection of the service's pool
     /// never keep an opening waiting).
-    pub fn start(pool: DbPool, threads: usize) -> AccessRecorder {
+    pub fn start(pool: DbPool, threads: usize, names: Arc<ReferenceNames>) -> AccessRecorder {
         let (queue, jobs) = mpsc::sync_channel(QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));
         for n in 0..threads.max(1) {
-            let (pool, jobs) = (pool.clone(), jobs.clone());
+            let (pool, jobs, names) = (pool.clone(), jobs.clone(), names.clone());
             std::thread::Builder::new()
                 .name(format!("cpis-recorder-{n}"))
-                .spawn(move || work(&pool, &jobs))
+                .spawn(move || work(&pool, &jobs, &names))
                 .expect("start an access recorder thread");
         }
         AccessRecorder { queue }
@@ -130,7 +131,7 @@ impl AccessRecorder {
 /// One thread's loop: waits for an opening, takes whatever else is queued, records them. A panic
 /// while recording fails that batch's openings (500), not the thread: the next batch is recorded
 /// as usual.
-fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>) {
+fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>, names: &ReferenceNames) {
     loop {
         let batch = {
             // The lock guards only the receiver, which a panic cannot leave half-changed.
@@ -147,7 +148,7 @@ fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>) {
         };
         let (openings, replies): (Vec<Opening>, Vec<_>) = batch.into_iter().map(|j| (j.opening, j.reply)).unzip();
         let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            db::run_blocking(pool, |conn| record_all(conn, &openings))
+            db::run_blocking(pool, |conn| record_all(conn, names, &openings))
         }))
         .unwrap_or_else(|_| Err(AppError::Internal("the access recorder failed while recording".into())));
         let mut outage = false;
@@ -191,7 +192,11 @@ fn refuse_queued(jobs: &Mutex<Receiver<Job>>) {
 /// transaction failed, and either the connection no longer answers or there was but one opening;
 /// nothing was recorded. A history read that fails after the commit fails its own opening only
 /// (its access is recorded).
-pub fn record_all(conn: &mut PgConnection, openings: &[Opening]) -> Result<Vec<Result<Opened, AppError>>, AppError> {
+pub fn record_all(
+    conn: &mut PgConnection,
+    names: &ReferenceNames,
+    openings: &[Opening],
+) -> Result<Vec<Result<Opened, AppError>>, AppError> {
     use diesel::Connection;
     let recorded: Vec<Result<Recorded, AppError>> = match conn.transaction(|conn| store(conn, openings)) {
         Ok(recorded) => recorded.into_iter().map(Ok).collect(),
@@ -221,7 +226,7 @@ pub fn record_all(conn: &mut PgConnection, openings: &[Opening]) -> Result<Vec<R
         .zip(recorded)
         .map(|(opening, recorded)| {
             let recorded = recorded?;
-            Ok(Opened { recorded, history: access::history(conn, &opening.linked)? })
+            Ok(Opened { recorded, history: access::history(conn, names, &opening.linked)? })
         })
         .collect())
 }

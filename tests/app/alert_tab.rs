@@ -337,7 +337,7 @@ fn a_batch_of_openings_is_decided_in_the_order_queued() {
         // Queued after a later-stamped shown opening by the same viewer: within its window.
         opening(MIA_THOMPSON, "batch-a", now - TimeDelta::seconds(1)),
     ];
-    let results = recorder::record_all(&mut conn, &batch).unwrap();
+    let results = recorder::record_all(&mut conn, &Default::default(), &batch).unwrap();
     let shown: Vec<bool> = results.iter().map(|r| r.as_ref().unwrap().recorded.shown).collect();
     assert_eq!(shown, [true, false, true, true, false]);
     let ids: Vec<i64> = results.iter().map(|r| r.as_ref().unwrap().recorded.id).collect();
@@ -367,7 +367,13 @@ fn a_batch_of_openings_is_decided_in_the_order_queued() {
     let mut with_exchange = opening(MIA_THOMPSON, "batch-c", now);
     with_exchange.exchange =
         Some(cpis::cpis::recorder::FhirExchange { ods_code: "RJZ".into(), trace_id: Some("t-1".into()) });
-    assert!(recorder::record_all(&mut conn, &[with_exchange]).unwrap()[0].as_ref().unwrap().recorded.shown);
+    assert!(
+        recorder::record_all(&mut conn, &Default::default(), &[with_exchange]).unwrap()[0]
+            .as_ref()
+            .unwrap()
+            .recorded
+            .shown
+    );
     assert_eq!(
         crate::support::db::count(
             &mut conn,
@@ -377,8 +383,12 @@ fn a_batch_of_openings_is_decided_in_the_order_queued() {
     );
     assert_eq!(crate::support::db::count(&mut conn, "SELECT count(*) FROM transmissions"), before + 2);
     // A second batch: everyone within their window now, except another child.
-    let again =
-        recorder::record_all(&mut conn, &[opening(NOAH_WILLIAMS, "batch-b", now + TimeDelta::hours(1))]).unwrap();
+    let again = recorder::record_all(
+        &mut conn,
+        &Default::default(),
+        &[opening(NOAH_WILLIAMS, "batch-b", now + TimeDelta::hours(1))],
+    )
+    .unwrap();
     assert!(!again[0].as_ref().unwrap().recorded.shown);
 }
 
@@ -398,7 +408,7 @@ fn an_opening_the_database_refuses_does_not_fail_its_batch() {
         opening(NOAH_WILLIAMS, &too_long, now),
         opening(MIA_THOMPSON, "fine-2", now),
     ];
-    let results = recorder::record_all(&mut conn, &batch).unwrap();
+    let results = recorder::record_all(&mut conn, &Default::default(), &batch).unwrap();
     assert!(results[0].as_ref().unwrap().recorded.shown);
     assert!(results[1].is_err(), "the refused opening fails");
     assert!(results[2].as_ref().unwrap().recorded.shown);
@@ -418,7 +428,7 @@ async fn concurrent_openings_through_the_recorder_show_once_per_viewer() {
     use cpis::cpis::recorder::AccessRecorder;
     let db = crate::support::TestDatabase::new(Template::Demo);
     let config = cpis::config::Config::for_database(&db.url);
-    let recorder = AccessRecorder::start(cpis::db::pool_of(&config, 2), 2);
+    let recorder = AccessRecorder::start(cpis::db::pool_of(&config, 2), 2, Default::default());
     let now = Utc::now();
     let tasks: Vec<_> = (0..60)
         .map(|i| {
@@ -474,7 +484,7 @@ fn a_child_held_elsewhere_fails_only_its_own_openings() {
         opening(NOAH_WILLIAMS, "held-2", now),
         opening(MIA_THOMPSON, "held-3", now),
     ];
-    let results = recorder::record_all(&mut conn, &batch).unwrap();
+    let results = recorder::record_all(&mut conn, &Default::default(), &batch).unwrap();
     assert!(matches!(results[0], Err(cpis::error::AppError::Unavailable)), "{:?}", results[0]);
     assert!(matches!(results[1], Err(cpis::error::AppError::Unavailable)), "{:?}", results[1]);
     assert!(results[2].as_ref().unwrap().recorded.shown);
@@ -483,4 +493,53 @@ fn a_child_held_elsewhere_fails_only_its_own_openings() {
         crate::support::db::count(&mut conn, "SELECT count(*) FROM access_events WHERE viewer_id LIKE 'held-%'"),
         1
     );
+}
+
+/// Issue 8: the history's job role and organisation names come from the names each instance holds
+/// (`cpis::reference_names`). They are the reference data's; a code not held (an organisation
+/// added since, or one the reference data does not know, shown as its code) is looked for again
+/// once the retry interval has passed, not on every opening; names older than their freshness
+/// are read again, so a renamed organisation shows its new name.
+#[test]
+fn history_names_come_from_the_names_the_instance_holds() {
+    use crate::support::db::execute;
+    use cpis::cpis::access::history;
+    use cpis::cpis::reference_names::ReferenceNames;
+    use std::time::Duration;
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    let child = vec![NOAH_WILLIAMS.to_owned()];
+    execute(
+        &mut conn,
+        &format!(
+            "INSERT INTO access_events (nhs_number, accessed_at, viewer_id, viewer_name, job_role_code, \
+             organisation_code, channel, shown) VALUES \
+             ('{NOAH_WILLIAMS}', now() + interval '1 hour', 'v-new', 'Dr New', 'R8000', 'ZZZ99', 'FHIR', true), \
+             ('{NOAH_WILLIAMS}', now() + interval '2 hours', 'v-rjz', 'Dr Known', 'R0680', 'RJZ', 'SCRa', true)"
+        ),
+    );
+    let names_of = |conn: &mut diesel::PgConnection, names: &ReferenceNames| {
+        let h = history(conn, names, &child).unwrap();
+        (h[1].organisation_name.clone(), h[0].organisation_name.clone(), h[0].job_role_name.clone())
+    };
+    let hour = Duration::from_secs(3600);
+    let (patient, eager, stale) = (
+        ReferenceNames::new(hour, hour),
+        ReferenceNames::new(hour, Duration::ZERO),
+        ReferenceNames::new(Duration::ZERO, hour),
+    );
+    let (unknown, known, role) = names_of(&mut conn, &patient);
+    assert_eq!(unknown, None, "a code the reference data does not know");
+    assert_eq!(known.as_deref(), Some("KING'S COLLEGE HOSPITAL NHS FOUNDATION TRUST"));
+    assert!(role.is_some_and(|r| !r.is_empty()));
+    for names in [&eager, &stale] {
+        names_of(&mut conn, names);
+    }
+
+    execute(&mut conn, "INSERT INTO nhs_organisations (ods_code, name) VALUES ('ZZZ99', 'NEW TRUST')");
+    execute(&mut conn, "UPDATE nhs_organisations SET name = 'KING''S RENAMED' WHERE ods_code = 'RJZ'");
+    assert_eq!(names_of(&mut conn, &patient).0, None, "not looked for again before the retry interval");
+    assert_eq!(names_of(&mut conn, &eager).0.as_deref(), Some("NEW TRUST"), "looked for again after it");
+    assert_eq!(names_of(&mut conn, &patient).1.as_deref(), Some("KING'S COLLEGE HOSPITAL NHS FOUNDATION TRUST"));
+    assert_eq!(names_of(&mut conn, &stale).1.as_deref(), Some("KING'S RENAMED"), "read again once stale");
 }

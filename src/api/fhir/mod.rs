@@ -222,11 +222,13 @@ pub async fn search_care_team(req: HttpRequest, state: web::Data<AppState>) -> H
 
 async fn care_team(req: &HttpRequest, state: &AppState) -> Result<Value, ApiError> {
     let (asked, trace, now) = (asked(req)?, trace(req), Utc::now());
+    let names = state.names.clone();
     // CP-IS068, CP-IS073: an unscheduled search that finds something records the access before it
     // answers: what the role may see is read here, then the access recorder records the access
     // and logs the exchange in one transaction (src/cpis/recorder.rs; CP-IS047 by the child's lock).
     let looked =
-        db::run(&state.pool, move |conn| look_up(conn, &asked, trace.as_deref(), now, Opening::Record)).await??;
+        db::run(&state.pool, move |conn| look_up(conn, &names, &asked, trace.as_deref(), now, Opening::Record))
+            .await??;
     let Found { search, subject, tab } = match looked {
         LookedUp::Answered(found) => found,
         LookedUp::ToRecord { found, authorities, opening } => {
@@ -247,8 +249,10 @@ pub async fn search_audit_event(req: HttpRequest, state: web::Data<AppState>) ->
 
 async fn audit_event(req: &HttpRequest, state: &AppState) -> Result<Value, ApiError> {
     let (asked, trace, now) = (asked(req)?, trace(req), Utc::now());
+    let names = state.names.clone();
     let looked =
-        db::run(&state.pool, move |conn| look_up(conn, &asked, trace.as_deref(), now, Opening::ReadOnly)).await??;
+        db::run(&state.pool, move |conn| look_up(conn, &names, &asked, trace.as_deref(), now, Opening::ReadOnly))
+            .await??;
     let LookedUp::Answered(Found { search, subject, tab }) = looked else {
         return Err(ApiError::from(crate::error::AppError::Internal("a read-only search asked to record".into())));
     };
@@ -277,6 +281,7 @@ enum Opening {
 /// recorder, which logs the exchange with it. Otherwise the exchange is logged here (CP-IS061).
 fn look_up(
     conn: &mut diesel::PgConnection,
+    names: &crate::cpis::reference_names::ReferenceNames,
     asked: &Asked,
     trace: Option<&str>,
     now: DateTime<Utc>,
@@ -314,7 +319,7 @@ fn look_up(
             }
             None
         }
-        Subject::Known { patient, linked } => alert::read(conn, patient, linked, may_see_unborn, now)?,
+        Subject::Known { patient, linked } => alert::read(conn, names, patient, linked, may_see_unborn, now)?,
         _ => None,
     };
     exchange.log(conn, now)?;
