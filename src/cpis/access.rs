@@ -233,6 +233,6 @@ pub fn history(
     .bind::<Array<Text>, _>(numbers.to_vec())
     .bind::<BigInt, _>(HISTORY_LIMIT as i64)
     .load(conn)?;
-    names.name(conn, &mut entries)?;
+    names.name(conn, &mut entries);
     Ok(entries)
 }

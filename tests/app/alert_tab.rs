@@ -542,4 +542,15 @@ fn history_names_come_from_the_names_the_instance_holds() {
     assert_eq!(names_of(&mut conn, &eager).0.as_deref(), Some("NEW TRUST"), "looked for again after it");
     assert_eq!(names_of(&mut conn, &patient).1.as_deref(), Some("KING'S COLLEGE HOSPITAL NHS FOUNDATION TRUST"));
     assert_eq!(names_of(&mut conn, &stale).1.as_deref(), Some("KING'S RENAMED"), "read again once stale");
+
+    // A read of the names that fails fails no history: the names held, or none, are used, and the
+    // read is tried again a few seconds later, not on every opening.
+    let fresh = ReferenceNames::default();
+    execute(&mut conn, "ALTER TABLE nhs_organisations RENAME TO nhs_organisations_away");
+    assert_eq!(names_of(&mut conn, &fresh).1, None, "no names could be read");
+    assert!(names_of(&mut conn, &stale).1.is_some(), "the names held are kept");
+    execute(&mut conn, "ALTER TABLE nhs_organisations_away RENAME TO nhs_organisations");
+    assert_eq!(names_of(&mut conn, &fresh).1, None, "not tried again at once");
+    std::thread::sleep(Duration::from_millis(5_100));
+    assert_eq!(names_of(&mut conn, &fresh).1.as_deref(), Some("KING'S RENAMED"), "tried again later");
 }
