@@ -30,23 +30,21 @@ CREATE OR REPLACE FUNCTION cp_items_check_references() RETURNS trigger LANGUAGE 
 DECLARE
     wanted bigint;
     found bigint;
-    lock_rows boolean := current_setting('transaction_isolation') <> 'read committed';
 BEGIN
-    -- Outside READ COMMITTED the row locks below close the race, as a foreign key's do. Taking
-    -- the advisory lock there too could deadlock with a parent's delete, which locks the parent's
-    -- row before its trigger asks for the lock exclusively.
-    IF NOT lock_rows THEN
+    IF current_setting('transaction_isolation') = 'read committed' THEN
         PERFORM pg_advisory_xact_lock_shared(cp_items_reference_lock());
+    ELSE
+        -- Each parent row locked as a foreign key locks it: one deleted since this transaction's
+        -- snapshot is a serialization failure here. The advisory lock is not taken as well: it
+        -- could deadlock with a parent's delete, which locks the parent's row before its trigger
+        -- asks for the lock exclusively.
+        PERFORM 1 FROM patients p WHERE p.nhs_number IN (SELECT nhs_number FROM new_items) FOR KEY SHARE OF p;
+        PERFORM 1 FROM local_authorities a WHERE a.code IN (SELECT la_code FROM new_items) FOR KEY SHARE OF a;
+        PERFORM 1 FROM uploads u WHERE u.id IN (SELECT upload_id FROM new_items) FOR KEY SHARE OF u;
     END IF;
 
     SELECT count(DISTINCT nhs_number) INTO wanted FROM new_items;
-    IF lock_rows THEN
-        SELECT count(*) INTO found FROM (
-            SELECT 1 FROM patients p WHERE p.nhs_number IN (SELECT nhs_number FROM new_items) FOR KEY SHARE OF p
-        ) locked;
-    ELSE
-        SELECT count(*) INTO found FROM patients p WHERE p.nhs_number IN (SELECT nhs_number FROM new_items);
-    END IF;
+    SELECT count(*) INTO found FROM patients p WHERE p.nhs_number IN (SELECT nhs_number FROM new_items);
     IF found < wanted THEN
         RAISE EXCEPTION 'insert or update on table "cp_items" violates its reference to "patients"'
             USING ERRCODE = 'foreign_key_violation',
@@ -54,13 +52,7 @@ BEGIN
     END IF;
 
     SELECT count(DISTINCT la_code) INTO wanted FROM new_items;
-    IF lock_rows THEN
-        SELECT count(*) INTO found FROM (
-            SELECT 1 FROM local_authorities a WHERE a.code IN (SELECT la_code FROM new_items) FOR KEY SHARE OF a
-        ) locked;
-    ELSE
-        SELECT count(*) INTO found FROM local_authorities a WHERE a.code IN (SELECT la_code FROM new_items);
-    END IF;
+    SELECT count(*) INTO found FROM local_authorities a WHERE a.code IN (SELECT la_code FROM new_items);
     IF found < wanted THEN
         RAISE EXCEPTION 'insert or update on table "cp_items" violates its reference to "local_authorities"'
             USING ERRCODE = 'foreign_key_violation',
@@ -68,13 +60,7 @@ BEGIN
     END IF;
 
     SELECT count(DISTINCT upload_id) INTO wanted FROM new_items;
-    IF lock_rows THEN
-        SELECT count(*) INTO found FROM (
-            SELECT 1 FROM uploads u WHERE u.id IN (SELECT upload_id FROM new_items) FOR KEY SHARE OF u
-        ) locked;
-    ELSE
-        SELECT count(*) INTO found FROM uploads u WHERE u.id IN (SELECT upload_id FROM new_items);
-    END IF;
+    SELECT count(*) INTO found FROM uploads u WHERE u.id IN (SELECT upload_id FROM new_items);
     IF found < wanted THEN
         RAISE EXCEPTION 'insert or update on table "cp_items" violates its reference to "uploads"'
             USING ERRCODE = 'foreign_key_violation',

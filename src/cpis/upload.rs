@@ -194,9 +194,9 @@ pub fn process_then_wake(
 }
 
 /// For a large file's transaction only:
-/// - `work_mem`: 60,000 records are about 25 MB of audit details, which two of its set-based
-///   statements (items and audit entries from arrays, sorted into the chain's order) hold at once;
-///   PostgreSQL's default is 4 MB per sort or scan. Smaller files stay within the default.
+/// - `work_mem`: the items' insert reads 120,000 rows from arrays through a function scan, which
+///   holds them whole and spills to a temporary file past PostgreSQL's default of 4 MB. Smaller
+///   files stay within the default. (The audit entries are copied in, `audit::pend`.)
 /// - `plan_cache_mode`: every statement of the file is planned without its arrays' values. A
 ///   custom plan (PostgreSQL's choice for a statement's first runs, and always for an unprepared
 ///   one) copies each bound array into the plan as a constant, several times over: for a national

@@ -97,7 +97,7 @@ const HYPHEN_SMALL_WORDS: &[&str] = &["le", "la", "de", "by", "en", "sub"];
 /// kept as it is; a word beginning with a digit is lower case ("2gether"). Whitespace is
 /// collapsed to single spaces.
 ///
-/// Remembered per process for the first [`READABLE_REMEMBERED`] names (issue 8: the tab's access
+/// Remembered per process for the first 10,000 names (issue 8: the tab's access
 /// history shows up to 25 names on every opening, and working them out was about 5% of the
 /// service's time per opening; there are a few hundred organisations).
 pub fn readable_org_name(upper: &str) -> String {
@@ -117,7 +117,7 @@ pub fn readable_org_name(upper: &str) -> String {
 
 /// How many readable names [`readable_org_name`] remembers at most (beyond them, it works names
 /// out each time: a few hundred organisations fit many times over).
-pub const READABLE_REMEMBERED: usize = 10_000;
+const READABLE_REMEMBERED: usize = 10_000;
 
 /// [`readable_org_name`], worked out.
 fn make_readable(upper: &str) -> String {
