@@ -9,6 +9,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::audit::chainer::Chainer;
+use crate::auth::session_cache::SessionCache;
 use crate::auth::session_store::PgSessionStore;
 use crate::config::Config;
 use crate::cpis::recorder::AccessRecorder;
@@ -29,6 +30,9 @@ pub struct AppState {
     pub recorder: AccessRecorder,
     /// The job role and organisation names the access history shows, held by this instance.
     pub names: Arc<ReferenceNames>,
+    /// The sessions this instance remembers, kept true by PostgreSQL's announcements
+    /// (`CPIS_SESSION_CACHE`, src/auth/session_cache.rs).
+    pub sessions: Option<Arc<SessionCache>>,
     /// Links a large upload's pending audit entries into the chain after it has been answered,
     /// with a connection of its own.
     pub chainer: Chainer,
@@ -40,6 +44,7 @@ impl AppState {
         let names = Arc::new(ReferenceNames::default());
         let recorder = AccessRecorder::start(crate::db::pool_of(&config, threads as u32), threads, names.clone());
         let chainer = Chainer::start(crate::db::pool_of(&config, 1));
+        let sessions = config.session_cache.then(|| SessionCache::start(&config.database_url));
         AppState {
             pool,
             config,
@@ -47,7 +52,19 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             recorder,
             names,
+            sessions,
             chainer,
+        }
+    }
+}
+
+impl AppState {
+    /// Forgets every session of an account this instance has just changed (committed), without
+    /// waiting for PostgreSQL's announcement (src/auth/session_cache.rs): CP-IS059's disabled
+    /// account is signed out at its very next request here.
+    pub fn forget_sessions_of(&self, user_id: i64) {
+        if let Some(sessions) = &self.sessions {
+            sessions.forget_user(user_id);
         }
     }
 }
@@ -71,7 +88,8 @@ pub fn server(state: AppState, listener: std::net::TcpListener) -> std::io::Resu
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         let config = &data.config;
-        let store = PgSessionStore::new(data.pool.clone(), config.session_absolute, config.session_idle);
+        let store = PgSessionStore::new(data.pool.clone(), config.session_absolute, config.session_idle)
+            .remembering(data.sessions.clone());
         let sessions = SessionMiddleware::builder(store, cookie_key.clone())
             .cookie_name(session_cookie_name(config.secure_cookies).into())
             .cookie_secure(config.secure_cookies)

@@ -25,6 +25,10 @@ pub struct Config {
     pub session_idle: Duration,
     /// `CPIS_SESSION_ABSOLUTE_HOURS` (default 12).
     pub session_absolute: Duration,
+    /// `CPIS_SESSION_CACHE` (default true): each instance remembers the sessions it has read and
+    /// forgets them as PostgreSQL announces their changes (src/auth/session_cache.rs); false reads
+    /// every session from the database on every request.
+    pub session_cache: bool,
     /// `CPIS_LOG_FORMAT` (`text` or `json`, default `text`).
     pub log_json: bool,
     /// `CPIS_COOKIE_KEY`: secret for signing the session cookie, shared by every instance
@@ -117,6 +121,7 @@ impl Config {
             secure_cookies: env_parse("CPIS_SECURE_COOKIES", false)?,
             session_idle: Duration::from_secs(env_scaled("CPIS_SESSION_IDLE_MINUTES", 30, 60)?),
             session_absolute: Duration::from_secs(env_scaled("CPIS_SESSION_ABSOLUTE_HOURS", 12, 3600)?),
+            session_cache: env_parse("CPIS_SESSION_CACHE", true)?,
             log_json: std::env::var("CPIS_LOG_FORMAT").is_ok_and(|v| v == "json"),
             workers: env_parse("CPIS_WORKERS", 0)?,
             scheduler: env_parse("CPIS_SCHEDULER", true)?,
@@ -144,6 +149,7 @@ impl Config {
             secure_cookies: false,
             session_idle: Duration::from_secs(30 * 60),
             session_absolute: Duration::from_secs(12 * 3600),
+            session_cache: true,
             log_json: false,
             cookie_key: None,
             workers: 0,

@@ -5,6 +5,7 @@ pub mod csrf;
 pub mod password;
 pub mod permission;
 pub mod principal;
+pub mod session_cache;
 pub mod session_store;
 pub mod sign_in;
 pub mod users;

@@ -20,6 +20,7 @@
 //! loses its session at once (CP-IS059), on every instance.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use actix_session::storage::{LoadError, SaveError, SessionKey, SessionStore, UpdateError};
@@ -29,6 +30,7 @@ use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
 use super::principal::PRINCIPAL_KEY;
+use super::session_cache::{fresh_until, SessionCache};
 use crate::db::DbPool;
 use crate::schema::sessions;
 
@@ -45,6 +47,8 @@ pub const UNAVAILABLE_KEY: &str = "_store_unavailable";
 #[derive(Clone)]
 pub struct PgSessionStore {
     pool: DbPool,
+    /// The sessions this instance remembers (src/auth/session_cache.rs), when it does.
+    cache: Option<Arc<SessionCache>>,
     absolute: StdDuration,
     /// The idle limit in seconds (the session middleware's state TTL), by which `load` extends
     /// the expiry.
@@ -56,7 +60,12 @@ const MAX_IDLE_SECS: u64 = 100 * 366 * 24 * 3600;
 
 impl PgSessionStore {
     pub fn new(pool: DbPool, absolute: StdDuration, idle: StdDuration) -> PgSessionStore {
-        PgSessionStore { pool, absolute, idle_secs: idle.as_secs().min(MAX_IDLE_SECS) as i64 }
+        PgSessionStore { pool, cache: None, absolute, idle_secs: idle.as_secs().min(MAX_IDLE_SECS) as i64 }
+    }
+
+    /// The store, remembering the sessions it loads in `cache` (src/auth/session_cache.rs).
+    pub fn remembering(self, cache: Option<Arc<SessionCache>>) -> PgSessionStore {
+        PgSessionStore { cache, ..self }
     }
 }
 
@@ -67,12 +76,23 @@ struct StateRow {
     /// The session user's principal rows as a JSON array, `NULL` for a session without a user.
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     principal: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    user_id: Option<i64>,
+    /// The idle expiry once this load has extended it (when it did).
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    expires_at: chrono::DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    absolute_expires_at: chrono::DateTime<Utc>,
 }
 
 /// What one load reads: the session's state and, for a signed-in session, its principal's rows.
 pub struct Loaded {
     pub state: serde_json::Value,
     pub principal: Option<String>,
+    pub user_id: Option<i64>,
+    /// The idle expiry after this load (extended by it or not).
+    pub expires_at: chrono::DateTime<Utc>,
+    pub absolute_expires_at: chrono::DateTime<Utc>,
 }
 
 /// How far the idle expiry may lag behind before a load moves it: a minute, or a tenth of the idle
@@ -86,7 +106,7 @@ pub fn slack(idle_secs: i64) -> chrono::TimeDelta {
 /// anything in it changes: migration 000024), or built afresh by `user_principal` when an account
 /// has none; an account gone meanwhile reads as `[]` (no principal).
 const LOAD_SQL: &str = "WITH live AS ( \
-         SELECT key_hash, state, expires_at, user_id FROM sessions \
+         SELECT key_hash, state, expires_at, absolute_expires_at, user_id FROM sessions \
          WHERE key_hash = $1 AND expires_at > $2 AND absolute_expires_at > $2 \
      ), extended AS ( \
          UPDATE sessions SET expires_at = $3 \
@@ -96,7 +116,10 @@ const LOAD_SQL: &str = "WITH live AS ( \
      ) SELECT live.state, \
          CASE WHEN live.user_id IS NULL THEN NULL ELSE coalesce( \
              (SELECT coalesce(u.principal, user_principal(u.id)) FROM users u WHERE u.id = live.user_id), \
-             '[]') END AS principal \
+             '[]') END AS principal, \
+         live.user_id, \
+         CASE WHEN live.expires_at < $4 THEN $3 ELSE live.expires_at END AS expires_at, \
+         live.absolute_expires_at \
        FROM live";
 
 /// Loads a live session and its user's principal rows and, when its idle expiry lags by more than
@@ -117,7 +140,13 @@ pub fn load_and_extend(
         .bind::<Timestamptz, _>(expires - slack(idle_secs))
         .get_result(conn)
         .optional()?;
-    Ok(row.map(|r| Loaded { state: r.state, principal: r.principal }))
+    Ok(row.map(|r| Loaded {
+        state: r.state,
+        principal: r.principal,
+        user_id: r.user_id,
+        expires_at: r.expires_at,
+        absolute_expires_at: r.absolute_expires_at,
+    }))
 }
 
 pub fn key_hash(key: &str) -> Vec<u8> {
@@ -154,8 +183,14 @@ async fn blocking<T: Send + 'static>(
 impl SessionStore for PgSessionStore {
     async fn load(&self, session_key: &SessionKey) -> Result<Option<HashMap<String, String>>, LoadError> {
         let hash = key_hash(session_key.as_ref());
+        let cache = self.cache.as_deref();
+        if let Some(state) = cache.and_then(|c| c.get(&hash, Utc::now())) {
+            return Ok(Some(state));
+        }
+        let ticket = cache.and_then(SessionCache::ticket);
         let idle = self.idle_secs;
-        let loaded = match blocking(&self.pool, move |conn| load_and_extend(conn, hash.clone(), Utc::now(), idle)).await
+        let read = hash.clone();
+        let loaded = match blocking(&self.pool, move |conn| load_and_extend(conn, read.clone(), Utc::now(), idle)).await
         {
             Ok(loaded) => loaded,
             Err(e) => {
@@ -170,6 +205,10 @@ impl SessionStore for PgSessionStore {
             Some(rows) => state.insert(PRINCIPAL_KEY.to_owned(), rows),
             None => state.remove(PRINCIPAL_KEY),
         };
+        if let Some(cache) = cache {
+            let fresh = fresh_until(loaded.expires_at, loaded.absolute_expires_at, idle, slack(idle));
+            cache.put(ticket, hash, state.clone(), loaded.user_id, fresh);
+        }
         Ok(Some(state))
     }
 
@@ -217,8 +256,12 @@ impl SessionStore for PgSessionStore {
                 .execute(conn)
         })
         .await
-        .map_err(UpdateError::Other)?;
-        if updated == 1 {
+        .map_err(UpdateError::Other);
+        // Whatever happened to the write, the state remembered before it is not used again.
+        if let Some(cache) = &self.cache {
+            cache.forget_session(&key_hash(session_key.as_ref()));
+        }
+        if updated? == 1 {
             return Ok(session_key);
         }
         // The session was ended meanwhile (signed out, disabled, expired): never bring it back.
@@ -238,7 +281,14 @@ impl SessionStore for PgSessionStore {
 
     async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
         let hash = key_hash(session_key.as_ref());
-        blocking(&self.pool, move |conn| diesel::delete(sessions::table.find(&hash)).execute(conn)).await?;
+        if let Some(cache) = &self.cache {
+            cache.forget_session(&hash);
+        }
+        let deleted = blocking(&self.pool, move |conn| diesel::delete(sessions::table.find(&hash)).execute(conn)).await;
+        if let Some(cache) = &self.cache {
+            cache.forget_session(&key_hash(session_key.as_ref()));
+        }
+        deleted?;
         Ok(())
     }
 }

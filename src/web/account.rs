@@ -71,6 +71,7 @@ pub async fn change_password(
             db::run(&state.pool, move |conn| Ok(admin::change_own_password(conn, user_id, &current, &new))).await?;
         match result {
             Ok(()) => {
+                state.forget_sessions_of(user_id);
                 session.renew();
                 return Ok(see_other("/"));
             }

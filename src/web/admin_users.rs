@@ -328,6 +328,7 @@ pub async fn update_user(
     match Contact::parse(&form.contact) {
         Ok(contact) => {
             db::run(&state.pool, move |conn| admin::update_contact(conn, admin, id, &contact)).await?;
+            state.forget_sessions_of(id);
             Ok(see_other(&format!("/admin/users/{id}")))
         }
         Err(errors) => {
@@ -379,6 +380,7 @@ pub async fn add_role_profile(
         Ok(admin::add_profile(conn, admin, id, &input))
     })
     .await?;
+    state.forget_sessions_of(id);
     match result {
         Ok(_) => Ok(see_other(&format!("/admin/users/{id}"))),
         Err(errors) => render_status(
@@ -397,6 +399,7 @@ pub async fn remove_role_profile(
     let admin = admin_id(&principal)?;
     let (id, profile_id) = path.into_inner();
     db::run(&state.pool, move |conn| admin::remove_profile(conn, admin, id, profile_id)).await?;
+    state.forget_sessions_of(id);
     Ok(see_other(&format!("/admin/users/{id}")))
 }
 
@@ -416,6 +419,7 @@ pub async fn reset_password(
         admin::find(conn, id)
     })
     .await?;
+    state.forget_sessions_of(id);
     render(&TemporaryPasswordPage {
         layout: Layout::new("Password reset", Some(&principal), &session),
         heading: "Password reset".into(),
@@ -434,6 +438,7 @@ pub async fn disable_user(
     let admin = admin_id(&principal)?;
     let id = path.into_inner();
     db::run(&state.pool, move |conn| admin::disable(conn, admin, id, Utc::now())).await?;
+    state.forget_sessions_of(id);
     Ok(see_other(&format!("/admin/users/{id}")))
 }
 
@@ -446,5 +451,6 @@ pub async fn enable_user(
     let admin = admin_id(&principal)?;
     let id = path.into_inner();
     db::run(&state.pool, move |conn| admin::enable(conn, admin, id)).await?;
+    state.forget_sessions_of(id);
     Ok(see_other(&format!("/admin/users/{id}")))
 }

@@ -289,3 +289,138 @@ fn a_rebuild_behind_another_reads_the_account_afresh() {
     assert!(stored.contains("Kent renamed") && stored.contains("\"activity_codes\":[]"), "{stored}");
     assert_eq!(count(&mut setup, "SELECT count(*) FROM users WHERE principal IS DISTINCT FROM user_principal(id)"), 0);
 }
+
+/// Waits (at most 10 s) until `done` holds.
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < Duration::from_secs(10), "waited 10 s for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// How long PostgreSQL is given to deliver an announcement to the listening connection on this
+/// host (it takes well under a millisecond; the listener's own thread reads only every 100 ms, so
+/// a page answered after this wait proves the page read the announcements itself).
+const DELIVERY: Duration = Duration::from_millis(20);
+
+/// Issue 8, CP-IS059: each instance remembers the sessions it has read (src/auth/session_cache.rs),
+/// so a page costs no round trip before its handler; anything that changes what a session load
+/// returns, made by another connection (another instance, a job, a statement by hand), is
+/// announced at its commit (migration 000025) and the next page reads afresh.
+#[tokio::test]
+async fn a_remembered_session_is_forgotten_when_what_it_holds_changes_elsewhere() {
+    use crate::support::db::{count, execute};
+    let app = TestApp::spawn(Template::Demo);
+    let cache = app.sessions.clone().expect("sessions are remembered by default");
+    until("the session listener", || cache.is_listening()).await;
+    let mut conn = app.conn();
+    let amy = count(&mut conn, "SELECT id AS count FROM users WHERE username = 'amy.patel'");
+
+    let c = app.signed_in("amy.patel").await;
+    assert_eq!(c.get(SEARCH).await.status(), StatusCode::OK);
+    let before = cache.counts();
+    assert_eq!(c.get(SEARCH).await.status(), StatusCode::OK);
+    assert_eq!(cache.counts().remembered, before.remembered + 1, "the second page used the remembered session");
+    assert_eq!(cache.counts().read, before.read, "and read nothing for it");
+
+    // The account loses the activity the search needs: its principal changes, so its sessions go.
+    execute(
+        &mut conn,
+        &format!(
+            "DELETE FROM role_profile_activities WHERE activity_code = 'B0264' \
+             AND role_profile_id IN (SELECT id FROM role_profiles WHERE user_id = {amy})"
+        ),
+    );
+    tokio::time::sleep(DELIVERY).await;
+    assert_eq!(c.get(SEARCH).await.status(), StatusCode::FORBIDDEN, "the removed activity is honoured");
+    execute(
+        &mut conn,
+        &format!(
+            "INSERT INTO role_profile_activities (role_profile_id, activity_code) \
+             SELECT id, 'B0264' FROM role_profiles WHERE user_id = {amy}"
+        ),
+    );
+    tokio::time::sleep(DELIVERY).await;
+    assert_eq!(c.get(SEARCH).await.status(), StatusCode::OK, "and so is the restored one");
+
+    // The session's state changed by another instance (here: its role forgotten).
+    execute(&mut conn, &format!("UPDATE sessions SET state = state - 'rid' WHERE user_id = {amy}"));
+    tokio::time::sleep(DELIVERY).await;
+    let res = c.get(SEARCH).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "no role chosen any more");
+    assert_eq!(res.headers()["location"], "/select-role");
+
+    // Its expiry brought forward, then the row deleted (signed out elsewhere).
+    let c = app.signed_in("amy.patel").await;
+    assert_eq!(c.get(SEARCH).await.status(), StatusCode::OK);
+    execute(&mut conn, &format!("UPDATE sessions SET expires_at = now() - interval '1 second' WHERE user_id = {amy}"));
+    tokio::time::sleep(DELIVERY).await;
+    assert_sent_to_sign_in(&c, "after its expiry was brought forward").await;
+    let c = app.signed_in("amy.patel").await;
+    assert_eq!(c.get(SEARCH).await.status(), StatusCode::OK);
+    execute(&mut conn, &format!("DELETE FROM sessions WHERE user_id = {amy}"));
+    tokio::time::sleep(DELIVERY).await;
+    assert_sent_to_sign_in(&c, "after its row was deleted").await;
+
+    // The account disabled; then every session emptied at once.
+    let c = app.signed_in("amy.patel").await;
+    assert_eq!(c.get(SEARCH).await.status(), StatusCode::OK);
+    execute(&mut conn, &format!("UPDATE users SET disabled_at = now() WHERE id = {amy}"));
+    tokio::time::sleep(DELIVERY).await;
+    assert_sent_to_sign_in(&c, "after the account was disabled").await;
+    let c = app.signed_in("sam.okafor").await;
+    assert_eq!(c.get(SEARCH).await.status(), StatusCode::OK);
+    execute(&mut conn, "TRUNCATE sessions");
+    tokio::time::sleep(DELIVERY).await;
+    assert_sent_to_sign_in(&c, "after every session was emptied").await;
+
+    // An extension of the idle expiry (every load's, about once a minute) announces nothing.
+    let c = app.signed_in("sam.okafor").await;
+    assert_eq!(c.get(SEARCH).await.status(), StatusCode::OK);
+    execute(&mut conn, "UPDATE sessions SET expires_at = expires_at + interval '1 minute'");
+    tokio::time::sleep(DELIVERY).await;
+    let before = cache.counts();
+    assert_eq!(c.get(SEARCH).await.status(), StatusCode::OK);
+    assert_eq!(cache.counts().remembered, before.remembered + 1, "still remembered");
+}
+
+/// Issue 8: while no connection listens, nothing is remembered, and whatever was remembered when
+/// the connection was lost is forgotten: a change made while nobody listened (its announcement
+/// lost with the connection) is honoured once a new connection listens.
+#[tokio::test]
+async fn a_lost_listener_forgets_everything_and_sessions_are_read_until_one_listens_again() {
+    use crate::support::db::count;
+    let app = TestApp::spawn(Template::Demo);
+    let cache = app.sessions.clone().expect("sessions are remembered by default");
+    until("the session listener", || cache.is_listening()).await;
+    let mut conn = app.conn();
+    let amy = count(&mut conn, "SELECT id AS count FROM users WHERE username = 'amy.patel'");
+    let c = app.signed_in("amy.patel").await;
+    assert_eq!(c.get(SEARCH).await.status(), StatusCode::OK);
+    let before = cache.counts();
+    assert_eq!(c.get(SEARCH).await.status(), StatusCode::OK);
+    assert_eq!(cache.counts().remembered, before.remembered + 1, "remembered");
+
+    // The listening backend is terminated and, before anyone notices, the account is disabled:
+    // its announcement goes nowhere.
+    // (One round trip: both statements reach the server together.)
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut conn,
+        &format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+               WHERE application_name = 'cpis-session-listener' AND datname = current_database(); \
+             UPDATE users SET disabled_at = now() WHERE id = {amy}"
+        ),
+    )
+    .unwrap();
+    until("a new listening connection", || cache.connections() == 2).await;
+    assert_sent_to_sign_in(&c, "a change made while nobody listened").await;
+
+    // Listening again, sessions are remembered again.
+    let c = app.signed_in("sam.okafor").await;
+    assert_eq!(c.get(SEARCH).await.status(), StatusCode::OK);
+    let before = cache.counts();
+    assert_eq!(c.get(SEARCH).await.status(), StatusCode::OK);
+    assert_eq!(cache.counts().remembered, before.remembered + 1, "remembered again");
+}

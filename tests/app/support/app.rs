@@ -16,6 +16,8 @@ pub const PASSWORD: &str = cpis::seed::demo::DEMO_PASSWORD;
 pub struct TestApp {
     pub addr: SocketAddr,
     pub db: TestDatabase,
+    /// The sessions the service remembers (src/auth/session_cache.rs), when it does.
+    pub sessions: Option<std::sync::Arc<cpis::auth::session_cache::SessionCache>>,
     handle: ServerHandle,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -38,13 +40,14 @@ impl TestApp {
             let system = actix_web::rt::System::new();
             system.block_on(async move {
                 let state = AppState::new(cpis::db::pool(&config), config);
+                let sessions = state.sessions.clone();
                 let server = app::server(state, listener).expect("start the server");
-                tx.send(server.handle()).unwrap();
+                tx.send((server.handle(), sessions)).unwrap();
                 let _ = server.await;
             });
         });
-        let handle = rx.recv().expect("the server starts");
-        TestApp { addr, db, handle, thread: Some(thread) }
+        let (handle, sessions) = rx.recv().expect("the server starts");
+        TestApp { addr, db, sessions, handle, thread: Some(thread) }
     }
 
     pub fn url(&self, path: &str) -> String {

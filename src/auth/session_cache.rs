@@ -1,0 +1,445 @@
+//! Sessions this instance remembers between requests (issue 8): a signed-in page then costs no
+//! round trip to PostgreSQL before its handler, where it cost one (the session and its principal,
+//! src/auth/session_store.rs). The benchmark put that round trip at half of an NHS-number search.
+//!
+//! Remembering is safe only while the instance hears of every change, so:
+//! - Triggers (migration 000025) announce on the channel `cpis_sessions`, as each change commits,
+//!   any session whose state, user or expiry changed or whose row went, any account whose
+//!   principal changed or which went, and any table emptied. Whoever makes the change (another
+//!   instance, an administrator, a job, a statement typed by hand), the announcement follows.
+//! - One connection per instance listens. Every request that would use a remembered session first
+//!   reads what has arrived on it (a non-blocking read of the socket, no round trip) and forgets
+//!   what it names; so does the listener's own thread every [`POLL`].
+//! - When that connection is lost (the database stopped, the backend terminated, a ping
+//!   unanswered), everything is forgotten and nothing is remembered until a new connection
+//!   listens again: meanwhile every load goes to the database, as it did before this cache.
+//! - A load remembers what it read only if nothing was forgotten between its start and its end
+//!   ([`Ticket`]): an announcement handled meanwhile may be about what it read.
+//! - A remembered session is used only while its idle expiry would not be extended by a load
+//!   (the store extends it when it lags by more than a minute), and never past its absolute
+//!   expiry: once a load would write, the load goes to the database, which writes as before.
+//!
+//! What stays: a change made elsewhere reaches this instance when PostgreSQL has delivered its
+//! announcement to the listening connection, a fraction of a millisecond after the commit on one
+//! host. The changes this instance makes itself (sign-out, a changed session, an administrator's
+//! change to an account) are forgotten here at once, before their answer is sent.
+//!
+//! Written here because no crate keeps a cache coherent with PostgreSQL's LISTEN/NOTIFY on a
+//! diesel connection; diesel reads the notifications (`PgConnection::notifications_iter`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use diesel::{Connection, PgConnection, RunQueryDsl};
+
+/// The channel migration 000025's triggers announce on.
+pub const CHANNEL: &str = "cpis_sessions";
+
+/// How often the listener's thread reads the connection when no request has.
+const POLL: Duration = Duration::from_millis(100);
+/// How often the listener's thread asks its connection `SELECT 1` (a connection whose server
+/// vanished without closing it would otherwise look quiet).
+const PING: Duration = Duration::from_secs(2);
+/// How long the thread waits before trying to listen again after failing to.
+const RETRY: Duration = Duration::from_secs(1);
+/// The most sessions remembered; beyond it, loads are not remembered until some expire.
+const CAPACITY: usize = 20_000;
+
+/// What one announcement names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// One session, by the hash of its key.
+    Session(Vec<u8>),
+    /// Every session of one account.
+    User(i64),
+    /// Everything.
+    All,
+}
+
+impl Note {
+    /// Reads a payload of migration 000025's triggers; anything else forgets everything.
+    pub fn parse(payload: &str) -> Note {
+        if let Some(hex) = payload.strip_prefix('k') {
+            if let Ok(hash) = hex::decode(hex) {
+                return Note::Session(hash);
+            }
+        } else if let Some(id) = payload.strip_prefix('u') {
+            if let Ok(id) = id.parse() {
+                return Note::User(id);
+            }
+        }
+        Note::All
+    }
+}
+
+/// A remembered session.
+#[derive(Debug, Clone)]
+struct Entry {
+    state: HashMap<String, String>,
+    user_id: Option<i64>,
+    /// Used before this instant only (see [`fresh_until`]).
+    fresh_until: DateTime<Utc>,
+}
+
+/// Until when a session just read may be used without reading it again: while a load would not
+/// extend its idle expiry (it lags by less than `slack`), and before its absolute expiry.
+pub fn fresh_until(
+    expires_at: DateTime<Utc>,
+    absolute_expires_at: DateTime<Utc>,
+    idle_secs: i64,
+    slack: chrono::TimeDelta,
+) -> DateTime<Utc> {
+    (expires_at - chrono::TimeDelta::seconds(idle_secs) + slack).min(absolute_expires_at).min(expires_at)
+}
+
+/// Handed out before a load reads the database; its result is remembered only if nothing was
+/// forgotten meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(u64);
+
+/// The remembered sessions and how many times anything was forgotten. Plain and without I/O, so
+/// its rules are unit-tested; [`SessionCache`] adds the listening connection.
+#[derive(Debug, Default)]
+pub struct Remembered {
+    entries: HashMap<Vec<u8>, Entry>,
+    /// Moves on every forgetting, so a load that began before it does not remember.
+    generation: u64,
+}
+
+impl Remembered {
+    pub fn ticket(&self) -> Ticket {
+        Ticket(self.generation)
+    }
+
+    /// The session's state, if remembered and still fresh at `now`.
+    pub fn get(&self, hash: &[u8], now: DateTime<Utc>) -> Option<HashMap<String, String>> {
+        self.entries.get(hash).filter(|e| now < e.fresh_until).map(|e| e.state.clone())
+    }
+
+    /// Remembers a load's result, unless anything was forgotten since its ticket, it is not fresh,
+    /// or the cache is full of fresh sessions. True when remembered.
+    pub fn put(
+        &mut self,
+        ticket: Ticket,
+        hash: Vec<u8>,
+        state: HashMap<String, String>,
+        user_id: Option<i64>,
+        fresh_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> bool {
+        if ticket.0 != self.generation || fresh_until <= now {
+            return false;
+        }
+        if self.entries.len() >= CAPACITY && !self.entries.contains_key(&hash) {
+            self.entries.retain(|_, e| now < e.fresh_until);
+            if self.entries.len() >= CAPACITY {
+                return false;
+            }
+        }
+        self.entries.insert(hash, Entry { state, user_id, fresh_until });
+        true
+    }
+
+    pub fn forget(&mut self, note: &Note) {
+        self.generation += 1;
+        match note {
+            Note::Session(hash) => {
+                self.entries.remove(hash);
+            }
+            Note::User(id) => self.entries.retain(|_, e| e.user_id != Some(*id)),
+            Note::All => self.entries.clear(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Counts of loads answered from memory and from the database, for the benchmark and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    pub remembered: u64,
+    pub read: u64,
+}
+
+/// One instance's remembered sessions and the connection that keeps them true.
+pub struct SessionCache {
+    remembered: Mutex<Remembered>,
+    /// The listening connection; `None` while there is none (then nothing is remembered).
+    listener: Mutex<Option<PgConnection>>,
+    listening: AtomicBool,
+    database_url: String,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    /// How many times a connection began to listen.
+    connections: AtomicU64,
+}
+
+impl SessionCache {
+    /// A cache and the thread that keeps its listening connection; the thread ends when the cache
+    /// is dropped.
+    pub fn start(database_url: &str) -> Arc<SessionCache> {
+        let cache = Arc::new(SessionCache {
+            remembered: Mutex::new(Remembered::default()),
+            listener: Mutex::new(None),
+            listening: AtomicBool::new(false),
+            database_url: database_url.to_owned(),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+        });
+        let weak = Arc::downgrade(&cache);
+        std::thread::Builder::new()
+            .name("cpis-sessions".into())
+            .spawn(move || listen(weak))
+            .expect("start the session listener's thread");
+        cache
+    }
+
+    /// The session's state if remembered, after handling every announcement that has arrived.
+    /// Never waits: when the connection is busy (its thread pinging) or gone, the answer is `None`
+    /// and the caller reads the database.
+    pub fn get(&self, hash: &[u8], now: DateTime<Utc>) -> Option<HashMap<String, String>> {
+        if !self.listening.load(Ordering::Acquire) || !self.drain(false) {
+            return None;
+        }
+        let found = self.remembered.lock().unwrap_or_else(|e| e.into_inner()).get(hash, now);
+        if found.is_some() {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        found
+    }
+
+    /// Taken before a load reads the database; `None` while nothing may be remembered.
+    pub fn ticket(&self) -> Option<Ticket> {
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        if !self.listening.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(self.remembered.lock().unwrap_or_else(|e| e.into_inner()).ticket())
+    }
+
+    /// Remembers what a load read, when its ticket allows.
+    pub fn put(
+        &self,
+        ticket: Option<Ticket>,
+        hash: Vec<u8>,
+        state: HashMap<String, String>,
+        user_id: Option<i64>,
+        fresh_until: DateTime<Utc>,
+    ) {
+        let Some(ticket) = ticket else { return };
+        let mut remembered = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
+        remembered.put(ticket, hash, state, user_id, fresh_until, Utc::now());
+    }
+
+    /// Forgets a session this instance changed or ended.
+    pub fn forget_session(&self, hash: &[u8]) {
+        self.forget(&Note::Session(hash.to_vec()));
+    }
+
+    /// Forgets every session of an account this instance changed (CP-IS059: a disabled account's
+    /// sessions end at once here, without waiting for the announcement).
+    pub fn forget_user(&self, user_id: i64) {
+        self.forget(&Note::User(user_id));
+    }
+
+    fn forget(&self, note: &Note) {
+        self.remembered.lock().unwrap_or_else(|e| e.into_inner()).forget(note);
+    }
+
+    /// Loads answered from memory and from the database so far.
+    pub fn counts(&self) -> Counts {
+        Counts { remembered: self.hits.load(Ordering::Relaxed), read: self.misses.load(Ordering::Relaxed) }
+    }
+
+    /// How many times a connection began to listen (once, unless one was lost).
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Acquire)
+    }
+
+    /// Whether a connection is listening (and so sessions may be remembered).
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+
+    /// Handles every announcement that has arrived. False when the connection is gone or (unless
+    /// `wait`) busy. Announcements are handled while the connection is held, so once a caller
+    /// holds it, every announcement read before has been handled.
+    fn drain(&self, wait: bool) -> bool {
+        let mut guard = if wait {
+            self.listener.lock().unwrap_or_else(|e| e.into_inner())
+        } else {
+            match self.listener.try_lock() {
+                Ok(guard) => guard,
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return false,
+            }
+        };
+        let Some(conn) = guard.as_mut() else { return false };
+        let mut notes = Vec::new();
+        let mut lost = false;
+        for notification in conn.notifications_iter() {
+            match notification {
+                Ok(n) if n.channel == CHANNEL => notes.push(Note::parse(&n.payload)),
+                Ok(_) => {}
+                Err(_) => {
+                    lost = true;
+                    break;
+                }
+            }
+        }
+        if lost {
+            self.lost(&mut guard);
+            return false;
+        }
+        if !notes.is_empty() {
+            let mut remembered = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
+            for note in &notes {
+                remembered.forget(note);
+            }
+        }
+        true
+    }
+
+    /// The connection is gone: forget everything and remember nothing until one listens again.
+    fn lost(&self, guard: &mut Option<PgConnection>) {
+        self.listening.store(false, Ordering::Release);
+        *guard = None;
+        self.forget(&Note::All);
+        tracing::warn!("the session listener lost its connection: sessions are read from the database");
+    }
+}
+
+/// The listener's thread: connects and listens, reads announcements every [`POLL`] when no request
+/// has, pings every [`PING`], and connects again after a loss.
+fn listen(cache: Weak<SessionCache>) {
+    let mut pinged = Instant::now();
+    loop {
+        let Some(c) = cache.upgrade() else { return };
+        if c.is_listening() {
+            if pinged.elapsed() >= PING {
+                pinged = Instant::now();
+                let mut guard = c.listener.lock().unwrap_or_else(|e| e.into_inner());
+                let alive = guard.as_mut().is_some_and(|conn| diesel::sql_query("SELECT 1").execute(conn).is_ok());
+                if !alive {
+                    c.lost(&mut guard);
+                }
+            }
+            c.drain(true);
+            drop(c);
+            std::thread::sleep(POLL);
+        } else {
+            let url = c.database_url.clone();
+            drop(c);
+            // Connecting may take as long as the database makes it: without holding the cache.
+            match connect(&url) {
+                Ok(conn) => {
+                    let Some(c) = cache.upgrade() else { return };
+                    let mut guard = c.listener.lock().unwrap_or_else(|e| e.into_inner());
+                    *guard = Some(conn);
+                    // Whatever was remembered before may have changed unannounced.
+                    c.forget(&Note::All);
+                    c.listening.store(true, Ordering::Release);
+                    c.connections.fetch_add(1, Ordering::AcqRel);
+                    pinged = Instant::now();
+                    tracing::info!("the session listener is listening");
+                }
+                Err(_) => std::thread::sleep(RETRY),
+            }
+        }
+    }
+}
+
+fn connect(url: &str) -> diesel::QueryResult<PgConnection> {
+    let mut conn = PgConnection::establish(url)
+        .map_err(|e| diesel::result::Error::QueryBuilderError(format!("cannot connect: {e}").into()))?;
+    diesel::sql_query("SET application_name = 'cpis-session-listener'").execute(&mut conn)?;
+    diesel::sql_query(format!("LISTEN {CHANNEL}")).execute(&mut conn)?;
+    Ok(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    fn state(v: &str) -> HashMap<String, String> {
+        HashMap::from([("uid".to_owned(), v.to_owned())])
+    }
+
+    #[test]
+    fn announcements_are_read_as_a_session_an_account_or_everything() {
+        assert_eq!(Note::parse("k0aff"), Note::Session(vec![0x0a, 0xff]));
+        assert_eq!(Note::parse("u42"), Note::User(42));
+        assert_eq!(Note::parse("*"), Note::All);
+        // Anything unexpected forgets everything rather than nothing.
+        for odd in ["", "kzz", "u", "ux", "x1", "k0"] {
+            assert_eq!(Note::parse(odd), Note::All, "{odd:?}");
+        }
+    }
+
+    #[test]
+    fn a_session_is_used_only_while_a_load_would_not_extend_it_and_before_its_absolute_expiry() {
+        let slack = chrono::TimeDelta::seconds(60);
+        // Idle limit 30 minutes, just extended: fresh for the minute of slack.
+        assert_eq!(fresh_until(at(1800), at(40_000), 1800, slack), at(60));
+        // The absolute expiry comes first.
+        assert_eq!(fresh_until(at(1800), at(30), 1800, slack), at(30));
+        // No slack (an idle limit of nothing): never fresh after its expiry.
+        assert_eq!(fresh_until(at(0), at(100), 0, chrono::TimeDelta::zero()), at(0));
+    }
+
+    #[test]
+    fn a_load_remembers_only_if_nothing_was_forgotten_since_it_began() {
+        let mut r = Remembered::default();
+        let ticket = r.ticket();
+        r.forget(&Note::Session(vec![9]));
+        assert!(!r.put(ticket, vec![1], state("1"), Some(1), at(60), at(0)), "something was forgotten meanwhile");
+        assert!(r.get(&[1], at(0)).is_none());
+        let ticket = r.ticket();
+        assert!(r.put(ticket, vec![1], state("1"), Some(1), at(60), at(0)));
+        assert_eq!(r.get(&[1], at(0)), Some(state("1")));
+        assert!(r.get(&[1], at(60)).is_none(), "not once it would be extended");
+        assert!(!r.put(r.ticket(), vec![2], state("2"), None, at(0), at(0)), "not fresh");
+    }
+
+    #[test]
+    fn forgetting_names_one_session_one_account_or_everything() {
+        let mut r = Remembered::default();
+        for (hash, user) in [(1u8, Some(7)), (2, Some(7)), (3, Some(8)), (4, None)] {
+            assert!(r.put(r.ticket(), vec![hash], state("x"), user, at(60), at(0)));
+        }
+        r.forget(&Note::Session(vec![3]));
+        assert!(r.get(&[3], at(0)).is_none());
+        assert_eq!(r.len(), 3);
+        r.forget(&Note::User(7));
+        assert!(r.get(&[1], at(0)).is_none() && r.get(&[2], at(0)).is_none());
+        assert!(r.get(&[4], at(0)).is_some(), "a session without an account stays");
+        r.forget(&Note::All);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_full_cache_makes_room_from_stale_sessions_only() {
+        let mut r = Remembered::default();
+        for i in 0..CAPACITY {
+            let fresh = if i % 2 == 0 { at(10) } else { at(100) };
+            assert!(r.put(r.ticket(), (i as u64).to_be_bytes().to_vec(), state("x"), None, fresh, at(0)));
+        }
+        assert!(!r.put(r.ticket(), vec![1], state("x"), None, at(100), at(5)), "full of fresh sessions");
+        assert!(r.put(r.ticket(), vec![1], state("x"), None, at(100), at(50)), "the stale half made room");
+        assert_eq!(r.len(), CAPACITY / 2 + 1);
+    }
+}
