@@ -47,6 +47,11 @@ const PING: Duration = Duration::from_secs(2);
 const RETRY: Duration = Duration::from_secs(1);
 /// The most sessions remembered; beyond it, loads are not remembered until some expire.
 const CAPACITY: usize = 20_000;
+/// A full cache looks for sessions no longer fresh at most this often (a look visits them all).
+const SWEEP: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+/// More announcements than this at once (a reference table renamed: every account's principal
+/// rebuilt) forget everything rather than look for each.
+const MANY: usize = 1_000;
 
 /// What one announcement names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,11 +80,11 @@ impl Note {
     }
 }
 
-/// A remembered session.
+/// A remembered session (only signed-in ones are: see [`Remembered::put`]).
 #[derive(Debug, Clone)]
 struct Entry {
     state: HashMap<String, String>,
-    user_id: Option<i64>,
+    user_id: i64,
     /// Used before this instant only (see [`fresh_until`]).
     fresh_until: DateTime<Utc>,
 }
@@ -107,6 +112,8 @@ pub struct Remembered {
     entries: HashMap<Vec<u8>, Entry>,
     /// Moves on every forgetting, so a load that began before it does not remember.
     generation: u64,
+    /// When a full cache last looked for sessions no longer fresh.
+    swept: Option<DateTime<Utc>>,
 }
 
 impl Remembered {
@@ -120,7 +127,10 @@ impl Remembered {
     }
 
     /// Remembers a load's result, unless anything was forgotten since its ticket, it is not fresh,
-    /// or the cache is full of fresh sessions. True when remembered.
+    /// it is not a signed-in session, or the cache is full of fresh sessions. True when remembered.
+    ///
+    /// Sessions without a user are not remembered: they are the sign-in page's, cost little to
+    /// read, and anyone can make as many as they like.
     pub fn put(
         &mut self,
         ticket: Ticket,
@@ -130,11 +140,15 @@ impl Remembered {
         fresh_until: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> bool {
+        let Some(user_id) = user_id else { return false };
         if ticket.0 != self.generation || fresh_until <= now {
             return false;
         }
         if self.entries.len() >= CAPACITY && !self.entries.contains_key(&hash) {
-            self.entries.retain(|_, e| now < e.fresh_until);
+            if self.swept.is_none_or(|at| now - at >= SWEEP) {
+                self.swept = Some(now);
+                self.entries.retain(|_, e| now < e.fresh_until);
+            }
             if self.entries.len() >= CAPACITY {
                 return false;
             }
@@ -144,13 +158,33 @@ impl Remembered {
     }
 
     pub fn forget(&mut self, note: &Note) {
+        self.forget_all_of(std::slice::from_ref(note));
+    }
+
+    /// Forgets what the notes name, visiting the remembered sessions once at most.
+    pub fn forget_all_of(&mut self, notes: &[Note]) {
+        if notes.is_empty() {
+            return;
+        }
         self.generation += 1;
-        match note {
-            Note::Session(hash) => {
-                self.entries.remove(hash);
+        if notes.len() > MANY || notes.contains(&Note::All) {
+            self.entries.clear();
+            return;
+        }
+        let mut users = std::collections::HashSet::new();
+        for note in notes {
+            match note {
+                Note::Session(hash) => {
+                    self.entries.remove(hash);
+                }
+                Note::User(id) => {
+                    users.insert(*id);
+                }
+                Note::All => {}
             }
-            Note::User(id) => self.entries.retain(|_, e| e.user_id != Some(*id)),
-            Note::All => self.entries.clear(),
+        }
+        if !users.is_empty() {
+            self.entries.retain(|_, e| !users.contains(&e.user_id));
         }
     }
 
@@ -187,6 +221,12 @@ impl SessionCache {
     /// A cache and the thread that keeps its listening connection; the thread ends when the cache
     /// is dropped.
     pub fn start(database_url: &str) -> Arc<SessionCache> {
+        SessionCache::start_polling(database_url, POLL)
+    }
+
+    /// [`start`](SessionCache::start), its thread reading the connection every `poll` (tests use
+    /// a long one to show that requests read it themselves).
+    pub fn start_polling(database_url: &str, poll: Duration) -> Arc<SessionCache> {
         let cache = Arc::new(SessionCache {
             remembered: Mutex::new(Remembered::default()),
             listener: Mutex::new(None),
@@ -199,14 +239,14 @@ impl SessionCache {
         let weak = Arc::downgrade(&cache);
         std::thread::Builder::new()
             .name("cpis-sessions".into())
-            .spawn(move || listen(weak))
+            .spawn(move || listen(weak, poll))
             .expect("start the session listener's thread");
         cache
     }
 
     /// The session's state if remembered, after handling every announcement that has arrived.
-    /// Never waits: when the connection is busy (its thread pinging) or gone, the answer is `None`
-    /// and the caller reads the database.
+    /// Never waits for I/O: when the connection is busy (its thread pinging) or gone, the answer is
+    /// `None` and the caller reads the database.
     pub fn get(&self, hash: &[u8], now: DateTime<Utc>) -> Option<HashMap<String, String>> {
         if !self.listening.load(Ordering::Acquire) || !self.drain(false) {
             return None;
@@ -286,26 +326,28 @@ impl SessionCache {
         };
         let Some(conn) = guard.as_mut() else { return false };
         let mut notes = Vec::new();
-        let mut lost = false;
-        for notification in conn.notifications_iter() {
-            match notification {
-                Ok(n) if n.channel == CHANNEL => notes.push(Note::parse(&n.payload)),
-                Ok(_) => {}
-                Err(_) => {
-                    lost = true;
-                    break;
+        // Each step reads the socket once. A terminated backend's last message (FATAL) is read as
+        // a notice, not an error, and the connection's end only by the read after it: so the
+        // socket is read until two reads in a row find nothing new.
+        let mut quiet = 0;
+        while quiet < 2 {
+            let read = conn.notifications_iter().next();
+            match read {
+                None => quiet += 1,
+                Some(Ok(n)) => {
+                    quiet = 0;
+                    if n.channel == CHANNEL {
+                        notes.push(Note::parse(&n.payload));
+                    }
+                }
+                Some(Err(_)) => {
+                    self.lost(&mut guard);
+                    return false;
                 }
             }
         }
-        if lost {
-            self.lost(&mut guard);
-            return false;
-        }
         if !notes.is_empty() {
-            let mut remembered = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
-            for note in &notes {
-                remembered.forget(note);
-            }
+            self.remembered.lock().unwrap_or_else(|e| e.into_inner()).forget_all_of(&notes);
         }
         true
     }
@@ -319,10 +361,12 @@ impl SessionCache {
     }
 }
 
-/// The listener's thread: connects and listens, reads announcements every [`POLL`] when no request
+/// The listener's thread: connects and listens, reads announcements every `poll` when no request
 /// has, pings every [`PING`], and connects again after a loss.
-fn listen(cache: Weak<SessionCache>) {
+fn listen(cache: Weak<SessionCache>, poll: Duration) {
     let mut pinged = Instant::now();
+    // Failing to listen is logged once per outage, not on every try.
+    let mut told = false;
     loop {
         let Some(c) = cache.upgrade() else { return };
         if c.is_listening() {
@@ -336,7 +380,7 @@ fn listen(cache: Weak<SessionCache>) {
             }
             c.drain(true);
             drop(c);
-            std::thread::sleep(POLL);
+            std::thread::sleep(poll);
         } else {
             let url = c.database_url.clone();
             drop(c);
@@ -351,20 +395,76 @@ fn listen(cache: Weak<SessionCache>) {
                     c.listening.store(true, Ordering::Release);
                     c.connections.fetch_add(1, Ordering::AcqRel);
                     pinged = Instant::now();
+                    told = false;
                     tracing::info!("the session listener is listening");
                 }
-                Err(_) => std::thread::sleep(RETRY),
+                Err(e) => {
+                    if !told {
+                        told = true;
+                        tracing::warn!(error = %e, "the session listener cannot listen: sessions are read from the database");
+                    }
+                    std::thread::sleep(RETRY);
+                }
             }
         }
     }
 }
 
-fn connect(url: &str) -> diesel::QueryResult<PgConnection> {
-    let mut conn = PgConnection::establish(url)
-        .map_err(|e| diesel::result::Error::QueryBuilderError(format!("cannot connect: {e}").into()))?;
+/// The triggers that announce (migration 000025). Without every one of them enabled, nothing is
+/// remembered: a change they would have announced could go unheard.
+const TRIGGERS: [&str; 6] = [
+    "sessions_notify_update",
+    "sessions_notify_delete",
+    "sessions_notify_truncate",
+    "users_sessions_notify_update",
+    "users_sessions_notify_delete",
+    "users_sessions_notify_truncate",
+];
+
+/// A listening connection, once the triggers are known to be there. The connection gives up on a
+/// server that stops answering (keepalives, a send unacknowledged for 10 s), so a silent network
+/// cannot leave the listener waiting on it: no connection, nothing remembered.
+fn connect(url: &str) -> anyhow::Result<PgConnection> {
+    use diesel::sql_types::{Array, Text};
+    #[derive(diesel::QueryableByName)]
+    struct Enabled {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = PgConnection::establish(&listener_url(url)).map_err(|e| anyhow::anyhow!("cannot connect: {e}"))?;
     diesel::sql_query("SET application_name = 'cpis-session-listener'").execute(&mut conn)?;
     diesel::sql_query(format!("LISTEN {CHANNEL}")).execute(&mut conn)?;
+    let enabled: Enabled =
+        diesel::sql_query("SELECT count(*) AS n FROM pg_trigger WHERE tgname = ANY($1) AND tgenabled <> 'D'")
+            .bind::<Array<Text>, _>(TRIGGERS.to_vec())
+            .get_result(&mut conn)?;
+    if enabled.n != TRIGGERS.len() as i64 {
+        anyhow::bail!("the triggers that announce session changes (migration 000025) are missing or disabled");
+    }
     Ok(conn)
+}
+
+/// The database URL with the listener's connection settings added (those it names already stay).
+fn listener_url(url: &str) -> String {
+    const SETTINGS: [(&str, &str); 6] = [
+        ("connect_timeout", "5"),
+        ("keepalives", "1"),
+        ("keepalives_idle", "10"),
+        ("keepalives_interval", "5"),
+        ("keepalives_count", "3"),
+        ("tcp_user_timeout", "10000"),
+    ];
+    let uri = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    let mut out = url.to_owned();
+    for (key, value) in SETTINGS.iter().filter(|(key, _)| !url.contains(&format!("{key}="))) {
+        if uri {
+            out.push(if out.contains('?') { '&' } else { '?' });
+            out.push_str(&format!("{key}={value}"));
+        } else {
+            out.push_str(&format!(" {key}={value}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -418,16 +518,33 @@ mod tests {
     #[test]
     fn forgetting_names_one_session_one_account_or_everything() {
         let mut r = Remembered::default();
-        for (hash, user) in [(1u8, Some(7)), (2, Some(7)), (3, Some(8)), (4, None)] {
-            assert!(r.put(r.ticket(), vec![hash], state("x"), user, at(60), at(0)));
+        for (hash, user) in [(1u8, 7), (2, 7), (3, 8), (4, 9), (5, 10)] {
+            assert!(r.put(r.ticket(), vec![hash], state("x"), Some(user), at(60), at(0)));
         }
         r.forget(&Note::Session(vec![3]));
         assert!(r.get(&[3], at(0)).is_none());
-        assert_eq!(r.len(), 3);
+        assert_eq!(r.len(), 4);
         r.forget(&Note::User(7));
         assert!(r.get(&[1], at(0)).is_none() && r.get(&[2], at(0)).is_none());
-        assert!(r.get(&[4], at(0)).is_some(), "a session without an account stays");
+        assert!(r.get(&[4], at(0)).is_some(), "another account's session stays");
+        r.forget_all_of(&[Note::User(9), Note::Session(vec![5])]);
+        assert!(r.is_empty(), "several at once");
+        assert!(r.put(r.ticket(), vec![1], state("x"), Some(1), at(60), at(0)));
         r.forget(&Note::All);
+        assert!(r.is_empty());
+        assert!(r.put(r.ticket(), vec![1], state("x"), Some(1), at(60), at(0)));
+        let many: Vec<Note> = (0..=MANY as i64).map(|i| Note::User(1_000 + i)).collect();
+        r.forget_all_of(&many);
+        assert!(r.is_empty(), "more than {MANY} at once forget everything");
+        let ticket = r.ticket();
+        r.forget_all_of(&[]);
+        assert_eq!(r.ticket(), ticket, "nothing forgotten, nothing moves");
+    }
+
+    #[test]
+    fn only_signed_in_sessions_are_remembered() {
+        let mut r = Remembered::default();
+        assert!(!r.put(r.ticket(), vec![1], state("x"), None, at(60), at(0)));
         assert!(r.is_empty());
     }
 
@@ -436,10 +553,26 @@ mod tests {
         let mut r = Remembered::default();
         for i in 0..CAPACITY {
             let fresh = if i % 2 == 0 { at(10) } else { at(100) };
-            assert!(r.put(r.ticket(), (i as u64).to_be_bytes().to_vec(), state("x"), None, fresh, at(0)));
+            assert!(r.put(r.ticket(), (i as u64).to_be_bytes().to_vec(), state("x"), Some(1), fresh, at(0)));
         }
-        assert!(!r.put(r.ticket(), vec![1], state("x"), None, at(100), at(5)), "full of fresh sessions");
-        assert!(r.put(r.ticket(), vec![1], state("x"), None, at(100), at(50)), "the stale half made room");
+        assert!(!r.put(r.ticket(), vec![1], state("x"), Some(1), at(100), at(5)), "full of fresh sessions");
+        assert!(
+            !r.put(r.ticket(), vec![1], state("x"), Some(1), at(100), at(5) + chrono::TimeDelta::milliseconds(500)),
+            "looked a moment ago: not again yet"
+        );
+        assert!(r.put(r.ticket(), vec![1], state("x"), Some(1), at(100), at(50)), "the stale half made room");
         assert_eq!(r.len(), CAPACITY / 2 + 1);
+    }
+
+    #[test]
+    fn the_listener_asks_its_connection_to_give_up_on_a_silent_server() {
+        let uri = listener_url("postgres://u@127.0.0.1:5432/db");
+        assert!(uri.starts_with("postgres://u@127.0.0.1:5432/db?connect_timeout=5&keepalives=1&"), "{uri}");
+        assert!(uri.ends_with("&tcp_user_timeout=10000"), "{uri}");
+        let given = listener_url("postgres://u@h/db?sslmode=require&connect_timeout=2");
+        assert!(given.contains("connect_timeout=2") && !given.contains("connect_timeout=5"), "{given}");
+        assert!(given.contains("sslmode=require&connect_timeout=2&keepalives=1"), "{given}");
+        let words = listener_url("host=127.0.0.1 dbname=db");
+        assert!(words.starts_with("host=127.0.0.1 dbname=db connect_timeout=5 keepalives=1"), "{words}");
     }
 }

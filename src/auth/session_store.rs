@@ -2,8 +2,10 @@
 //! administrator can end all of a user's sessions at once (CP-IS059). Rows are keyed by the
 //! SHA-256 of the session key: the cookie value itself is never stored.
 //!
-//! One round trip per request (issue 8): loading a session also extends its idle expiry, in the
-//! same statement, so the server extends a session only on state changes (`update`), never with a
+//! At most one round trip per request (issue 8), and usually none: a session this instance has read
+//! is remembered ([`SessionCache`], src/auth/session_cache.rs) until PostgreSQL announces a change to
+//! it or its idle expiry would need extending; otherwise the store reads it. Loading a session also
+//! extends its idle expiry, in the same statement, so the server extends a session only on state changes (`update`), never with a
 //! separate `update_ttl` after an unchanged request (src/app.rs). The expiry only moves when it would move by more than [`slack`] (a minute,
 //! or a tenth of a short idle limit): an active session's row is written about once a minute, not
 //! on every page, and a session left idle still ends within the idle limit (up to that slack
@@ -16,8 +18,9 @@
 //! authorisation middleware under [`PRINCIPAL_KEY`] (never saved: `save` and `update` drop it), so a
 //! signed-in page costs one statement before its handler, not two. It is the array the account
 //! keeps (`users.principal`), rebuilt when anything in it changes, as that change commits
-//! (migration 000024), and read with the session on every request, so a disabled account still
-//! loses its session at once (CP-IS059), on every instance.
+//! (migration 000024). A change to it or to the session is announced as it commits (migration
+//! 000025) and forgotten by every instance before its next request uses the session, so a disabled
+//! account still loses its session at once (CP-IS059), on every instance.
 
 use std::collections::HashMap;
 use std::sync::Arc;

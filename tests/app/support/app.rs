@@ -86,6 +86,8 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        // The service's remembered sessions go before its database (their listener with them).
+        self.sessions.take();
         let handle = self.handle.clone();
         // Stop the server from outside its runtime, then wait for its thread.
         let _ = std::thread::spawn(move || futures_lite_block_on(handle.stop(false))).join();
