@@ -10,8 +10,8 @@
 //! - One connection per instance listens. Every request that would use a remembered session first
 //!   reads what has arrived on it (a non-blocking read of the socket, no round trip) and forgets
 //!   what it names; so does the listener's own thread every [`POLL`].
-//! - When that connection is lost (the database stopped, the backend terminated, a ping
-//!   unanswered), everything is forgotten and nothing is remembered until a new connection
+//! - When that connection is lost (the database stopped, the backend terminated, the server
+//!   silent to TCP keepalives), everything is forgotten and nothing is remembered until a new connection
 //!   listens again: meanwhile every load goes to the database, as it did before this cache.
 //! - A load remembers what it read only if nothing was forgotten between its start and its end
 //!   ([`Ticket`]): an announcement handled meanwhile may be about what it read.
@@ -21,7 +21,9 @@
 //!
 //! What stays: a change made elsewhere reaches this instance when PostgreSQL has delivered its
 //! announcement to the listening connection, a fraction of a millisecond after the commit on one
-//! host. The changes this instance makes itself (sign-out, a changed session, an administrator's
+//! host. A connection whose network path died without closing it (not on one host) is found out
+//! by TCP keepalives, within about 10 s; meanwhile a remembered session is still used no longer
+//! than its freshness (a minute at most). The changes this instance makes itself (sign-out, a changed session, an administrator's
 //! change to an account) are forgotten here at once, before their answer is sent.
 //!
 //! Written here because no crate keeps a cache coherent with PostgreSQL's LISTEN/NOTIFY on a
@@ -30,7 +32,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::{Connection, PgConnection, RunQueryDsl};
@@ -40,9 +42,6 @@ pub const CHANNEL: &str = "cpis_sessions";
 
 /// How often the listener's thread reads the connection when no request has.
 const POLL: Duration = Duration::from_millis(100);
-/// How often the listener's thread asks its connection `SELECT 1` (a connection whose server
-/// vanished without closing it would otherwise look quiet).
-const PING: Duration = Duration::from_secs(2);
 /// How long the thread waits before trying to listen again after failing to.
 const RETRY: Duration = Duration::from_secs(1);
 /// The most sessions remembered; beyond it, loads are not remembered until some expire.
@@ -245,10 +244,10 @@ impl SessionCache {
     }
 
     /// The session's state if remembered, after handling every announcement that has arrived.
-    /// Never waits for I/O: when the connection is busy (its thread pinging) or gone, the answer is
-    /// `None` and the caller reads the database.
+    /// Never waits for I/O (the connection is only ever held for reads that do not wait); when it
+    /// is gone, the answer is `None` and the caller reads the database.
     pub fn get(&self, hash: &[u8], now: DateTime<Utc>) -> Option<HashMap<String, String>> {
-        if !self.listening.load(Ordering::Acquire) || !self.drain(false) {
+        if !self.listening.load(Ordering::Acquire) || !self.drain() {
             return None;
         }
         let found = self.remembered.lock().unwrap_or_else(|e| e.into_inner()).get(hash, now);
@@ -311,19 +310,12 @@ impl SessionCache {
         self.listening.load(Ordering::Acquire)
     }
 
-    /// Handles every announcement that has arrived. False when the connection is gone or (unless
-    /// `wait`) busy. Announcements are handled while the connection is held, so once a caller
-    /// holds it, every announcement read before has been handled.
-    fn drain(&self, wait: bool) -> bool {
-        let mut guard = if wait {
-            self.listener.lock().unwrap_or_else(|e| e.into_inner())
-        } else {
-            match self.listener.try_lock() {
-                Ok(guard) => guard,
-                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => return false,
-            }
-        };
+    /// Handles every announcement that has arrived. False when the connection is gone.
+    /// Announcements are handled while the connection is held, so once a caller holds it, every
+    /// announcement read before has been handled. Nothing holds it across a wait: libpq's socket
+    /// never blocks a read, and no statement is sent on it after `LISTEN`.
+    fn drain(&self) -> bool {
+        let mut guard = self.listener.lock().unwrap_or_else(|e| e.into_inner());
         let Some(conn) = guard.as_mut() else { return false };
         let mut notes = Vec::new();
         // Each step reads the socket once. A terminated backend's last message (FATAL) is read as
@@ -362,23 +354,14 @@ impl SessionCache {
 }
 
 /// The listener's thread: connects and listens, reads announcements every `poll` when no request
-/// has, pings every [`PING`], and connects again after a loss.
+/// has, and connects again after a loss.
 fn listen(cache: Weak<SessionCache>, poll: Duration) {
-    let mut pinged = Instant::now();
     // Failing to listen is logged once per outage, not on every try.
     let mut told = false;
     loop {
         let Some(c) = cache.upgrade() else { return };
         if c.is_listening() {
-            if pinged.elapsed() >= PING {
-                pinged = Instant::now();
-                let mut guard = c.listener.lock().unwrap_or_else(|e| e.into_inner());
-                let alive = guard.as_mut().is_some_and(|conn| diesel::sql_query("SELECT 1").execute(conn).is_ok());
-                if !alive {
-                    c.lost(&mut guard);
-                }
-            }
-            c.drain(true);
+            c.drain();
             drop(c);
             std::thread::sleep(poll);
         } else {
@@ -394,7 +377,6 @@ fn listen(cache: Weak<SessionCache>, poll: Duration) {
                     c.forget(&Note::All);
                     c.listening.store(true, Ordering::Release);
                     c.connections.fetch_add(1, Ordering::AcqRel);
-                    pinged = Instant::now();
                     told = false;
                     tracing::info!("the session listener is listening");
                 }
@@ -422,8 +404,8 @@ const TRIGGERS: [&str; 6] = [
 ];
 
 /// A listening connection, once the triggers are known to be there. The connection gives up on a
-/// server that stops answering (keepalives, a send unacknowledged for 10 s), so a silent network
-/// cannot leave the listener waiting on it: no connection, nothing remembered.
+/// server that stops answering TCP keepalives (after about 10 s of silence), so a dead network
+/// path is found out although nothing is ever sent on it after `LISTEN`.
 fn connect(url: &str) -> anyhow::Result<PgConnection> {
     use diesel::sql_types::{Array, Text};
     #[derive(diesel::QueryableByName)]
@@ -449,9 +431,9 @@ fn listener_url(url: &str) -> String {
     const SETTINGS: [(&str, &str); 6] = [
         ("connect_timeout", "5"),
         ("keepalives", "1"),
-        ("keepalives_idle", "10"),
-        ("keepalives_interval", "5"),
-        ("keepalives_count", "3"),
+        ("keepalives_idle", "5"),
+        ("keepalives_interval", "2"),
+        ("keepalives_count", "2"),
         ("tcp_user_timeout", "10000"),
     ];
     let uri = url.starts_with("postgres://") || url.starts_with("postgresql://");
