@@ -91,7 +91,16 @@ impl<'a> Iterator for Pieces<'a> {
             self.at = start + 1 + digits;
             return Some(Piece::Param(self.text[start + 1..self.at].parse().unwrap_or(0)));
         }
-        let end = (start..bytes.len()).find(|&i| placeholder_at(bytes, i)).unwrap_or(bytes.len());
+        // The next `$` found by `str::find` (a fast byte search), then checked for a digit.
+        let mut end = bytes.len();
+        let mut from = start;
+        while let Some(i) = self.text[from..].find('$').map(|i| from + i) {
+            if placeholder_at(bytes, i) {
+                end = i;
+                break;
+            }
+            from = i + 1;
+        }
         self.at = if end == bytes.len() { end + 1 } else { end };
         Some(Piece::Text(&self.text[start..end]))
     }
@@ -153,5 +162,6 @@ mod tests {
         );
         assert_eq!(pieces("SELECT 1").collect::<Vec<_>>(), vec![Piece::Text("SELECT 1")]);
         assert_eq!(pieces("a$b$").collect::<Vec<_>>(), vec![Piece::Text("a$b$")]);
+        assert_eq!(pieces("$$1 x").collect::<Vec<_>>(), vec![Piece::Text("$"), Piece::Param(1), Piece::Text(" x")]);
     }
 }
