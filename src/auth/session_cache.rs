@@ -21,7 +21,9 @@
 //!
 //! What stays: a change made elsewhere reaches this instance when PostgreSQL has delivered its
 //! announcement to the listening connection, a fraction of a millisecond after the commit on one
-//! host. A connection whose network path died without closing it (not on one host) is found out
+//! host. A listening backend that is terminated sends its last message and stops listening before
+//! its socket closes; until the close is read (the backend's exit, under a millisecond on one
+//! host) a change committed meanwhile is not announced to this instance. A connection whose network path died without closing it (not on one host) is found out
 //! by TCP keepalives, within about 10 s; meanwhile a remembered session is still used no longer
 //! than its freshness (a minute at most). The changes this instance makes itself (sign-out, a changed session, an administrator's
 //! change to an account) are forgotten here at once, before their answer is sent.
@@ -319,8 +321,11 @@ impl SessionCache {
         let Some(conn) = guard.as_mut() else { return false };
         let mut notes = Vec::new();
         // Each step reads the socket once. A terminated backend's last message (FATAL) is read as
-        // a notice, not an error, and the connection's end only by the read after it: so the
-        // socket is read until two reads in a row find nothing new.
+        // a notice, not an error (diesel drops notices), and the connection's end only by a later
+        // read: so the socket is read until two reads in a row find nothing new. The backend
+        // stops listening as it exits, after that message and before its socket closes; a
+        // request in between (the backend's exit, under a millisecond) is not told of a change
+        // committed meanwhile. (More than `MANY` notes forget everything: the rest are read, not kept.)
         let mut quiet = 0;
         while quiet < 2 {
             let read = conn.notifications_iter().next();
@@ -328,7 +333,7 @@ impl SessionCache {
                 None => quiet += 1,
                 Some(Ok(n)) => {
                     quiet = 0;
-                    if n.channel == CHANNEL {
+                    if n.channel == CHANNEL && notes.len() <= MANY {
                         notes.push(Note::parse(&n.payload));
                     }
                 }
@@ -392,8 +397,10 @@ fn listen(cache: Weak<SessionCache>, poll: Duration) {
     }
 }
 
-/// The triggers that announce (migration 000025). Without every one of them enabled, nothing is
-/// remembered: a change they would have announced could go unheard.
+/// The triggers that announce (migrations 000025 and 000026). Without every one of them enabled (as
+/// a trigger fires in a normal session), nothing is remembered: a change they would have announced
+/// could go unheard. They are looked for when a connection begins to listen; one disabled later
+/// goes unnoticed until the next connection.
 const TRIGGERS: [&str; 6] = [
     "sessions_notify_update",
     "sessions_notify_delete",
@@ -416,10 +423,12 @@ fn connect(url: &str) -> anyhow::Result<PgConnection> {
     let mut conn = PgConnection::establish(&listener_url(url)).map_err(|e| anyhow::anyhow!("cannot connect: {e}"))?;
     diesel::sql_query("SET application_name = 'cpis-session-listener'").execute(&mut conn)?;
     diesel::sql_query(format!("LISTEN {CHANNEL}")).execute(&mut conn)?;
-    let enabled: Enabled =
-        diesel::sql_query("SELECT count(*) AS n FROM pg_trigger WHERE tgname = ANY($1) AND tgenabled <> 'D'")
-            .bind::<Array<Text>, _>(TRIGGERS.to_vec())
-            .get_result(&mut conn)?;
+    let enabled: Enabled = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_trigger WHERE tgname = ANY($1) \
+             AND tgrelid IN ('sessions'::regclass, 'users'::regclass) AND tgenabled IN ('O', 'A')",
+    )
+    .bind::<Array<Text>, _>(TRIGGERS.to_vec())
+    .get_result(&mut conn)?;
     if enabled.n != TRIGGERS.len() as i64 {
         anyhow::bail!("the triggers that announce session changes (migration 000025) are missing or disabled");
     }
@@ -437,8 +446,15 @@ fn listener_url(url: &str) -> String {
         ("tcp_user_timeout", "10000"),
     ];
     let uri = url.starts_with("postgres://") || url.starts_with("postgresql://");
+    // The parameters the URL names itself: a URI's query, or a key=value string's words.
+    let named: Vec<&str> = if uri {
+        url.split_once('?').map_or("", |(_, query)| query).split('&').collect()
+    } else {
+        url.split_whitespace().collect()
+    };
+    let names = |key: &str| named.iter().any(|p| p.split_once('=').is_some_and(|(k, _)| k.trim() == key));
     let mut out = url.to_owned();
-    for (key, value) in SETTINGS.iter().filter(|(key, _)| !url.contains(&format!("{key}="))) {
+    for (key, value) in SETTINGS.iter().filter(|(key, _)| !names(key)) {
         if uri {
             out.push(if out.contains('?') { '&' } else { '?' });
             out.push_str(&format!("{key}={value}"));
@@ -554,6 +570,11 @@ mod tests {
         let given = listener_url("postgres://u@h/db?sslmode=require&connect_timeout=2");
         assert!(given.contains("connect_timeout=2") && !given.contains("connect_timeout=5"), "{given}");
         assert!(given.contains("sslmode=require&connect_timeout=2&keepalives=1"), "{given}");
+        // A server setting passed in `options` is not the client's keepalive.
+        let server = listener_url("postgres://u@h/db?options=-c%20tcp_keepalives_idle%3D60");
+        assert!(server.contains("&keepalives_idle=5"), "{server}");
+        let server = listener_url("host=h options='-c tcp_keepalives_idle=60'");
+        assert!(server.contains(" keepalives_idle=5"), "{server}");
         let words = listener_url("host=127.0.0.1 dbname=db");
         assert!(words.starts_with("host=127.0.0.1 dbname=db connect_timeout=5 keepalives=1"), "{words}");
     }

@@ -18,9 +18,10 @@
 //! authorisation middleware under [`PRINCIPAL_KEY`] (never saved: `save` and `update` drop it), so a
 //! signed-in page costs one statement before its handler, not two. It is the array the account
 //! keeps (`users.principal`), rebuilt when anything in it changes, as that change commits
-//! (migration 000024). A change to it or to the session is announced as it commits (migration
-//! 000025) and forgotten by every instance before its next request uses the session, so a disabled
-//! account still loses its session at once (CP-IS059), on every instance.
+//! (migration 000024). A change to it or to the session is announced as it commits (migrations
+//! 000025 and 000026), and each instance forgets the session as the announcement reaches it (a
+//! fraction of a millisecond on one host; the instance that made the change forgets at once), so a
+//! disabled account still loses its session at once (CP-IS059), on every instance.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -86,7 +86,8 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        // The service's remembered sessions go before its database (their listener with them).
+        // The test's handle on the remembered sessions goes first; the service's own goes with its
+        // thread, below, before the database is dropped.
         self.sessions.take();
         let handle = self.handle.clone();
         // Stop the server from outside its runtime, then wait for its thread.
