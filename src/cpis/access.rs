@@ -212,27 +212,58 @@ pub fn history(
     names: &super::reference_names::ReferenceNames,
     numbers: &[String],
 ) -> QueryResult<Vec<HistoryEntry>> {
-    use diesel::sql_types::{Array, BigInt, Text};
-    let mut entries: Vec<HistoryEntry> = crate::db::prepared::sql(
-        "SELECT a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, NULL::text AS job_role_name, \
+    Ok(histories(conn, names, &[numbers])?.pop().unwrap_or_default())
+}
+
+/// [`history`] for several children at once, in one statement (the access recorder's batch reads
+/// the history of each of its openings): one history per list of numbers, in the order given.
+pub fn histories(
+    conn: &mut PgConnection,
+    names: &super::reference_names::ReferenceNames,
+    lists: &[&[String]],
+) -> QueryResult<Vec<Vec<HistoryEntry>>> {
+    use diesel::sql_types::{Array, BigInt, Integer, Text};
+    #[derive(QueryableByName)]
+    struct Row {
+        /// Which list (0-based) the line is of.
+        #[diesel(sql_type = Integer)]
+        o: i32,
+        #[diesel(embed)]
+        entry: HistoryEntry,
+    }
+    let (owners, numbers): (Vec<i32>, Vec<String>) =
+        lists.iter().enumerate().flat_map(|(o, list)| list.iter().map(move |n| (o as i32, n.clone()))).unzip();
+    let rows: Vec<Row> = crate::db::prepared::sql(
+        "SELECT w.o, a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, NULL::text AS job_role_name, \
                 a.organisation_code, NULL::text AS organisation_name, u.email AS contact_email, \
                 u.telephone AS contact_telephone, u.disabled_at AS viewer_disabled_at \
-         FROM ( \
-             SELECT e.* FROM unnest($1::text[]) AS n(nhs_number) \
+         FROM (SELECT DISTINCT o FROM unnest($1::int[]) AS w(o)) AS w \
+         CROSS JOIN LATERAL ( \
+             SELECT e.* FROM unnest($1::int[], $2::text[]) AS n(o, nhs_number) \
              CROSS JOIN LATERAL ( \
                  SELECT id, accessed_at, user_id, viewer_name, job_role_code, organisation_code \
                  FROM access_events \
                  WHERE access_events.nhs_number = n.nhs_number AND shown \
-                 ORDER BY accessed_at DESC, id DESC LIMIT $2 \
+                 ORDER BY accessed_at DESC, id DESC LIMIT $3 \
              ) AS e \
-             ORDER BY e.accessed_at DESC, e.id DESC LIMIT $2 \
+             WHERE n.o = w.o \
+             ORDER BY e.accessed_at DESC, e.id DESC LIMIT $3 \
          ) AS a \
          LEFT JOIN users u ON u.id = a.user_id \
-         ORDER BY a.accessed_at DESC, a.id DESC",
+         ORDER BY w.o, a.accessed_at DESC, a.id DESC",
     )
-    .bind::<Array<Text>, _>(numbers.to_vec())
+    .bind::<Array<Integer>, _>(owners)
+    .bind::<Array<Text>, _>(numbers)
     .bind::<BigInt, _>(HISTORY_LIMIT as i64)
     .load(conn)?;
-    names.name(conn, &mut entries);
-    Ok(entries)
+    let mut out: Vec<Vec<HistoryEntry>> = lists.iter().map(|_| Vec::new()).collect();
+    for row in rows {
+        if let Some(list) = usize::try_from(row.o).ok().and_then(|o| out.get_mut(o)) {
+            list.push(row.entry);
+        }
+    }
+    for entries in &mut out {
+        names.name(conn, entries);
+    }
+    Ok(out)
 }

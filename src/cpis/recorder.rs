@@ -190,8 +190,8 @@ fn refuse_queued(jobs: &Mutex<Receiver<Job>>) {
 /// per opening, in order. When that transaction fails, and the connection still answers, each
 /// opening is recorded in a transaction of its own instead. An `Err` is for every opening: the
 /// transaction failed, and either the connection no longer answers or there was but one opening;
-/// nothing was recorded. A history read that fails after the commit fails its own opening only
-/// (its access is recorded).
+/// nothing was recorded. The recorded openings' histories are read after the commit in one
+/// statement; if that fails, it fails those openings (their accesses are recorded).
 pub fn record_all(
     conn: &mut PgConnection,
     names: &ReferenceNames,
@@ -221,12 +221,28 @@ pub fn record_all(
         }
         Err(e) => return Err(e),
     };
-    Ok(openings
+    // Every recorded opening's history, in one statement.
+    let lists: Vec<&[String]> = openings
         .iter()
-        .zip(recorded)
-        .map(|(opening, recorded)| {
+        .zip(&recorded)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(opening, _)| opening.linked.as_slice())
+        .collect();
+    // A failed read fails each of those openings alike (`AppError` is not `Clone`: kept as text).
+    let mut histories = access::histories(conn, names, &lists).map(Vec::into_iter).map_err(|e| {
+        let e = AppError::from(e);
+        (matches!(e, AppError::Unavailable), e.to_string())
+    });
+    Ok(recorded
+        .into_iter()
+        .map(|recorded| {
             let recorded = recorded?;
-            Ok(Opened { recorded, history: access::history(conn, names, &opening.linked)? })
+            let history = match &mut histories {
+                Ok(each) => each.next().ok_or_else(|| AppError::Internal("a history was not read".into()))?,
+                Err((true, _)) => return Err(AppError::Unavailable),
+                Err((false, message)) => return Err(AppError::Internal(message.clone())),
+            };
+            Ok(Opened { recorded, history })
         })
         .collect())
 }

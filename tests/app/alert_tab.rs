@@ -554,3 +554,59 @@ fn history_names_come_from_the_names_the_instance_holds() {
     std::thread::sleep(Duration::from_millis(5_100));
     assert_eq!(names_of(&mut conn, &fresh).1.as_deref(), Some("KING'S RENAMED"), "tried again later");
 }
+
+/// Issue 8: the access recorder reads the histories of its batch's openings in one statement. Each
+/// equals its child's history as the rule has it (CP-IS048: shown accesses to any of the numbers,
+/// newest first, ties in insertion order, at most 25), whatever else is in the batch.
+#[test]
+fn a_batchs_histories_read_together_are_each_childs_own() {
+    use crate::support::db::execute;
+    use cpis::cpis::access;
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    // 40 more accesses to one child (a quarter not shown), 3 to another, in ties of seven to a minute.
+    for (nhs, n) in [(NOAH_WILLIAMS, 40), (MIA_THOMPSON, 3)] {
+        execute(
+            &mut conn,
+            &format!(
+                "INSERT INTO access_events (nhs_number, accessed_at, viewer_id, viewer_name, job_role_code, \
+                     organisation_code, channel, shown) \
+                 SELECT '{nhs}', date_trunc('minute', now()) - (g / 7) * interval '1 minute', 'v' || g, 'Dr V', \
+                     'R8000', 'RJZ', 'SCRa', g % 4 <> 0 FROM generate_series(1, {n}) g"
+            ),
+        );
+    }
+    let expected = |conn: &mut diesel::PgConnection, numbers: &[String]| -> Vec<i64> {
+        let list = numbers.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(",");
+        crate::support::db::texts(
+            conn,
+            &format!(
+                "SELECT id::text AS s FROM access_events WHERE nhs_number IN ({list}) AND shown \
+                 ORDER BY accessed_at DESC, id DESC LIMIT 25"
+            ),
+        )
+        .into_iter()
+        .map(|s| s.parse().unwrap())
+        .collect()
+    };
+    let one = |n: &str| vec![n.to_owned()];
+    let lists = [
+        one(NOAH_WILLIAMS),
+        one(MIA_THOMPSON),
+        one(ELLA_WRIGHT),
+        vec![MIA_THOMPSON.to_owned(), NOAH_WILLIAMS.to_owned()],
+        one(NOAH_WILLIAMS),
+    ];
+    let names = Default::default();
+    let slices: Vec<&[String]> = lists.iter().map(Vec::as_slice).collect();
+    let together = access::histories(&mut conn, &names, &slices).unwrap();
+    assert_eq!(together.len(), lists.len());
+    for (list, got) in lists.iter().zip(&together) {
+        let ids: Vec<i64> = got.iter().map(|e| e.id).collect();
+        assert_eq!(ids, expected(&mut conn, list), "{list:?}");
+        assert_eq!(got, &access::history(&mut conn, &names, list).unwrap(), "{list:?} alone");
+    }
+    assert_eq!(together[0].len(), 25, "at most 25");
+    assert!(together.iter().any(Vec::is_empty) && together.iter().any(|h| h.len() < 25), "{together:?}");
+    assert!(access::histories(&mut conn, &names, &[]).unwrap().is_empty());
+}

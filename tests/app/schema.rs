@@ -465,7 +465,7 @@ fn the_tab_statements_are_not_planned_on_every_opening() {
         "SELECT pg_advisory_xact_lock(k)",
         "SELECT q.i, (SELECT max(d.accessed_at)",
         "INSERT INTO access_events",
-        "SELECT a.id, a.accessed_at",
+        "SELECT w.o, a.id, a.accessed_at",
     ] {
         let plans = texts(
             &mut conn,
