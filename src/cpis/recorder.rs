@@ -7,7 +7,7 @@
 //! ([`alert::authorities`]), then hands the opening to this recorder and waits. The recorder's
 //! threads take whatever openings are queued (up to [`MAX_BATCH`]) and record them in one
 //! transaction ([`alert::record_openings`]: the children locked, one read, one insert, one audit
-//! row), then read each child's history, and answer each request once the commit is on disk
+//! row), then read every child's history in one statement, and answer each request once the commit is on disk
 //! ([`db::run_blocking`]). When nothing else is queued a batch is a single opening, recorded at
 //! once: no request waits for others to arrive. FHIR CareTeam searches come the same way, with
 //! their transmission log entry (CP-IS061) stored in the same transaction.
