@@ -56,16 +56,22 @@ impl AppState {
             chainer,
         }
     }
-}
 
-impl AppState {
-    /// Forgets every session of an account this instance has just changed (committed), without
-    /// waiting for PostgreSQL's announcement (src/auth/session_cache.rs): CP-IS059's disabled
-    /// account is signed out at its very next request here.
-    pub fn forget_sessions_of(&self, user_id: i64) {
+    /// Runs `f`, a change to the account `user_id` ([`crate::db::run`]), then forgets the account's
+    /// sessions here, without waiting for PostgreSQL's announcement (src/auth/session_cache.rs):
+    /// CP-IS059's disabled account is signed out at its very next request on this instance.
+    /// Forgotten whatever `f` returned: a change that did not commit changed nothing, and the
+    /// sessions are read again.
+    pub async fn change_account<T, F>(&self, user_id: i64, f: F) -> Result<T, crate::error::AppError>
+    where
+        F: FnMut(&mut diesel::PgConnection) -> Result<T, crate::error::AppError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let changed = crate::db::run(&self.pool, f).await;
         if let Some(sessions) = &self.sessions {
             sessions.forget_user(user_id);
         }
+        changed
     }
 }
 

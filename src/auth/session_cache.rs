@@ -198,7 +198,7 @@ impl Remembered {
     }
 }
 
-/// Counts of loads answered from memory and from the database, for the benchmark and tests.
+/// Counts of loads answered from memory and from the database (tests read them).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
     pub remembered: u64,

@@ -71,6 +71,15 @@ impl PgSessionStore {
     pub fn remembering(self, cache: Option<Arc<SessionCache>>) -> PgSessionStore {
         PgSessionStore { cache, ..self }
     }
+
+    /// Forgets a session this store has just changed or ended: the next load reads it. (Its
+    /// announcement would do the same a moment later; until then another request of the same
+    /// browser could still be answered from memory.)
+    fn forget(&self, session_key: &SessionKey) {
+        if let Some(cache) = &self.cache {
+            cache.forget_session(&key_hash(session_key.as_ref()));
+        }
+    }
 }
 
 #[derive(QueryableByName)]
@@ -262,9 +271,7 @@ impl SessionStore for PgSessionStore {
         .await
         .map_err(UpdateError::Other);
         // Whatever happened to the write, the state remembered before it is not used again.
-        if let Some(cache) = &self.cache {
-            cache.forget_session(&key_hash(session_key.as_ref()));
-        }
+        self.forget(&session_key);
         if updated? == 1 {
             return Ok(session_key);
         }
@@ -285,13 +292,9 @@ impl SessionStore for PgSessionStore {
 
     async fn delete(&self, session_key: &SessionKey) -> Result<(), anyhow::Error> {
         let hash = key_hash(session_key.as_ref());
-        if let Some(cache) = &self.cache {
-            cache.forget_session(&hash);
-        }
         let deleted = blocking(&self.pool, move |conn| diesel::delete(sessions::table.find(&hash)).execute(conn)).await;
-        if let Some(cache) = &self.cache {
-            cache.forget_session(&key_hash(session_key.as_ref()));
-        }
+        // Whatever happened to the deletion, the session is read again if it is asked for.
+        self.forget(session_key);
         deleted?;
         Ok(())
     }

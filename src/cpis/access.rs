@@ -256,14 +256,13 @@ pub fn histories(
     .bind::<Array<Text>, _>(numbers)
     .bind::<BigInt, _>(HISTORY_LIMIT as i64)
     .load(conn)?;
+    let (owners, mut entries): (Vec<i32>, Vec<HistoryEntry>) = rows.into_iter().map(|r| (r.o, r.entry)).unzip();
+    names.name(conn, &mut entries);
     let mut out: Vec<Vec<HistoryEntry>> = lists.iter().map(|_| Vec::new()).collect();
-    for row in rows {
-        if let Some(list) = usize::try_from(row.o).ok().and_then(|o| out.get_mut(o)) {
-            list.push(row.entry);
+    for (o, entry) in owners.into_iter().zip(entries) {
+        if let Some(list) = usize::try_from(o).ok().and_then(|o| out.get_mut(o)) {
+            list.push(entry);
         }
-    }
-    for entries in &mut out {
-        names.name(conn, entries);
     }
     Ok(out)
 }

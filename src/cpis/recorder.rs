@@ -155,15 +155,10 @@ fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>, names: &ReferenceNames) {
         let results: Vec<Result<Opened, AppError>> = match recorded {
             Ok(results) => results,
             Err(e) => {
-                let unavailable = matches!(e, AppError::Unavailable);
                 // One connection lost mid-batch is this batch's; no connection at all is everyone's.
-                outage = unavailable && db::checked(pool).is_err();
-                let message = e.to_string();
-                tracing::error!(error = %message, openings = openings.len(), "openings could not be recorded");
-                openings
-                    .iter()
-                    .map(|_| Err(if unavailable { AppError::Unavailable } else { AppError::Internal(message.clone()) }))
-                    .collect()
+                outage = matches!(e, AppError::Unavailable) && db::checked(pool).is_err();
+                tracing::error!(error = %e, openings = openings.len(), "openings could not be recorded");
+                openings.iter().map(|_| Err(each_of(&e))).collect()
             }
         };
         for (reply, result) in replies.into_iter().zip(results) {
@@ -173,6 +168,15 @@ fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>, names: &ReferenceNames) {
         if outage {
             refuse_queued(jobs);
         }
+    }
+}
+
+/// One failure, as the answer to each of the openings it failed (`AppError` is not `Clone`): the
+/// outage's 503 stays a 503, anything else is that opening's 500 with the same message.
+fn each_of(e: &AppError) -> AppError {
+    match e {
+        AppError::Unavailable => AppError::Unavailable,
+        other => AppError::Internal(other.to_string()),
     }
 }
 
@@ -228,19 +232,15 @@ pub fn record_all(
         .filter(|(_, r)| r.is_ok())
         .map(|(opening, _)| opening.linked.as_slice())
         .collect();
-    // A failed read fails each of those openings alike (`AppError` is not `Clone`: kept as text).
-    let mut histories = access::histories(conn, names, &lists).map(Vec::into_iter).map_err(|e| {
-        let e = AppError::from(e);
-        (matches!(e, AppError::Unavailable), e.to_string())
-    });
+    // A failed read fails each of those openings alike.
+    let mut histories = access::histories(conn, names, &lists).map(Vec::into_iter).map_err(AppError::from);
     Ok(recorded
         .into_iter()
         .map(|recorded| {
             let recorded = recorded?;
             let history = match &mut histories {
                 Ok(each) => each.next().ok_or_else(|| AppError::Internal("a history was not read".into()))?,
-                Err((true, _)) => return Err(AppError::Unavailable),
-                Err((false, message)) => return Err(AppError::Internal(message.clone())),
+                Err(e) => return Err(each_of(e)),
             };
             Ok(Opened { recorded, history })
         })

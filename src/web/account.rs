@@ -13,7 +13,6 @@ use crate::auth::admin;
 use crate::auth::csrf::CsrfForm;
 use crate::auth::SignedIn;
 use crate::csrf_form;
-use crate::db;
 use crate::error::AppError;
 use crate::validation::{message_for, FieldError};
 
@@ -67,11 +66,11 @@ pub async fn change_password(
     if errors.is_empty() {
         let user_id = principal.account.id;
         let (current, new) = (form.current_password, form.new_password);
-        let result =
-            db::run(&state.pool, move |conn| Ok(admin::change_own_password(conn, user_id, &current, &new))).await?;
+        let result = state
+            .change_account(user_id, move |conn| Ok(admin::change_own_password(conn, user_id, &current, &new)))
+            .await?;
         match result {
             Ok(()) => {
-                state.forget_sessions_of(user_id);
                 session.renew();
                 return Ok(see_other("/"));
             }

@@ -327,8 +327,7 @@ pub async fn update_user(
     let id = path.into_inner();
     match Contact::parse(&form.contact) {
         Ok(contact) => {
-            db::run(&state.pool, move |conn| admin::update_contact(conn, admin, id, &contact)).await?;
-            state.forget_sessions_of(id);
+            state.change_account(id, move |conn| admin::update_contact(conn, admin, id, &contact)).await?;
             Ok(see_other(&format!("/admin/users/{id}")))
         }
         Err(errors) => {
@@ -375,12 +374,12 @@ pub async fn add_role_profile(
     activities.dedup();
     let input = ProfileInput { organisation: form.get("organisation"), job_role: form.get("job_role"), activities };
     let organisation = input.organisation.clone();
-    let result = db::run(&state.pool, move |conn| {
-        admin::find(conn, id)?;
-        Ok(admin::add_profile(conn, admin, id, &input))
-    })
-    .await?;
-    state.forget_sessions_of(id);
+    let result = state
+        .change_account(id, move |conn| {
+            admin::find(conn, id)?;
+            Ok(admin::add_profile(conn, admin, id, &input))
+        })
+        .await?;
     match result {
         Ok(_) => Ok(see_other(&format!("/admin/users/{id}"))),
         Err(errors) => render_status(
@@ -398,8 +397,7 @@ pub async fn remove_role_profile(
 ) -> Result<HttpResponse, AppError> {
     let admin = admin_id(&principal)?;
     let (id, profile_id) = path.into_inner();
-    db::run(&state.pool, move |conn| admin::remove_profile(conn, admin, id, profile_id)).await?;
-    state.forget_sessions_of(id);
+    state.change_account(id, move |conn| admin::remove_profile(conn, admin, id, profile_id)).await?;
     Ok(see_other(&format!("/admin/users/{id}")))
 }
 
@@ -414,12 +412,12 @@ pub async fn reset_password(
     let id = path.into_inner();
     let temporary = admin::temporary_password();
     let t = temporary.clone();
-    let user = db::run(&state.pool, move |conn| {
-        admin::reset_password(conn, admin, id, &t)?;
-        admin::find(conn, id)
-    })
-    .await?;
-    state.forget_sessions_of(id);
+    let user = state
+        .change_account(id, move |conn| {
+            admin::reset_password(conn, admin, id, &t)?;
+            admin::find(conn, id)
+        })
+        .await?;
     render(&TemporaryPasswordPage {
         layout: Layout::new("Password reset", Some(&principal), &session),
         heading: "Password reset".into(),
@@ -437,8 +435,7 @@ pub async fn disable_user(
 ) -> Result<HttpResponse, AppError> {
     let admin = admin_id(&principal)?;
     let id = path.into_inner();
-    db::run(&state.pool, move |conn| admin::disable(conn, admin, id, Utc::now())).await?;
-    state.forget_sessions_of(id);
+    state.change_account(id, move |conn| admin::disable(conn, admin, id, Utc::now())).await?;
     Ok(see_other(&format!("/admin/users/{id}")))
 }
 
@@ -450,7 +447,6 @@ pub async fn enable_user(
 ) -> Result<HttpResponse, AppError> {
     let admin = admin_id(&principal)?;
     let id = path.into_inner();
-    db::run(&state.pool, move |conn| admin::enable(conn, admin, id)).await?;
-    state.forget_sessions_of(id);
+    state.change_account(id, move |conn| admin::enable(conn, admin, id)).await?;
     Ok(see_other(&format!("/admin/users/{id}")))
 }
