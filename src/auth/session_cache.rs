@@ -203,6 +203,9 @@ impl Remembered {
 pub struct Counts {
     pub remembered: u64,
     pub read: u64,
+    /// Announcements handled that name an account or everything (of more than `MANY` read
+    /// together, the first `MANY` + 1 are counted).
+    pub accounts_heard: u64,
 }
 
 /// One instance's remembered sessions and the connection that keeps them true.
@@ -214,6 +217,7 @@ pub struct SessionCache {
     database_url: String,
     hits: AtomicU64,
     misses: AtomicU64,
+    accounts_heard: AtomicU64,
     /// How many times a connection began to listen.
     connections: AtomicU64,
 }
@@ -235,6 +239,7 @@ impl SessionCache {
             database_url: database_url.to_owned(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
+            accounts_heard: AtomicU64::new(0),
             connections: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&cache);
@@ -297,9 +302,13 @@ impl SessionCache {
         self.remembered.lock().unwrap_or_else(|e| e.into_inner()).forget(note);
     }
 
-    /// Loads answered from memory and from the database so far.
+    /// Loads answered from memory and from the database so far, and announcements handled.
     pub fn counts(&self) -> Counts {
-        Counts { remembered: self.hits.load(Ordering::Relaxed), read: self.misses.load(Ordering::Relaxed) }
+        Counts {
+            remembered: self.hits.load(Ordering::Relaxed),
+            read: self.misses.load(Ordering::Relaxed),
+            accounts_heard: self.accounts_heard.load(Ordering::Acquire),
+        }
     }
 
     /// How many times a connection began to listen (once, unless one was lost).
@@ -345,6 +354,8 @@ impl SessionCache {
         }
         if !notes.is_empty() {
             self.remembered.lock().unwrap_or_else(|e| e.into_inner()).forget_all_of(&notes);
+            let accounts = notes.iter().filter(|n| !matches!(n, Note::Session(_))).count();
+            self.accounts_heard.fetch_add(accounts as u64, Ordering::Release);
         }
         true
     }

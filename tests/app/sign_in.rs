@@ -152,7 +152,9 @@ async fn a_disabled_account_is_signed_out_at_its_next_request() {
     let app = TestApp::spawn(Template::Demo);
     let c = app.signed_in("amy.patel").await;
     assert_eq!(c.get("/search").await.status(), StatusCode::OK);
-    crate::support::db::execute(&mut app.conn(), "UPDATE users SET disabled_at = now() WHERE username = 'amy.patel'");
+    // Disabled by another connection, as by another instance: the page asked for once its
+    // announcement has arrived is the sign-in page.
+    app.change_accounts_elsewhere("UPDATE users SET disabled_at = now() WHERE username = 'amy.patel'").await;
     let res = c.get("/search").await;
     assert_eq!(res.headers()["location"], "/sign-in");
     assert_eq!(c.sign_in("amy.patel", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);

@@ -82,6 +82,23 @@ impl TestApp {
     pub fn count(&self, sql: &str) -> i64 {
         super::db::count(&mut self.conn(), sql)
     }
+
+    /// Runs `sql`, a change to accounts, on a connection of its own, as another instance would, and
+    /// waits (at most 10 s) until this instance has heard an announcement naming an account since
+    /// (or the listener is gone, when nothing is remembered). A session this instance
+    /// remembers is forgotten as the announcement of its change arrives (CP-IS059): a fraction of
+    /// a millisecond after the commit on one host, longer on a busy one. The service's own
+    /// handlers forget at once, without waiting for it.
+    pub async fn change_accounts_elsewhere(&self, sql: &str) {
+        let heard = self.sessions.as_ref().map(|s| s.counts().accounts_heard);
+        super::db::execute(&mut self.conn(), sql);
+        let (Some(cache), Some(before)) = (self.sessions.as_ref(), heard) else { return };
+        let start = std::time::Instant::now();
+        while cache.counts().accounts_heard == before && cache.is_listening() {
+            assert!(start.elapsed() < std::time::Duration::from_secs(10), "waited 10 s for the announcement of {sql}");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
 }
 
 impl Drop for TestApp {
