@@ -310,7 +310,8 @@ fn main() {
     // `--only tab|nhs|demo|fhir`: the baseline and that one workload at 16 users for a minute, for
     // profiling the service while it runs; `--only daily`: the daily run five times, rolled back;
     // `--only upload`: the 60,000-record upload twice; `--only upload-tab`: the tab at 16 users
-    // alone and then while those two uploads run (nothing is written to target/bench).
+    // alone and then while those two uploads run; `--only open`: the tab's open loop, with when its
+    // slow answers came (nothing is written to target/bench).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let settings = Settings {
         workers: std::env::var("CPIS_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(0),
@@ -547,13 +548,57 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: O
         );
         return;
     }
+    if only.as_deref() == Some("open") {
+        // Warmed as in the full run, where the closed runs come first.
+        let _ = loadgen::closed(
+            &svc,
+            USERS_LOW,
+            MAX_REQUESTS,
+            Duration::from_secs(15),
+            Duration::ZERO,
+            tab_req.clone(),
+            ok200,
+        )
+        .await;
+        eprintln!("national: profiling the open loop (service pid {})", service.pid());
+        let stats =
+            loadgen::open(&svc, OPEN_RATE, OPEN_COUNT, Duration::from_secs(30), 4096, tab_req.clone(), ok200).await;
+        eprintln!(
+            "national: tab open loop {OPEN_RATE}/s: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms, {} errors",
+            stats.quantile_ms(0.5),
+            stats.quantile_ms(0.9),
+            stats.quantile_ms(0.99),
+            stats.quantile_ms(0.999),
+            stats.quantile_ms(1.0),
+            stats.errors
+        );
+        // When the slow answers (over 5 ms) were asked for: per 100 ms of the run.
+        let mut slow: std::collections::BTreeMap<u64, (usize, u64)> = Default::default();
+        for &(at, latency) in &stats.timeline {
+            if latency > 5_000 {
+                let e = slow.entry(at / 100_000).or_default();
+                e.0 += 1;
+                e.1 = e.1.max(latency);
+            }
+        }
+        for (tenth, (n, worst)) in slow {
+            eprintln!(
+                "national:   at {:5.1} s: {n:4} over 5 ms, worst {:.1} ms",
+                tenth as f64 / 10.0,
+                worst as f64 / 1000.0
+            );
+        }
+        return;
+    }
     if let Some(name) = only {
         let (make, ok): (MakeReq, fn(u16) -> bool) = match name.as_str() {
             "tab" => (tab_req, ok200),
             "nhs" => (nhs_req, ok303),
             "demo" => (demo_req, ok200),
             "fhir" => (fhir_req, ok200),
-            other => panic!("--only takes tab, nhs, demo, fhir, daily, upload, upload-tab or signin, not {other}"),
+            other => {
+                panic!("--only takes tab, nhs, demo, fhir, open, daily, upload, upload-tab or signin, not {other}")
+            }
         };
         let base = closed_run(&bl, USERS_LOW, baseline_req, ok200).await;
         eprintln!("national: profiling {name} for 60 s (service pid {})", service.pid());

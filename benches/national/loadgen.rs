@@ -89,6 +89,9 @@ pub struct Stats {
     /// Latencies in microseconds, sorted.
     pub latencies: Vec<u64>,
     pub first_error: Option<String>,
+    /// Open loop only: each request's intended send time (microseconds from the start) and its
+    /// latency, in send order, to see when slow answers happened.
+    pub timeline: Vec<(u64, u64)>,
 }
 
 impl Stats {
@@ -113,8 +116,9 @@ impl Stats {
                 first_error = fe;
             }
         }
+        let timeline = Vec::new();
         latencies.sort_unstable();
-        Stats { sent, errors, elapsed, latencies, first_error }
+        Stats { sent, errors, elapsed, latencies, first_error, timeline }
     }
 }
 
@@ -212,24 +216,33 @@ pub async fn open(
         };
         let (client, target) = (client.clone(), target.clone());
         let req = make((i % 1_000_000) as usize, i);
-        tasks.push(tokio::spawn(async move {
-            let r = send(&client, &target, &req).await;
-            let latency = due.elapsed().as_micros() as u64;
-            drop(permit);
-            match r {
-                Ok((status, _)) if ok(status) => (vec![latency], 0, None),
-                Ok((status, body)) => (vec![], 1, Some(format!("{} -> {status}: {}", req.path, snippet(&body)))),
-                Err(e) => (vec![], 1, Some(e)),
-            }
-        }));
+        let at = due.duration_since(started).as_micros() as u64;
+        tasks.push((
+            at,
+            tokio::spawn(async move {
+                let r = send(&client, &target, &req).await;
+                let latency = due.elapsed().as_micros() as u64;
+                drop(permit);
+                match r {
+                    Ok((status, _)) if ok(status) => (vec![latency], 0, None),
+                    Ok((status, body)) => (vec![], 1, Some(format!("{} -> {status}: {}", req.path, snippet(&body)))),
+                    Err(e) => (vec![], 1, Some(e)),
+                }
+            }),
+        ));
     }
     let mut parts =
         vec![(vec![], dropped, (dropped > 0).then(|| format!("{dropped} requests over the in-flight cap")))];
-    for t in tasks {
-        parts.push(t.await.unwrap());
+    let mut timeline = Vec::with_capacity(tasks.len());
+    for (at, t) in tasks {
+        let part = t.await.unwrap();
+        if let Some(&latency) = part.0.first() {
+            timeline.push((at, latency));
+        }
+        parts.push(part);
     }
     let elapsed = started.elapsed();
-    Stats::merge(parts, sent, elapsed)
+    Stats { timeline, ..Stats::merge(parts, sent, elapsed) }
 }
 
 fn snippet(body: &str) -> String {
