@@ -108,12 +108,13 @@ pub fn run(
     details["children"] = json!(numbers.len());
     details["access_events"] = json!(access_events);
     audit::append_now(conn, vec![Event::new(Actor::Service, PURGE_ACTION).details(details)])?;
-    // `append_now` holds the append lock until this transaction ends, so the newest checkpoint is ours.
-    let checkpoint_id: i64 = audit_log::table
-        .filter(audit_log::action.eq(PURGE_ACTION))
-        .order(audit_log::id.desc())
-        .select(audit_log::id)
-        .first(conn)?;
+    // `append_now` holds the append lock until this transaction ends, so the newest entry is our
+    // checkpoint (read from the end of the primary key; no index on the action is needed).
+    let (checkpoint_id, action): (i64, String) =
+        audit_log::table.order(audit_log::id.desc()).select((audit_log::id, audit_log::action)).first(conn)?;
+    if action != PURGE_ACTION {
+        return Err(AppError::Internal(format!("the newest audit entry is {action}, not the purge's checkpoint")));
+    }
 
     if !ids.is_empty() {
         diesel::sql_query(
