@@ -1,3 +1,4 @@
+-- CREATE OR REPLACE sets every property but owner and permissions, so the SET clause goes too.
 CREATE OR REPLACE FUNCTION audit_outbox_append() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     r record;
@@ -12,5 +13,3 @@ BEGIN
     RETURN NULL;
 END;
 $$;
-
-ALTER FUNCTION audit_outbox_append() RESET ALL;

@@ -144,17 +144,27 @@ async fn an_audited_request_lets_go_of_the_chain_lock_before_the_flush_and_waits
 /// Migration 000027: moving an outbox row into the chain reads that row by its key. The outbox
 /// holds, dead, every row moved since its last vacuum; read whole on every commit, it was a tenth
 /// of PostgreSQL's work during the tab's benchmark. The rows of one transaction still join the
-/// chain in the order they were written, and none is left behind.
+/// chain in the order they were written, none is left behind, the function's planner setting
+/// stays inside it, and a row taken back before the commit is an error, not an entry.
 #[test]
 fn the_outbox_is_moved_into_the_chain_row_by_row_through_its_key() {
     use cpis::audit::{self, Actor, Event};
 
-    #[derive(QueryableByName)]
+    #[derive(QueryableByName, Debug, PartialEq)]
     struct Scans {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         seq: i64,
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         idx: i64,
+    }
+    // This connection's reads of the outbox so far (its transaction's, and its earlier ones not
+    // yet reported: so only differences within one transaction are compared).
+    fn scans(c: &mut PgConnection) -> QueryResult<Scans> {
+        diesel::sql_query(
+            "SELECT coalesce(seq_scan, 0) AS seq, coalesce(idx_scan, 0) AS idx \
+             FROM pg_stat_xact_user_tables WHERE relname = 'audit_outbox'",
+        )
+        .get_result(c)
     }
 
     let db = TestDatabase::new(Template::Reference);
@@ -164,24 +174,23 @@ fn the_outbox_is_moved_into_the_chain_row_by_row_through_its_key() {
         audit::record(&mut conn, Event::new(Actor::Operator, "test.earlier").details(serde_json::json!({ "i": i })))
             .unwrap();
     }
-    let scans = conn
+    let (before, after, seqscan) = conn
         .transaction::<_, cpis::error::AppError, _>(|c| {
             for action in ["test.first", "test.second", "test.third"] {
                 audit::record(c, Event::new(Actor::Operator, action))?;
             }
-            // The deferred trigger runs now instead of in COMMIT, so this transaction's own
-            // statistics count its reads.
+            let before = scans(c)?;
+            // The deferred trigger runs now instead of in COMMIT, so its reads are this
+            // transaction's to count.
             diesel::sql_query("SET CONSTRAINTS audit_outbox_append IMMEDIATE").execute(c)?;
-            Ok(diesel::sql_query(
-                "SELECT coalesce(seq_scan, 0) AS seq, coalesce(idx_scan, 0) AS idx \
-                 FROM pg_stat_xact_user_tables WHERE relname = 'audit_outbox'",
-            )
-            .get_result::<Scans>(c)?)
+            let after = scans(c)?;
+            let seqscan = crate::support::db::texts(c, "SELECT current_setting('enable_seqscan') AS s");
+            Ok((before, after, seqscan))
         })
         .unwrap();
-    // (The counts include this connection's earlier transactions not yet reported.)
-    assert_eq!(scans.seq, 0, "the outbox is never read whole");
-    assert!(scans.idx >= 3, "each row is found through the primary key");
+    assert_eq!(after.seq - before.seq, 0, "the outbox is never read whole");
+    assert_eq!(after.idx - before.idx, 3, "each of the three rows is found through the primary key");
+    assert_eq!(seqscan, ["on"], "the function's setting does not outlive it");
     assert_eq!(crate::support::db::count(&mut conn, "SELECT count(*) FROM audit_outbox"), 0);
     let order = crate::support::db::count(
         &mut conn,
@@ -189,5 +198,16 @@ fn the_outbox_is_moved_into_the_chain_row_by_row_through_its_key() {
          FROM audit_log WHERE action IN ('test.first', 'test.second', 'test.third')",
     );
     assert_eq!(order, 1, "written in order");
+
+    // A row taken back before the commit: the commit fails and nothing of it is chained.
+    let entries = crate::support::db::count(&mut conn, "SELECT count(*) FROM audit_log");
+    let refused = conn.transaction::<_, cpis::error::AppError, _>(|c| {
+        audit::record(c, Event::new(Actor::Operator, "test.taken_back"))?;
+        diesel::sql_query("DELETE FROM audit_outbox").execute(c)?;
+        Ok(())
+    });
+    let err = refused.unwrap_err().to_string();
+    assert!(err.contains("is gone before its transaction committed"), "{err}");
+    assert_eq!(crate::support::db::count(&mut conn, "SELECT count(*) FROM audit_log"), entries);
     assert!(matches!(verify(&mut conn).unwrap(), Verdict::Intact { .. }));
 }
