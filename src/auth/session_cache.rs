@@ -193,6 +193,11 @@ impl Remembered {
         self.entries.len()
     }
 
+    /// Whether any session of the account is remembered.
+    pub fn holds_user(&self, user_id: i64) -> bool {
+        self.entries.values().any(|e| e.user_id == user_id)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -203,9 +208,6 @@ impl Remembered {
 pub struct Counts {
     pub remembered: u64,
     pub read: u64,
-    /// Announcements handled that name an account or everything (of more than `MANY` read
-    /// together, the first `MANY` + 1 are counted).
-    pub accounts_heard: u64,
 }
 
 /// One instance's remembered sessions and the connection that keeps them true.
@@ -217,7 +219,6 @@ pub struct SessionCache {
     database_url: String,
     hits: AtomicU64,
     misses: AtomicU64,
-    accounts_heard: AtomicU64,
     /// How many times a connection began to listen.
     connections: AtomicU64,
 }
@@ -239,7 +240,6 @@ impl SessionCache {
             database_url: database_url.to_owned(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
-            accounts_heard: AtomicU64::new(0),
             connections: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&cache);
@@ -302,13 +302,16 @@ impl SessionCache {
         self.remembered.lock().unwrap_or_else(|e| e.into_inner()).forget(note);
     }
 
-    /// Loads answered from memory and from the database so far, and announcements handled.
+    /// Loads answered from memory and from the database so far.
     pub fn counts(&self) -> Counts {
-        Counts {
-            remembered: self.hits.load(Ordering::Relaxed),
-            read: self.misses.load(Ordering::Relaxed),
-            accounts_heard: self.accounts_heard.load(Ordering::Acquire),
-        }
+        Counts { remembered: self.hits.load(Ordering::Relaxed), read: self.misses.load(Ordering::Relaxed) }
+    }
+
+    /// Whether a session of the account is remembered, after handling every announcement that has
+    /// arrived (tests wait on it for a change made elsewhere to be heard).
+    pub fn remembers_user(&self, user_id: i64) -> bool {
+        self.drain();
+        self.remembered.lock().unwrap_or_else(|e| e.into_inner()).holds_user(user_id)
     }
 
     /// How many times a connection began to listen (once, unless one was lost).
@@ -354,8 +357,6 @@ impl SessionCache {
         }
         if !notes.is_empty() {
             self.remembered.lock().unwrap_or_else(|e| e.into_inner()).forget_all_of(&notes);
-            let accounts = notes.iter().filter(|n| !matches!(n, Note::Session(_))).count();
-            self.accounts_heard.fetch_add(accounts as u64, Ordering::Release);
         }
         true
     }
@@ -533,8 +534,10 @@ mod tests {
         r.forget(&Note::Session(vec![3]));
         assert!(r.get(&[3], at(0)).is_none());
         assert_eq!(r.len(), 4);
+        assert!(r.holds_user(7));
         r.forget(&Note::User(7));
         assert!(r.get(&[1], at(0)).is_none() && r.get(&[2], at(0)).is_none());
+        assert!(!r.holds_user(7) && r.holds_user(9));
         assert!(r.get(&[4], at(0)).is_some(), "another account's session stays");
         r.forget_all_of(&[Note::User(9), Note::Session(vec![5])]);
         assert!(r.is_empty(), "several at once");

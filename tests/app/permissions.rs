@@ -389,7 +389,11 @@ async fn every_route_allows_and_denies_exactly_as_the_route_table_declares() {
         count(&mut conn, &format!("SELECT count(*) FROM sessions WHERE user_id = {disabled_id}")),
         specs.len() as i64
     );
-    app.change_accounts_elsewhere(&format!("UPDATE users SET disabled_at = now() WHERE id = {disabled_id}")).await;
+    app.change_account_elsewhere(
+        disabled_id,
+        &format!("UPDATE users SET disabled_at = now() WHERE id = {disabled_id}"),
+    )
+    .await;
     let principal = Principal::load(&mut conn, disabled_id, Some(disabled_profile_id)).unwrap();
     assert!(principal.is_none(), "a disabled account loads no principal");
     for (si, ((method, pattern, permission), (c, token))) in specs.iter().zip(&sessions).enumerate() {

@@ -154,7 +154,8 @@ async fn a_disabled_account_is_signed_out_at_its_next_request() {
     assert_eq!(c.get("/search").await.status(), StatusCode::OK);
     // Disabled by another connection, as by another instance: the page asked for once its
     // announcement has arrived is the sign-in page.
-    app.change_accounts_elsewhere("UPDATE users SET disabled_at = now() WHERE username = 'amy.patel'").await;
+    let amy = app.count("SELECT id FROM users WHERE username = 'amy.patel'");
+    app.change_account_elsewhere(amy, &format!("UPDATE users SET disabled_at = now() WHERE id = {amy}")).await;
     let res = c.get("/search").await;
     assert_eq!(res.headers()["location"], "/sign-in");
     assert_eq!(c.sign_in("amy.patel", PASSWORD).await.status(), StatusCode::UNAUTHORIZED);

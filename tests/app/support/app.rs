@@ -83,18 +83,16 @@ impl TestApp {
         super::db::count(&mut self.conn(), sql)
     }
 
-    /// Runs `sql`, a change to accounts, on a connection of its own, as another instance would, and
-    /// waits (at most 10 s) until this instance has heard an announcement naming an account since
-    /// (or the listener is gone, when nothing is remembered). A session this instance
-    /// remembers is forgotten as the announcement of its change arrives (CP-IS059): a fraction of
-    /// a millisecond after the commit on one host, longer on a busy one. The service's own
-    /// handlers forget at once, without waiting for it.
-    pub async fn change_accounts_elsewhere(&self, sql: &str) {
-        let heard = self.sessions.as_ref().map(|s| s.counts().accounts_heard);
+    /// Runs `sql`, a change to the account `user_id`, on a connection of its own, as another
+    /// instance would, and waits (at most 10 s) until this instance remembers no session of the
+    /// account. A remembered session is forgotten as the announcement of its change arrives
+    /// (CP-IS059): a fraction of a millisecond after the commit on one host, longer on a busy one.
+    /// The service's own handlers forget at once, without waiting for it.
+    pub async fn change_account_elsewhere(&self, user_id: i64, sql: &str) {
         super::db::execute(&mut self.conn(), sql);
-        let (Some(cache), Some(before)) = (self.sessions.as_ref(), heard) else { return };
+        let Some(cache) = self.sessions.as_ref() else { return };
         let start = std::time::Instant::now();
-        while cache.counts().accounts_heard == before && cache.is_listening() {
+        while cache.remembers_user(user_id) {
             assert!(start.elapsed() < std::time::Duration::from_secs(10), "waited 10 s for the announcement of {sql}");
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
