@@ -63,9 +63,35 @@ pub struct FhirExchange {
 impl FhirExchange {
     /// Logs the exchange at `at` (CP-IS061); the TraceID is kept to its first 100 characters.
     pub fn log(&self, conn: &mut PgConnection, at: DateTime<Utc>) -> diesel::QueryResult<()> {
-        use crate::mailbox::transmissions;
-        let id = self.trace_id.as_ref().map(|t| t.chars().take(100).collect::<String>());
-        transmissions::log_exchange(conn, &self.ods_code, ("03", id.clone()), ("04", id), "fhir", at)
+        Self::log_all(conn, &[(self, at)])
+    }
+
+    /// Logs each exchange at its time, in one statement.
+    pub fn log_all(conn: &mut PgConnection, exchanges: &[(&FhirExchange, DateTime<Utc>)]) -> diesel::QueryResult<()> {
+        use crate::mailbox::transmissions::{self, Direction, Transmission, SERVICE};
+        let mut all = Vec::with_capacity(exchanges.len() * 2);
+        for (e, at) in exchanges {
+            let id = e.trace_id.as_ref().map(|t| t.chars().take(100).collect::<String>());
+            let query = Transmission {
+                direction: Direction::In,
+                origin: &e.ods_code,
+                destination: SERVICE,
+                message_type: "03",
+                message_id: id.clone(),
+                channel: "fhir",
+            };
+            let response = Transmission {
+                direction: Direction::Out,
+                origin: SERVICE,
+                destination: &e.ods_code,
+                message_type: "04",
+                message_id: id,
+                channel: "fhir",
+            };
+            all.push((query, *at));
+            all.push((response, *at));
+        }
+        transmissions::log_each_at(conn, &all)
     }
 }
 
@@ -254,10 +280,8 @@ fn store(conn: &mut PgConnection, openings: &[Opening]) -> Result<Vec<Recorded>,
         .map(|o| AccessOpening { nhs_number: &o.nhs_number, viewer: &o.viewer, actor: o.actor.clone(), at: o.at })
         .collect();
     let recorded = alert::record_openings(conn, &all)?;
-    for opening in openings {
-        if let Some(exchange) = &opening.exchange {
-            exchange.log(conn, opening.at)?;
-        }
-    }
+    let exchanges: Vec<(&FhirExchange, DateTime<Utc>)> =
+        openings.iter().filter_map(|o| o.exchange.as_ref().map(|e| (e, o.at))).collect();
+    FhirExchange::log_all(conn, &exchanges)?;
     Ok(recorded)
 }

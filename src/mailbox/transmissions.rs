@@ -88,6 +88,37 @@ pub fn log_exchange(
     )
 }
 
+/// Many transmissions, each at its own time, in one statement (prepared once per connection) and
+/// in the order given: the FHIR queries a batch of tab openings answers (src/cpis/recorder.rs).
+/// One statement per query made as many round trips inside the access recorder's transaction.
+pub fn log_each_at(conn: &mut PgConnection, ts: &[(Transmission<'_>, DateTime<Utc>)]) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
+    if ts.is_empty() {
+        return Ok(());
+    }
+    let text = |f: for<'t> fn(&'t Transmission<'t>) -> &'t str| {
+        ts.iter().map(|(t, _)| f(t).to_owned()).collect::<Vec<String>>()
+    };
+    crate::db::prepared::sql(
+        "INSERT INTO transmissions (at, direction, origin, destination, message_type, message_id, channel) \
+         SELECT a, d, o, t, m, i, c FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::text[], $7::text[]) WITH ORDINALITY AS u(a, d, o, t, m, i, c, n) \
+         ORDER BY n",
+    )
+    .bind::<Array<Timestamptz>, _>(ts.iter().map(|(_, at)| *at).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(text(|t| match t.direction {
+        Direction::In => "in",
+        Direction::Out => "out",
+    }))
+    .bind::<Array<Text>, _>(text(|t| t.origin))
+    .bind::<Array<Text>, _>(text(|t| t.destination))
+    .bind::<Array<Text>, _>(text(|t| t.message_type))
+    .bind::<Array<Nullable<Text>>, _>(ts.iter().map(|(t, _)| t.message_id.clone()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(text(|t| t.channel))
+    .execute(conn)?;
+    Ok(())
+}
+
 /// A message from the service to `destination` (an LA or ODS code).
 pub fn log_out(
     conn: &mut PgConnection,

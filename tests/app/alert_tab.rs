@@ -392,6 +392,52 @@ fn a_batch_of_openings_is_decided_in_the_order_queued() {
     assert!(!again[0].as_ref().unwrap().recorded.shown);
 }
 
+/// The FHIR queries a batch answers are logged together (CP-IS061), each as its query in (03) and
+/// response out (04), at its own time, in the batch's order; an opening from the screens logs
+/// nothing.
+#[test]
+fn a_batchs_fhir_exchanges_are_each_logged_at_their_own_time() {
+    use chrono::{TimeDelta, Utc};
+    use cpis::cpis::recorder::{self, FhirExchange};
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    let now = Utc::now();
+    let exchange =
+        |ods: &str, trace: Option<&str>| Some(FhirExchange { ods_code: ods.into(), trace_id: trace.map(Into::into) });
+    let mut batch = vec![
+        opening(NOAH_WILLIAMS, "fhir-a", now),
+        opening(MIA_THOMPSON, "fhir-b", now + TimeDelta::milliseconds(5)),
+        opening(NOAH_WILLIAMS, "screen", now + TimeDelta::milliseconds(7)),
+        opening(MIA_THOMPSON, "fhir-c", now + TimeDelta::milliseconds(9)),
+    ];
+    batch[0].exchange = exchange("RJZ", Some("trace-a"));
+    batch[1].exchange = exchange("RR8", None);
+    batch[3].exchange = exchange("RJZ", Some(&"t".repeat(150)));
+    let before = crate::support::db::count(&mut conn, "SELECT coalesce(max(id), 0) FROM transmissions");
+    let results = recorder::record_all(&mut conn, &Default::default(), &batch).unwrap();
+    assert!(results.iter().all(Result::is_ok));
+    let logged = crate::support::db::texts(
+        &mut conn,
+        &format!(
+            "SELECT concat_ws(' ', direction, origin, destination, message_type, coalesce(left(message_id, 8), '-'), \
+                 length(message_id), channel, (extract(epoch FROM at - '{}'::timestamptz) * 1000)::int) AS s \
+             FROM transmissions WHERE id > {before} ORDER BY id",
+            now.to_rfc3339()
+        ),
+    );
+    assert_eq!(
+        logged,
+        [
+            "in RJZ CP-IS 03 trace-a 7 fhir 0",
+            "out CP-IS RJZ 04 trace-a 7 fhir 0",
+            "in RR8 CP-IS 03 - fhir 5",
+            "out CP-IS RR8 04 - fhir 5",
+            "in RJZ CP-IS 03 tttttttt 100 fhir 9",
+            "out CP-IS RJZ 04 tttttttt 100 fhir 9",
+        ]
+    );
+}
+
 /// One opening the database refuses (here a viewer id longer than its column allows) fails alone:
 /// the others of its batch are recorded, each in a transaction of its own.
 #[test]
