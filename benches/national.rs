@@ -99,6 +99,8 @@ fn free_port() -> u16 {
 struct Settings {
     workers: usize,
     pool: u32,
+    /// `--users N`: the closed loop's users in an `--only` run (16 unless given).
+    only_users: usize,
 }
 
 fn cpis_binary() -> std::path::PathBuf {
@@ -316,6 +318,12 @@ fn main() {
     let settings = Settings {
         workers: std::env::var("CPIS_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(0),
         pool: std::env::var("CPIS_DB_POOL_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(16),
+        only_users: args
+            .iter()
+            .position(|a| a == "--users")
+            .and_then(|i| args.get(i + 1))
+            .map(|v| v.parse().expect("--users takes a number of users"))
+            .unwrap_or(USERS_LOW),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     rt.block_on(run(settings, soak, sweep, rebuild, only));
@@ -600,10 +608,10 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: O
                 panic!("--only takes tab, nhs, demo, fhir, open, daily, upload, upload-tab or signin, not {other}")
             }
         };
-        let base = closed_run(&bl, USERS_LOW, baseline_req, ok200).await;
-        eprintln!("national: profiling {name} for 60 s (service pid {})", service.pid());
-        let stats =
-            loadgen::closed(&svc, USERS_LOW, MAX_REQUESTS, Duration::from_secs(60), Duration::ZERO, make, ok).await;
+        let users = settings.only_users;
+        let base = closed_run(&bl, users, baseline_req, ok200).await;
+        eprintln!("national: profiling {name} for 60 s at {users} users (service pid {})", service.pid());
+        let stats = loadgen::closed(&svc, users, MAX_REQUESTS, Duration::from_secs(60), Duration::ZERO, make, ok).await;
         eprintln!(
             "national: baseline {:.0}/s; {name} {:.0}/s (ratio {:.3}), p50 {:.1} ms, p99 {:.1} ms, {} errors",
             base.throughput(),
@@ -781,7 +789,7 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: O
         drop(service);
         let mut results = Vec::new();
         for (workers, pool) in [(2, 4), (2, 8), (2, 16), (2, 32), (1, 16), (4, 16)] {
-            let s = Settings { workers, pool };
+            let s = Settings { workers, pool, only_users: USERS_LOW };
             let server = start_service(&url, s).await;
             let tab = closed_run(&server.target, USERS_HIGH, tab_req.clone(), ok200).await;
             let nhs = closed_run(&server.target, USERS_LOW, nhs_req.clone(), ok303).await;
