@@ -68,28 +68,13 @@ impl FhirExchange {
 
     /// Logs each exchange at its time, in one statement.
     pub fn log_all(conn: &mut PgConnection, exchanges: &[(&FhirExchange, DateTime<Utc>)]) -> diesel::QueryResult<()> {
-        use crate::mailbox::transmissions::{self, Direction, Transmission, SERVICE};
+        use crate::mailbox::transmissions;
         let mut all = Vec::with_capacity(exchanges.len() * 2);
         for (e, at) in exchanges {
             let id = e.trace_id.as_ref().map(|t| t.chars().take(100).collect::<String>());
-            let query = Transmission {
-                direction: Direction::In,
-                origin: &e.ods_code,
-                destination: SERVICE,
-                message_type: "03",
-                message_id: id.clone(),
-                channel: "fhir",
-            };
-            let response = Transmission {
-                direction: Direction::Out,
-                origin: SERVICE,
-                destination: &e.ods_code,
-                message_type: "04",
-                message_id: id,
-                channel: "fhir",
-            };
-            all.push((query, *at));
-            all.push((response, *at));
+            for t in transmissions::exchange(&e.ods_code, ("03", id.clone()), ("04", id), "fhir") {
+                all.push((t, *at));
+            }
         }
         transmissions::log_each_at(conn, &all)
     }

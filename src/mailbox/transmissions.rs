@@ -62,30 +62,36 @@ pub fn log_exchange(
     channel: &str,
     at: DateTime<Utc>,
 ) -> QueryResult<()> {
+    log_all(conn, &exchange(party, inbound, outbound, channel), at)
+}
+
+/// The pair [`log_exchange`] logs: `inbound` (type and id) from `party`, `outbound` to it.
+pub fn exchange<'a>(
+    party: &'a str,
+    inbound: (&'a str, Option<String>),
+    outbound: (&'a str, Option<String>),
+    channel: &'a str,
+) -> [Transmission<'a>; 2] {
     let (in_type, in_id) = inbound;
     let (out_type, out_id) = outbound;
-    log_all(
-        conn,
-        &[
-            Transmission {
-                direction: Direction::In,
-                origin: party,
-                destination: SERVICE,
-                message_type: in_type,
-                message_id: in_id,
-                channel,
-            },
-            Transmission {
-                direction: Direction::Out,
-                origin: SERVICE,
-                destination: party,
-                message_type: out_type,
-                message_id: out_id,
-                channel,
-            },
-        ],
-        at,
-    )
+    [
+        Transmission {
+            direction: Direction::In,
+            origin: party,
+            destination: SERVICE,
+            message_type: in_type,
+            message_id: in_id,
+            channel,
+        },
+        Transmission {
+            direction: Direction::Out,
+            origin: SERVICE,
+            destination: party,
+            message_type: out_type,
+            message_id: out_id,
+            channel,
+        },
+    ]
 }
 
 /// Many transmissions, each at its own time, in one statement (prepared once per connection) and
