@@ -251,6 +251,11 @@ async fn closed_run(target: &Target, users: usize, make: MakeReq, ok: fn(u16) ->
     loadgen::closed(target, users, MAX_REQUESTS, MEASURE, Duration::ZERO, make, ok).await
 }
 
+/// The open loop: `OPEN_RATE` requests a second, at most `OPEN_COUNT` and 30 s.
+async fn open_run(target: &Target, make: MakeReq) -> Stats {
+    loadgen::open(target, OPEN_RATE, OPEN_COUNT, Duration::from_secs(30), 4096, make, ok200).await
+}
+
 fn fmt(v: Option<f64>, digits: usize) -> String {
     v.map(|v| format!("{v:.digits$}")).unwrap_or_else(|| "-".into())
 }
@@ -558,19 +563,9 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: O
     }
     if only.as_deref() == Some("open") {
         // Warmed as in the full run, where the closed runs come first.
-        let _ = loadgen::closed(
-            &svc,
-            USERS_LOW,
-            MAX_REQUESTS,
-            Duration::from_secs(15),
-            Duration::ZERO,
-            tab_req.clone(),
-            ok200,
-        )
-        .await;
+        let _ = closed_run(&svc, USERS_LOW, tab_req.clone(), ok200).await;
         eprintln!("national: profiling the open loop (service pid {})", service.pid());
-        let stats =
-            loadgen::open(&svc, OPEN_RATE, OPEN_COUNT, Duration::from_secs(30), 4096, tab_req.clone(), ok200).await;
+        let stats = open_run(&svc, tab_req.clone()).await;
         eprintln!(
             "national: tab open loop {OPEN_RATE}/s: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, p99.9 {:.1} ms, max {:.1} ms, {} errors",
             stats.quantile_ms(0.5),
@@ -635,8 +630,7 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: O
     eprintln!("national: Child Care Alert tab");
     let tab16 = closed_run(&svc, USERS_LOW, tab_req.clone(), ok200).await;
     let tab160 = closed_run(&svc, USERS_HIGH, tab_req.clone(), ok200).await;
-    let tab_open =
-        loadgen::open(&svc, OPEN_RATE, OPEN_COUNT, Duration::from_secs(30), 4096, tab_req.clone(), ok200).await;
+    let tab_open = open_run(&svc, tab_req.clone()).await;
     eprintln!("national: searches and FHIR");
     let nhs16 = closed_run(&svc, USERS_LOW, nhs_req.clone(), ok303).await;
     let demo16 = closed_run(&svc, USERS_LOW, demo_req.clone(), ok200).await;

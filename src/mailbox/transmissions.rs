@@ -29,27 +29,10 @@ pub fn log(conn: &mut PgConnection, t: &Transmission<'_>, at: DateTime<Utc>) -> 
     log_all(conn, std::slice::from_ref(t), at)
 }
 
-/// Several transmissions at one time, in one statement.
+/// Several transmissions at one time, in one statement ([`log_each_at`]).
 pub fn log_all(conn: &mut PgConnection, ts: &[Transmission<'_>], at: DateTime<Utc>) -> QueryResult<()> {
-    let rows: Vec<_> = ts
-        .iter()
-        .map(|t| {
-            (
-                transmissions::at.eq(at),
-                transmissions::direction.eq(match t.direction {
-                    Direction::In => "in",
-                    Direction::Out => "out",
-                }),
-                transmissions::origin.eq(t.origin),
-                transmissions::destination.eq(t.destination),
-                transmissions::message_type.eq(t.message_type),
-                transmissions::message_id.eq(t.message_id.as_deref()),
-                transmissions::channel.eq(t.channel),
-            )
-        })
-        .collect();
-    diesel::insert_into(transmissions::table).values(rows).execute(conn)?;
-    Ok(())
+    let each: Vec<(Transmission<'_>, DateTime<Utc>)> = ts.iter().map(|t| (t.clone(), at)).collect();
+    log_each_at(conn, &each)
 }
 
 /// A message in from `party` (an LA or ODS code) and the service's answer out to it: the pair an
@@ -94,9 +77,10 @@ pub fn exchange<'a>(
     ]
 }
 
-/// Many transmissions, each at its own time, in one statement (prepared once per connection) and
-/// in the order given: the FHIR queries a batch of tab openings answers (src/cpis/recorder.rs).
-/// One statement per query made as many round trips inside the access recorder's transaction.
+/// Transmissions, each at its own time, in one statement (prepared once per connection) and in the
+/// order given: every entry of the log is written here. The FHIR queries a batch of tab openings
+/// answers are logged together (src/cpis/recorder.rs): one statement per query made as many round
+/// trips inside the access recorder's transaction.
 pub fn log_each_at(conn: &mut PgConnection, ts: &[(Transmission<'_>, DateTime<Utc>)]) -> QueryResult<()> {
     use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
     if ts.is_empty() {
