@@ -541,7 +541,7 @@ fn run_due_from_the_command_line() {
     assert!(out.stdout.is_empty(), "notes go to stderr");
     let before = snapshot(&mut conn);
     let again = cpis(&db, &["jobs", "run-due", "--now", "2026-11-22T01:00:00Z"]);
-    assert!(again.status.success());
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     assert!(String::from_utf8_lossy(&again.stderr).contains("0 occurrence(s) newly scheduled, 0 job(s) done"));
     assert_eq!(snapshot(&mut conn), before, "a second run for the same moment changes nothing");
 
