@@ -36,6 +36,10 @@ use serde_json::json;
 use common::{admin_url, exec, median, url_for, wait_until_chained};
 use loadgen::{MakeReq, Req, Stats, Target};
 
+/// The allocator the service runs with (src/main.rs), for the baseline and the load generator too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const DB: &str = "cpis_bench_national";
 const USERS_LOW: usize = 16;
 const USERS_HIGH: usize = 160;

@@ -8,6 +8,13 @@ use clap::{Parser, Subcommand};
 use cpis::config::Config;
 use cpis::{app, db, seed, telemetry};
 
+/// mimalloc rather than the system's malloc: a tab opening allocates and frees a few hundred small
+/// strings (its history's rows, the page), and glibc's malloc and free, with its fastbin
+/// consolidation, were about a seventh of the service's CPU in `bench-profile tab`. The benchmark's
+/// baseline and load generator use it too (benches/national.rs), so ratios compare like with like.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "cpis", version, about = "NHS Child Protection Information Sharing service")]
 struct Cli {
