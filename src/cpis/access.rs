@@ -215,12 +215,74 @@ pub fn history(
     Ok(histories(conn, names, &[numbers])?.pop().unwrap_or_default())
 }
 
-/// [`history`] for several children at once, in one statement (the access recorder's batch reads
-/// the history of each of its openings): one history per list of numbers, in the order given.
+/// The statement of [`histories`], after `$before` in its FROM list; `$gate` filters the lists,
+/// and may name what `$before` brings in.
+macro_rules! histories_sql {
+    ($before:expr, $gate:expr) => {
+        concat!(
+            "SELECT w.o, a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, NULL::text AS job_role_name, \
+                    a.organisation_code, NULL::text AS organisation_name, u.email AS contact_email, \
+                    u.telephone AS contact_telephone, u.disabled_at AS viewer_disabled_at \
+             FROM ",
+            $before,
+            "(SELECT DISTINCT o FROM unnest($1::int[]) AS w(o)",
+            $gate,
+            ") AS w \
+             CROSS JOIN LATERAL ( \
+                 SELECT e.* FROM unnest($1::int[], $2::text[]) AS n(o, nhs_number) \
+                 CROSS JOIN LATERAL ( \
+                     SELECT id, accessed_at, user_id, viewer_name, job_role_code, organisation_code \
+                     FROM access_events \
+                     WHERE access_events.nhs_number = n.nhs_number AND shown \
+                     ORDER BY accessed_at DESC, id DESC LIMIT $3 \
+                 ) AS e \
+                 WHERE n.o = w.o \
+                 ORDER BY e.accessed_at DESC, e.id DESC LIMIT $3 \
+             ) AS a \
+             LEFT JOIN users u ON u.id = a.user_id \
+             ORDER BY w.o, a.accessed_at DESC, a.id DESC"
+        )
+    };
+}
+
+/// [`history`] for several children at once, in one statement: one history per list of numbers,
+/// in the order given.
 pub fn histories(
     conn: &mut PgConnection,
     names: &super::reference_names::ReferenceNames,
     lists: &[&[String]],
+) -> QueryResult<Vec<Vec<HistoryEntry>>> {
+    read_histories(conn, names, lists, histories_sql!("", ""))
+}
+
+/// [`histories`], read by a statement that first waits for the WAL flush of every commit before
+/// it: its own transaction writes [`crate::flush_message!`] before anything is read (the
+/// message's sub-select is the outer side of every join, and the lists are gated on it) and
+/// commits durably. The access recorder reads its batch's histories so after the batch's commit,
+/// whose flush was deferred ([`crate::db::defer_flush`]): one round trip for both, not two.
+pub fn histories_once_flushed(
+    conn: &mut PgConnection,
+    names: &super::reference_names::ReferenceNames,
+    lists: &[&[String]],
+) -> QueryResult<Vec<Vec<HistoryEntry>>> {
+    let read = read_histories(
+        conn,
+        names,
+        lists,
+        histories_sql!(
+            concat!("(SELECT ", crate::flush_message!(), " AS lsn OFFSET 0) AS f CROSS JOIN LATERAL "),
+            " WHERE f.lsn IS NOT NULL"
+        ),
+    )?;
+    crate::db::flush_waited();
+    Ok(read)
+}
+
+fn read_histories(
+    conn: &mut PgConnection,
+    names: &super::reference_names::ReferenceNames,
+    lists: &[&[String]],
+    sql: &'static str,
 ) -> QueryResult<Vec<Vec<HistoryEntry>>> {
     use diesel::sql_types::{Array, BigInt, Integer, Text};
     #[derive(QueryableByName)]
@@ -233,29 +295,11 @@ pub fn histories(
     }
     let (owners, numbers): (Vec<i32>, Vec<String>) =
         lists.iter().enumerate().flat_map(|(o, list)| list.iter().map(move |n| (o as i32, n.clone()))).unzip();
-    let rows: Vec<Row> = crate::db::prepared::sql(
-        "SELECT w.o, a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, NULL::text AS job_role_name, \
-                a.organisation_code, NULL::text AS organisation_name, u.email AS contact_email, \
-                u.telephone AS contact_telephone, u.disabled_at AS viewer_disabled_at \
-         FROM (SELECT DISTINCT o FROM unnest($1::int[]) AS w(o)) AS w \
-         CROSS JOIN LATERAL ( \
-             SELECT e.* FROM unnest($1::int[], $2::text[]) AS n(o, nhs_number) \
-             CROSS JOIN LATERAL ( \
-                 SELECT id, accessed_at, user_id, viewer_name, job_role_code, organisation_code \
-                 FROM access_events \
-                 WHERE access_events.nhs_number = n.nhs_number AND shown \
-                 ORDER BY accessed_at DESC, id DESC LIMIT $3 \
-             ) AS e \
-             WHERE n.o = w.o \
-             ORDER BY e.accessed_at DESC, e.id DESC LIMIT $3 \
-         ) AS a \
-         LEFT JOIN users u ON u.id = a.user_id \
-         ORDER BY w.o, a.accessed_at DESC, a.id DESC",
-    )
-    .bind::<Array<Integer>, _>(owners)
-    .bind::<Array<Text>, _>(numbers)
-    .bind::<BigInt, _>(HISTORY_LIMIT as i64)
-    .load(conn)?;
+    let rows: Vec<Row> = crate::db::prepared::sql(sql)
+        .bind::<Array<Integer>, _>(owners)
+        .bind::<Array<Text>, _>(numbers)
+        .bind::<BigInt, _>(HISTORY_LIMIT as i64)
+        .load(conn)?;
     let (owners, mut entries): (Vec<i32>, Vec<HistoryEntry>) = rows.into_iter().map(|r| (r.o, r.entry)).unzip();
     names.name(conn, &mut entries);
     let mut out: Vec<Vec<HistoryEntry>> = lists.iter().map(|_| Vec::new()).collect();

@@ -7,8 +7,8 @@
 //! ([`alert::authorities`]), then hands the opening to this recorder and waits. The recorder's
 //! threads take whatever openings are queued (up to [`MAX_BATCH`]) and record them in one
 //! transaction ([`alert::record_openings`]: the children locked, one read, one insert, one audit
-//! row), then read every child's history in one statement, and answer each request once the commit is on disk
-//! ([`db::run_blocking`]). When nothing else is queued a batch is a single opening, recorded at
+//! row), then read every child's history in one statement, which also waits until the commit is
+//! on disk ([`access::histories_once_flushed`]), and answer each request. When nothing else is queued a batch is a single opening, recorded at
 //! once: no request waits for others to arrive. FHIR CareTeam searches come the same way, with
 //! their transmission log entry (CP-IS061) stored in the same transaction.
 //!
@@ -206,7 +206,8 @@ fn refuse_queued(jobs: &Mutex<Receiver<Job>>) {
 /// opening is recorded in a transaction of its own instead. An `Err` is for every opening: the
 /// transaction failed, and either the connection no longer answers or there was but one opening;
 /// nothing was recorded. The recorded openings' histories are read after the commit in one
-/// statement; if that fails, it fails those openings (their accesses are recorded).
+/// statement, which waits for the commit's flush; if that fails, it fails those openings (their
+/// accesses are recorded), and [`db::run_blocking`] still waits for the flush.
 pub fn record_all(
     conn: &mut PgConnection,
     names: &ReferenceNames,
@@ -236,7 +237,8 @@ pub fn record_all(
         }
         Err(e) => return Err(e),
     };
-    // Every recorded opening's history, in one statement.
+    // Every recorded opening's history, in one statement, which also waits for the batch's commit
+    // to be on disk (its flush was deferred): nothing is answered before that.
     let lists: Vec<&[String]> = openings
         .iter()
         .zip(&recorded)
@@ -244,7 +246,7 @@ pub fn record_all(
         .map(|(opening, _)| opening.linked.as_slice())
         .collect();
     // A failed read fails each of those openings alike.
-    let mut histories = access::histories(conn, names, &lists).map(Vec::into_iter).map_err(AppError::from);
+    let mut histories = access::histories_once_flushed(conn, names, &lists).map(Vec::into_iter).map_err(AppError::from);
     Ok(recorded
         .into_iter()
         .map(|recorded| {
