@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 
 use super::access::{self, HistoryEntry, NewAccess, Recorded, Viewer};
-use super::items::{self, CpItem};
+use super::items::{self, CpItem, HeldItem};
 use super::local_authority::LocalAuthority;
 use crate::audit::{self, Actor, Event};
 use crate::domain::dates;
@@ -39,32 +39,25 @@ pub struct AlertTab {
     pub access_shown: bool,
 }
 
-/// What the viewer may see for the child today; empty means there is no tab (CP-IS055).
-pub fn visible_items(
-    conn: &mut PgConnection,
-    patient: &Patient,
-    linked: &[String],
-    may_see_unborn: bool,
-    today: NaiveDate,
-) -> QueryResult<Vec<CpItem>> {
-    // The tab's own read (one generic plan; diesel's `eq_any` was planned on every record page).
-    let all = items::current_held(conn, linked)?.into_iter().map(|h| h.item).collect();
-    Ok(items::visible(all, patient.birth_date, today, may_see_unborn))
+/// What the viewer may see for the child today, of the items held under its numbers
+/// ([`items::lookup_held`], [`items::current_held`]); empty means there is no tab (CP-IS055).
+pub fn visible_items(held: Vec<HeldItem>, patient: &Patient, may_see_unborn: bool, today: NaiveDate) -> Vec<CpItem> {
+    let all = held.into_iter().map(|h| h.item).collect();
+    items::visible(all, patient.birth_date, today, may_see_unborn)
 }
 
-/// What the tab shows the viewer today, by authority, read without locking or recording anything:
+/// What the tab shows the viewer today, by authority, of the items held under the child's numbers:
 /// empty when there is no tab for this viewer (CP-IS055). The first step of an opening; the access
 /// is recorded next ([`record_openings`]), when this is not empty.
 pub fn authorities(
-    conn: &mut PgConnection,
+    held: Vec<HeldItem>,
     patient: &Patient,
-    linked: &[String],
     may_see_unborn: bool,
     now: DateTime<Utc>,
-) -> QueryResult<Vec<AuthorityBlock>> {
+) -> Vec<AuthorityBlock> {
     let today = dates::uk_date(now);
-    let (visible, held_by) = visible_held(items::current_held(conn, linked)?, patient, may_see_unborn, today);
-    Ok(group_by_authority(visible, held_by, patient.birth_date, today))
+    let (visible, held_by) = visible_held(held, patient, may_see_unborn, today);
+    group_by_authority(visible, held_by, patient.birth_date, today)
 }
 
 /// An opening of the tab to record: whose record, who is looking, who the audit trail names as
@@ -149,29 +142,29 @@ fn lock_children<'a>(conn: &mut PgConnection, numbers: impl Iterator<Item = &'a 
 }
 
 /// What the tab would show, without opening it: nothing is locked or recorded. For reads that are
-/// not themselves an access (a scheduled FHIR query, the FHIR access history). `None` when there is
-/// nothing for this viewer to see; `access_shown` is then meaningless and false.
+/// not themselves an access (a scheduled FHIR query, the FHIR access history). `held` is what the
+/// child's numbers hold ([`items::lookup_held`]). `None` when there is nothing for this viewer to
+/// see; `access_shown` is then meaningless and false.
 pub fn read(
     conn: &mut PgConnection,
     names: &super::reference_names::ReferenceNames,
     patient: &Patient,
     linked: &[String],
+    held: Vec<HeldItem>,
     may_see_unborn: bool,
     now: DateTime<Utc>,
 ) -> Result<Option<AlertTab>, AppError> {
-    let today = dates::uk_date(now);
-    let (visible, held_by) = visible_held(items::current_held(conn, linked)?, patient, may_see_unborn, today);
-    if visible.is_empty() {
+    let authorities = authorities(held, patient, may_see_unborn, now);
+    if authorities.is_empty() {
         return Ok(None);
     }
     let history = access::history(conn, names, linked)?;
-    let authorities = group_by_authority(visible, held_by, patient.birth_date, today);
     Ok(Some(AlertTab { authorities, history, access_shown: false }))
 }
 
 /// The items the viewer may see today ([`items::visible`]), and the authorities holding any item.
 fn visible_held(
-    held: Vec<items::HeldItem>,
+    held: Vec<HeldItem>,
     patient: &Patient,
     may_see_unborn: bool,
     today: NaiveDate,

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 
 use super::local_authority::LocalAuthority;
 use crate::domain::retrieval::{self, ItemDates, ItemKind};
+use crate::pds::patient::{self, Lookup, Patient};
 use crate::schema::cp_items;
 
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, PartialEq)]
@@ -84,6 +85,105 @@ pub fn current_held(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<
     )
     .bind::<Array<Text>, _>(numbers.to_vec())
     .load(conn)
+}
+
+/// What opening the tab, or a FHIR query, reads first: the record a number names and the numbers
+/// linked to it ([`patient::lookup_linked`]), with the items held under those numbers
+/// ([`current_held`]). One statement when the number asked is itself the current record (the
+/// common case); otherwise, a rare case, the separate reads. No items for a number not found.
+pub fn lookup_held(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<(Lookup, Vec<String>, Vec<HeldItem>)> {
+    use diesel::sql_types::{Array, BigInt, Date, Nullable, Text};
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(embed)]
+        patient: Patient,
+        #[diesel(sql_type = Array<Text>)]
+        linked: Vec<String>,
+        /// None on the one row of a record with no items (or not current).
+        #[diesel(embed)]
+        held: Option<HeldRow>,
+    }
+    /// A [`HeldItem`] whose number is named apart from the patient's.
+    #[derive(QueryableByName)]
+    struct HeldRow {
+        #[diesel(sql_type = BigInt)]
+        item_id: i64,
+        #[diesel(sql_type = Text)]
+        item_nhs_number: String,
+        #[diesel(sql_type = Text)]
+        la_code: String,
+        #[diesel(sql_type = Text)]
+        item_type: String,
+        #[diesel(sql_type = Text)]
+        la_child_id: String,
+        #[diesel(sql_type = Date)]
+        start_date: NaiveDate,
+        #[diesel(sql_type = Nullable<Date>)]
+        end_date: Option<NaiveDate>,
+        #[diesel(sql_type = Nullable<Date>)]
+        delete_date: Option<NaiveDate>,
+        #[diesel(embed)]
+        authority: LocalAuthority,
+    }
+    // The record and its linked numbers as in `lookup_linked` (OFFSET 0: read once), then its
+    // items as in `current_held`, each authority by its key; no items unless it is current.
+    let rows: Vec<Row> = crate::db::prepared::sql(concat!(
+        "SELECT p.nhs_number, p.given_name, p.family_name, p.gender, p.birth_date, p.death_date, p.postcode, \
+                p.address, p.gp_ods, p.restricted, p.superseded_by, p.invalidated, p.linked, \
+                h.id AS item_id, h.nhs_number AS item_nhs_number, h.la_code, h.item_type, h.la_child_id, \
+                h.start_date, h.end_date, h.delete_date, h.code, h.reference_name, h.display_name, \
+                h.emergency_phone, h.office_hours_phone, h.contacts_updated_at \
+         FROM ( \
+             SELECT p.nhs_number, p.given_name, p.family_name, p.gender, p.birth_date, p.death_date, p.postcode, \
+                    p.address, p.gp_ods, p.restricted, p.superseded_by, p.invalidated, \
+                    ARRAY(WITH RECURSIVE linked(nhs_number, depth) AS (SELECT p.nhs_number, 0 UNION ",
+        crate::pds::patient::linked_step!(),
+        ") SELECT DISTINCT nhs_number FROM linked) AS linked \
+             FROM patients p WHERE p.nhs_number = $1 OFFSET 0 \
+         ) AS p \
+         LEFT JOIN LATERAL ( \
+             SELECT i.id, i.nhs_number, i.la_code, i.item_type, i.la_child_id, i.start_date, i.end_date, \
+                    i.delete_date, la.code, la.reference_name, la.display_name, la.emergency_phone, \
+                    la.office_hours_phone, la.contacts_updated_at \
+             FROM cp_items i CROSS JOIN LATERAL ( \
+                 SELECT * FROM local_authorities la WHERE la.code = i.la_code OFFSET 0 \
+             ) AS la \
+             WHERE i.nhs_number = ANY(p.linked) AND i.deleted_at IS NULL \
+               AND NOT p.invalidated AND p.superseded_by IS NULL \
+         ) AS h ON true \
+         ORDER BY h.la_code, h.item_type"
+    ))
+    .bind::<Text, _>(nhs_number.to_owned())
+    .load(conn)?;
+    let mut rows = rows.into_iter();
+    let Some(first) = rows.next() else {
+        return Ok((Lookup::NotFound, Vec::new(), Vec::new()));
+    };
+    if first.patient.invalidated || first.patient.superseded_by.is_some() {
+        let (found, linked) = patient::lookup_linked(conn, nhs_number)?;
+        let held = if matches!(found, Lookup::NotFound) { Vec::new() } else { current_held(conn, &linked)? };
+        return Ok((found, linked, held));
+    }
+    let Row { patient, mut linked, held } = first;
+    linked.sort_by_key(|n| n != &patient.nhs_number);
+    let held = std::iter::once(held)
+        .chain(rows.map(|r| r.held))
+        .flatten()
+        .map(|h| HeldItem {
+            item: CpItem {
+                id: h.item_id,
+                nhs_number: h.item_nhs_number,
+                la_code: h.la_code,
+                item_type: h.item_type,
+                la_child_id: h.la_child_id,
+                start_date: h.start_date,
+                end_date: h.end_date,
+                delete_date: h.delete_date,
+            },
+            authority: h.authority,
+        })
+        .collect();
+    Ok((Lookup::Found(patient), linked, held))
 }
 
 #[cfg(test)]

@@ -205,6 +205,7 @@ macro_rules! linked_step {
          WHERE l.depth < 10"
     };
 }
+pub(crate) use linked_step;
 
 /// [`lookup`] with the [`linked_numbers`] of the record it finds: one statement when the number
 /// asked is itself the current record (the common case: opening the tab, the patient page, a FHIR

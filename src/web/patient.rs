@@ -15,6 +15,7 @@ use crate::audit::Actor;
 use crate::auth::users::RoleProfile;
 use crate::auth::{Permission, SignedIn};
 use crate::cpis::alert::{self, AlertTab};
+use crate::cpis::items;
 use crate::cpis::recorder::Opening;
 use crate::db;
 use crate::domain::dates::{self, format_date, format_uk_datetime};
@@ -80,7 +81,7 @@ enum Record {
 /// A well-formed NHS number, or the same 404 an unknown one gets.
 fn valid_number(number: &str) -> Result<String, AppError> {
     if !nhs_number::is_valid(number) {
-        return Err(AppError::NotFound("There is no patient with that NHS number.".into()));
+        return Err(no_patient());
     }
     Ok(number.to_owned())
 }
@@ -91,8 +92,12 @@ fn lookup_record(conn: &mut PgConnection, number: &str) -> Result<Record, AppErr
         (Lookup::Superseded { old_number, current }, _) => {
             Ok(Record::Moved { current: current.nhs_number, old: old_number })
         }
-        (Lookup::NotFound, _) => Err(AppError::NotFound("There is no patient with that NHS number.".into())),
+        (Lookup::NotFound, _) => Err(no_patient()),
     }
+}
+
+fn no_patient() -> AppError {
+    AppError::NotFound("There is no patient with that NHS number.".into())
 }
 
 /// Whether the alert tab is offered: B0264 + B0107 and something this role may see (CP-IS053 to
@@ -107,7 +112,8 @@ fn offers_alert_tab(
         return Ok(false);
     }
     let today = dates::uk_date(Utc::now());
-    Ok(!alert::visible_items(conn, patient, linked, role.may_see_unborn_plans(), today)?.is_empty())
+    let held = items::current_held(conn, linked)?;
+    Ok(!alert::visible_items(held, patient, role.may_see_unborn_plans(), today).is_empty())
 }
 
 pub async fn show_patient(
@@ -216,12 +222,14 @@ pub async fn open_alert_tab(
     let viewer = principal.viewer(&role);
     let unborn = role.may_see_unborn_plans();
     let now = Utc::now();
-    let found = db::run(&state.pool, move |conn| match lookup_record(conn, &number)? {
-        Record::Moved { current, .. } => Ok(Err(current)),
-        Record::Current { patient, linked } => {
-            let authorities = alert::authorities(conn, &patient, &linked, unborn, now)?;
+    // The record, its numbers and what they hold: one statement.
+    let found = db::run(&state.pool, move |conn| match items::lookup_held(conn, &number)? {
+        (Lookup::Found(patient), linked, held) => {
+            let authorities = alert::authorities(held, &patient, unborn, now);
             Ok(Ok((patient, linked, authorities)))
         }
+        (Lookup::Superseded { current, .. }, ..) => Ok(Err(current.nhs_number)),
+        (Lookup::NotFound, ..) => Err(no_patient()),
     })
     .await?;
     let (patient, linked, authorities) = match found {

@@ -402,7 +402,8 @@ fn shown_everywhere(conn: &mut PgConnection, today: NaiveDate) -> BTreeMap<Strin
             Lookup::NotFound => continue,
         };
         let linked = cpis::pds::patient::linked_numbers(conn, &patient.nhs_number).unwrap();
-        let items = cpis::cpis::alert::visible_items(conn, &patient, &linked, true, today).unwrap();
+        let held = cpis::cpis::items::current_held(conn, &linked).unwrap();
+        let items = cpis::cpis::alert::visible_items(held, &patient, true, today);
         let mut shown: Vec<(i64, Option<NaiveDate>)> =
             items.iter().map(|i| (i.id, i.shown_end(patient.birth_date, today))).collect();
         shown.sort();

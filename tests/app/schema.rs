@@ -177,6 +177,47 @@ fn the_hand_written_read_of_held_items_agrees_with_the_dsl() {
     assert!(items_seen > 0);
 }
 
+/// Issue 8: `lookup_held`, the tab's and a FHIR query's first read, answers in one statement what
+/// `lookup_linked` and `current_held` answer in two, for every kind of record in the demo data:
+/// current with items (the demo holds some under a superseded number), current without, superseded,
+/// invalidated, unknown.
+#[test]
+fn lookup_held_agrees_with_lookup_linked_and_current_held() {
+    use cpis::cpis::items;
+    use cpis::pds::patient::{self, Lookup};
+    let db = TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    let mut numbers = texts(
+        &mut conn,
+        "(SELECT DISTINCT nhs_number AS s FROM cp_items) \
+         UNION ALL (SELECT superseded_by FROM patients WHERE superseded_by IS NOT NULL LIMIT 5) \
+         UNION ALL (SELECT nhs_number FROM patients WHERE superseded_by IS NOT NULL LIMIT 5) \
+         UNION ALL (SELECT nhs_number FROM patients WHERE invalidated LIMIT 3) \
+         UNION ALL (SELECT nhs_number FROM patients ORDER BY nhs_number LIMIT 20)",
+    );
+    numbers.push("9999999999".into());
+    let (mut with_items, mut under_old_number, mut without) = (0, 0, 0);
+    for n in &numbers {
+        let (found, linked, held) = items::lookup_held(&mut conn, n).unwrap();
+        let (expected, expected_linked) = patient::lookup_linked(&mut conn, n).unwrap();
+        let expected_held = match expected {
+            Lookup::NotFound => vec![],
+            _ => items::current_held(&mut conn, &expected_linked).unwrap(),
+        };
+        assert_eq!(format!("{found:?}"), format!("{expected:?}"), "{n}");
+        assert_eq!(linked, expected_linked, "{n}: the same numbers, the current one first");
+        assert_eq!(held, expected_held, "{n}");
+        if let Lookup::Found(p) = &found {
+            match held.is_empty() {
+                true => without += 1,
+                false => with_items += 1,
+            }
+            under_old_number += usize::from(held.iter().any(|h| h.item.nhs_number != p.nhs_number));
+        }
+    }
+    assert!(with_items > 0 && under_old_number > 0 && without > 0, "{with_items} {under_old_number} {without}");
+}
+
 /// A statement the database must refuse as a broken reference (SQLSTATE 23503), whatever path
 /// the row took.
 fn refused_as_reference(conn: &mut PgConnection, sql: &str) {

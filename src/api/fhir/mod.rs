@@ -29,6 +29,7 @@ use crate::app::AppState;
 use crate::audit::Actor;
 use crate::cpis::access::{Channel, Viewer};
 use crate::cpis::alert;
+use crate::cpis::items::{self, HeldItem};
 use crate::cpis::recorder::{self, FhirExchange};
 use crate::db;
 use crate::domain::{dates, nhs_number, roles};
@@ -62,6 +63,8 @@ enum Subject {
     Known {
         patient: Box<Patient>,
         linked: Vec<String>,
+        /// What the numbers hold, before the role's rules ([`crate::cpis::items::lookup_held`]).
+        held: Vec<HeldItem>,
     },
 }
 
@@ -149,12 +152,12 @@ fn patient_identifier(req: &HttpRequest) -> Result<String, ApiError> {
 }
 
 fn resolve(conn: &mut diesel::PgConnection, number: &str) -> Result<Subject, crate::error::AppError> {
-    Ok(match patient::lookup_linked(conn, number)? {
-        (Lookup::Found(p) | Lookup::Superseded { current: p, .. }, linked) => {
-            Subject::Known { patient: Box::new(p), linked }
+    Ok(match items::lookup_held(conn, number)? {
+        (Lookup::Found(p) | Lookup::Superseded { current: p, .. }, linked, held) => {
+            Subject::Known { patient: Box::new(p), linked, held }
         }
-        (Lookup::NotFound, _) if patient::find(conn, number)?.is_some() => Subject::Invalidated,
-        (Lookup::NotFound, _) => Subject::Unknown,
+        (Lookup::NotFound, ..) if patient::find(conn, number)?.is_some() => Subject::Invalidated,
+        (Lookup::NotFound, ..) => Subject::Unknown,
     })
 }
 
@@ -292,11 +295,11 @@ fn look_up(
         Err(refused) => return Ok(Err(refused)),
     };
     let may_see_unborn = roles::may_see_unborn_plans(&search.user.job_role);
-    let subject = resolve(conn, &search.nhs_number)?;
+    let mut subject = resolve(conn, &search.nhs_number)?;
     let exchange = FhirExchange { ods_code: search.ods_code.clone(), trace_id: trace.map(str::to_owned) };
-    let tab = match &subject {
-        Subject::Known { patient, linked } if search.unscheduled && opening == Opening::Record => {
-            let authorities = alert::authorities(conn, patient, linked, may_see_unborn, now)?;
+    let tab = match &mut subject {
+        Subject::Known { patient, linked, held } if search.unscheduled && opening == Opening::Record => {
+            let authorities = alert::authorities(std::mem::take(held), patient, may_see_unborn, now);
             if !authorities.is_empty() {
                 let viewer = Viewer {
                     viewer_id: search.user.id.clone(),
@@ -319,7 +322,9 @@ fn look_up(
             }
             None
         }
-        Subject::Known { patient, linked } => alert::read(conn, names, patient, linked, may_see_unborn, now)?,
+        Subject::Known { patient, linked, held } => {
+            alert::read(conn, names, patient, linked, std::mem::take(held), may_see_unborn, now)?
+        }
         _ => None,
     };
     exchange.log(conn, now)?;
