@@ -322,7 +322,7 @@ fn main() {
     // profiling the service while it runs; `--only daily`: the daily run five times, rolled back;
     // `--only upload`: the 60,000-record upload twice; `--only upload-tab`: the tab at 16 users
     // alone and then while those two uploads run; `--only open`: the tab's open loop, with when its
-    // slow answers came (nothing is written to target/bench).
+    // slow answers came; `--only soak`: the 15-minute soak (nothing is written to target/bench).
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let settings = Settings {
         workers: std::env::var("CPIS_WORKERS").ok().and_then(|v| v.parse().ok()).unwrap_or(0),
@@ -565,6 +565,11 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: O
         );
         return;
     }
+    if only.as_deref() == Some("soak") {
+        let row = soak_run(&service, nhs_req.clone(), tab_req.clone()).await;
+        eprintln!("national: {} {}: {}", row.workload, if row.pass == Some(true) { "pass" } else { "FAIL" }, row.note);
+        return;
+    }
     if only.as_deref() == Some("open") {
         // Warmed as in the full run, where the closed runs come first.
         let _ = closed_run(&svc, USERS_LOW, tab_req.clone(), ok200).await;
@@ -604,7 +609,9 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: O
             "demo" => (demo_req, ok200),
             "fhir" => (fhir_req, ok200),
             other => {
-                panic!("--only takes tab, nhs, demo, fhir, open, daily, upload, upload-tab or signin, not {other}")
+                panic!(
+                    "--only takes tab, nhs, demo, fhir, open, soak, daily, upload, upload-tab or signin, not {other}"
+                )
             }
         };
         let users = settings.only_users;
@@ -834,24 +841,26 @@ struct Count {
 async fn soak_run(service: &Server, nhs_req: MakeReq, tab_req: MakeReq) -> Row {
     let make: MakeReq = Arc::new(move |u, n| if n % 2 == 0 { nhs_req(u, n) } else { tab_req(u, n) });
     let ok: fn(u16) -> bool = |s| s == 200 || s == 303;
-    let pid_rss = {
+    // The server's resident memory (KiB) and its number of threads, from /proc.
+    let pid_status = {
         let pid = service.child.id();
-        move || -> Option<u64> {
+        move |field: &str| -> Option<u64> {
             let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+            status.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
         }
     };
     let sampler = tokio::spawn(async move {
-        let mut samples = Vec::new();
+        let (mut samples, mut threads) = (Vec::new(), Vec::new());
         let started = Instant::now();
         while started.elapsed() < SOAK + Duration::from_secs(5) {
-            samples.push((started.elapsed().as_secs(), pid_rss().unwrap_or(0)));
+            samples.push((started.elapsed().as_secs(), pid_status("VmRSS:").unwrap_or(0)));
+            threads.push(pid_status("Threads:").unwrap_or(0));
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
-        samples
+        (samples, threads)
     });
     let s = loadgen::closed(&service.target, USERS_HIGH, 10_000_000, SOAK, Duration::from_secs(1), make, ok).await;
-    let samples = sampler.await.unwrap();
+    let (samples, threads) = sampler.await.unwrap();
     let at = |secs: u64| samples.iter().find(|(t, _)| *t >= secs).map(|(_, r)| *r).unwrap_or(0);
     let (early, end) = (at(120), samples.last().map(|(_, r)| *r).unwrap_or(0));
     let max = samples.iter().map(|(_, r)| *r).max().unwrap_or(0);
@@ -860,12 +869,12 @@ async fn soak_run(service: &Server, nhs_req: MakeReq, tab_req: MakeReq) -> Row {
     let mut r = Row::from_stats("soak: 160 users, 1 s think, 15 min (search + tab)", "no errors, flat RSS", &s);
     r.pass = Some(s.errors == 0 && flat);
     r.note = format!(
-        "{}; RSS {} MiB at 2 min, {} MiB at the end, {} MiB max; samples {:?}",
+        "{}; RSS {} MiB at 2 min, {} MiB at the end, {} MiB max; samples (s, MiB, threads) {:?}",
         r.note,
         early / 1024,
         end / 1024,
         max / 1024,
-        samples.iter().map(|(t, r)| (*t, r / 1024)).collect::<Vec<_>>()
+        samples.iter().zip(&threads).map(|((t, r), n)| (*t, r / 1024, *n)).collect::<Vec<_>>()
     );
     let _ = service.rss_kib();
     r

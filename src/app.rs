@@ -90,6 +90,7 @@ pub fn session_cookie_name(secure: bool) -> &'static str {
 pub fn server(state: AppState, listener: std::net::TcpListener) -> std::io::Result<actix_web::dev::Server> {
     let cookie_key = cookie_key(&state.config);
     let workers = state.config.workers;
+    let blocking = blocking_threads(state.config.db_pool_size);
     monitoring::probe::spawn(state.pool.clone(), state.metrics.clone(), state.config.monitor_interval);
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
@@ -128,8 +129,18 @@ pub fn server(state: AppState, listener: std::net::TcpListener) -> std::io::Resu
             .default_service(web::to(home::not_found))
     });
     let server = if workers > 0 { server.workers(workers) } else { server };
+    let server = server.worker_max_blocking_threads(blocking);
     let server = server.listen(listener)?.shutdown_timeout(5).run();
     Ok(server)
+}
+
+/// How many threads each worker may run its blocking work on (`db::run`): as many as the pool has
+/// connections, since all but a moment of that work holds one. actix's default (512 shared out
+/// among the workers) let 160 users arriving together start about 140 threads, each waiting for
+/// one of 16 connections and each keeping memory of its own; beyond this many, work waits in the
+/// worker's queue instead, in the order it came.
+pub fn blocking_threads(pool_size: u32) -> usize {
+    (pool_size as usize).max(4)
 }
 
 /// The key that signs the session cookie. The cookie carries only a random 256-bit session key
@@ -143,4 +154,17 @@ fn cookie_key(config: &Config) -> Key {
         None => Sha512::digest(format!("cpis-session-cookie:{}", config.database_url).as_bytes()),
     };
     Key::derive_from(&master)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_worker_runs_blocking_work_on_as_many_threads_as_the_pool_has_connections() {
+        assert_eq!(blocking_threads(16), 16);
+        assert_eq!(blocking_threads(40), 40);
+        // A tiny pool still leaves room for work that waits on something else (a sign-in's hash).
+        assert_eq!(blocking_threads(1), 4);
+    }
 }
