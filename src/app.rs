@@ -134,11 +134,14 @@ pub fn server(state: AppState, listener: std::net::TcpListener) -> std::io::Resu
     Ok(server)
 }
 
-/// How many threads each worker may run its blocking work on (`db::run`): as many as the pool has
-/// connections, since all but a moment of that work holds one. actix's default (512 shared out
-/// among the workers) let 160 users arriving together start about 140 threads, each waiting for
-/// one of 16 connections and each keeping memory of its own; beyond this many, work waits in the
-/// worker's queue instead, in the order it came.
+/// How many threads each worker may run its blocking work on (`db::run`, the session store): as
+/// many as the pool has connections, since nearly all of that work holds one (static files are
+/// read on the worker, `home::static_files`). actix's default (512 shared out among the workers)
+/// let 160 users arriving together start about 140 threads, each waiting for one of 16
+/// connections and each keeping memory of its own; beyond this many, work waits in the worker's
+/// queue instead, in the order it came, and the pool's timeout counts from when it was queued
+/// (`db::checkout_deadline`), so an outage is still a 503 within that timeout. The cap is per
+/// worker: with several workers, more threads than connections can wait.
 pub fn blocking_threads(pool_size: u32) -> usize {
     (pool_size as usize).max(4)
 }
@@ -164,7 +167,7 @@ mod tests {
     fn each_worker_runs_blocking_work_on_as_many_threads_as_the_pool_has_connections() {
         assert_eq!(blocking_threads(16), 16);
         assert_eq!(blocking_threads(40), 40);
-        // A tiny pool still leaves room for work that waits on something else (a sign-in's hash).
+        // A tiny pool still gets a few.
         assert_eq!(blocking_threads(1), 4);
     }
 }

@@ -255,10 +255,11 @@ pub fn histories(
     read_histories(conn, names, lists, histories_sql!("", ""))
 }
 
-/// [`histories`], read by a statement that first waits for the WAL flush of every commit before
-/// it: its own transaction writes [`crate::flush_message!`] before anything is read (the
-/// message's sub-select is the outer side of every join, and the lists are gated on it) and
-/// commits durably. The access recorder reads its batch's histories so after the batch's commit,
+/// [`histories`], read by a statement that also waits for the WAL flush of every commit before
+/// it: its own transaction writes [`crate::flush_message!`] once, whatever the read finds (the
+/// message's sub-select is the outer side of the read's joins, and the lists are gated on it),
+/// and commits durably before the rows reach the caller. Only outside a transaction (the
+/// statement must be its own); inside one, the flush is left owed. The access recorder reads its batch's histories so after the batch's commit,
 /// whose flush was deferred ([`crate::db::defer_flush`]): one round trip for both, not two.
 pub fn histories_once_flushed(
     conn: &mut PgConnection,
@@ -274,7 +275,14 @@ pub fn histories_once_flushed(
             " WHERE f.lsn IS NOT NULL"
         ),
     )?;
-    crate::db::flush_waited();
+    use diesel::connection::{Connection, TransactionManager};
+    let outside_transaction = matches!(
+        <PgConnection as Connection>::TransactionManager::transaction_manager_status_mut(conn).transaction_depth(),
+        Ok(None)
+    );
+    if outside_transaction {
+        crate::db::flush_waited();
+    }
     Ok(read)
 }
 

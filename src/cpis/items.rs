@@ -81,7 +81,7 @@ pub fn current_held(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<
              SELECT * FROM local_authorities la WHERE la.code = i.la_code OFFSET 0 \
          ) AS la \
          WHERE i.nhs_number = ANY(((SELECT $1))::text[]) AND i.deleted_at IS NULL \
-         ORDER BY i.la_code, i.item_type",
+         ORDER BY i.la_code, i.item_type, i.id",
     )
     .bind::<Array<Text>, _>(numbers.to_vec())
     .load(conn)
@@ -151,7 +151,7 @@ pub fn lookup_held(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<(Lo
              WHERE i.nhs_number = ANY(p.linked) AND i.deleted_at IS NULL \
                AND NOT p.invalidated AND p.superseded_by IS NULL \
          ) AS h ON true \
-         ORDER BY h.la_code, h.item_type"
+         ORDER BY h.la_code, h.item_type, h.id"
     ))
     .bind::<Text, _>(nhs_number.to_owned())
     .load(conn)?;

@@ -69,20 +69,36 @@ where
     T: Send + 'static,
 {
     let pool = pool.clone();
-    actix_web::web::block(move || run_blocking(&pool, &mut f))
+    // The pool's timeout counts from here: work that waited for a blocking thread (each worker
+    // has as many as the pool has connections, `app::blocking_threads`) waits the less for a
+    // connection, so a request still fails by then when none can be had (an outage's 503).
+    let deadline = checkout_deadline(&pool);
+    actix_web::web::block(move || run_blocking_by(&pool, Some(deadline), &mut f))
         .await
         .map_err(|_| AppError::Internal("blocking task failed".into()))?
+}
+
+/// When work handed to a blocking thread now must have its connection by: the pool's timeout
+/// from now ([`run`], the session store).
+pub fn checkout_deadline(pool: &DbPool) -> std::time::Instant {
+    std::time::Instant::now() + pool.connection_timeout()
 }
 
 /// [`run`] on the calling thread, for a thread of the service's own that may block (the access
 /// recorder, src/cpis/recorder.rs): the same retry on a lost connection and the same wait for a
 /// deferred commit's flush.
-pub fn run_blocking<T>(
+pub fn run_blocking<T>(pool: &DbPool, f: impl FnMut(&mut PgConnection) -> Result<T, AppError>) -> Result<T, AppError> {
+    run_blocking_by(pool, None, f)
+}
+
+/// [`run_blocking`], with a connection had by `deadline` (if given) or not at all.
+fn run_blocking_by<T>(
     pool: &DbPool,
+    deadline: Option<std::time::Instant>,
     mut f: impl FnMut(&mut PgConnection) -> Result<T, AppError>,
 ) -> Result<T, AppError> {
     let suspect = |e: &AppError| matches!(e, AppError::Internal(_) | AppError::Unavailable);
-    retrying(pool, suspect, |conn| {
+    retrying_by(pool, deadline, suspect, |conn| {
         let _scope = FlushScope::enter();
         let result = f(conn);
         if FlushScope::deferred() {
@@ -113,9 +129,23 @@ pub struct Lost;
 pub fn retrying<T, E>(
     pool: &DbPool,
     suspect: impl Fn(&E) -> bool,
+    f: impl FnMut(&mut PgConnection) -> Result<T, E>,
+) -> Result<Result<T, E>, Lost> {
+    retrying_by(pool, None, suspect, f)
+}
+
+/// [`retrying`], with the first connection had by `deadline` (if given; [`checkout_deadline`]).
+pub fn retrying_by<T, E>(
+    pool: &DbPool,
+    deadline: Option<std::time::Instant>,
+    suspect: impl Fn(&E) -> bool,
     mut f: impl FnMut(&mut PgConnection) -> Result<T, E>,
 ) -> Result<Result<T, E>, Lost> {
-    let mut conn = pool.get().map_err(|_| Lost)?;
+    let conn = match deadline {
+        Some(by) => pool.get_timeout(by.saturating_duration_since(std::time::Instant::now())),
+        None => pool.get(),
+    };
+    let mut conn = conn.map_err(|_| Lost)?;
     let (first, health) = attempt(&mut conn, &suspect, &mut f);
     match health {
         Health::Fine => Ok(first),

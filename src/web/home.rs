@@ -29,9 +29,11 @@ pub async fn home(session: Session, SignedIn(principal): SignedIn) -> Result<Htt
     }
 }
 
-/// Static files are served from the configured folder.
+/// Static files are served from the configured folder. Files up to 1 MiB (all of the service's
+/// own) are read on the worker itself, not on its blocking threads, which the database's work
+/// has to itself (`app::blocking_threads`).
 pub fn static_files(dir: &str) -> actix_files::Files {
-    actix_files::Files::new("/static", dir).prefer_utf8(true)
+    actix_files::Files::new("/static", dir).prefer_utf8(true).read_mode_threshold(1024 * 1024)
 }
 
 pub async fn not_found() -> Result<HttpResponse, AppError> {

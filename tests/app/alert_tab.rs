@@ -451,6 +451,13 @@ fn a_batchs_history_read_is_what_waits_for_its_commit_to_be_on_disk() {
         .unwrap();
     assert!(flushing, "the flushing read writes its message even when there is nothing to read");
     let lists: [&[String]; 1] = [&[NOAH_WILLIAMS.to_owned()]];
+    let flushing = conn
+        .transaction::<_, diesel::result::Error, _>(|c| {
+            assert!(!access::histories_once_flushed(c, &Default::default(), &lists)?[0].is_empty());
+            Ok(wrote(c))
+        })
+        .unwrap();
+    assert!(flushing, "and when there is");
     let plain = conn
         .transaction::<_, diesel::result::Error, _>(|c| {
             assert!(!access::histories(c, &Default::default(), &lists)?[0].is_empty());

@@ -866,3 +866,34 @@ async fn the_access_recorder_answers_unavailable_when_the_database_cannot_be_rea
         assert!(matches!(answer, Err(cpis::error::AppError::Unavailable)), "{answer:?}");
     }
 }
+
+/// Issue 8: each worker runs blocking work on as many threads as the pool has connections, so work
+/// may wait for a thread before it asks for a connection. The pool's timeout counts from when the
+/// work was handed over (`db::checkout_deadline`): work whose time is up when its thread takes it
+/// fails at once (the outage's 503), rather than waiting the whole timeout again behind others.
+#[test]
+fn work_that_waited_for_a_thread_waits_the_less_for_a_connection() {
+    use diesel::r2d2::Pool;
+    use std::time::{Duration, Instant};
+    let db = crate::support::TestDatabase::new(crate::support::Template::Reference);
+    let pool = Pool::builder()
+        .max_size(1)
+        .connection_timeout(Duration::from_secs(3))
+        .build(cpis::db::manager::Manager::new(&db.url))
+        .unwrap();
+    let held = pool.get().unwrap();
+    // Its deadline passed while it waited for a thread: no connection is free, so it fails now.
+    let asked = Instant::now();
+    let late = cpis::db::retrying_by(&pool, Some(Instant::now()), |_: &()| true, |_| Ok::<_, ()>(()));
+    assert!(late.is_err(), "no connection could be had");
+    assert!(asked.elapsed() < Duration::from_secs(1), "it did not wait the pool's 3 s: {:?}", asked.elapsed());
+    // With time left, it gets the connection as soon as it is free.
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        drop(held);
+    });
+    let on_time =
+        cpis::db::retrying_by(&pool, Some(cpis::db::checkout_deadline(&pool)), |_: &()| true, |_| Ok::<_, ()>(7));
+    assert_eq!(on_time.ok().and_then(Result::ok), Some(7));
+    releaser.join().unwrap();
+}
