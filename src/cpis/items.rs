@@ -160,7 +160,7 @@ pub fn lookup_held(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<(Lo
         return Ok((Lookup::NotFound, Vec::new(), Vec::new()));
     };
     if first.patient.invalidated || first.patient.superseded_by.is_some() {
-        let (found, linked) = patient::lookup_linked(conn, nhs_number)?;
+        let (found, linked) = patient::lookup_then_linked(conn, nhs_number)?;
         let held = if matches!(found, Lookup::NotFound) { Vec::new() } else { current_held(conn, &linked)? };
         return Ok((found, linked, held));
     }

@@ -235,15 +235,19 @@ pub fn lookup_linked(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<(
             linked.sort_by_key(|n| n != &patient.nhs_number);
             Ok((Lookup::Found(patient), linked))
         }
-        Some(_) => {
-            let found = lookup(conn, nhs_number)?;
-            let linked = match &found {
-                Lookup::Found(p) | Lookup::Superseded { current: p, .. } => linked_numbers(conn, &p.nhs_number)?,
-                Lookup::NotFound => Vec::new(),
-            };
-            Ok((found, linked))
-        }
+        Some(_) => lookup_then_linked(conn, nhs_number),
     }
+}
+
+/// [`lookup`], then the [`linked_numbers`] of the record it finds, as separate reads: for a
+/// number already known not to be the current record itself (superseded or invalidated).
+pub fn lookup_then_linked(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<(Lookup, Vec<String>)> {
+    let found = lookup(conn, nhs_number)?;
+    let linked = match &found {
+        Lookup::Found(p) | Lookup::Superseded { current: p, .. } => linked_numbers(conn, &p.nhs_number)?,
+        Lookup::NotFound => Vec::new(),
+    };
+    Ok((found, linked))
 }
 
 /// The current number and every number superseded into it: they name the same person, and an LA's
