@@ -129,10 +129,7 @@ impl Report {
 /// of the database (a read-only REPEATABLE READ transaction, unless the caller already holds a
 /// transaction). Without a key the result says the checkpoints were not checked.
 pub fn verify_all(conn: &mut PgConnection, key: Option<&AuditKey>) -> QueryResult<Report> {
-    use diesel::connection::{AnsiTransactionManager, TransactionManager};
-    let in_transaction =
-        matches!(AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth(), Ok(Some(_)));
-    if in_transaction {
+    if crate::db::in_transaction(conn) {
         check_all(conn, key)
     } else {
         conn.build_transaction().repeatable_read().read_only().run(|conn| check_all(conn, key))

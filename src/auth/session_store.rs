@@ -187,7 +187,7 @@ async fn blocking<T: Send + 'static>(
     let pool = pool.clone();
     let deadline = crate::db::checkout_deadline(&pool);
     actix_web::web::block(move || {
-        let result = crate::db::retrying_by(&pool, Some(deadline), |_| true, f)
+        let result = crate::db::retrying(&pool, deadline, |_| true, f)
             .map_err(|_| anyhow::anyhow!("the database could not be reached"))?;
         result.map_err(anyhow::Error::from)
     })

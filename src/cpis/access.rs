@@ -259,8 +259,9 @@ pub fn histories(
 /// it: its own transaction writes [`crate::flush_message!`] once, whatever the read finds (the
 /// message's sub-select is the outer side of the read's joins, and the lists are gated on it),
 /// and commits durably before the rows reach the caller. Only outside a transaction (the
-/// statement must be its own); inside one, the flush is left owed. The access recorder reads its batch's histories so after the batch's commit,
-/// whose flush was deferred ([`crate::db::defer_flush`]): one round trip for both, not two.
+/// statement must be its own); inside one, the flush is left owed. The access recorder reads its
+/// batch's histories so after the batch's commit, whose flush was deferred
+/// ([`crate::db::defer_flush`]): one round trip for both, not two.
 pub fn histories_once_flushed(
     conn: &mut PgConnection,
     names: &super::reference_names::ReferenceNames,
@@ -275,12 +276,7 @@ pub fn histories_once_flushed(
             " WHERE f.lsn IS NOT NULL"
         ),
     )?;
-    use diesel::connection::{Connection, TransactionManager};
-    let outside_transaction = matches!(
-        <PgConnection as Connection>::TransactionManager::transaction_manager_status_mut(conn).transaction_depth(),
-        Ok(None)
-    );
-    if outside_transaction {
+    if !crate::db::in_transaction(conn) {
         crate::db::flush_waited();
     }
     Ok(read)

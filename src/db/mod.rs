@@ -73,32 +73,38 @@ where
     // has as many as the pool has connections, `app::blocking_threads`) waits the less for a
     // connection, so a request still fails by then when none can be had (an outage's 503).
     let deadline = checkout_deadline(&pool);
-    actix_web::web::block(move || run_blocking_by(&pool, Some(deadline), &mut f))
+    actix_web::web::block(move || run_blocking_by(&pool, deadline, &mut f))
         .await
         .map_err(|_| AppError::Internal("blocking task failed".into()))?
 }
 
 /// When work handed to a blocking thread now must have its connection by: the pool's timeout
-/// from now ([`run`], the session store).
+/// from now ([`run`], the session store; [`run_blocking`] from its own call).
 pub fn checkout_deadline(pool: &DbPool) -> std::time::Instant {
     std::time::Instant::now() + pool.connection_timeout()
+}
+
+/// Whether the connection is inside a transaction that diesel began.
+pub fn in_transaction(conn: &mut PgConnection) -> bool {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+    matches!(AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth(), Ok(Some(_)))
 }
 
 /// [`run`] on the calling thread, for a thread of the service's own that may block (the access
 /// recorder, src/cpis/recorder.rs): the same retry on a lost connection and the same wait for a
 /// deferred commit's flush.
 pub fn run_blocking<T>(pool: &DbPool, f: impl FnMut(&mut PgConnection) -> Result<T, AppError>) -> Result<T, AppError> {
-    run_blocking_by(pool, None, f)
+    run_blocking_by(pool, checkout_deadline(pool), f)
 }
 
-/// [`run_blocking`], with a connection had by `deadline` (if given) or not at all.
+/// [`run_blocking`], with a connection had by `deadline` or not at all.
 fn run_blocking_by<T>(
     pool: &DbPool,
-    deadline: Option<std::time::Instant>,
+    deadline: std::time::Instant,
     mut f: impl FnMut(&mut PgConnection) -> Result<T, AppError>,
 ) -> Result<T, AppError> {
     let suspect = |e: &AppError| matches!(e, AppError::Internal(_) | AppError::Unavailable);
-    retrying_by(pool, deadline, suspect, |conn| {
+    retrying(pool, deadline, suspect, |conn| {
         let _scope = FlushScope::enter();
         let result = f(conn);
         if FlushScope::deferred() {
@@ -118,7 +124,8 @@ fn run_blocking_by<T>(
 #[derive(Debug)]
 pub struct Lost;
 
-/// Runs `f` with a connection checked out without a round trip ([`manager`]). When a statement of
+/// Runs `f` with a connection checked out without a round trip ([`manager`]), had by `deadline`
+/// ([`checkout_deadline`]) or not at all ([`Lost`]). When a statement of
 /// `f` failed, or `f` failed in a way `suspect` says may be the connection's, the connection is
 /// asked `SELECT 1` (nothing more is asked of work whose statements all succeeded). If it does
 /// not answer, it is marked for the pool to drop, and:
@@ -128,24 +135,11 @@ pub struct Lost;
 /// - otherwise a suspect failure is [`Lost`], and any other result stands.
 pub fn retrying<T, E>(
     pool: &DbPool,
-    suspect: impl Fn(&E) -> bool,
-    f: impl FnMut(&mut PgConnection) -> Result<T, E>,
-) -> Result<Result<T, E>, Lost> {
-    retrying_by(pool, None, suspect, f)
-}
-
-/// [`retrying`], with the first connection had by `deadline` (if given; [`checkout_deadline`]).
-pub fn retrying_by<T, E>(
-    pool: &DbPool,
-    deadline: Option<std::time::Instant>,
+    deadline: std::time::Instant,
     suspect: impl Fn(&E) -> bool,
     mut f: impl FnMut(&mut PgConnection) -> Result<T, E>,
 ) -> Result<Result<T, E>, Lost> {
-    let conn = match deadline {
-        Some(by) => pool.get_timeout(by.saturating_duration_since(std::time::Instant::now())),
-        None => pool.get(),
-    };
-    let mut conn = conn.map_err(|_| Lost)?;
+    let mut conn = pool.get_timeout(deadline.saturating_duration_since(std::time::Instant::now())).map_err(|_| Lost)?;
     let (first, health) = attempt(&mut conn, &suspect, &mut f);
     match health {
         Health::Fine => Ok(first),

@@ -884,7 +884,7 @@ fn work_that_waited_for_a_thread_waits_the_less_for_a_connection() {
     let held = pool.get().unwrap();
     // Its deadline passed while it waited for a thread: no connection is free, so it fails now.
     let asked = Instant::now();
-    let late = cpis::db::retrying_by(&pool, Some(Instant::now()), |_: &()| true, |_| Ok::<_, ()>(()));
+    let late = cpis::db::retrying(&pool, Instant::now(), |_: &()| true, |_| Ok::<_, ()>(()));
     assert!(late.is_err(), "no connection could be had");
     assert!(asked.elapsed() < Duration::from_secs(1), "it did not wait the pool's 3 s: {:?}", asked.elapsed());
     // With time left, it gets the connection as soon as it is free.
@@ -892,8 +892,7 @@ fn work_that_waited_for_a_thread_waits_the_less_for_a_connection() {
         std::thread::sleep(Duration::from_millis(200));
         drop(held);
     });
-    let on_time =
-        cpis::db::retrying_by(&pool, Some(cpis::db::checkout_deadline(&pool)), |_: &()| true, |_| Ok::<_, ()>(7));
+    let on_time = cpis::db::retrying(&pool, cpis::db::checkout_deadline(&pool), |_: &()| true, |_| Ok::<_, ()>(7));
     assert_eq!(on_time.ok().and_then(Result::ok), Some(7));
     releaser.join().unwrap();
 }

@@ -63,8 +63,6 @@ enum Subject {
     Known {
         patient: Box<Patient>,
         linked: Vec<String>,
-        /// What the numbers hold, before the role's rules ([`crate::cpis::items::lookup_held`]).
-        held: Vec<HeldItem>,
     },
 }
 
@@ -151,13 +149,15 @@ fn patient_identifier(req: &HttpRequest) -> Result<String, ApiError> {
     Ok(number.to_owned())
 }
 
-fn resolve(conn: &mut diesel::PgConnection, number: &str) -> Result<Subject, crate::error::AppError> {
+/// The subject of a search, and what its numbers hold before the role's rules
+/// ([`items::lookup_held`]; nothing unless it is known).
+fn resolve(conn: &mut diesel::PgConnection, number: &str) -> Result<(Subject, Vec<HeldItem>), crate::error::AppError> {
     Ok(match items::lookup_held(conn, number)? {
         (Lookup::Found(p) | Lookup::Superseded { current: p, .. }, linked, held) => {
-            Subject::Known { patient: Box::new(p), linked, held }
+            (Subject::Known { patient: Box::new(p), linked }, held)
         }
-        (Lookup::NotFound, ..) if patient::find(conn, number)?.is_some() => Subject::Invalidated,
-        (Lookup::NotFound, ..) => Subject::Unknown,
+        (Lookup::NotFound, ..) if patient::find(conn, number)?.is_some() => (Subject::Invalidated, Vec::new()),
+        (Lookup::NotFound, ..) => (Subject::Unknown, Vec::new()),
     })
 }
 
@@ -295,11 +295,11 @@ fn look_up(
         Err(refused) => return Ok(Err(refused)),
     };
     let may_see_unborn = roles::may_see_unborn_plans(&search.user.job_role);
-    let mut subject = resolve(conn, &search.nhs_number)?;
+    let (subject, held) = resolve(conn, &search.nhs_number)?;
     let exchange = FhirExchange { ods_code: search.ods_code.clone(), trace_id: trace.map(str::to_owned) };
-    let tab = match &mut subject {
-        Subject::Known { patient, linked, held } if search.unscheduled && opening == Opening::Record => {
-            let authorities = alert::authorities(std::mem::take(held), patient, may_see_unborn, now);
+    let tab = match &subject {
+        Subject::Known { patient, linked } if search.unscheduled && opening == Opening::Record => {
+            let authorities = alert::authorities(held, patient, may_see_unborn, now);
             if !authorities.is_empty() {
                 let viewer = Viewer {
                     viewer_id: search.user.id.clone(),
@@ -322,9 +322,7 @@ fn look_up(
             }
             None
         }
-        Subject::Known { patient, linked, held } => {
-            alert::read(conn, names, patient, linked, std::mem::take(held), may_see_unborn, now)?
-        }
+        Subject::Known { patient, linked } => alert::read(conn, names, patient, linked, held, may_see_unborn, now)?,
         _ => None,
     };
     exchange.log(conn, now)?;
