@@ -36,7 +36,8 @@ use serde_json::json;
 use common::{admin_url, exec, median, url_for, wait_until_chained};
 use loadgen::{MakeReq, Req, Stats, Target};
 
-/// The allocator the service runs with (src/main.rs), for the baseline and the load generator too.
+/// The allocator the service runs with (src/main.rs), for the baseline and the load generator too,
+/// and, as the service, without transparent huge pages (`main`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -311,6 +312,9 @@ fn machine() -> serde_json::Value {
 }
 
 fn main() {
+    if let Err(e) = cpis::memory::no_transparent_huge_pages() {
+        eprintln!("national: transparent huge pages stay on ({e})");
+    }
     if let Ok(bind) = std::env::var(baseline::ROLE_ENV) {
         baseline::serve(&bind);
     }

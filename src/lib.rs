@@ -13,6 +13,7 @@ pub mod error;
 pub mod jobs;
 pub mod mail;
 pub mod mailbox;
+pub mod memory;
 pub mod messages;
 pub mod monitoring;
 pub mod pds;

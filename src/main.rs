@@ -6,12 +6,13 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use cpis::config::Config;
-use cpis::{app, db, seed, telemetry};
+use cpis::{app, db, memory, seed, telemetry};
 
 /// mimalloc rather than the system's malloc: a tab opening allocates and frees a few hundred small
 /// strings (its history's rows, the page), and glibc's malloc and free, with its fastbin
 /// consolidation, were about a seventh of the service's CPU in `bench-profile tab`. The benchmark's
 /// baseline and load generator use it too (benches/national.rs), so ratios compare like with like.
+/// Without transparent huge pages (`main`, src/memory.rs).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -101,6 +102,8 @@ enum PdsCommand {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts (src/memory.rs: the soak's resident set without it).
+    let huge_pages_off = memory::no_transparent_huge_pages();
     let cli = Cli::parse();
     let config = match Config::from_env() {
         Ok(c) => c,
@@ -110,6 +113,9 @@ fn main() -> ExitCode {
         }
     };
     telemetry::init(config.log_json);
+    if let Err(e) = huge_pages_off {
+        tracing::warn!(error = %e, "transparent huge pages could not be turned off for this process");
+    }
     match run(cli.command, config) {
         Ok(code) => code,
         Err(e) => {
