@@ -24,8 +24,10 @@ pub fn no_transparent_huge_pages() -> std::io::Result<()> {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: PR_SET_THP_DISABLE takes an integer flag and no pointers; it changes only a
-        // flag of this process's memory map.
-        let done = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        // flag of this process's memory map. prctl is variadic and the kernel reads each argument
+        // as an unsigned long (and refuses non-zero unused ones): they are passed at that width.
+        let (on, unused): (libc::c_ulong, libc::c_ulong) = (1, 0);
+        let done = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, on, unused, unused, unused) };
         if done != 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -39,7 +41,8 @@ pub fn transparent_huge_pages_allowed() -> Option<bool> {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: PR_GET_THP_DISABLE takes no arguments beyond the option and reads a flag.
-        let disabled = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        let unused: libc::c_ulong = 0;
+        let disabled = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, unused, unused, unused, unused) };
         match disabled {
             0 => Some(true),
             1 => Some(false),
