@@ -88,11 +88,12 @@ impl Server {
     fn pid(&self) -> u32 {
         self.child.id()
     }
+}
 
-    fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
-    }
+/// A number from a process's `/proc/<pid>/status` (`VmRSS:` in KiB, `Threads:`), while it runs.
+fn proc_status(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn free_port() -> u16 {
@@ -845,20 +846,14 @@ struct Count {
 async fn soak_run(service: &Server, nhs_req: MakeReq, tab_req: MakeReq) -> Row {
     let make: MakeReq = Arc::new(move |u, n| if n % 2 == 0 { nhs_req(u, n) } else { tab_req(u, n) });
     let ok: fn(u16) -> bool = |s| s == 200 || s == 303;
-    // The server's resident memory (KiB) and its number of threads, from /proc.
-    let pid_status = {
-        let pid = service.child.id();
-        move |field: &str| -> Option<u64> {
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-            status.lines().find(|l| l.starts_with(field))?.split_whitespace().nth(1)?.parse().ok()
-        }
-    };
+    // The server's resident memory (KiB) and its number of threads.
+    let pid = service.pid();
     let sampler = tokio::spawn(async move {
         let (mut samples, mut threads) = (Vec::new(), Vec::new());
         let started = Instant::now();
         while started.elapsed() < SOAK + Duration::from_secs(5) {
-            samples.push((started.elapsed().as_secs(), pid_status("VmRSS:").unwrap_or(0)));
-            threads.push(pid_status("Threads:").unwrap_or(0));
+            samples.push((started.elapsed().as_secs(), proc_status(pid, "VmRSS:").unwrap_or(0)));
+            threads.push(proc_status(pid, "Threads:").unwrap_or(0));
             tokio::time::sleep(Duration::from_secs(10)).await;
         }
         (samples, threads)
@@ -880,7 +875,6 @@ async fn soak_run(service: &Server, nhs_req: MakeReq, tab_req: MakeReq) -> Row {
         max / 1024,
         samples.iter().zip(&threads).map(|((t, r), n)| (*t, r / 1024, *n)).collect::<Vec<_>>()
     );
-    let _ = service.rss_kib();
     r
 }
 

@@ -35,27 +35,22 @@ pub fn no_transparent_huge_pages() -> std::io::Result<()> {
     Ok(())
 }
 
-/// Whether the kernel may back this process's memory with transparent huge pages (Linux; `None`
-/// elsewhere or when it cannot say).
-pub fn transparent_huge_pages_allowed() -> Option<bool> {
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether the kernel may back this process's memory with transparent huge pages (`None` when
+    /// it cannot say).
     #[cfg(target_os = "linux")]
-    {
+    fn transparent_huge_pages_allowed() -> Option<bool> {
         // SAFETY: PR_GET_THP_DISABLE takes no arguments beyond the option and reads a flag.
         let unused: libc::c_ulong = 0;
-        let disabled = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, unused, unused, unused, unused) };
-        match disabled {
+        match unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, unused, unused, unused, unused) } {
             0 => Some(true),
             1 => Some(false),
             _ => None,
         }
     }
-    #[cfg(not(target_os = "linux"))]
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     #[cfg(target_os = "linux")]

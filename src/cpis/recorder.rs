@@ -9,8 +9,9 @@
 //! transaction ([`alert::record_openings`]: the children locked, one read, one insert, one audit
 //! row), then read every child's history in one statement, which also waits until the commit is
 //! on disk ([`access::histories_once_flushed`]), and answer each request. When nothing else is
-//! queued a batch is a single opening, recorded at once: no request waits for others to arrive. FHIR CareTeam searches come the same way, with
-//! their transmission log entry (CP-IS061) stored in the same transaction.
+//! queued a batch is a single opening, recorded at once: no request waits for others to arrive.
+//! FHIR CareTeam searches come the same way, with their transmission log entry (CP-IS061) stored
+//! in the same transaction.
 //!
 //! A batch that fails as a whole (a database error that is not the connection's) is recorded
 //! again opening by opening, so one opening's fault is not another's. Openings of one child are
