@@ -42,9 +42,14 @@ impl AppState {
     pub fn new(pool: DbPool, config: Config) -> AppState {
         let threads = config.recorder_threads.max(1);
         let names = Arc::new(ReferenceNames::default());
-        let recorder = AccessRecorder::start(crate::db::pool_of(&config, threads as u32), threads, names.clone());
-        let chainer = Chainer::start(crate::db::pool_of(&config, 1));
         let sessions = config.session_cache.then(|| SessionCache::start(&config.database_url));
+        let recorder = AccessRecorder::start(
+            crate::db::pool_of(&config, threads as u32),
+            threads,
+            names.clone(),
+            sessions.clone(),
+        );
+        let chainer = Chainer::start(crate::db::pool_of(&config, 1));
         AppState {
             pool,
             config,

@@ -28,6 +28,10 @@
 //! than its freshness (a minute at most). The changes this instance makes itself (sign-out, a changed session, an administrator's
 //! change to an account) are forgotten here at once, before their answer is sent.
 //!
+//! The same announcements keep the accounts' contact details it remembers for the tab's access
+//! history ([`AccountContact`]; CP-IS059): an account's e-mail, telephone or disabling announces the
+//! account (migration 000029), and the contact is forgotten with its sessions.
+//!
 //! Written here because no crate keeps a cache coherent with PostgreSQL's LISTEN/NOTIFY on a
 //! diesel connection; diesel reads the notifications (`PgConnection::notifications_iter`).
 
@@ -50,6 +54,9 @@ const RETRY: Duration = Duration::from_secs(1);
 const CAPACITY: usize = 20_000;
 /// A full cache looks for sessions no longer fresh at most this often (a look visits them all).
 const SWEEP: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+/// The most accounts' contact details remembered; a read that would go beyond it forgets them all
+/// first (they are read again as they are needed).
+const CONTACTS_CAPACITY: usize = 100_000;
 /// More announcements than this at once (a reference table renamed: every account's principal
 /// rebuilt) forget everything rather than look for each.
 const MANY: usize = 1_000;
@@ -79,6 +86,18 @@ impl Note {
         }
         Note::All
     }
+}
+
+/// An account's contact details as the tab's access history shows them: shown to nobody once the
+/// account is disabled (CP-IS059, [`crate::cpis::access::HistoryEntry::contact`]).
+#[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
+pub struct AccountContact {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub email: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub telephone: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 /// A remembered session (only signed-in ones are: see [`Remembered::put`]).
@@ -111,6 +130,8 @@ pub struct Ticket(u64);
 #[derive(Debug, Default)]
 pub struct Remembered {
     entries: HashMap<Vec<u8>, Entry>,
+    /// Accounts' contact details, by account id.
+    contacts: HashMap<i64, AccountContact>,
     /// Moves on every forgetting, so a load that began before it does not remember.
     generation: u64,
     /// When a full cache last looked for sessions no longer fresh.
@@ -158,6 +179,25 @@ impl Remembered {
         true
     }
 
+    /// An account's contact details, if remembered.
+    pub fn contact(&self, user_id: i64) -> Option<&AccountContact> {
+        self.contacts.get(&user_id)
+    }
+
+    /// Remembers contact details read from the database, unless anything was forgotten since the
+    /// read's ticket. Were they to go beyond [`CONTACTS_CAPACITY`], those remembered are forgotten
+    /// first. True when remembered.
+    pub fn put_contacts(&mut self, ticket: Ticket, read: Vec<(i64, AccountContact)>) -> bool {
+        if ticket.0 != self.generation {
+            return false;
+        }
+        if self.contacts.len() + read.len() > CONTACTS_CAPACITY {
+            self.contacts.clear();
+        }
+        self.contacts.extend(read.into_iter().take(CONTACTS_CAPACITY));
+        true
+    }
+
     pub fn forget(&mut self, note: &Note) {
         self.forget_all_of(std::slice::from_ref(note));
     }
@@ -170,6 +210,7 @@ impl Remembered {
         self.generation += 1;
         if notes.len() > MANY || notes.contains(&Note::All) {
             self.entries.clear();
+            self.contacts.clear();
             return;
         }
         let mut users = std::collections::HashSet::new();
@@ -186,6 +227,9 @@ impl Remembered {
         }
         if !users.is_empty() {
             self.entries.retain(|_, e| !users.contains(&e.user_id));
+            for user in &users {
+                self.contacts.remove(user);
+            }
         }
     }
 
@@ -287,6 +331,23 @@ impl SessionCache {
         remembered.put(ticket, hash, state, user_id, fresh_until, Utc::now());
     }
 
+    /// The contact details remembered of `user_ids`, after handling every announcement that has
+    /// arrived, and the ticket for reading the others from the database; `None` while nothing may
+    /// be remembered (every one is read). Never waits for I/O, as [`get`](SessionCache::get).
+    pub fn contacts(&self, user_ids: &[i64]) -> Option<(HashMap<i64, AccountContact>, Ticket)> {
+        if !self.listening.load(Ordering::Acquire) || !self.drain() {
+            return None;
+        }
+        let remembered = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
+        let found = user_ids.iter().filter_map(|id| remembered.contact(*id).map(|c| (*id, c.clone()))).collect();
+        Some((found, remembered.ticket()))
+    }
+
+    /// Remembers contact details read after [`contacts`](SessionCache::contacts) gave `ticket`.
+    pub fn put_contacts(&self, ticket: Ticket, read: Vec<(i64, AccountContact)>) {
+        self.remembered.lock().unwrap_or_else(|e| e.into_inner()).put_contacts(ticket, read);
+    }
+
     /// Forgets a session this instance changed or ended.
     pub fn forget_session(&self, hash: &[u8]) {
         self.forget(&Note::Session(hash.to_vec()));
@@ -312,6 +373,13 @@ impl SessionCache {
     pub fn remembers_user(&self, user_id: i64) -> bool {
         self.drain();
         self.remembered.lock().unwrap_or_else(|e| e.into_inner()).holds_user(user_id)
+    }
+
+    /// Whether the account's contact details are remembered, after handling every announcement
+    /// that has arrived (tests wait on it for a change made elsewhere to be heard).
+    pub fn remembers_contact(&self, user_id: i64) -> bool {
+        self.drain();
+        self.remembered.lock().unwrap_or_else(|e| e.into_inner()).contact(user_id).is_some()
     }
 
     /// How many times a connection began to listen (once, unless one was lost).
@@ -551,6 +619,48 @@ mod tests {
         let ticket = r.ticket();
         r.forget_all_of(&[]);
         assert_eq!(r.ticket(), ticket, "nothing forgotten, nothing moves");
+    }
+
+    fn contact(telephone: &str) -> AccountContact {
+        AccountContact { email: None, telephone: Some(telephone.to_owned()), disabled_at: None }
+    }
+
+    /// CP-IS059: an account's contact details are remembered until the account is announced, as
+    /// its sessions are, and a read that began before a forgetting is not remembered.
+    #[test]
+    fn contact_details_are_forgotten_with_their_account() {
+        let mut r = Remembered::default();
+        let ticket = r.ticket();
+        r.forget(&Note::Session(vec![9]));
+        assert!(!r.put_contacts(ticket, vec![(7, contact("1"))]), "something was forgotten meanwhile");
+        assert!(r.contact(7).is_none());
+        assert!(r.put_contacts(r.ticket(), vec![(7, contact("1")), (8, contact("2")), (9, contact("3"))]));
+        assert_eq!(r.contact(7), Some(&contact("1")));
+        r.forget(&Note::User(7));
+        assert!(r.contact(7).is_none(), "the account was announced");
+        assert_eq!(r.contact(8), Some(&contact("2")), "another account's stay");
+        r.forget(&Note::Session(vec![1]));
+        assert!(r.contact(8).is_some(), "a session's announcement is not the account's");
+        r.forget(&Note::All);
+        assert!(r.contact(8).is_none() && r.contact(9).is_none());
+        assert!(r.put_contacts(r.ticket(), vec![(8, contact("2"))]));
+        let many: Vec<Note> = (0..=MANY as i64).map(|i| Note::User(1_000 + i)).collect();
+        r.forget_all_of(&many);
+        assert!(r.contact(8).is_none(), "more than {MANY} at once forget everything");
+    }
+
+    #[test]
+    fn a_full_contact_cache_starts_again() {
+        let mut r = Remembered::default();
+        let all: Vec<(i64, AccountContact)> = (0..CONTACTS_CAPACITY as i64).map(|i| (i, contact("x"))).collect();
+        assert!(r.put_contacts(r.ticket(), all));
+        assert!(r.contact(0).is_some());
+        assert!(r.put_contacts(r.ticket(), vec![(-1, contact("y"))]));
+        assert!(r.contact(0).is_none(), "forgotten to make room");
+        assert_eq!(r.contact(-1), Some(&contact("y")));
+        let too_many: Vec<(i64, AccountContact)> = (0..=CONTACTS_CAPACITY as i64).map(|i| (i, contact("x"))).collect();
+        assert!(r.put_contacts(r.ticket(), too_many));
+        assert_eq!(r.contacts.len(), CONTACTS_CAPACITY, "never beyond its capacity");
     }
 
     #[test]

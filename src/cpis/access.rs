@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 
+use crate::auth::session_cache::AccountContact;
 use crate::domain::access_history::{self, HISTORY_LIMIT};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,47 +167,72 @@ fn latest_shown_in_window<'a>(
 }
 
 /// One line of the access history, with names in readable form where the reference data has them.
-#[derive(Debug, Clone, QueryableByName, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HistoryEntry {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub id: i64,
-    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
     pub accessed_at: DateTime<Utc>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
     pub user_id: Option<i64>,
-    #[diesel(sql_type = diesel::sql_types::Text)]
     pub viewer_name: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
     pub job_role_code: String,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     pub job_role_name: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Text)]
     pub organisation_code: String,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     pub organisation_name: Option<String>,
-    /// The viewer's account contact details, when the viewer has an account here.
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    pub contact_email: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-    pub contact_telephone: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
-    pub viewer_disabled_at: Option<DateTime<Utc>>,
+    /// The viewer's account contact details, when the viewer has an account here and they were
+    /// asked for ([`super::contacts::fill`]: the tab shows them, the FHIR API does not).
+    pub contact: Option<AccountContact>,
+}
+
+/// A line of the access history as the history's statement reads it.
+#[derive(QueryableByName)]
+struct HistoryRow {
+    /// Which list (0-based) the line is of.
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    o: i32,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    id: i64,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    accessed_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::BigInt>)]
+    user_id: Option<i64>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    viewer_name: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    job_role_code: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    organisation_code: String,
+}
+
+impl HistoryRow {
+    /// The list it is of, and the line (names and contact not yet set).
+    fn into_entry(self) -> (i32, HistoryEntry) {
+        let entry = HistoryEntry {
+            id: self.id,
+            accessed_at: self.accessed_at,
+            user_id: self.user_id,
+            viewer_name: self.viewer_name,
+            job_role_code: self.job_role_code,
+            job_role_name: None,
+            organisation_code: self.organisation_code,
+            organisation_name: None,
+            contact: None,
+        };
+        (self.o, entry)
+    }
 }
 
 impl HistoryEntry {
     /// CP-IS059: a disabled account's contact details are shown to nobody.
     pub fn contact(&self) -> Option<(Option<&str>, Option<&str>)> {
-        if self.user_id.is_none() || self.viewer_disabled_at.is_some() {
-            return None;
-        }
-        Some((self.contact_email.as_deref(), self.contact_telephone.as_deref()))
+        let contact = self.contact.as_ref().filter(|c| c.disabled_at.is_none())?;
+        Some((contact.email.as_deref(), contact.telephone.as_deref()))
     }
 }
 
 /// The shown accesses to any of the numbers: newest first, ties in insertion order, at most 25 (CP-IS048).
 /// Each number's newest shown accesses are read from its own end of the history index (so the
-/// cost follows 25, not how often the child was viewed), the viewers' accounts are joined to those
-/// 25 only, and the job role and organisation names come from the instance's `names`.
+/// cost follows 25, not how often the child was viewed), and the job role and organisation names
+/// come from the instance's `names`. The viewers' contact details are not read here: the tab asks
+/// for them ([`super::contacts::fill`]), the FHIR API does not show them.
 pub fn history(
     conn: &mut PgConnection,
     names: &super::reference_names::ReferenceNames,
@@ -220,9 +246,7 @@ pub fn history(
 macro_rules! histories_sql {
     ($before:expr, $gate:expr) => {
         concat!(
-            "SELECT w.o, a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, NULL::text AS job_role_name, \
-                    a.organisation_code, NULL::text AS organisation_name, u.email AS contact_email, \
-                    u.telephone AS contact_telephone, u.disabled_at AS viewer_disabled_at \
+            "SELECT w.o, a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, a.organisation_code \
              FROM ",
             $before,
             "(SELECT DISTINCT o FROM unnest($1::int[]) AS w(o)",
@@ -239,7 +263,6 @@ macro_rules! histories_sql {
                  WHERE n.o = w.o \
                  ORDER BY e.accessed_at DESC, e.id DESC LIMIT $3 \
              ) AS a \
-             LEFT JOIN users u ON u.id = a.user_id \
              ORDER BY w.o, a.accessed_at DESC, a.id DESC"
         )
     };
@@ -289,22 +312,14 @@ fn read_histories(
     sql: &'static str,
 ) -> QueryResult<Vec<Vec<HistoryEntry>>> {
     use diesel::sql_types::{Array, BigInt, Integer, Text};
-    #[derive(QueryableByName)]
-    struct Row {
-        /// Which list (0-based) the line is of.
-        #[diesel(sql_type = Integer)]
-        o: i32,
-        #[diesel(embed)]
-        entry: HistoryEntry,
-    }
     let (owners, numbers): (Vec<i32>, Vec<String>) =
         lists.iter().enumerate().flat_map(|(o, list)| list.iter().map(move |n| (o as i32, n.clone()))).unzip();
-    let rows: Vec<Row> = crate::db::prepared::sql(sql)
+    let rows: Vec<HistoryRow> = crate::db::prepared::sql(sql)
         .bind::<Array<Integer>, _>(owners)
         .bind::<Array<Text>, _>(numbers)
         .bind::<BigInt, _>(HISTORY_LIMIT as i64)
         .load(conn)?;
-    let (owners, mut entries): (Vec<i32>, Vec<HistoryEntry>) = rows.into_iter().map(|r| (r.o, r.entry)).unzip();
+    let (owners, mut entries): (Vec<i32>, Vec<HistoryEntry>) = rows.into_iter().map(HistoryRow::into_entry).unzip();
     names.name(conn, &mut entries);
     let mut out: Vec<Vec<HistoryEntry>> = lists.iter().map(|_| Vec::new()).collect();
     for (o, entry) in owners.into_iter().zip(entries) {

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod alert;
+pub mod contacts;
 pub mod inactive;
 pub mod items;
 pub mod local_authority;

@@ -25,10 +25,11 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use diesel::PgConnection;
 
-use super::access::{self, HistoryEntry, Recorded, Viewer};
+use super::access::{self, Channel, HistoryEntry, Recorded, Viewer};
 use super::alert::{self, AccessOpening};
 use super::reference_names::ReferenceNames;
 use crate::audit::Actor;
+use crate::auth::session_cache::SessionCache;
 use crate::db::{self, DbPool};
 use crate::error::AppError;
 
@@ -109,15 +110,21 @@ pub struct AccessRecorder {
 impl AccessRecorder {
     /// Starts `threads` recording threads, each recording one batch at a time with a connection of
     /// `pool` (a pool of its own, so that requests holding every connection of the service's pool
-    /// never keep an opening waiting).
-    pub fn start(pool: DbPool, threads: usize, names: Arc<ReferenceNames>) -> AccessRecorder {
+    /// never keep an opening waiting). The histories' names come from `names`, the tab's contact
+    /// details from `contacts` when the instance remembers them (src/cpis/contacts.rs).
+    pub fn start(
+        pool: DbPool,
+        threads: usize,
+        names: Arc<ReferenceNames>,
+        contacts: Option<Arc<SessionCache>>,
+    ) -> AccessRecorder {
         let (queue, jobs) = mpsc::sync_channel(QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));
         for n in 0..threads.max(1) {
-            let (pool, jobs, names) = (pool.clone(), jobs.clone(), names.clone());
+            let (pool, jobs, names, contacts) = (pool.clone(), jobs.clone(), names.clone(), contacts.clone());
             std::thread::Builder::new()
                 .name(format!("cpis-recorder-{n}"))
-                .spawn(move || work(&pool, &jobs, &names))
+                .spawn(move || work(&pool, &jobs, &names, contacts.as_deref()))
                 .expect("start an access recorder thread");
         }
         AccessRecorder { queue }
@@ -143,7 +150,7 @@ impl AccessRecorder {
 /// One thread's loop: waits for an opening, takes whatever else is queued, records them. A panic
 /// while recording fails that batch's openings (500), not the thread: the next batch is recorded
 /// as usual.
-fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>, names: &ReferenceNames) {
+fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>, names: &ReferenceNames, contacts: Option<&SessionCache>) {
     loop {
         let batch = {
             // The lock guards only the receiver, which a panic cannot leave half-changed.
@@ -160,7 +167,7 @@ fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>, names: &ReferenceNames) {
         };
         let (openings, replies): (Vec<Opening>, Vec<_>) = batch.into_iter().map(|j| (j.opening, j.reply)).unzip();
         let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            db::run_blocking(pool, |conn| record_all(conn, names, &openings))
+            db::run_blocking(pool, |conn| record_all(conn, names, contacts, &openings))
         }))
         .unwrap_or_else(|_| Err(AppError::Internal("the access recorder failed while recording".into())));
         let mut outage = false;
@@ -207,11 +214,13 @@ fn refuse_queued(jobs: &Mutex<Receiver<Job>>) {
 /// opening is recorded in a transaction of its own instead. An `Err` is for every opening: the
 /// transaction failed, and either the connection no longer answers or there was but one opening;
 /// nothing was recorded. The recorded openings' histories are read after the commit in one
-/// statement, which waits for the commit's flush; if that fails, it fails those openings (their
-/// accesses are recorded), and [`db::run_blocking`] still waits for the flush.
+/// statement, which waits for the commit's flush, and the tab's (SCRa) histories get their viewers'
+/// contact details ([`super::contacts::fill`], remembered in `contacts`); if either read fails, it fails
+/// those openings (their accesses are recorded), and [`db::run_blocking`] still waits for the flush.
 pub fn record_all(
     conn: &mut PgConnection,
     names: &ReferenceNames,
+    contacts: Option<&SessionCache>,
     openings: &[Opening],
 ) -> Result<Vec<Result<Opened, AppError>>, AppError> {
     use diesel::Connection;
@@ -240,14 +249,18 @@ pub fn record_all(
     };
     // Every recorded opening's history, in one statement, which also waits for the batch's commit
     // to be on disk (its flush was deferred): nothing is answered before that.
-    let lists: Vec<&[String]> = openings
-        .iter()
-        .zip(&recorded)
-        .filter(|(_, r)| r.is_ok())
-        .map(|(opening, _)| opening.linked.as_slice())
-        .collect();
+    let read: Vec<&Opening> = openings.iter().zip(&recorded).filter(|(_, r)| r.is_ok()).map(|(o, _)| o).collect();
+    let lists: Vec<&[String]> = read.iter().map(|opening| opening.linked.as_slice()).collect();
     // A failed read fails each of those openings alike.
-    let mut histories = access::histories_once_flushed(conn, names, &lists).map(Vec::into_iter).map_err(AppError::from);
+    let mut histories = access::histories_once_flushed(conn, names, &lists)
+        .and_then(|mut histories| {
+            // The FHIR API shows no contact details (CP-IS059 is the tab's): only the tab's are read.
+            let tabs = histories.iter_mut().zip(&read).filter(|(_, o)| o.viewer.channel == Channel::Scra);
+            super::contacts::fill(conn, contacts, tabs.flat_map(|(history, _)| history.iter_mut()))?;
+            Ok(histories)
+        })
+        .map(Vec::into_iter)
+        .map_err(AppError::from);
     Ok(recorded
         .into_iter()
         .map(|recorded| {

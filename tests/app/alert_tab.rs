@@ -337,7 +337,7 @@ fn a_batch_of_openings_is_decided_in_the_order_queued() {
         // Queued after a later-stamped shown opening by the same viewer: within its window.
         opening(MIA_THOMPSON, "batch-a", now - TimeDelta::seconds(1)),
     ];
-    let results = recorder::record_all(&mut conn, &Default::default(), &batch).unwrap();
+    let results = recorder::record_all(&mut conn, &Default::default(), None, &batch).unwrap();
     let shown: Vec<bool> = results.iter().map(|r| r.as_ref().unwrap().recorded.shown).collect();
     assert_eq!(shown, [true, false, true, true, false]);
     let ids: Vec<i64> = results.iter().map(|r| r.as_ref().unwrap().recorded.id).collect();
@@ -368,7 +368,7 @@ fn a_batch_of_openings_is_decided_in_the_order_queued() {
     with_exchange.exchange =
         Some(cpis::cpis::recorder::FhirExchange { ods_code: "RJZ".into(), trace_id: Some("t-1".into()) });
     assert!(
-        recorder::record_all(&mut conn, &Default::default(), &[with_exchange]).unwrap()[0]
+        recorder::record_all(&mut conn, &Default::default(), None, &[with_exchange]).unwrap()[0]
             .as_ref()
             .unwrap()
             .recorded
@@ -386,6 +386,7 @@ fn a_batch_of_openings_is_decided_in_the_order_queued() {
     let again = recorder::record_all(
         &mut conn,
         &Default::default(),
+        None,
         &[opening(NOAH_WILLIAMS, "batch-b", now + TimeDelta::hours(1))],
     )
     .unwrap();
@@ -426,7 +427,7 @@ fn a_batchs_history_read_is_what_waits_for_its_commit_to_be_on_disk() {
 
     let owed = cpis::db::run_blocking(&pool, |conn| {
         let results =
-            recorder::record_all(conn, &Default::default(), &[opening(NOAH_WILLIAMS, "flush-a", Utc::now())])?;
+            recorder::record_all(conn, &Default::default(), None, &[opening(NOAH_WILLIAMS, "flush-a", Utc::now())])?;
         assert!(results[0].as_ref().unwrap().history.iter().any(|h| h.viewer_name == "Dr Api"));
         Ok(cpis::db::flush_owed())
     })
@@ -489,7 +490,7 @@ fn a_batchs_fhir_exchanges_are_each_logged_at_their_own_time() {
     batch[1].exchange = exchange("RR8", None);
     batch[3].exchange = exchange("RJZ", Some(&"t".repeat(150)));
     let before = crate::support::db::count(&mut conn, "SELECT coalesce(max(id), 0) FROM transmissions");
-    let results = recorder::record_all(&mut conn, &Default::default(), &batch).unwrap();
+    let results = recorder::record_all(&mut conn, &Default::default(), None, &batch).unwrap();
     assert!(results.iter().all(Result::is_ok));
     let logged = crate::support::db::texts(
         &mut conn,
@@ -529,7 +530,7 @@ fn an_opening_the_database_refuses_does_not_fail_its_batch() {
         opening(NOAH_WILLIAMS, &too_long, now),
         opening(MIA_THOMPSON, "fine-2", now),
     ];
-    let results = recorder::record_all(&mut conn, &Default::default(), &batch).unwrap();
+    let results = recorder::record_all(&mut conn, &Default::default(), None, &batch).unwrap();
     assert!(results[0].as_ref().unwrap().recorded.shown);
     assert!(results[1].is_err(), "the refused opening fails");
     assert!(results[2].as_ref().unwrap().recorded.shown);
@@ -549,7 +550,7 @@ async fn concurrent_openings_through_the_recorder_show_once_per_viewer() {
     use cpis::cpis::recorder::AccessRecorder;
     let db = crate::support::TestDatabase::new(Template::Demo);
     let config = cpis::config::Config::for_database(&db.url);
-    let recorder = AccessRecorder::start(cpis::db::pool_of(&config, 2), 2, Default::default());
+    let recorder = AccessRecorder::start(cpis::db::pool_of(&config, 2), 2, Default::default(), None);
     let now = Utc::now();
     let tasks: Vec<_> = (0..60)
         .map(|i| {
@@ -605,7 +606,7 @@ fn a_child_held_elsewhere_fails_only_its_own_openings() {
         opening(NOAH_WILLIAMS, "held-2", now),
         opening(MIA_THOMPSON, "held-3", now),
     ];
-    let results = recorder::record_all(&mut conn, &Default::default(), &batch).unwrap();
+    let results = recorder::record_all(&mut conn, &Default::default(), None, &batch).unwrap();
     assert!(matches!(results[0], Err(cpis::error::AppError::Unavailable)), "{:?}", results[0]);
     assert!(matches!(results[1], Err(cpis::error::AppError::Unavailable)), "{:?}", results[1]);
     assert!(results[2].as_ref().unwrap().recorded.shown);

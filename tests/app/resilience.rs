@@ -852,7 +852,7 @@ async fn the_access_recorder_answers_unavailable_when_the_database_cannot_be_rea
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut config = cpis::config::Config::for_database(&format!("postgres://cpis@127.0.0.1:{port}/none"));
     config.db_timeout = Duration::from_millis(500);
-    let recorder = AccessRecorder::start(cpis::db::pool_of(&config, 1), 1, Default::default());
+    let recorder = AccessRecorder::start(cpis::db::pool_of(&config, 1), 1, Default::default(), None);
     let opening = Opening {
         nhs_number: NOAH_WILLIAMS.to_owned(),
         linked: vec![NOAH_WILLIAMS.to_owned()],

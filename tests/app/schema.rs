@@ -499,7 +499,7 @@ fn the_tab_statements_are_not_planned_on_every_opening() {
             at: chrono::Utc::now(),
             exchange: None,
         };
-        cpis::cpis::recorder::record_all(&mut conn, &Default::default(), &[opening]).unwrap().remove(0).unwrap();
+        cpis::cpis::recorder::record_all(&mut conn, &Default::default(), None, &[opening]).unwrap().remove(0).unwrap();
     }
     for start in [
         "SELECT i.id, i.nhs_number",

@@ -206,11 +206,68 @@ async fn a_disabled_viewers_contact_card_is_empty() {
         "the card shows her contacts"
     );
 
-    execute(&mut app.conn(), "UPDATE users SET disabled_at = now() WHERE username = 'amy.patel'");
+    let amy = user_id(&app, "amy.patel");
+    app.change_account_elsewhere(amy, "UPDATE users SET disabled_at = now() WHERE username = 'amy.patel'").await;
     let page = sam.text("/patients/9990000050/child-care-alert").await;
     assert!(page.contains("Dr Amy Patel"), "the access itself stays in the history");
     assert!(!page.contains("amy.patel@nhs.example.org") && !page.contains("020 7946 0101"), "CP-IS059");
     assert!(page.contains("Contact details are not available"));
+}
+
+/// Issue 8, CP-IS059: the instance remembers the viewers' contact details it has shown
+/// (src/cpis/contacts.rs), and forgets an account's as its change is announced (migration 000029),
+/// wherever it was made: the next opening shows the new details, and none once disabled.
+#[tokio::test]
+async fn a_viewers_contact_card_follows_changes_made_elsewhere() {
+    let app = TestApp::spawn(Template::Demo);
+    let cache = app.sessions.clone().expect("sessions are remembered by default");
+    let start = std::time::Instant::now();
+    while !cache.is_listening() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "the session listener listens");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let amy = user_id(&app, "amy.patel");
+    let _ = app.signed_in("amy.patel").await.text("/patients/9990000050/child-care-alert").await;
+    let sam = app.signed_in("sam.okafor").await;
+    assert!(sam.text("/patients/9990000050/child-care-alert").await.contains("020 7946 0101"));
+    assert!(cache.remembers_contact(amy), "the card's details are remembered");
+
+    // Changed by another instance (here: a statement on a connection of its own).
+    app.change_account_elsewhere(amy, &format!("UPDATE users SET telephone = '020 7946 0777' WHERE id = {amy}")).await;
+    let page = sam.text("/patients/9990000050/child-care-alert").await;
+    assert!(page.contains("020 7946 0777") && !page.contains("020 7946 0101"), "the new number");
+    assert!(cache.remembers_contact(amy));
+    app.change_account_elsewhere(amy, &format!("UPDATE users SET email = 'amy.p@nhs.example.org' WHERE id = {amy}"))
+        .await;
+    assert!(sam.text("/patients/9990000050/child-care-alert").await.contains("amy.p@nhs.example.org"));
+
+    // A change that touches none of them announces nothing: the details stay remembered.
+    crate::support::db::execute(
+        &mut app.conn(),
+        &format!("UPDATE users SET failed_sign_ins = failed_sign_ins + 1 WHERE id = {amy}"),
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(cache.remembers_contact(amy), "nothing of the card changed");
+
+    app.change_account_elsewhere(amy, &format!("UPDATE users SET disabled_at = now() WHERE id = {amy}")).await;
+    let page = sam.text("/patients/9990000050/child-care-alert").await;
+    assert!(!page.contains("amy.p@nhs.example.org") && !page.contains("020 7946 0777"), "CP-IS059");
+    assert!(page.contains("Contact details are not available"));
+}
+
+/// The contact card without remembered sessions (`CPIS_SESSION_CACHE=false`): every opening reads
+/// the viewers' details, so a change shows at once.
+#[tokio::test]
+async fn a_viewers_contact_card_is_read_each_time_when_nothing_is_remembered() {
+    let app = TestApp::spawn_with(Template::Demo, |config| config.session_cache = false);
+    assert!(app.sessions.is_none());
+    let _ = app.signed_in("amy.patel").await.text("/patients/9990000050/child-care-alert").await;
+    let sam = app.signed_in("sam.okafor").await;
+    assert!(sam.text("/patients/9990000050/child-care-alert").await.contains("020 7946 0101"));
+    execute(&mut app.conn(), "UPDATE users SET telephone = '020 7946 0777' WHERE username = 'amy.patel'");
+    assert!(sam.text("/patients/9990000050/child-care-alert").await.contains("020 7946 0777"));
+    execute(&mut app.conn(), "UPDATE users SET disabled_at = now() WHERE username = 'amy.patel'");
+    assert!(!sam.text("/patients/9990000050/child-care-alert").await.contains("020 7946 0777"), "CP-IS059");
 }
 
 #[tokio::test]

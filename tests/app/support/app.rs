@@ -85,14 +85,14 @@ impl TestApp {
 
     /// Runs `sql`, a change to the account `user_id`, on a connection of its own, as another
     /// instance would, and waits (at most 10 s) until this instance remembers no session of the
-    /// account. A remembered session is forgotten as the announcement of its change arrives
-    /// (CP-IS059): a fraction of a millisecond after the commit on one host, longer on a busy one.
-    /// The service's own handlers forget at once, without waiting for it.
+    /// account, nor its contact details. What is remembered is forgotten as the announcement of
+    /// its change arrives (CP-IS059): a fraction of a millisecond after the commit on one host,
+    /// longer on a busy one. The service's own handlers forget at once, without waiting for it.
     pub async fn change_account_elsewhere(&self, user_id: i64, sql: &str) {
         super::db::execute(&mut self.conn(), sql);
         let Some(cache) = self.sessions.as_ref() else { return };
         let start = std::time::Instant::now();
-        while cache.remembers_user(user_id) {
+        while cache.remembers_user(user_id) || cache.remembers_contact(user_id) {
             assert!(start.elapsed() < std::time::Duration::from_secs(10), "waited 10 s for the announcement of {sql}");
             tokio::time::sleep(std::time::Duration::from_millis(5)).await;
         }
