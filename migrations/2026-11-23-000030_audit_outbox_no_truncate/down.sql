@@ -1,0 +1,1 @@
+ALTER TABLE audit_outbox RESET (vacuum_truncate);
