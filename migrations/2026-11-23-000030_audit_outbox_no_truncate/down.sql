@@ -1,1 +1,1 @@
-ALTER TABLE audit_outbox RESET (vacuum_truncate);
+ALTER TABLE audit_outbox RESET (vacuum_truncate, toast.vacuum_truncate);

@@ -5,5 +5,6 @@
 -- every audited action's outbox insert then waits for. Profiled during the tab's benchmark
 -- (scripts/bench-profile tab), 7 of 40 sampled backend states were waiting on a relation lock
 -- while a vacuum truncated the outbox (IO:DataFileTruncate). Its empty pages are reused by the
--- next rows instead; an upload's row (60,000 entries) grows it for good, by a few megabytes.
-ALTER TABLE audit_outbox SET (vacuum_truncate = false);
+-- next rows instead. Its TOAST table likewise: an outbox row's arrays (an upload's row holds
+-- 60,000 entries) are stored there when they do not fit in the row, under the same kind of lock.
+ALTER TABLE audit_outbox SET (vacuum_truncate = false, toast.vacuum_truncate = false);

@@ -660,6 +660,12 @@ fn vacuum_never_shortens_the_audit_outbox() {
     crate::support::db::execute(&mut conn, "VACUUM audit_outbox");
     assert_eq!(crate::support::db::count(&mut conn, "SELECT count(*) FROM audit_outbox"), 0);
     assert_eq!(size(&mut conn), before, "vacuum left the outbox's length as it was");
+    let toast = texts(
+        &mut conn,
+        "SELECT array_to_string(t.reloptions, ',') AS s FROM pg_class c JOIN pg_class t ON t.oid = c.reltoastrelid \
+         WHERE c.relname = 'audit_outbox'",
+    );
+    assert_eq!(toast, ["vacuum_truncate=false"], "nor its TOAST table's");
     // Without the setting, the same vacuum truncates the empty pages: the test sees what it means to.
     crate::support::db::execute(&mut conn, "ALTER TABLE audit_outbox RESET (vacuum_truncate)");
     crate::support::db::execute(&mut conn, "VACUUM audit_outbox");
