@@ -644,21 +644,22 @@ fn an_upload_in_flight_does_not_hold_up_the_tab_nor_the_inbox_the_upload() {
 /// vacuumed away; the table keeps its length.
 #[test]
 fn vacuum_never_shortens_the_audit_outbox() {
+    use crate::support::db::{count, execute};
     let db = TestDatabase::new(Template::Reference);
     let mut conn = db.conn();
-    let size = |conn: &mut PgConnection| crate::support::db::count(conn, "SELECT pg_relation_size('audit_outbox')");
-    crate::support::db::execute(&mut conn, "BEGIN");
-    crate::support::db::execute(
+    let size = |conn: &mut PgConnection| count(conn, "SELECT pg_relation_size('audit_outbox')");
+    execute(&mut conn, "BEGIN");
+    execute(
         &mut conn,
         "INSERT INTO audit_outbox (occurred_at, actors, actions, numbers, details, canonicals) \
          SELECT now(), ARRAY['system'], ARRAY['test.rolled_back'], ARRAY[''], ARRAY['{}'::jsonb], \
                 ARRAY[repeat('x', 500)] FROM generate_series(1, 200)",
     );
-    crate::support::db::execute(&mut conn, "ROLLBACK");
+    execute(&mut conn, "ROLLBACK");
     let before = size(&mut conn);
     assert!(before > 0, "the rolled-back rows took pages");
-    crate::support::db::execute(&mut conn, "VACUUM audit_outbox");
-    assert_eq!(crate::support::db::count(&mut conn, "SELECT count(*) FROM audit_outbox"), 0);
+    execute(&mut conn, "VACUUM audit_outbox");
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM audit_outbox"), 0);
     assert_eq!(size(&mut conn), before, "vacuum left the outbox's length as it was");
     let toast = texts(
         &mut conn,
@@ -667,7 +668,7 @@ fn vacuum_never_shortens_the_audit_outbox() {
     );
     assert_eq!(toast, ["vacuum_truncate=false"], "nor its TOAST table's");
     // Without the setting, the same vacuum truncates the empty pages: the test sees what it means to.
-    crate::support::db::execute(&mut conn, "ALTER TABLE audit_outbox RESET (vacuum_truncate)");
-    crate::support::db::execute(&mut conn, "VACUUM audit_outbox");
+    execute(&mut conn, "ALTER TABLE audit_outbox RESET (vacuum_truncate)");
+    execute(&mut conn, "VACUUM audit_outbox");
     assert!(size(&mut conn) < before, "a vacuum allowed to truncate does");
 }
