@@ -76,6 +76,44 @@ pub struct AccessOpening<'a> {
 /// opening of those children, here or in another instance, waits for this one.
 pub fn record_openings(conn: &mut PgConnection, openings: &[AccessOpening<'_>]) -> Result<Vec<Recorded>, AppError> {
     lock_children(conn, openings.iter().map(|o| o.nhs_number))?;
+    record_locked(conn, openings)
+}
+
+/// [`record_openings`] in a transaction of its own, with `also` done in the same transaction
+/// after them (stored with them or not at all). Its BEGIN and the children's locks are one round
+/// trip ([`children_locks`]); the access recorder records every batch so (issue 8: the batch's
+/// transaction is the recorder's serial path, and each round trip on it is paid by every opening
+/// waiting behind it).
+pub fn record_openings_alone<T>(
+    conn: &mut PgConnection,
+    openings: &[AccessOpening<'_>],
+    also: impl FnOnce(&mut PgConnection) -> Result<T, AppError>,
+) -> Result<(Vec<Recorded>, T), AppError> {
+    use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+    let locks = children_locks(openings.iter().map(|o| o.nhs_number))?;
+    if let Err(e) = AnsiTransactionManager::begin_transaction_sql(conn, &format!("BEGIN; {locks}")) {
+        // BEGIN ran and a lock failed (or timed out): the transaction is open and aborted, and
+        // diesel does not know of it.
+        let _ = conn.batch_execute("ROLLBACK");
+        return Err(lock_error(e));
+    }
+    let work = record_locked(conn, openings).and_then(|recorded| Ok((recorded, also(conn)?)));
+    match work {
+        Ok(done) => {
+            AnsiTransactionManager::commit_transaction(conn)?;
+            Ok(done)
+        }
+        Err(e) => {
+            // As diesel's own `transaction`: the work's error is the answer; a rollback that
+            // fails leaves the connection to the pool's checks.
+            let _ = AnsiTransactionManager::rollback_transaction(conn);
+            Err(e)
+        }
+    }
+}
+
+/// The openings' accesses and audit entries, their children already locked.
+fn record_locked(conn: &mut PgConnection, openings: &[AccessOpening<'_>]) -> Result<Vec<Recorded>, AppError> {
     let accesses: Vec<NewAccess<'_>> =
         openings.iter().map(|o| NewAccess { nhs_number: o.nhs_number, viewer: o.viewer, at: o.at }).collect();
     let recorded = access::record_many(conn, &accesses)?;
@@ -106,12 +144,23 @@ pub const CHILD_LOCK_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 /// plus the NHS number (ten digits, below 2^34). The service's other keys start with "CPIS".
 const CHILD_LOCK_BASE: i64 = 0x4350_4300_0000_0000;
 
-/// Locks each child until the transaction ends: a transaction-scoped advisory lock keyed by the
-/// NHS number, taken in key order (so two callers never wait for each other crosswise). Not the
-/// patient's row: a PDS update holding many patients' rows would then hold up every batch of
-/// openings, and a row lock writes to the table. Only openings take these locks.
+/// Locks each child until the transaction ends ([`children_locks`]), in one round trip.
 fn lock_children<'a>(conn: &mut PgConnection, numbers: impl Iterator<Item = &'a str>) -> Result<(), AppError> {
-    use diesel::sql_types::{Array, BigInt, Text};
+    use diesel::connection::SimpleConnection;
+    let locks = children_locks(numbers)?;
+    conn.batch_execute(&locks).map_err(lock_error)
+}
+
+/// The statements that lock each child until the transaction ends: a transaction-scoped advisory
+/// lock keyed by the NHS number, taken in key order (so two callers never wait for each other
+/// crosswise), waited for at most [`CHILD_LOCK_TIMEOUT`] (for these locks alone: the timeout is
+/// set back before anything else, such as the chain's lock at COMMIT). Not the patient's row: a
+/// PDS update holding many patients' rows would then hold up every batch of openings, and a row
+/// lock writes to the table. Only openings take these locks.
+///
+/// Text for the simple protocol, so that it can be sent with other statements in one round trip
+/// (its keys are numbers made here, never text from outside).
+fn children_locks<'a>(numbers: impl Iterator<Item = &'a str>) -> Result<String, AppError> {
     let mut keys = Vec::new();
     for n in numbers {
         let number: i64 = n.parse().map_err(|_| AppError::Internal("an opening names no NHS number".into()))?;
@@ -119,26 +168,27 @@ fn lock_children<'a>(conn: &mut PgConnection, numbers: impl Iterator<Item = &'a 
     }
     keys.sort_unstable();
     keys.dedup();
+    let keys: Vec<String> = keys.iter().map(i64::to_string).collect();
     // In array order: the sub-select is not flattened, so each row's lock is taken as it is read.
-    // The timeout is set first (a one-time filter, checked before any row is read) and holds for
-    // these locks alone: the next statement sets it back, before the chain's lock at COMMIT.
-    crate::db::prepared::sql(
-        "SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest((SELECT $1::bigint[])) AS u(k) OFFSET 0) AS s \
-         WHERE (SELECT set_config('lock_timeout', $2, true)) IS NOT NULL",
-    )
-    .bind::<Array<BigInt>, _>(keys)
-    .bind::<Text, _>(format!("{}ms", CHILD_LOCK_TIMEOUT.as_millis()))
-    .execute(conn)
-    .map_err(|e| match &e {
-        // Held elsewhere for longer than an opening ever holds it: try again shortly (503).
+    Ok(format!(
+        "SET LOCAL lock_timeout = '{}ms'; \
+         SELECT pg_advisory_xact_lock(k) FROM (SELECT k FROM unnest('{{{}}}'::bigint[]) AS u(k) OFFSET 0) AS s; \
+         SET LOCAL lock_timeout TO DEFAULT",
+        CHILD_LOCK_TIMEOUT.as_millis(),
+        keys.join(",")
+    ))
+}
+
+/// A child's lock held elsewhere for longer than an opening ever holds it is the 503 of "try
+/// again shortly"; any other failure is as usual.
+fn lock_error(e: diesel::result::Error) -> AppError {
+    match &e {
         diesel::result::Error::DatabaseError(_, info) if info.message().contains("lock timeout") => {
             tracing::warn!("an opening gave up waiting for its child's lock");
             AppError::Unavailable
         }
         _ => AppError::from(e),
-    })?;
-    diesel::sql_query("SET LOCAL lock_timeout TO DEFAULT").execute(conn)?;
-    Ok(())
+    }
 }
 
 /// What the tab would show, without opening it: nothing is locked or recorded. For reads that are
@@ -207,4 +257,25 @@ fn group_by_authority(
         .collect();
     blocks.sort_by_key(|b| b.authority.name().to_lowercase());
     blocks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_are_locked_once_each_in_key_order_with_their_own_timeout() {
+        let sql = children_locks(["9434765919", "9434765870", "9434765919"].into_iter()).unwrap();
+        let (a, b) = (CHILD_LOCK_BASE + 9_434_765_870, CHILD_LOCK_BASE + 9_434_765_919);
+        assert!(sql.contains(&format!("'{{{a},{b}}}'::bigint[]")), "{sql}");
+        assert!(sql.starts_with("SET LOCAL lock_timeout = '2000ms'; "), "{sql}");
+        assert!(sql.ends_with("; SET LOCAL lock_timeout TO DEFAULT"), "{sql}");
+    }
+
+    #[test]
+    fn only_nhs_numbers_become_lock_keys() {
+        // The keys are written into the statement's text: anything but a number is refused.
+        assert!(children_locks(["9434765919'); DROP TABLE patients; --"].into_iter()).is_err());
+        assert!(children_locks(["".into()].iter().map(String::as_str)).is_err());
+    }
 }

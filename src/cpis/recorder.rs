@@ -6,10 +6,11 @@
 //! second at most, measured). So a request reads what the tab shows on its own connection
 //! ([`alert::authorities`]), then hands the opening to this recorder and waits. The recorder's
 //! threads take whatever openings are queued (up to [`MAX_BATCH`]) and record them in one
-//! transaction ([`alert::record_openings`]: the children locked, one read, one insert, one audit
-//! row), then read every child's history in one statement, which also waits until the commit is
-//! on disk ([`access::histories_once_flushed`]), and answer each request. When nothing else is
-//! queued a batch is a single opening, recorded at once: no request waits for others to arrive.
+//! transaction ([`alert::record_openings_alone`]: BEGIN with the children's locks, one read, one
+//! insert, one audit row), then read every child's history in one statement, which also waits
+//! until the commit is on disk ([`access::histories_once_flushed`]), and answer each request.
+//! When nothing else is queued a batch is a single opening, recorded at once: no request waits
+//! for others to arrive.
 //! FHIR CareTeam searches come the same way, with their transmission log entry (CP-IS061) stored
 //! in the same transaction.
 //!
@@ -223,8 +224,7 @@ pub fn record_all(
     contacts: Option<&SessionCache>,
     openings: &[Opening],
 ) -> Result<Vec<Result<Opened, AppError>>, AppError> {
-    use diesel::Connection;
-    let recorded: Vec<Result<Recorded, AppError>> = match conn.transaction(|conn| store(conn, openings)) {
+    let recorded: Vec<Result<Recorded, AppError>> = match store(conn, openings) {
         Ok(recorded) => recorded.into_iter().map(Ok).collect(),
         Err(e) if openings.len() > 1 && db::answers(conn) => {
             tracing::warn!(error = %e, openings = openings.len(), "a batch of openings failed; recording them one by one");
@@ -236,8 +236,7 @@ pub fn record_all(
                     if held_elsewhere.contains(&opening.nhs_number.as_str()) {
                         return Err(AppError::Unavailable);
                     }
-                    let recorded =
-                        conn.transaction(|conn| store(conn, std::slice::from_ref(opening))).map(|mut r| r.remove(0));
+                    let recorded = store(conn, std::slice::from_ref(opening)).map(|mut r| r.remove(0));
                     if matches!(recorded, Err(AppError::Unavailable)) {
                         held_elsewhere.push(&opening.nhs_number);
                     }
@@ -274,15 +273,14 @@ pub fn record_all(
         .collect())
 }
 
-/// The openings and the exchanges they answer, in the caller's transaction.
+/// The openings and the exchanges they answer, in a transaction of their own.
 fn store(conn: &mut PgConnection, openings: &[Opening]) -> Result<Vec<Recorded>, AppError> {
     let all: Vec<AccessOpening<'_>> = openings
         .iter()
         .map(|o| AccessOpening { nhs_number: &o.nhs_number, viewer: &o.viewer, actor: o.actor.clone(), at: o.at })
         .collect();
-    let recorded = alert::record_openings(conn, &all)?;
     let exchanges: Vec<(&FhirExchange, DateTime<Utc>)> =
         openings.iter().filter_map(|o| o.exchange.as_ref().map(|e| (e, o.at))).collect();
-    FhirExchange::log_all(conn, &exchanges)?;
+    let (recorded, ()) = alert::record_openings_alone(conn, &all, |conn| Ok(FhirExchange::log_all(conn, &exchanges)?))?;
     Ok(recorded)
 }
