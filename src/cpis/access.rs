@@ -42,6 +42,12 @@ pub struct Recorded {
     pub shown: bool,
 }
 
+/// For each (NHS number, viewer id), the time of the viewer's latest shown access to the child.
+type LatestShown<'a> = HashMap<(&'a str, &'a str), DateTime<Utc>>;
+
+/// One history per list of numbers, in the lists' order ([`histories`], [`record_reading`]).
+pub type Histories = Vec<Vec<HistoryEntry>>;
+
 /// An access to record: the child's NHS number, who is looking, and when.
 #[derive(Debug, Clone, Copy)]
 pub struct NewAccess<'a> {
@@ -66,15 +72,49 @@ pub fn record(conn: &mut PgConnection, nhs_number: &str, viewer: &Viewer, at: Da
 /// ([`access_history::is_shown`]) and this one is not shown: at most one per 24 hours (CP-IS047).
 /// Within one call the same holds ([`access_history::decide_in_order`]).
 pub fn record_many(conn: &mut PgConnection, accesses: &[NewAccess<'_>]) -> QueryResult<Vec<Recorded>> {
+    Ok(record_reading(conn, &Default::default(), accesses, &[])?.0)
+}
+
+/// [`record_many`], and the shown accesses to each list of numbers as they stand after these
+/// ([`histories`]): read in the same statement as who saw each child last, before the insert, with
+/// the accesses recorded here added to them ([`with_recorded`]). The access recorder's batches
+/// are recorded so (issue 8: a round trip fewer on its serial path than reading them after the
+/// commit). The caller holds the lock of every child whose accesses the lists are of, so that no
+/// other access to them is recorded in between.
+pub fn record_reading(
+    conn: &mut PgConnection,
+    names: &super::reference_names::ReferenceNames,
+    accesses: &[NewAccess<'_>],
+    lists: &[&[String]],
+) -> QueryResult<(Vec<Recorded>, Histories)> {
     if accesses.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), lists.iter().map(|_| Vec::new()).collect()));
     }
-    let latest = latest_shown_in_window(conn, accesses)?;
+    let (latest, before) = read_before_recording(conn, accesses, lists)?;
     let keyed: Vec<((&str, &str), DateTime<Utc>)> =
         accesses.iter().map(|a| ((a.nhs_number, a.viewer.viewer_id.as_str()), a.at)).collect();
     let shown = access_history::decide_in_order(latest, &keyed);
     let ids = insert(conn, accesses, &shown)?;
-    Ok(ids.into_iter().zip(shown).map(|(id, shown)| Recorded { id, shown }).collect())
+    let recorded: Vec<Recorded> = ids.into_iter().zip(shown).map(|(id, shown)| Recorded { id, shown }).collect();
+    let histories: Vec<Vec<HistoryEntry>> = before
+        .into_iter()
+        .zip(lists)
+        .map(|(history, numbers)| {
+            let new = accesses
+                .iter()
+                .zip(&recorded)
+                .filter(|(a, r)| r.shown && numbers.iter().any(|n| n == a.nhs_number))
+                .map(|(a, r)| HistoryEntry::recorded(a, r.id));
+            with_recorded(history, new)
+        })
+        .collect();
+    // Named together, as the history's statement names its rows.
+    let lengths: Vec<usize> = histories.iter().map(Vec::len).collect();
+    let mut all: Vec<HistoryEntry> = histories.into_iter().flatten().collect();
+    names.name(conn, &mut all);
+    let mut all = all.into_iter();
+    let histories = lengths.into_iter().map(|n| all.by_ref().take(n).collect()).collect();
+    Ok((recorded, histories))
 }
 
 /// Inserts the accesses in the order given, in one statement; their ids in that order.
@@ -116,26 +156,45 @@ fn insert(conn: &mut PgConnection, accesses: &[NewAccess<'_>], shown: &[bool]) -
     Ok(ids)
 }
 
-/// For each (NHS number, viewer) of the accesses, the latest shown access after
-/// [`access_history::window_start`] of the earliest of them: only those can hide one of them. They
-/// are read from each child's shown accesses of the last day (the history index's newest range,
-/// at most one per viewer, which the tab reads next anyway). The range is fenced off (`OFFSET 0`)
-/// so that the planner does not go through a viewer's own accesses of the day instead, which for
-/// a busy clinician are hundreds. The arrays are read through sub-selects so that every plan
-/// estimates them alike and PostgreSQL keeps one generic plan instead of planning the statement
-/// on every opening (as `items::current_held`).
-fn latest_shown_in_window<'a>(
+/// What deciding and listing a batch's accesses needs, read in one statement before they are
+/// inserted:
+/// - for each (NHS number, viewer) of the accesses, the latest shown access after
+///   [`access_history::window_start`] of the earliest of them: only those can hide one of them.
+///   They are read from each child's shown accesses of the last day (the history index's newest
+///   range, at most one per viewer). The range is fenced off (`OFFSET 0`) so that the planner
+///   does not go through a viewer's own accesses of the day instead, which for a busy clinician
+///   are hundreds;
+/// - each list's history as it stands ([`histories`]' rows, not yet named), newest first.
+///
+/// The arrays are read through sub-selects so that every plan estimates them alike and
+/// PostgreSQL keeps one generic plan instead of planning the statement on every opening (as
+/// `items::current_held`).
+fn read_before_recording<'a>(
     conn: &mut PgConnection,
     accesses: &[NewAccess<'a>],
-) -> QueryResult<HashMap<(&'a str, &'a str), DateTime<Utc>>> {
-    use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
+    lists: &[&[String]],
+) -> QueryResult<(LatestShown<'a>, Histories)> {
+    use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
+    /// A row of either half: `k` 0 is a pair's latest shown access (`o` its place in the
+    /// pairs, from 1; `accessed_at` null when there is none), `k` 1 a history line (`o` its list).
     #[derive(QueryableByName)]
-    struct Latest {
-        /// The pair's place in the arrays, from 1.
+    struct Row {
+        #[diesel(sql_type = Integer)]
+        k: i32,
         #[diesel(sql_type = BigInt)]
-        i: i64,
+        o: i64,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        id: Option<i64>,
         #[diesel(sql_type = Nullable<Timestamptz>)]
-        latest: Option<DateTime<Utc>>,
+        accessed_at: Option<DateTime<Utc>>,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        user_id: Option<i64>,
+        #[diesel(sql_type = Nullable<Text>)]
+        viewer_name: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        job_role_code: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        organisation_code: Option<String>,
     }
     // Each (NHS number, viewer) once, read from the earliest window start among its accesses.
     let mut starts: HashMap<(&'a str, &'a str), DateTime<Utc>> = HashMap::new();
@@ -144,26 +203,80 @@ fn latest_shown_in_window<'a>(
         starts.entry((a.nhs_number, a.viewer.viewer_id.as_str())).and_modify(|s| *s = (*s).min(start)).or_insert(start);
     }
     let pairs: Vec<((&'a str, &'a str), DateTime<Utc>)> = starts.into_iter().collect();
-    let rows: Vec<Latest> = crate::db::prepared::sql(
-        "SELECT q.i, \
+    let (owners, numbers): (Vec<i32>, Vec<String>) =
+        lists.iter().enumerate().flat_map(|(o, list)| list.iter().map(move |n| (o as i32, n.clone()))).unzip();
+    let rows: Vec<Row> = crate::db::prepared::sql(
+        "SELECT 0 AS k, q.i AS o, NULL::bigint AS id, \
              (SELECT max(d.accessed_at) FROM ( \
                  SELECT accessed_at, viewer_id FROM access_events \
                  WHERE nhs_number = q.n AND shown AND accessed_at > q.w OFFSET 0 \
-             ) AS d WHERE d.viewer_id = q.v) AS latest \
-         FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), (SELECT $3::timestamptz[])) WITH ORDINALITY AS q(n, v, w, i)",
+             ) AS d WHERE d.viewer_id = q.v) AS accessed_at, \
+             NULL::bigint AS user_id, NULL::text AS viewer_name, NULL::text AS job_role_code, \
+             NULL::text AS organisation_code \
+         FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), (SELECT $3::timestamptz[])) WITH ORDINALITY AS q(n, v, w, i) \
+         UNION ALL \
+         SELECT 1, w.o, a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, a.organisation_code \
+         FROM (SELECT DISTINCT o::bigint AS o FROM unnest((SELECT $4::int[])) AS w(o)) AS w \
+         CROSS JOIN LATERAL ( \
+             SELECT e.* FROM unnest((SELECT $4::int[]), (SELECT $5::text[])) AS n(o, nhs_number) \
+             CROSS JOIN LATERAL ( \
+                 SELECT id, accessed_at, user_id, viewer_name, job_role_code, organisation_code \
+                 FROM access_events \
+                 WHERE access_events.nhs_number = n.nhs_number AND shown \
+                 ORDER BY accessed_at DESC, id DESC LIMIT $6 \
+             ) AS e \
+             WHERE n.o = w.o \
+             ORDER BY e.accessed_at DESC, e.id DESC LIMIT $6 \
+         ) AS a",
     )
     .bind::<Array<Text>, _>(pairs.iter().map(|((n, _), _)| (*n).to_owned()).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(pairs.iter().map(|((_, v), _)| (*v).to_owned()).collect::<Vec<_>>())
     .bind::<Array<Timestamptz>, _>(pairs.iter().map(|(_, w)| *w).collect::<Vec<_>>())
+    .bind::<Array<Integer>, _>(owners)
+    .bind::<Array<Text>, _>(numbers)
+    .bind::<BigInt, _>(HISTORY_LIMIT as i64)
     .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|row| {
-            let at = row.latest?;
-            let (key, _) = pairs.get(usize::try_from(row.i).ok()?.checked_sub(1)?)?;
-            Some((*key, at))
-        })
-        .collect())
+    let mut latest = HashMap::new();
+    let mut histories: Vec<Vec<HistoryEntry>> = lists.iter().map(|_| Vec::new()).collect();
+    for row in rows {
+        if row.k == 0 {
+            let Some(at) = row.accessed_at else { continue };
+            if let Some((key, _)) =
+                usize::try_from(row.o).ok().and_then(|i| i.checked_sub(1)).and_then(|i| pairs.get(i))
+            {
+                latest.insert(*key, at);
+            }
+            continue;
+        }
+        let (Some(id), Some(accessed_at), Some(viewer_name), Some(job_role_code), Some(organisation_code)) =
+            (row.id, row.accessed_at, row.viewer_name, row.job_role_code, row.organisation_code)
+        else {
+            continue;
+        };
+        if let Some(list) = usize::try_from(row.o).ok().and_then(|o| histories.get_mut(o)) {
+            list.push(HistoryEntry {
+                id,
+                accessed_at,
+                user_id: row.user_id,
+                viewer_name,
+                job_role_code,
+                job_role_name: None,
+                organisation_code,
+                organisation_name: None,
+                contact: None,
+            });
+        }
+    }
+    Ok((latest, histories))
+}
+
+/// A list's history with accesses just recorded added to it: newest first, ties by id (the later
+/// recorded first), at most [`HISTORY_LIMIT`], as [`histories`] reads it.
+fn with_recorded(mut history: Vec<HistoryEntry>, recorded: impl Iterator<Item = HistoryEntry>) -> Vec<HistoryEntry> {
+    history.extend(recorded);
+    history.sort_by_key(|h| std::cmp::Reverse((h.accessed_at, h.id)));
+    history.truncate(HISTORY_LIMIT);
+    history
 }
 
 /// One line of the access history, with names in readable form where the reference data has them.
@@ -221,6 +334,23 @@ impl HistoryRow {
 }
 
 impl HistoryEntry {
+    /// The line of an access just recorded with id `id`, as the history's statement would read it
+    /// back (its time to the microsecond, as stored).
+    fn recorded(a: &NewAccess<'_>, id: i64) -> HistoryEntry {
+        use chrono::SubsecRound;
+        HistoryEntry {
+            id,
+            accessed_at: a.at.trunc_subsecs(6),
+            user_id: a.viewer.user_id,
+            viewer_name: a.viewer.name.clone(),
+            job_role_code: a.viewer.job_role_code.clone(),
+            job_role_name: None,
+            organisation_code: a.viewer.organisation_code.clone(),
+            organisation_name: None,
+            contact: None,
+        }
+    }
+
     /// CP-IS059: a disabled account's contact details are shown to nobody.
     pub fn contact(&self) -> Option<(Option<&str>, Option<&str>)> {
         let contact = self.contact.as_ref().filter(|c| c.disabled_at.is_none())?;
@@ -241,33 +371,6 @@ pub fn history(
     Ok(histories(conn, names, &[numbers])?.pop().unwrap_or_default())
 }
 
-/// The statement of [`histories`], after `$before` in its FROM list; `$gate` filters the lists,
-/// and may name what `$before` brings in.
-macro_rules! histories_sql {
-    ($before:expr, $gate:expr) => {
-        concat!(
-            "SELECT w.o, a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, a.organisation_code \
-             FROM ",
-            $before,
-            "(SELECT DISTINCT o FROM unnest($1::int[]) AS w(o)",
-            $gate,
-            ") AS w \
-             CROSS JOIN LATERAL ( \
-                 SELECT e.* FROM unnest($1::int[], $2::text[]) AS n(o, nhs_number) \
-                 CROSS JOIN LATERAL ( \
-                     SELECT id, accessed_at, user_id, viewer_name, job_role_code, organisation_code \
-                     FROM access_events \
-                     WHERE access_events.nhs_number = n.nhs_number AND shown \
-                     ORDER BY accessed_at DESC, id DESC LIMIT $3 \
-                 ) AS e \
-                 WHERE n.o = w.o \
-                 ORDER BY e.accessed_at DESC, e.id DESC LIMIT $3 \
-             ) AS a \
-             ORDER BY w.o, a.accessed_at DESC, a.id DESC"
-        )
-    };
-}
-
 /// [`history`] for several children at once, in one statement: one history per list of numbers,
 /// in the order given.
 pub fn histories(
@@ -275,34 +378,25 @@ pub fn histories(
     names: &super::reference_names::ReferenceNames,
     lists: &[&[String]],
 ) -> QueryResult<Vec<Vec<HistoryEntry>>> {
-    read_histories(conn, names, lists, histories_sql!("", ""))
-}
-
-/// [`histories`], read by a statement that also waits for the WAL flush of every commit before
-/// it: its own transaction writes [`crate::flush_message!`] once, whatever the read finds (the
-/// message's sub-select is the outer side of the read's joins, and the lists are gated on it),
-/// and commits durably before the rows reach the caller. Only outside a transaction (the
-/// statement must be its own); inside one, the flush is left owed. The access recorder reads its
-/// batch's histories so after the batch's commit, whose flush was deferred
-/// ([`crate::db::defer_flush`]): one round trip for both, not two.
-pub fn histories_once_flushed(
-    conn: &mut PgConnection,
-    names: &super::reference_names::ReferenceNames,
-    lists: &[&[String]],
-) -> QueryResult<Vec<Vec<HistoryEntry>>> {
-    let read = read_histories(
+    read_histories(
         conn,
         names,
         lists,
-        histories_sql!(
-            concat!("(SELECT ", crate::flush_message!(), " AS lsn OFFSET 0) AS f CROSS JOIN LATERAL "),
-            " WHERE f.lsn IS NOT NULL"
-        ),
-    )?;
-    if !crate::db::in_transaction(conn) {
-        crate::db::flush_waited();
-    }
-    Ok(read)
+        "SELECT w.o, a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, a.organisation_code \
+         FROM (SELECT DISTINCT o FROM unnest($1::int[]) AS w(o)) AS w \
+         CROSS JOIN LATERAL ( \
+             SELECT e.* FROM unnest($1::int[], $2::text[]) AS n(o, nhs_number) \
+             CROSS JOIN LATERAL ( \
+                 SELECT id, accessed_at, user_id, viewer_name, job_role_code, organisation_code \
+                 FROM access_events \
+                 WHERE access_events.nhs_number = n.nhs_number AND shown \
+                 ORDER BY accessed_at DESC, id DESC LIMIT $3 \
+             ) AS e \
+             WHERE n.o = w.o \
+             ORDER BY e.accessed_at DESC, e.id DESC LIMIT $3 \
+         ) AS a \
+         ORDER BY w.o, a.accessed_at DESC, a.id DESC",
+    )
 }
 
 fn read_histories(
@@ -328,4 +422,60 @@ fn read_histories(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn line(id: i64, minute: u32) -> HistoryEntry {
+        HistoryEntry {
+            id,
+            accessed_at: Utc.with_ymd_and_hms(2026, 11, 23, 9, minute, 0).unwrap(),
+            user_id: None,
+            viewer_name: format!("Dr {id}"),
+            job_role_code: "R8000".into(),
+            job_role_name: None,
+            organisation_code: "RJZ".into(),
+            organisation_name: None,
+            contact: None,
+        }
+    }
+
+    fn ids(history: &[HistoryEntry]) -> Vec<i64> {
+        history.iter().map(|h| h.id).collect()
+    }
+
+    #[test]
+    fn accesses_just_recorded_join_the_history_newest_first_ties_by_id() {
+        let read = vec![line(7, 30), line(5, 20), line(6, 20)];
+        let merged = with_recorded(read, [line(9, 20), line(8, 40)].into_iter());
+        assert_eq!(ids(&merged), [8, 7, 9, 6, 5]);
+    }
+
+    #[test]
+    fn the_history_keeps_its_25_newest_cp_is048() {
+        let read: Vec<HistoryEntry> = (0..25).map(|i| line(i, i as u32)).rev().collect();
+        let merged = with_recorded(read, [line(100, 59), line(101, 0)].into_iter());
+        assert_eq!(merged.len(), HISTORY_LIMIT);
+        assert_eq!(merged[0].id, 100, "the newest access leads");
+        assert!(!ids(&merged).contains(&0) && !ids(&merged).contains(&101), "the oldest fall off");
+    }
+
+    #[test]
+    fn a_recorded_line_has_the_time_as_stored_to_the_microsecond() {
+        let viewer = Viewer {
+            viewer_id: "v".into(),
+            user_id: Some(3),
+            name: "Dr V".into(),
+            job_role_code: "R8000".into(),
+            organisation_code: "RJZ".into(),
+            channel: Channel::Scra,
+        };
+        let at = Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, 0).unwrap() + chrono::TimeDelta::nanoseconds(1_234_567);
+        let entry = HistoryEntry::recorded(&NewAccess { nhs_number: "9434765919", viewer: &viewer, at }, 42);
+        assert_eq!(entry.accessed_at.timestamp_subsec_nanos(), 1_234_000);
+        assert_eq!((entry.id, entry.user_id, entry.viewer_name.as_str()), (42, Some(3), "Dr V"));
+    }
 }

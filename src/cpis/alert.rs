@@ -5,9 +5,10 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 
-use super::access::{self, HistoryEntry, NewAccess, Recorded, Viewer};
+use super::access::{self, Histories, HistoryEntry, NewAccess, Recorded, Viewer};
 use super::items::{self, CpItem, HeldItem};
 use super::local_authority::LocalAuthority;
+use super::reference_names::ReferenceNames;
 use crate::audit::{self, Actor, Event};
 use crate::domain::dates;
 use crate::domain::retrieval::ItemKind;
@@ -76,19 +77,24 @@ pub struct AccessOpening<'a> {
 /// opening of those children, here or in another instance, waits for this one.
 pub fn record_openings(conn: &mut PgConnection, openings: &[AccessOpening<'_>]) -> Result<Vec<Recorded>, AppError> {
     lock_children(conn, openings.iter().map(|o| o.nhs_number))?;
-    record_locked(conn, openings)
+    Ok(record_locked(conn, &Default::default(), openings, &[])?.0)
 }
 
 /// [`record_openings`] in a transaction of its own, with `also` done in the same transaction
-/// after them (stored with them or not at all). Its BEGIN and the children's locks are one round
-/// trip ([`children_locks`]); the access recorder records every batch so (issue 8: the batch's
-/// transaction is the recorder's serial path, and each round trip on it is paid by every opening
-/// waiting behind it).
+/// after them (stored with them or not at all), and the history of each list of numbers in
+/// `lists` as it stands after them ([`access::record_reading`], named from `names`). Its BEGIN
+/// and the children's locks are one round trip ([`children_locks`]), and its commit waits for its
+/// own flush ([`crate::db::DurableCommits`]): when this returns, the openings are on disk. The
+/// access recorder records every batch so (issue 8: the batch's transaction is the recorder's
+/// serial path, and each round trip on it is paid by every opening waiting behind it). The lists
+/// must be of the openings' children, whose locks keep other accesses to them out meanwhile.
 pub fn record_openings_alone<T>(
     conn: &mut PgConnection,
+    names: &ReferenceNames,
     openings: &[AccessOpening<'_>],
+    lists: &[&[String]],
     also: impl FnOnce(&mut PgConnection) -> Result<T, AppError>,
-) -> Result<(Vec<Recorded>, T), AppError> {
+) -> Result<(Vec<Recorded>, Histories, T), AppError> {
     use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
     let locks = children_locks(openings.iter().map(|o| o.nhs_number))?;
     if let Err(e) = AnsiTransactionManager::begin_transaction_sql(conn, &format!("BEGIN; {locks}")) {
@@ -97,7 +103,9 @@ pub fn record_openings_alone<T>(
         let _ = conn.batch_execute("ROLLBACK");
         return Err(lock_error(e));
     }
-    let work = record_locked(conn, openings).and_then(|recorded| Ok((recorded, also(conn)?)));
+    let _durable = crate::db::DurableCommits::enter();
+    let work = record_locked(conn, names, openings, lists)
+        .and_then(|(recorded, histories)| Ok((recorded, histories, also(conn)?)));
     match work {
         Ok(done) => {
             AnsiTransactionManager::commit_transaction(conn)?;
@@ -112,11 +120,17 @@ pub fn record_openings_alone<T>(
     }
 }
 
-/// The openings' accesses and audit entries, their children already locked.
-fn record_locked(conn: &mut PgConnection, openings: &[AccessOpening<'_>]) -> Result<Vec<Recorded>, AppError> {
+/// The openings' accesses and audit entries, their children already locked, and the lists'
+/// histories after them.
+fn record_locked(
+    conn: &mut PgConnection,
+    names: &ReferenceNames,
+    openings: &[AccessOpening<'_>],
+    lists: &[&[String]],
+) -> Result<(Vec<Recorded>, Histories), AppError> {
     let accesses: Vec<NewAccess<'_>> =
         openings.iter().map(|o| NewAccess { nhs_number: o.nhs_number, viewer: o.viewer, at: o.at }).collect();
-    let recorded = access::record_many(conn, &accesses)?;
+    let (recorded, histories) = access::record_reading(conn, names, &accesses, lists)?;
     let events = openings
         .iter()
         .zip(&recorded)
@@ -131,7 +145,7 @@ fn record_locked(conn: &mut PgConnection, openings: &[AccessOpening<'_>]) -> Res
         })
         .collect();
     audit::record_many(conn, events)?;
-    Ok(recorded)
+    Ok((recorded, histories))
 }
 
 /// The longest an opening waits for a child's lock. Openings hold it for a few milliseconds; a

@@ -6,9 +6,9 @@
 //! second at most, measured). So a request reads what the tab shows on its own connection
 //! ([`alert::authorities`]), then hands the opening to this recorder and waits. The recorder's
 //! threads take whatever openings are queued (up to [`MAX_BATCH`]) and record them in one
-//! transaction ([`alert::record_openings_alone`]: BEGIN with the children's locks, one read, one
-//! insert, one audit row), then read every child's history in one statement, which also waits
-//! until the commit is on disk ([`access::histories_once_flushed`]), and answer each request.
+//! transaction ([`alert::record_openings_alone`]: BEGIN with the children's locks; one read of who
+//! saw each child last and of its history; one insert; one audit row; a COMMIT that waits until
+//! it is on disk), and answer each request with its child's history as it stands after the batch.
 //! When nothing else is queued a batch is a single opening, recorded at once: no request waits
 //! for others to arrive.
 //! FHIR CareTeam searches come the same way, with their transmission log entry (CP-IS061) stored
@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use diesel::PgConnection;
 
-use super::access::{self, Channel, HistoryEntry, Recorded, Viewer};
+use super::access::{Channel, HistoryEntry, Recorded, Viewer};
 use super::alert::{self, AccessOpening};
 use super::reference_names::ReferenceNames;
 use crate::audit::Actor;
@@ -210,22 +210,21 @@ fn refuse_queued(jobs: &Mutex<Receiver<Job>>) {
     }
 }
 
-/// Records the openings in one transaction and reads each child's history after it: one result
-/// per opening, in order. When that transaction fails, and the connection still answers, each
-/// opening is recorded in a transaction of its own instead. An `Err` is for every opening: the
-/// transaction failed, and either the connection no longer answers or there was but one opening;
-/// nothing was recorded. The recorded openings' histories are read after the commit in one
-/// statement, which waits for the commit's flush, and the tab's (SCRa) histories get their viewers'
-/// contact details ([`super::contacts::fill`], remembered in `contacts`); if either read fails, it fails
-/// those openings (their accesses are recorded), and [`db::run_blocking`] still waits for the flush.
+/// Records the openings in one transaction, with each child's history as it stands after them,
+/// and answers once that transaction is on disk: one result per opening, in order. When that
+/// transaction fails, and the connection still answers, each opening is recorded in a transaction
+/// of its own instead. An `Err` is for every opening: the transaction failed, and either the
+/// connection no longer answers or there was but one opening; nothing was recorded. The tab's
+/// (SCRa) histories get their viewers' contact details ([`super::contacts::fill`], remembered in
+/// `contacts`); if that read fails, it fails those openings (their accesses are recorded).
 pub fn record_all(
     conn: &mut PgConnection,
     names: &ReferenceNames,
     contacts: Option<&SessionCache>,
     openings: &[Opening],
 ) -> Result<Vec<Result<Opened, AppError>>, AppError> {
-    let recorded: Vec<Result<Recorded, AppError>> = match store(conn, openings) {
-        Ok(recorded) => recorded.into_iter().map(Ok).collect(),
+    let mut recorded: Vec<Result<(Recorded, Vec<HistoryEntry>), AppError>> = match store(conn, names, openings) {
+        Ok(stored) => stored.into_iter().map(Ok).collect(),
         Err(e) if openings.len() > 1 && db::answers(conn) => {
             tracing::warn!(error = %e, openings = openings.len(), "a batch of openings failed; recording them one by one");
             // A child whose lock could not be had is not waited for again by its other openings.
@@ -236,51 +235,53 @@ pub fn record_all(
                     if held_elsewhere.contains(&opening.nhs_number.as_str()) {
                         return Err(AppError::Unavailable);
                     }
-                    let recorded = store(conn, std::slice::from_ref(opening)).map(|mut r| r.remove(0));
-                    if matches!(recorded, Err(AppError::Unavailable)) {
+                    let stored = store(conn, names, std::slice::from_ref(opening)).map(|mut r| r.remove(0));
+                    if matches!(stored, Err(AppError::Unavailable)) {
                         held_elsewhere.push(&opening.nhs_number);
                     }
-                    recorded
+                    stored
                 })
                 .collect()
         }
         Err(e) => return Err(e),
     };
-    // Every recorded opening's history, in one statement, which also waits for the batch's commit
-    // to be on disk (its flush was deferred): nothing is answered before that.
-    let read: Vec<&Opening> = openings.iter().zip(&recorded).filter(|(_, r)| r.is_ok()).map(|(o, _)| o).collect();
-    let lists: Vec<&[String]> = read.iter().map(|opening| opening.linked.as_slice()).collect();
-    // A failed read fails each of those openings alike.
-    let mut histories = access::histories_once_flushed(conn, names, &lists)
-        .and_then(|mut histories| {
-            // The FHIR API shows no contact details (CP-IS059 is the tab's): only the tab's are read.
-            let tabs = histories.iter_mut().zip(&read).filter(|(_, o)| o.viewer.channel == Channel::Scra);
-            super::contacts::fill(conn, contacts, tabs.flat_map(|(history, _)| history.iter_mut()))?;
-            Ok(histories)
-        })
-        .map(Vec::into_iter)
-        .map_err(AppError::from);
+    // The FHIR API shows no contact details (CP-IS059 is the tab's): only the tab's are read. A
+    // failed read fails each of those openings alike.
+    let tabs = recorded
+        .iter_mut()
+        .zip(openings)
+        .filter(|(_, o)| o.viewer.channel == Channel::Scra)
+        .filter_map(|(r, _)| r.as_mut().ok())
+        .flat_map(|(_, history)| history.iter_mut());
+    let filled = super::contacts::fill(conn, contacts, tabs).map_err(AppError::from);
     Ok(recorded
         .into_iter()
-        .map(|recorded| {
-            let recorded = recorded?;
-            let history = match &mut histories {
-                Ok(each) => each.next().ok_or_else(|| AppError::Internal("a history was not read".into()))?,
-                Err(e) => return Err(each_of(e)),
-            };
-            Ok(Opened { recorded, history })
+        .zip(openings)
+        .map(|(stored, opening)| {
+            let (recorded, history) = stored?;
+            match &filled {
+                Err(e) if opening.viewer.channel == Channel::Scra => Err(each_of(e)),
+                _ => Ok(Opened { recorded, history }),
+            }
         })
         .collect())
 }
 
-/// The openings and the exchanges they answer, in a transaction of their own.
-fn store(conn: &mut PgConnection, openings: &[Opening]) -> Result<Vec<Recorded>, AppError> {
+/// The openings and the exchanges they answer, in a transaction of their own, each with its
+/// child's history after them.
+fn store(
+    conn: &mut PgConnection,
+    names: &ReferenceNames,
+    openings: &[Opening],
+) -> Result<Vec<(Recorded, Vec<HistoryEntry>)>, AppError> {
     let all: Vec<AccessOpening<'_>> = openings
         .iter()
         .map(|o| AccessOpening { nhs_number: &o.nhs_number, viewer: &o.viewer, actor: o.actor.clone(), at: o.at })
         .collect();
+    let lists: Vec<&[String]> = openings.iter().map(|o| o.linked.as_slice()).collect();
     let exchanges: Vec<(&FhirExchange, DateTime<Utc>)> =
         openings.iter().filter_map(|o| o.exchange.as_ref().map(|e| (e, o.at))).collect();
-    let (recorded, ()) = alert::record_openings_alone(conn, &all, |conn| Ok(FhirExchange::log_all(conn, &exchanges)?))?;
-    Ok(recorded)
+    let (recorded, histories, ()) =
+        alert::record_openings_alone(conn, names, &all, &lists, |conn| Ok(FhirExchange::log_all(conn, &exchanges)?))?;
+    Ok(recorded.into_iter().zip(histories).collect())
 }

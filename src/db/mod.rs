@@ -237,6 +237,25 @@ pub fn defer_flush() -> bool {
     })
 }
 
+/// While held, commits wait for their own flush ([`defer_flush`] is false), even inside [`run`]:
+/// for a serial path that has nothing after its commit to carry the wait. The access recorder's
+/// batches commit so: its COMMIT is then its last round trip (src/cpis/recorder.rs), and as the
+/// only writer of its batch it holds the chain's lock through one flush at a time. A flush owed
+/// before it is held is still owed after.
+pub struct DurableCommits(Option<bool>);
+
+impl DurableCommits {
+    pub fn enter() -> DurableCommits {
+        DurableCommits(FLUSH_SCOPE.with(|s| s.replace(None)))
+    }
+}
+
+impl Drop for DurableCommits {
+    fn drop(&mut self) {
+        FLUSH_SCOPE.with(|s| s.set(self.0));
+    }
+}
+
 /// Whether a commit's flush was deferred in this [`run`] and nobody has waited for it yet: [`run`]
 /// then waits for it after the closure. False outside [`run`].
 pub fn flush_owed() -> bool {

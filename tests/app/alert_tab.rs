@@ -349,6 +349,9 @@ fn a_batch_of_openings_is_decided_in_the_order_queued() {
             "{}'s history, read after the batch, lists the batch's shown openings",
             o.nhs_number
         );
+        // Read with the batch and completed with its shown openings: as a read after it finds it.
+        let read_after = cpis::cpis::access::history(&mut conn, &Default::default(), &o.linked).unwrap();
+        assert_eq!(history, &read_after, "{}'s history as the recorder answered it", o.nhs_number);
     }
     // Each opening is audited with its own access, in order.
     let audited = crate::support::db::texts(
@@ -393,79 +396,47 @@ fn a_batch_of_openings_is_decided_in_the_order_queued() {
     assert!(!again[0].as_ref().unwrap().recorded.shown);
 }
 
-/// Issue 8: the recorder answers only once its batch's commit is on disk (CP-IS058), and the
-/// statement that reads the batch's histories is what waits for it: its own transaction writes
-/// the flush message before reading anything (even when there is no history to read), so no
-/// separate statement is owed for the flush. The read-only history writes nothing.
+/// Issue 8: the recorder answers only once its batch's commit is on disk (CP-IS058): the batch's
+/// COMMIT is durable itself (even inside `db::run`, which would otherwise let an audited commit
+/// defer its flush), so nothing more is owed for the flush afterwards, and a flush owed before the
+/// batch is still owed after it. The WAL has been flushed past the batch when it answers.
 #[test]
-fn a_batchs_history_read_is_what_waits_for_its_commit_to_be_on_disk() {
+fn a_batchs_commit_is_on_disk_when_the_recorder_answers() {
     use chrono::Utc;
-    use cpis::cpis::{access, recorder};
+    use cpis::cpis::recorder;
     use diesel::r2d2::Pool;
-    use diesel::Connection;
-
-    #[derive(diesel::QueryableByName)]
-    struct Written {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        written: bool,
-    }
-    fn wrote(c: &mut diesel::PgConnection) -> bool {
-        diesel::RunQueryDsl::get_result::<Written>(
-            diesel::sql_query("SELECT txid_current_if_assigned() IS NOT NULL AS written"),
-            c,
-        )
-        .unwrap()
-        .written
-    }
 
     let db = crate::support::TestDatabase::new(Template::Demo);
     // The test cluster runs with synchronous_commit off; this database as a durable one would.
     crate::support::db::execute(&mut db.conn(), &format!("ALTER DATABASE \"{}\" SET synchronous_commit = on", db.name));
     let pool = Pool::builder().max_size(1).build(cpis::db::manager::Manager::new(&db.url)).unwrap();
     let mut watcher = db.conn();
-    let before = crate::support::db::texts(&mut watcher, "SELECT pg_current_wal_insert_lsn()::text AS s").remove(0);
+    let lsn = |c: &mut diesel::PgConnection| {
+        crate::support::db::texts(c, "SELECT pg_current_wal_insert_lsn()::text AS s").remove(0)
+    };
+    let flushed_past = |c: &mut diesel::PgConnection, lsn: &str| {
+        crate::support::db::count(c, &format!("SELECT (pg_current_wal_flush_lsn() >= '{lsn}'::pg_lsn)::int")) == 1
+    };
 
-    let owed = cpis::db::run_blocking(&pool, |conn| {
+    let (owed, after) = cpis::db::run_blocking(&pool, |conn| {
         let results =
             recorder::record_all(conn, &Default::default(), None, &[opening(NOAH_WILLIAMS, "flush-a", Utc::now())])?;
         assert!(results[0].as_ref().unwrap().history.iter().any(|h| h.viewer_name == "Dr Api"));
+        let owed = cpis::db::flush_owed();
+        Ok((owed, lsn(conn)))
+    })
+    .unwrap();
+    assert!(!owed, "nothing is owed for the batch's flush");
+    assert!(flushed_past(&mut watcher, &after), "the batch's commit is on disk when the recorder answers");
+
+    // A deferred commit before the batch is still waited for by `run`.
+    let owed = cpis::db::run_blocking(&pool, |conn| {
+        assert!(cpis::db::defer_flush());
+        recorder::record_all(conn, &Default::default(), None, &[opening(NOAH_WILLIAMS, "flush-b", Utc::now())])?;
         Ok(cpis::db::flush_owed())
     })
     .unwrap();
-    assert!(!owed, "after the history read nothing more is owed for the batch's flush");
-    assert_eq!(
-        crate::support::db::count(
-            &mut watcher,
-            &format!("SELECT (pg_current_wal_flush_lsn() > '{before}'::pg_lsn)::int")
-        ),
-        1,
-        "the batch's commit is on disk when the recorder answers"
-    );
-
-    // The message is written before anything is read: with no list at all, too.
-    let mut conn = db.conn();
-    let flushing = conn
-        .transaction::<_, diesel::result::Error, _>(|c| {
-            access::histories_once_flushed(c, &Default::default(), &[])?;
-            Ok(wrote(c))
-        })
-        .unwrap();
-    assert!(flushing, "the flushing read writes its message even when there is nothing to read");
-    let lists: [&[String]; 1] = [&[NOAH_WILLIAMS.to_owned()]];
-    let flushing = conn
-        .transaction::<_, diesel::result::Error, _>(|c| {
-            assert!(!access::histories_once_flushed(c, &Default::default(), &lists)?[0].is_empty());
-            Ok(wrote(c))
-        })
-        .unwrap();
-    assert!(flushing, "and when there is");
-    let plain = conn
-        .transaction::<_, diesel::result::Error, _>(|c| {
-            assert!(!access::histories(c, &Default::default(), &lists)?[0].is_empty());
-            Ok(wrote(c))
-        })
-        .unwrap();
-    assert!(!plain, "the read-only history writes nothing");
+    assert!(owed, "a flush owed before the batch is owed after it");
 }
 
 /// The FHIR queries a batch answers are logged together (CP-IS061), each as its query in (03) and
