@@ -1,6 +1,6 @@
 //! The Child Care Alert tab (CP-IS049 to CP-IS058, CP-IS067): whether it exists for a viewer, what
 //! it shows, and recording its openings (the access recorder, src/cpis/recorder.rs, calls
-//! [`record_openings`] for a batch of them).
+//! [`record_openings_alone`] for a batch of them).
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
