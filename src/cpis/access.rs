@@ -111,7 +111,10 @@ pub fn record_reading(
     // Named together, as the history's statement names its rows.
     let lengths: Vec<usize> = histories.iter().map(Vec::len).collect();
     let mut all: Vec<HistoryEntry> = histories.into_iter().flatten().collect();
-    names.name(conn, &mut all);
+    if !all.is_empty() {
+        // (`record_many` reads no history, and its names are not read for nothing.)
+        names.name(conn, &mut all);
+    }
     let mut all = all.into_iter();
     let histories = lengths.into_iter().map(|n| all.by_ref().take(n).collect()).collect();
     Ok((recorded, histories))

@@ -96,6 +96,10 @@ pub fn record_openings_alone<T>(
     also: impl FnOnce(&mut PgConnection) -> Result<T, AppError>,
 ) -> Result<(Vec<Recorded>, Histories, T), AppError> {
     use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+    if crate::db::in_transaction(conn) {
+        // Its ROLLBACK on a failed BEGIN would end the caller's transaction.
+        return Err(AppError::Internal("openings are recorded alone in a transaction of their own".into()));
+    }
     let locks = children_locks(openings.iter().map(|o| o.nhs_number))?;
     if let Err(e) = AnsiTransactionManager::begin_transaction_sql(conn, &format!("BEGIN; {locks}")) {
         // BEGIN ran and a lock failed (or timed out): the transaction is open and aborted, and
