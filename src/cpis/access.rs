@@ -159,6 +159,39 @@ fn insert(conn: &mut PgConnection, accesses: &[NewAccess<'_>], shown: &[bool]) -
     Ok(ids)
 }
 
+/// The FROM list of the history's read: for each list `w.o` of the arrays `$owners` (its place,
+/// from 0, for each number) and `$numbers`, the `$limit` newest shown accesses to any of its
+/// numbers, as `a`. Each number's are read from its own end of the history index, so the cost
+/// follows the limit, not how often the child was viewed.
+macro_rules! newest_shown {
+    ($owners:literal, $numbers:literal, $limit:literal) => {
+        concat!(
+            "FROM (SELECT DISTINCT o FROM unnest(",
+            $owners,
+            ") AS w(o)) AS w \
+             CROSS JOIN LATERAL ( \
+                 SELECT e.* FROM unnest(",
+            $owners,
+            ", ",
+            $numbers,
+            ") AS n(o, nhs_number) \
+                 CROSS JOIN LATERAL ( \
+                     SELECT id, accessed_at, user_id, viewer_name, job_role_code, organisation_code \
+                     FROM access_events \
+                     WHERE access_events.nhs_number = n.nhs_number AND shown \
+                     ORDER BY accessed_at DESC, id DESC LIMIT ",
+            $limit,
+            " \
+                 ) AS e \
+                 WHERE n.o = w.o \
+                 ORDER BY e.accessed_at DESC, e.id DESC LIMIT ",
+            $limit,
+            " \
+             ) AS a"
+        )
+    };
+}
+
 /// What deciding and listing a batch's accesses needs, read in one statement before they are
 /// inserted:
 /// - for each (NHS number, viewer) of the accesses, the latest shown access after
@@ -208,7 +241,7 @@ fn read_before_recording<'a>(
     let pairs: Vec<((&'a str, &'a str), DateTime<Utc>)> = starts.into_iter().collect();
     let (owners, numbers): (Vec<i32>, Vec<String>) =
         lists.iter().enumerate().flat_map(|(o, list)| list.iter().map(move |n| (o as i32, n.clone()))).unzip();
-    let rows: Vec<Row> = crate::db::prepared::sql(
+    let rows: Vec<Row> = crate::db::prepared::sql(concat!(
         "SELECT 0 AS k, q.i AS o, NULL::bigint AS id, \
              (SELECT max(d.accessed_at) FROM ( \
                  SELECT accessed_at, viewer_id FROM access_events \
@@ -218,19 +251,9 @@ fn read_before_recording<'a>(
              NULL::text AS organisation_code \
          FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), (SELECT $3::timestamptz[])) WITH ORDINALITY AS q(n, v, w, i) \
          UNION ALL \
-         SELECT 1, w.o, a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, a.organisation_code \
-         FROM (SELECT DISTINCT o::bigint AS o FROM unnest((SELECT $4::int[])) AS w(o)) AS w \
-         CROSS JOIN LATERAL ( \
-             SELECT e.* FROM unnest((SELECT $4::int[]), (SELECT $5::text[])) AS n(o, nhs_number) \
-             CROSS JOIN LATERAL ( \
-                 SELECT id, accessed_at, user_id, viewer_name, job_role_code, organisation_code \
-                 FROM access_events \
-                 WHERE access_events.nhs_number = n.nhs_number AND shown \
-                 ORDER BY accessed_at DESC, id DESC LIMIT $6 \
-             ) AS e \
-             WHERE n.o = w.o \
-             ORDER BY e.accessed_at DESC, e.id DESC LIMIT $6 \
-         ) AS a",
+         SELECT 1, w.o, a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, a.organisation_code ",
+        newest_shown!("(SELECT $4::int[])", "(SELECT $5::text[])", "$6")
+    ),
     )
     .bind::<Array<Text>, _>(pairs.iter().map(|((n, _), _)| (*n).to_owned()).collect::<Vec<_>>())
     .bind::<Array<Text>, _>(pairs.iter().map(|((_, v), _)| (*v).to_owned()).collect::<Vec<_>>())
@@ -385,20 +408,11 @@ pub fn histories(
         conn,
         names,
         lists,
-        "SELECT w.o, a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, a.organisation_code \
-         FROM (SELECT DISTINCT o FROM unnest($1::int[]) AS w(o)) AS w \
-         CROSS JOIN LATERAL ( \
-             SELECT e.* FROM unnest($1::int[], $2::text[]) AS n(o, nhs_number) \
-             CROSS JOIN LATERAL ( \
-                 SELECT id, accessed_at, user_id, viewer_name, job_role_code, organisation_code \
-                 FROM access_events \
-                 WHERE access_events.nhs_number = n.nhs_number AND shown \
-                 ORDER BY accessed_at DESC, id DESC LIMIT $3 \
-             ) AS e \
-             WHERE n.o = w.o \
-             ORDER BY e.accessed_at DESC, e.id DESC LIMIT $3 \
-         ) AS a \
-         ORDER BY w.o, a.accessed_at DESC, a.id DESC",
+        concat!(
+            "SELECT w.o, a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, a.organisation_code ",
+            newest_shown!("$1::int[]", "$2::text[]", "$3"),
+            " ORDER BY w.o, a.accessed_at DESC, a.id DESC"
+        ),
     )
 }
 
