@@ -280,7 +280,7 @@ async fn paired(
         ratios.push(w.throughput() / b.throughput());
         rounds.push(w);
     }
-    Paired { stats: together(rounds), ratios }
+    Paired { stats: Stats::together(rounds), ratios }
 }
 
 /// A workload measured in rounds against the baseline ([`paired`]).
@@ -299,27 +299,6 @@ fn median_f64(v: &[f64]) -> f64 {
     let mut v = v.to_vec();
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-/// Several runs' statistics as one: their latencies together, their times and counts summed.
-fn together(parts: Vec<Stats>) -> Stats {
-    let mut all = Stats {
-        sent: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-        first_error: None,
-        timeline: Vec::new(),
-    };
-    for p in parts {
-        all.sent += p.sent;
-        all.errors += p.errors;
-        all.elapsed += p.elapsed;
-        all.latencies.extend(p.latencies);
-        all.first_error = all.first_error.or(p.first_error);
-    }
-    all.latencies.sort_unstable();
-    all
 }
 
 /// The open loop: `OPEN_RATE` requests a second, at most `OPEN_COUNT` and 30 s.
@@ -800,9 +779,8 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: O
             format!("median of {} rounds, each after its baseline: {}; {}", p.ratios.len(), each.join(", "), r.note);
         r
     };
-    let (tab16, tab160) = (&tab16, &tab160);
-    rows.push(ratio_row("alert tab (read, record, render), 16 users", ">= 0.30 x baseline", tab16, 0.30));
-    rows.push(ratio_row("alert tab, 160 users", ">= 0.30 x baseline", tab160, 0.30));
+    rows.push(ratio_row("alert tab (read, record, render), 16 users", ">= 0.30 x baseline", &tab16, 0.30));
+    rows.push(ratio_row("alert tab, 160 users", ">= 0.30 x baseline", &tab160, 0.30));
     let mut r = Row::from_stats("alert tab, open loop 1,000/s (CO-corrected)", "p99 < 5 ms", &tab_open);
     r.pass = Some(tab_open.quantile_ms(0.99) < 5.0 && tab_open.errors == 0);
     rows.push(r);

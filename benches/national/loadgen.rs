@@ -105,6 +105,12 @@ impl Stats {
         let i = ((self.latencies.len() as f64 * q).ceil() as usize).clamp(1, self.latencies.len()) - 1;
         self.latencies[i] as f64 / 1000.0
     }
+    /// Several runs' statistics as one: their latencies together, their times and counts summed.
+    pub fn together(runs: Vec<Stats>) -> Stats {
+        let sent = runs.iter().map(|r| r.sent).sum();
+        let elapsed = runs.iter().map(|r| r.elapsed).sum();
+        Stats::merge(runs.into_iter().map(|r| (r.latencies, r.errors, r.first_error)).collect(), sent, elapsed)
+    }
     fn merge(parts: Vec<(Vec<u64>, u64, Option<String>)>, sent: u64, elapsed: Duration) -> Stats {
         let mut latencies = Vec::new();
         let mut errors = 0;

@@ -96,7 +96,7 @@ pub fn record_reading(
     let shown = access_history::decide_in_order(latest, &keyed);
     let ids = insert(conn, accesses, &shown)?;
     let recorded: Vec<Recorded> = ids.into_iter().zip(shown).map(|(id, shown)| Recorded { id, shown }).collect();
-    let histories: Vec<Vec<HistoryEntry>> = before
+    let mut histories: Histories = before
         .into_iter()
         .zip(lists)
         .map(|(history, numbers)| {
@@ -108,15 +108,10 @@ pub fn record_reading(
             with_recorded(history, new)
         })
         .collect();
-    // Named together, as the history's statement names its rows.
-    let lengths: Vec<usize> = histories.iter().map(Vec::len).collect();
-    let mut all: Vec<HistoryEntry> = histories.into_iter().flatten().collect();
-    if !all.is_empty() {
-        // (`record_many` reads no history, and its names are not read for nothing.)
-        names.name(conn, &mut all);
+    // (A list with no line is not named: a fresh `names`, as `record_many`'s, would read them all.)
+    for history in histories.iter_mut().filter(|h| !h.is_empty()) {
+        names.name(conn, history);
     }
-    let mut all = all.into_iter();
-    let histories = lengths.into_iter().map(|n| all.by_ref().take(n).collect()).collect();
     Ok((recorded, histories))
 }
 
@@ -280,17 +275,14 @@ fn read_before_recording<'a>(
             continue;
         };
         if let Some(list) = usize::try_from(row.o).ok().and_then(|o| histories.get_mut(o)) {
-            list.push(HistoryEntry {
+            list.push(HistoryEntry::unnamed(
                 id,
                 accessed_at,
-                user_id: row.user_id,
+                row.user_id,
                 viewer_name,
                 job_role_code,
-                job_role_name: None,
                 organisation_code,
-                organisation_name: None,
-                contact: None,
-            });
+            ));
         }
     }
     Ok((latest, histories))
@@ -344,17 +336,14 @@ struct HistoryRow {
 impl HistoryRow {
     /// The list it is of, and the line (names and contact not yet set).
     fn into_entry(self) -> (i32, HistoryEntry) {
-        let entry = HistoryEntry {
-            id: self.id,
-            accessed_at: self.accessed_at,
-            user_id: self.user_id,
-            viewer_name: self.viewer_name,
-            job_role_code: self.job_role_code,
-            job_role_name: None,
-            organisation_code: self.organisation_code,
-            organisation_name: None,
-            contact: None,
-        };
+        let entry = HistoryEntry::unnamed(
+            self.id,
+            self.accessed_at,
+            self.user_id,
+            self.viewer_name,
+            self.job_role_code,
+            self.organisation_code,
+        );
         (self.o, entry)
     }
 }
@@ -364,14 +353,33 @@ impl HistoryEntry {
     /// back (its time to the microsecond, as stored).
     fn recorded(a: &NewAccess<'_>, id: i64) -> HistoryEntry {
         use chrono::SubsecRound;
+        HistoryEntry::unnamed(
+            id,
+            a.at.trunc_subsecs(6),
+            a.viewer.user_id,
+            a.viewer.name.clone(),
+            a.viewer.job_role_code.clone(),
+            a.viewer.organisation_code.clone(),
+        )
+    }
+
+    /// A line as read, its names and contact details not yet set.
+    fn unnamed(
+        id: i64,
+        accessed_at: DateTime<Utc>,
+        user_id: Option<i64>,
+        viewer_name: String,
+        job_role_code: String,
+        organisation_code: String,
+    ) -> HistoryEntry {
         HistoryEntry {
             id,
-            accessed_at: a.at.trunc_subsecs(6),
-            user_id: a.viewer.user_id,
-            viewer_name: a.viewer.name.clone(),
-            job_role_code: a.viewer.job_role_code.clone(),
+            accessed_at,
+            user_id,
+            viewer_name,
+            job_role_code,
             job_role_name: None,
-            organisation_code: a.viewer.organisation_code.clone(),
+            organisation_code,
             organisation_name: None,
             contact: None,
         }
