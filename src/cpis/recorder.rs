@@ -44,8 +44,10 @@ const QUEUE: usize = 4_096;
 #[derive(Debug, Clone)]
 pub struct Opening {
     pub nhs_number: String,
-    /// The numbers whose accesses the tab's history lists (the child's current and superseded ones).
-    pub linked: Vec<String>,
+    /// The numbers whose accesses the answer's history lists (the child's current and superseded
+    /// ones), or none when the answer shows no history: a FHIR CareTeam search does not, and its
+    /// opening then reads none (issue 8: the history was the largest statement of its batch).
+    pub history_of: Vec<String>,
     pub viewer: Viewer,
     pub actor: Actor,
     pub at: DateTime<Utc>,
@@ -278,7 +280,7 @@ fn store(
         .iter()
         .map(|o| AccessOpening { nhs_number: &o.nhs_number, viewer: &o.viewer, actor: o.actor.clone(), at: o.at })
         .collect();
-    let lists: Vec<&[String]> = openings.iter().map(|o| o.linked.as_slice()).collect();
+    let lists: Vec<&[String]> = openings.iter().map(|o| o.history_of.as_slice()).collect();
     let exchanges: Vec<(&FhirExchange, DateTime<Utc>)> =
         openings.iter().filter_map(|o| o.exchange.as_ref().map(|e| (e, o.at))).collect();
     let (recorded, histories, ()) =

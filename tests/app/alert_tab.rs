@@ -311,7 +311,7 @@ fn the_first_access_rule_holds_at_the_edges_of_its_window() {
 fn opening(nhs: &str, who: &str, at: chrono::DateTime<chrono::Utc>) -> cpis::cpis::recorder::Opening {
     cpis::cpis::recorder::Opening {
         nhs_number: nhs.to_owned(),
-        linked: vec![nhs.to_owned()],
+        history_of: vec![nhs.to_owned()],
         viewer: crate::support::api_viewer(who),
         actor: cpis::audit::Actor::Anonymous,
         at,
@@ -350,7 +350,7 @@ fn a_batch_of_openings_is_decided_in_the_order_queued() {
             o.nhs_number
         );
         // Read with the batch and completed with its shown openings: as a read after it finds it.
-        let read_after = cpis::cpis::access::history(&mut conn, &Default::default(), &o.linked).unwrap();
+        let read_after = cpis::cpis::access::history(&mut conn, &Default::default(), &o.history_of).unwrap();
         assert_eq!(history, &read_after, "{}'s history as the recorder answered it", o.nhs_number);
     }
     // Each opening is audited with its own access, in order.

@@ -855,7 +855,7 @@ async fn the_access_recorder_answers_unavailable_when_the_database_cannot_be_rea
     let recorder = AccessRecorder::start(cpis::db::pool_of(&config, 1), 1, Default::default(), None);
     let opening = Opening {
         nhs_number: NOAH_WILLIAMS.to_owned(),
-        linked: vec![NOAH_WILLIAMS.to_owned()],
+        history_of: vec![NOAH_WILLIAMS.to_owned()],
         viewer: crate::support::api_viewer("outage"),
         actor: cpis::audit::Actor::Anonymous,
         at: chrono::Utc::now(),

@@ -493,7 +493,7 @@ fn the_tab_statements_are_not_planned_on_every_opening() {
         assert!(!cpis::cpis::items::current_held(&mut conn, &numbers).unwrap().is_empty());
         let opening = cpis::cpis::recorder::Opening {
             nhs_number: NOAH_WILLIAMS.to_owned(),
-            linked: numbers.clone(),
+            history_of: numbers.clone(),
             viewer: viewer.clone(),
             actor: cpis::audit::Actor::Anonymous,
             at: chrono::Utc::now(),

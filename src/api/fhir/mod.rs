@@ -298,7 +298,7 @@ fn look_up(
     let (subject, held) = resolve(conn, &search.nhs_number)?;
     let exchange = FhirExchange { ods_code: search.ods_code.clone(), trace_id: trace.map(str::to_owned) };
     let tab = match &subject {
-        Subject::Known { patient, linked } if search.unscheduled && opening == Opening::Record => {
+        Subject::Known { patient, .. } if search.unscheduled && opening == Opening::Record => {
             let authorities = alert::authorities(held, patient, may_see_unborn, now);
             if !authorities.is_empty() {
                 let viewer = Viewer {
@@ -311,7 +311,8 @@ fn look_up(
                 };
                 let opening = recorder::Opening {
                     nhs_number: patient.nhs_number.clone(),
-                    linked: linked.clone(),
+                    // CareTeam shows no access history: none is read.
+                    history_of: Vec::new(),
                     viewer,
                     actor: Actor::NhsSystem(search.token_id),
                     at: now,
