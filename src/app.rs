@@ -78,6 +78,15 @@ impl AppState {
         }
         changed
     }
+
+    /// Forgets an endpoint token this instance revoked, without waiting for PostgreSQL's
+    /// announcement (src/auth/session_cache.rs): CP-NHS018's revoked token is refused at its very
+    /// next use on this instance.
+    pub fn forget_token(&self, token_id: i64) {
+        if let Some(sessions) = &self.sessions {
+            sessions.forget_token(token_id);
+        }
+    }
 }
 
 /// The session cookie: HttpOnly, SameSite=Strict; Secure and `__Host-` prefixed under TLS.

@@ -74,7 +74,18 @@ async fn authorise(req: &HttpRequest, state: &AppState, la: &str) -> Result<Stri
             "Send this LA's endpoint token as Authorization: Bearer <token>",
         ));
     };
-    match db::run(&state.pool, move |conn| Ok(tokens::authenticate(conn, &token)?)).await? {
+    // A token this instance remembers costs no statement (issue 8, src/auth/session_cache.rs).
+    let hashed = tokens::hash(&token);
+    let sessions = state.sessions.clone();
+    let remembered = sessions.as_deref().and_then(|c| c.endpoint(&hashed)).and_then(|(found, _)| found);
+    let endpoint = match remembered {
+        Some(endpoint) => Some(endpoint),
+        None => {
+            db::run(&state.pool, move |conn| Ok(tokens::authenticate_remembered(conn, sessions.as_deref(), &hashed)?))
+                .await?
+        }
+    };
+    match endpoint {
         Some(Endpoint::LocalAuthority { la_code, .. }) if la_code == la => Ok(la_code),
         Some(_) => Err(MailboxError::new(StatusCode::FORBIDDEN, "This token is not for this mailbox")),
         None => Err(MailboxError::new(StatusCode::UNAUTHORIZED, "The endpoint token is not valid or has been revoked")),

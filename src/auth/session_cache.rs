@@ -32,6 +32,11 @@
 //! history ([`AccountContact`]; CP-IS059): an account's e-mail, telephone or disabling announces the
 //! account (migration 000029), and the contact is forgotten with its sessions.
 //!
+//! And the endpoint tokens it has found live (CP-NHS018, CP-SC025), so that a FHIR search or a
+//! mailbox call costs no statement to know its caller: a token revoked, changed or deleted is
+//! announced by its id (migration 000031), and forgotten. A token not found is never remembered,
+//! so a token just issued works at once.
+//!
 //! Written here because no crate keeps a cache coherent with PostgreSQL's LISTEN/NOTIFY on a
 //! diesel connection; diesel reads the notifications (`PgConnection::notifications_iter`).
 
@@ -42,6 +47,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use diesel::{Connection, PgConnection, RunQueryDsl};
+
+use crate::mailbox::tokens::Endpoint;
 
 /// The channel migration 000025's triggers announce on.
 pub const CHANNEL: &str = "cpis_sessions";
@@ -57,6 +64,8 @@ const SWEEP: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 /// The most accounts' contact details remembered; a read that would go beyond it forgets them all
 /// first (they are read again as they are needed).
 const CONTACTS_CAPACITY: usize = 100_000;
+/// The most endpoint tokens remembered; one more forgets them all first.
+const TOKENS_CAPACITY: usize = 10_000;
 /// More announcements than this at once (a reference table renamed: every account's principal
 /// rebuilt) forget everything rather than look for each.
 const MANY: usize = 1_000;
@@ -68,6 +77,8 @@ pub enum Note {
     Session(Vec<u8>),
     /// Every session of one account.
     User(i64),
+    /// One endpoint token, by its id.
+    Token(i64),
     /// Everything.
     All,
 }
@@ -82,6 +93,10 @@ impl Note {
         } else if let Some(id) = payload.strip_prefix('u') {
             if let Ok(id) = id.parse() {
                 return Note::User(id);
+            }
+        } else if let Some(id) = payload.strip_prefix('t') {
+            if let Ok(id) = id.parse() {
+                return Note::Token(id);
             }
         }
         Note::All
@@ -132,6 +147,8 @@ pub struct Remembered {
     entries: HashMap<Vec<u8>, Entry>,
     /// Accounts' contact details, by account id.
     contacts: HashMap<i64, AccountContact>,
+    /// Live endpoint tokens, by the hash of the token.
+    tokens: HashMap<Vec<u8>, Endpoint>,
     /// Moves on every forgetting, so a load that began before it does not remember.
     generation: u64,
     /// When a full cache last looked for sessions no longer fresh.
@@ -198,6 +215,25 @@ impl Remembered {
         true
     }
 
+    /// The endpoint a token (by its hash) was found live for, if remembered.
+    pub fn endpoint(&self, hash: &[u8]) -> Option<&Endpoint> {
+        self.tokens.get(hash)
+    }
+
+    /// Remembers a token found live, unless anything was forgotten since the read's ticket. Were
+    /// the tokens to go beyond [`TOKENS_CAPACITY`], those remembered are forgotten first. True
+    /// when remembered.
+    pub fn put_endpoint(&mut self, ticket: Ticket, hash: Vec<u8>, endpoint: Endpoint) -> bool {
+        if ticket.0 != self.generation {
+            return false;
+        }
+        if self.tokens.len() >= TOKENS_CAPACITY && !self.tokens.contains_key(&hash) {
+            self.tokens.clear();
+        }
+        self.tokens.insert(hash, endpoint);
+        true
+    }
+
     pub fn forget(&mut self, note: &Note) {
         self.forget_all_of(std::slice::from_ref(note));
     }
@@ -211,9 +247,11 @@ impl Remembered {
         if notes.len() > MANY || notes.contains(&Note::All) {
             self.entries.clear();
             self.contacts.clear();
+            self.tokens.clear();
             return;
         }
         let mut users = std::collections::HashSet::new();
+        let mut tokens = std::collections::HashSet::new();
         for note in notes {
             match note {
                 Note::Session(hash) => {
@@ -221,6 +259,9 @@ impl Remembered {
                 }
                 Note::User(id) => {
                     users.insert(*id);
+                }
+                Note::Token(id) => {
+                    tokens.insert(*id);
                 }
                 Note::All => {}
             }
@@ -230,6 +271,9 @@ impl Remembered {
             for user in &users {
                 self.contacts.remove(user);
             }
+        }
+        if !tokens.is_empty() {
+            self.tokens.retain(|_, e| !tokens.contains(&e.token_id()));
         }
     }
 
@@ -346,6 +390,34 @@ impl SessionCache {
     /// Remembers contact details read after [`contacts`](SessionCache::contacts) gave `ticket`.
     pub fn put_contacts(&self, ticket: Ticket, read: Vec<(i64, AccountContact)>) {
         self.remembered.lock().unwrap_or_else(|e| e.into_inner()).put_contacts(ticket, read);
+    }
+
+    /// The endpoint a token (by its hash) was found live for, if remembered, after handling every
+    /// announcement that has arrived, and the ticket for reading it from the database otherwise;
+    /// `None` while nothing may be remembered. Never waits for I/O, as [`get`](SessionCache::get).
+    pub fn endpoint(&self, hash: &[u8]) -> Option<(Option<Endpoint>, Ticket)> {
+        if !self.listening.load(Ordering::Acquire) || !self.drain() {
+            return None;
+        }
+        let remembered = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
+        Some((remembered.endpoint(hash).cloned(), remembered.ticket()))
+    }
+
+    /// Remembers a token found live after [`endpoint`](SessionCache::endpoint) gave `ticket`.
+    pub fn put_endpoint(&self, ticket: Ticket, hash: Vec<u8>, endpoint: Endpoint) {
+        self.remembered.lock().unwrap_or_else(|e| e.into_inner()).put_endpoint(ticket, hash, endpoint);
+    }
+
+    /// Forgets a token this instance revoked, without waiting for its announcement.
+    pub fn forget_token(&self, token_id: i64) {
+        self.forget(&Note::Token(token_id));
+    }
+
+    /// Whether the token (by its hash) is remembered, after handling every announcement that has
+    /// arrived (tests wait on it for a change made elsewhere to be heard).
+    pub fn remembers_endpoint(&self, hash: &[u8]) -> bool {
+        self.drain();
+        self.remembered.lock().unwrap_or_else(|e| e.into_inner()).endpoint(hash).is_some()
     }
 
     /// Forgets a session this instance changed or ended.
@@ -561,9 +633,10 @@ mod tests {
     fn announcements_are_read_as_a_session_an_account_or_everything() {
         assert_eq!(Note::parse("k0aff"), Note::Session(vec![0x0a, 0xff]));
         assert_eq!(Note::parse("u42"), Note::User(42));
+        assert_eq!(Note::parse("t5"), Note::Token(5));
         assert_eq!(Note::parse("*"), Note::All);
         // Anything unexpected forgets everything rather than nothing.
-        for odd in ["", "kzz", "u", "ux", "x1", "k0"] {
+        for odd in ["", "kzz", "u", "ux", "x1", "k0", "t", "tx"] {
             assert_eq!(Note::parse(odd), Note::All, "{odd:?}");
         }
     }
@@ -619,6 +692,46 @@ mod tests {
         let ticket = r.ticket();
         r.forget_all_of(&[]);
         assert_eq!(r.ticket(), ticket, "nothing forgotten, nothing moves");
+    }
+
+    fn system(token_id: i64) -> Endpoint {
+        Endpoint::NhsSystem { token_id, ods_code: "RX1".into() }
+    }
+
+    /// CP-NHS018: a token found live is remembered until it is announced (revoked, changed or
+    /// deleted), by its id; a read that began before a forgetting is not remembered.
+    #[test]
+    fn a_token_is_forgotten_when_it_is_announced() {
+        let mut r = Remembered::default();
+        let ticket = r.ticket();
+        r.forget(&Note::Token(99));
+        assert!(!r.put_endpoint(ticket, vec![1], system(1)), "something was forgotten meanwhile");
+        assert!(r.endpoint(&[1]).is_none());
+        assert!(r.put_endpoint(r.ticket(), vec![1], system(1)));
+        let la = Endpoint::LocalAuthority { token_id: 2, la_code: "E09000001".into() };
+        assert!(r.put_endpoint(r.ticket(), vec![2], la.clone()));
+        assert_eq!(r.endpoint(&[1]), Some(&system(1)));
+        r.forget(&Note::User(1));
+        r.forget(&Note::Session(vec![1]));
+        assert!(r.endpoint(&[1]).is_some(), "an account's or a session's announcement is not the token's");
+        r.forget(&Note::Token(1));
+        assert!(r.endpoint(&[1]).is_none(), "the token was announced");
+        assert_eq!(r.endpoint(&[2]), Some(&la), "another token stays");
+        r.forget(&Note::All);
+        assert!(r.endpoint(&[2]).is_none());
+    }
+
+    #[test]
+    fn a_full_token_cache_starts_again() {
+        let mut r = Remembered::default();
+        for i in 0..TOKENS_CAPACITY as i64 {
+            assert!(r.put_endpoint(r.ticket(), i.to_be_bytes().to_vec(), system(i)));
+        }
+        assert!(r.put_endpoint(r.ticket(), 0i64.to_be_bytes().to_vec(), system(0)), "one already held: room enough");
+        assert!(r.endpoint(&1i64.to_be_bytes()).is_some());
+        assert!(r.put_endpoint(r.ticket(), vec![0xff], system(-1)));
+        assert!(r.endpoint(&1i64.to_be_bytes()).is_none(), "forgotten to make room");
+        assert_eq!(r.tokens.len(), 1);
     }
 
     fn contact(telephone: &str) -> AccountContact {

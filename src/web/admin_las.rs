@@ -565,6 +565,7 @@ pub async fn revoke_token(
         tokens::revoke_held(conn, Actor::User(owner), tokens::Holder::LocalAuthority(&c), token_id, Utc::now())
     })
     .await?;
+    state.forget_token(token_id);
     Ok(see_other(&base(&code)))
 }
 

@@ -350,6 +350,7 @@ pub async fn revoke_system_token(
         tokens::revoke_held(conn, Actor::User(owner), tokens::Holder::NhsOrganisation(&o), token_id, Utc::now())
     })
     .await?;
+    state.forget_token(token_id);
     Ok(see_other(&base(&ods)))
 }
 

@@ -696,3 +696,59 @@ async fn every_query_and_response_is_in_the_transmission_log_without_content() {
         );
     }
 }
+
+/// Asks `done` until it holds, at most 10 s (an announcement takes a fraction of a millisecond on
+/// this host, but a loaded test machine may be slow to run anything).
+async fn until(what: &str, done: impl Fn() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "waited 10 s for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Issue 8, CP-NHS018: each instance remembers a token it has found live
+/// (src/auth/session_cache.rs), so a search need not read it; a token revoked, moved to another
+/// organisation or deleted by any other connection is announced (migration 000031), forgotten and
+/// refused from then on, and one revoked through this instance's own page is refused at its very
+/// next use. A change that does not touch what a token stands for (its label) keeps it.
+#[tokio::test]
+async fn a_remembered_token_is_refused_once_it_changes_anywhere() {
+    use crate::support::db::execute;
+    let app = TestApp::spawn(Template::Demo);
+    let cache = app.sessions.clone().expect("sessions and tokens are remembered by default");
+    until("the listener", || cache.is_listening()).await;
+    let (h, mut conn) = (user("R8000"), app.conn());
+    let path = format!("/cpis/FHIR/R4/CareTeam?{}", query(UNKNOWN));
+    for (change, refused) in [
+        ("UPDATE endpoint_tokens SET revoked_at = now() WHERE id = {id}", StatusCode::UNAUTHORIZED),
+        ("UPDATE endpoint_tokens SET ods_code = 'RR8' WHERE id = {id}", StatusCode::FORBIDDEN),
+        ("DELETE FROM endpoint_tokens WHERE id = {id}", StatusCode::UNAUTHORIZED),
+    ] {
+        let (t, id) = (token(&app), token_id(&app));
+        let hashed = tokens::hash(&t);
+        assert_eq!(get(&app, &path, Some(&t), &h).await.status, StatusCode::OK, "{change}");
+        assert!(cache.remembers_endpoint(&hashed), "a token found live is remembered");
+        execute(&mut conn, &format!("UPDATE endpoint_tokens SET label = 'renamed' WHERE id = {id}"));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(cache.remembers_endpoint(&hashed), "a new label is not announced");
+        assert_eq!(get(&app, &path, Some(&t), &h).await.status, StatusCode::OK);
+        let change = change.replace("{id}", &id.to_string());
+        execute(&mut conn, &change);
+        until(&change, || !cache.remembers_endpoint(&hashed)).await;
+        assert_eq!(get(&app, &path, Some(&t), &h).await.status, refused, "{change}");
+    }
+
+    // Revoked through the CP-IS owner's page of this instance: refused at once.
+    let owner = app.signed_in("helen.ward").await;
+    let res = owner.post_form("/admin/nhs-systems/RJZ", &[("label", "kings-ed")]).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let page = res.text().await.unwrap();
+    let t = between(&page, "id=\"issued-token\">", "</p>").expect("the new token is shown");
+    assert_eq!(get(&app, &path, Some(&t), &h).await.status, StatusCode::OK);
+    assert!(cache.remembers_endpoint(&tokens::hash(&t)));
+    let id = app.count("SELECT id FROM endpoint_tokens WHERE label = 'kings-ed'");
+    let res = owner.post_form(&format!("/admin/nhs-systems/RJZ/tokens/{id}/revoke"), &[]).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(get(&app, &path, Some(&t), &h).await.status, StatusCode::UNAUTHORIZED, "no wait for the announcement");
+}

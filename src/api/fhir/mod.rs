@@ -27,6 +27,7 @@ use self::outcome::{ApiError, FHIR_JSON};
 use super::bearer_token;
 use crate::app::AppState;
 use crate::audit::Actor;
+use crate::auth::session_cache::SessionCache;
 use crate::cpis::access::{Channel, Viewer};
 use crate::cpis::alert;
 use crate::cpis::items::{self, HeldItem};
@@ -69,14 +70,15 @@ enum Subject {
 /// What a search asks, read from the request before the database is: the token, and each header
 /// and parameter as read. Their refusals are given in [`check`]'s order, the token's first.
 struct Asked {
-    token: String,
+    /// The token's hash ([`tokens::hash`]): the token itself is not kept.
+    token: Vec<u8>,
     user: Result<EndUser, ApiError>,
     unscheduled: Result<bool, ApiError>,
     nhs_number: Result<String, ApiError>,
 }
 
 fn asked(req: &HttpRequest) -> Result<Asked, ApiError> {
-    let Some(token) = bearer_token(req).map(str::to_owned) else {
+    let Some(token) = bearer_token(req).map(tokens::hash) else {
         return Err(ApiError::unauthenticated("Send the NHS system's endpoint token as Authorization: Bearer <token>"));
     };
     Ok(Asked {
@@ -88,10 +90,15 @@ fn asked(req: &HttpRequest) -> Result<Asked, ApiError> {
 }
 
 /// Every check before the database is asked about the patient, on the connection of the search
-/// itself (one round trip, no checkout of its own), in this order: the token (401, or 403 for a
-/// local authority's), its rate (429), then [`search_of`]'s. A refusal is the inner error.
-fn check(conn: &mut diesel::PgConnection, asked: &Asked) -> Result<Result<Search, ApiError>, crate::error::AppError> {
-    let (token_id, ods_code) = match tokens::authenticate(conn, &asked.token)? {
+/// itself (no checkout of its own; no round trip at all when this instance remembers the token,
+/// [`tokens::authenticate_remembered`]), in this order: the token (401, or 403 for a local
+/// authority's), its rate (429), then [`search_of`]'s. A refusal is the inner error.
+fn check(
+    conn: &mut diesel::PgConnection,
+    sessions: Option<&SessionCache>,
+    asked: &Asked,
+) -> Result<Result<Search, ApiError>, crate::error::AppError> {
+    let (token_id, ods_code) = match tokens::authenticate_remembered(conn, sessions, &asked.token)? {
         Some(Endpoint::NhsSystem { token_id, ods_code }) => (token_id, ods_code),
         Some(Endpoint::LocalAuthority { .. }) => {
             return Ok(Err(ApiError::forbidden(
@@ -100,7 +107,7 @@ fn check(conn: &mut diesel::PgConnection, asked: &Asked) -> Result<Result<Search
         }
         None => return Ok(Err(ApiError::unauthenticated("The endpoint token is not valid or has been revoked"))),
     };
-    if let Err(wait) = rate_limit::take(&tokens::hash(&asked.token), Instant::now()) {
+    if let Err(wait) = rate_limit::take(&asked.token, Instant::now()) {
         return Ok(Err(ApiError::throttled(rate_limit::retry_after_secs(wait))));
     }
     Ok(search_of(asked, token_id, ods_code))
@@ -225,12 +232,14 @@ pub async fn search_care_team(req: HttpRequest, state: web::Data<AppState>) -> H
 
 async fn care_team(req: &HttpRequest, state: &AppState) -> Result<Value, ApiError> {
     let (asked, trace, now) = (asked(req)?, trace(req), Utc::now());
-    let names = state.names.clone();
+    let (names, sessions) = (state.names.clone(), state.sessions.clone());
     // CP-IS068, CP-IS073: an unscheduled search that finds something records the access before it
     // answers: what the role may see is read here, then the access recorder records the access
     // and logs the exchange in one transaction (src/cpis/recorder.rs; CP-IS047 by the child's lock).
     let looked =
-        db::run(&state.pool, move |conn| look_up(conn, &names, &asked, trace.as_deref(), now, Opening::Record))
+        db::run(&state.pool, move |conn| {
+            look_up(conn, &names, sessions.as_deref(), &asked, trace.as_deref(), now, Opening::Record)
+        })
             .await??;
     let Found { search, subject, tab } = match looked {
         LookedUp::Answered(found) => found,
@@ -252,10 +261,11 @@ pub async fn search_audit_event(req: HttpRequest, state: web::Data<AppState>) ->
 
 async fn audit_event(req: &HttpRequest, state: &AppState) -> Result<Value, ApiError> {
     let (asked, trace, now) = (asked(req)?, trace(req), Utc::now());
-    let names = state.names.clone();
-    let looked =
-        db::run(&state.pool, move |conn| look_up(conn, &names, &asked, trace.as_deref(), now, Opening::ReadOnly))
-            .await??;
+    let (names, sessions) = (state.names.clone(), state.sessions.clone());
+    let looked = db::run(&state.pool, move |conn| {
+        look_up(conn, &names, sessions.as_deref(), &asked, trace.as_deref(), now, Opening::ReadOnly)
+    })
+    .await??;
     let LookedUp::Answered(Found { search, subject, tab }) = looked else {
         return Err(ApiError::from(crate::error::AppError::Internal("a read-only search asked to record".into())));
     };
@@ -285,12 +295,13 @@ enum Opening {
 fn look_up(
     conn: &mut diesel::PgConnection,
     names: &crate::cpis::reference_names::ReferenceNames,
+    sessions: Option<&SessionCache>,
     asked: &Asked,
     trace: Option<&str>,
     now: DateTime<Utc>,
     opening: Opening,
 ) -> Result<Result<LookedUp, ApiError>, crate::error::AppError> {
-    let search = match check(conn, asked)? {
+    let search = match check(conn, sessions, asked)? {
         Ok(search) => search,
         Err(refused) => return Ok(Err(refused)),
     };
