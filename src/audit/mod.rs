@@ -109,13 +109,39 @@ pub(crate) fn lock_chain(conn: &mut PgConnection) -> QueryResult<()> {
     Ok(())
 }
 
+/// The outbox's row of one batch of entries ([`record_many`]), as SQL text with the six
+/// placeholders given (time, actors, actions, NHS numbers, details, canonical texts), for a
+/// statement that stores more with it: the access recorder stores a batch's accesses and their
+/// entries in one statement (`cpis/access.rs`). Bound by [`Outbox::bind`]. Only where commits
+/// wait for their own flush: see [`record_many`] for the deferred one.
+macro_rules! outbox_insert {
+    ($at:literal, $actors:literal, $actions:literal, $numbers:literal, $details:literal, $canonicals:literal) => {
+        concat!(
+            "INSERT INTO audit_outbox (occurred_at, actors, actions, numbers, details, canonicals) VALUES (",
+            $at,
+            ", ",
+            $actors,
+            ", ",
+            $actions,
+            ", ",
+            $numbers,
+            ", ",
+            $details,
+            "::text[]::jsonb[], ",
+            $canonicals,
+            ")"
+        )
+    };
+}
+pub(crate) use outbox_insert;
+
 /// Records many entries in one go, in order, as [`record`] does:
 /// one row in `audit_outbox`, which a deferred trigger moves into the chain inside COMMIT
 /// (migration 000014), so the chain's lock is held for the move and the commit alone, never
 /// across a round trip to this service. The entries are not in `audit_log` before the commit:
 /// code that needs its entry's id at once uses [`append_now`].
 pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), AppError> {
-    let Some(batch) = Batch::of(events)? else { return Ok(()) };
+    let Some(outbox) = Outbox::of(events)? else { return Ok(()) };
     // The commit moves the entries under the chain's lock: in a request it need not wait for its
     // flush while holding it (see lock_chain).
     let sql = if crate::db::defer_flush() {
@@ -123,12 +149,26 @@ pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), Ap
          SELECT $1, $2, $3, $4, $5::text[]::jsonb[], $6 \
          FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed"
     } else {
-        "INSERT INTO audit_outbox (occurred_at, actors, actions, numbers, details, canonicals) \
-         VALUES ($1, $2, $3, $4, $5::text[]::jsonb[], $6)"
+        outbox_insert!("$1", "$2", "$3", "$4", "$5", "$6")
     };
-    let (query, details, canonicals) = batch.bind_head(crate::db::prepared::sql(sql));
-    query.bind::<Array<Text>, _>(details).bind::<Array<Text>, _>(canonicals).execute(conn)?;
+    outbox.bind(crate::db::prepared::sql(sql)).execute(conn)?;
     Ok(())
+}
+
+/// A batch of entries for the outbox's row ([`outbox_insert!`]).
+pub struct Outbox(Batch);
+
+impl Outbox {
+    /// The entries, or `None` for none; refused as [`record_many`] refuses them.
+    pub fn of(events: Vec<Event>) -> Result<Option<Outbox>, AppError> {
+        Ok(Batch::of(events)?.map(Outbox))
+    }
+
+    /// Binds the next six placeholders, in [`outbox_insert!`]'s order.
+    pub fn bind(self, query: crate::db::prepared::Prepared) -> crate::db::prepared::Prepared {
+        let (query, details, canonicals) = self.0.bind_head(query);
+        query.bind::<Array<Text>, _>(details).bind::<Array<Text>, _>(canonicals)
+    }
 }
 
 /// Appends entries to the chain at once, holding the chain's lock until the caller's transaction

@@ -8,6 +8,7 @@ use diesel::prelude::*;
 
 use crate::auth::session_cache::AccountContact;
 use crate::domain::access_history::{self, HISTORY_LIMIT};
+use crate::error::AppError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
@@ -57,7 +58,12 @@ pub struct NewAccess<'a> {
 }
 
 /// Records an access at `at`: [`record_many`] for one.
-pub fn record(conn: &mut PgConnection, nhs_number: &str, viewer: &Viewer, at: DateTime<Utc>) -> QueryResult<Recorded> {
+pub fn record(
+    conn: &mut PgConnection,
+    nhs_number: &str,
+    viewer: &Viewer,
+    at: DateTime<Utc>,
+) -> Result<Recorded, AppError> {
     let mut recorded = record_many(conn, &[NewAccess { nhs_number, viewer, at }])?;
     Ok(recorded.remove(0))
 }
@@ -71,31 +77,33 @@ pub fn record(conn: &mut PgConnection, nhs_number: &str, viewer: &Viewer, at: Da
 /// after a later-stamped opening was recorded as shown. That access is then within the window
 /// ([`access_history::is_shown`]) and this one is not shown: at most one per 24 hours (CP-IS047).
 /// Within one call the same holds ([`access_history::decide_in_order`]).
-pub fn record_many(conn: &mut PgConnection, accesses: &[NewAccess<'_>]) -> QueryResult<Vec<Recorded>> {
-    Ok(record_reading(conn, &Default::default(), accesses, &[])?.0)
+pub fn record_many(conn: &mut PgConnection, accesses: &[NewAccess<'_>]) -> Result<Vec<Recorded>, AppError> {
+    Ok(record_reading(conn, &Default::default(), accesses, &[], |_| Vec::new())?.0)
 }
 
-/// [`record_many`], and the shown accesses to each list of numbers as they stand after these
-/// ([`histories`]): read in the same statement as who saw each child last, before the insert, with
-/// the accesses recorded here added to them ([`with_recorded`]). The access recorder's batches
-/// are recorded so (issue 8: a round trip fewer on its serial path than reading them after the
-/// commit). The caller holds the lock of every child whose accesses the lists are of, so that no
-/// other access to them is recorded in between.
+/// [`record_many`], with the audit entries `audit_of` makes of what was decided stored in the same
+/// statement as the accesses, and the shown accesses to each list of numbers as they stand after
+/// these ([`histories`]): read in the same statement as who saw each child last, before the insert
+/// (which also takes the accesses' ids), with the accesses recorded here added to them
+/// ([`with_recorded`]). The access recorder's batches are recorded so (issue 8: each round trip
+/// saved is one fewer on its serial path). The caller holds the lock of every child whose accesses
+/// the lists are of, so that no other access to them is recorded in between.
 pub fn record_reading(
     conn: &mut PgConnection,
     names: &super::reference_names::ReferenceNames,
     accesses: &[NewAccess<'_>],
     lists: &[&[String]],
-) -> QueryResult<(Vec<Recorded>, Histories)> {
+    audit_of: impl FnOnce(&[Recorded]) -> Vec<crate::audit::Event>,
+) -> Result<(Vec<Recorded>, Histories), AppError> {
     if accesses.is_empty() {
         return Ok((Vec::new(), lists.iter().map(|_| Vec::new()).collect()));
     }
-    let (latest, before) = read_before_recording(conn, accesses, lists)?;
+    let (latest, before, ids) = read_before_recording(conn, accesses, lists)?;
     let keyed: Vec<((&str, &str), DateTime<Utc>)> =
         accesses.iter().map(|a| ((a.nhs_number, a.viewer.viewer_id.as_str()), a.at)).collect();
     let shown = access_history::decide_in_order(latest, &keyed);
-    let ids = insert(conn, accesses, &shown)?;
     let recorded: Vec<Recorded> = ids.into_iter().zip(shown).map(|(id, shown)| Recorded { id, shown }).collect();
+    insert(conn, accesses, &recorded, audit_of(&recorded))?;
     let mut histories: Histories = before
         .into_iter()
         .zip(lists)
@@ -115,43 +123,65 @@ pub fn record_reading(
     Ok((recorded, histories))
 }
 
-/// Inserts the accesses in the order given, in one statement; their ids in that order.
-fn insert(conn: &mut PgConnection, accesses: &[NewAccess<'_>], shown: &[bool]) -> QueryResult<Vec<i64>> {
-    use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
-    #[derive(QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = BigInt)]
-        id: i64,
-    }
-    let column = |f: fn(&NewAccess<'_>) -> String| accesses.iter().map(f).collect::<Vec<String>>();
-    // The arrays are read through sub-selects, so that every plan estimates them alike and
-    // PostgreSQL keeps one generic plan (as `latest_shown_in_window`).
-    let mut ids: Vec<i64> = crate::db::prepared::sql(
-        "INSERT INTO access_events (nhs_number, accessed_at, viewer_id, user_id, viewer_name, job_role_code, \
+/// The insert of a batch's accesses with the ids they were given (placeholders $1 to $10: ids,
+/// NHS numbers, times, viewer ids, user ids, names, job roles, organisations, channels, shown).
+/// The arrays are read through sub-selects, so that every plan estimates them alike and
+/// PostgreSQL keeps one generic plan (as `latest_shown_in_window`).
+macro_rules! insert_accesses {
+    () => {
+        "INSERT INTO access_events (id, nhs_number, accessed_at, viewer_id, user_id, viewer_name, job_role_code, \
              organisation_code, channel, shown) \
-         SELECT n, t, v, u, vn, j, o, c, s FROM unnest((SELECT $1::text[]), (SELECT $2::timestamptz[]), \
-             (SELECT $3::text[]), (SELECT $4::bigint[]), (SELECT $5::text[]), (SELECT $6::text[]), \
-             (SELECT $7::text[]), (SELECT $8::text[]), (SELECT $9::bool[])) \
-             WITH ORDINALITY AS a(n, t, v, u, vn, j, o, c, s, i) \
-         ORDER BY i RETURNING id",
-    )
-    .bind::<Array<Text>, _>(column(|a| a.nhs_number.to_owned()))
-    .bind::<Array<Timestamptz>, _>(accesses.iter().map(|a| a.at).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(column(|a| a.viewer.viewer_id.clone()))
-    .bind::<Array<Nullable<BigInt>>, _>(accesses.iter().map(|a| a.viewer.user_id).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(column(|a| a.viewer.name.clone()))
-    .bind::<Array<Text>, _>(column(|a| a.viewer.job_role_code.clone()))
-    .bind::<Array<Text>, _>(column(|a| a.viewer.organisation_code.clone()))
-    .bind::<Array<Text>, _>(column(|a| a.viewer.channel.code().to_owned()))
-    .bind::<Array<Bool>, _>(shown.to_vec())
-    .load::<Id>(conn)?
-    .into_iter()
-    .map(|r| r.id)
-    .collect();
-    // The rows are inserted in the order given and take their ids from the sequence as they are
-    // inserted: ascending ids are the order given, whatever order RETURNING lists them in.
-    ids.sort_unstable();
-    Ok(ids)
+         SELECT id, n, t, v, u, vn, j, o, c, s FROM unnest((SELECT $1::bigint[]), (SELECT $2::text[]), \
+             (SELECT $3::timestamptz[]), (SELECT $4::text[]), (SELECT $5::bigint[]), (SELECT $6::text[]), \
+             (SELECT $7::text[]), (SELECT $8::text[]), (SELECT $9::text[]), (SELECT $10::bool[])) \
+             AS a(id, n, t, v, u, vn, j, o, c, s)"
+    };
+}
+
+/// Inserts the accesses as recorded (their ids taken by [`read_before_recording`]) and the
+/// outbox's row of their audit entries, in one statement: one round trip fewer on the access
+/// recorder's serial path than two (issue 8). Where commits defer their flush
+/// ([`crate::db::defer_flush`]) the entries go through [`crate::audit::record_many`], which knows
+/// how.
+fn insert(
+    conn: &mut PgConnection,
+    accesses: &[NewAccess<'_>],
+    recorded: &[Recorded],
+    events: Vec<crate::audit::Event>,
+) -> Result<(), AppError> {
+    use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
+    let column = |f: fn(&NewAccess<'_>) -> String| accesses.iter().map(f).collect::<Vec<String>>();
+    let (outbox, apart) = if !events.is_empty() && !crate::db::defer_flush() {
+        (crate::audit::Outbox::of(events)?, Vec::new())
+    } else {
+        (None, events)
+    };
+    let sql = match outbox {
+        Some(_) => concat!(
+            "WITH a AS (",
+            insert_accesses!(),
+            ") ",
+            crate::audit::outbox_insert!("$11", "$12", "$13", "$14", "$15", "$16")
+        ),
+        None => insert_accesses!(),
+    };
+    let query = crate::db::prepared::sql(sql)
+        .bind::<Array<BigInt>, _>(recorded.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(column(|a| a.nhs_number.to_owned()))
+        .bind::<Array<Timestamptz>, _>(accesses.iter().map(|a| a.at).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(column(|a| a.viewer.viewer_id.clone()))
+        .bind::<Array<Nullable<BigInt>>, _>(accesses.iter().map(|a| a.viewer.user_id).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(column(|a| a.viewer.name.clone()))
+        .bind::<Array<Text>, _>(column(|a| a.viewer.job_role_code.clone()))
+        .bind::<Array<Text>, _>(column(|a| a.viewer.organisation_code.clone()))
+        .bind::<Array<Text>, _>(column(|a| a.viewer.channel.code().to_owned()))
+        .bind::<Array<Bool>, _>(recorded.iter().map(|r| r.shown).collect::<Vec<_>>());
+    match outbox {
+        Some(outbox) => outbox.bind(query).execute(conn)?,
+        None => query.execute(conn)?,
+    };
+    crate::audit::record_many(conn, apart)?;
+    Ok(())
 }
 
 /// The FROM list of the history's read: for each list `w.o` of the arrays `$owners` (its place,
@@ -195,7 +225,9 @@ macro_rules! newest_shown {
 ///   range, at most one per viewer). The range is fenced off (`OFFSET 0`) so that the planner
 ///   does not go through a viewer's own accesses of the day instead, which for a busy clinician
 ///   are hundreds;
-/// - each list's history as it stands ([`histories`]' rows, not yet named), newest first.
+/// - each list's history as it stands ([`histories`]' rows, not yet named), newest first;
+/// - an id from the accesses' sequence for each access, ascending in the order given, so that
+///   their audit entries, which name them, can be stored in the same statement as they are.
 ///
 /// The arrays are read through sub-selects so that every plan estimates them alike and
 /// PostgreSQL keeps one generic plan instead of planning the statement on every opening (as
@@ -204,10 +236,11 @@ fn read_before_recording<'a>(
     conn: &mut PgConnection,
     accesses: &[NewAccess<'a>],
     lists: &[&[String]],
-) -> QueryResult<(LatestShown<'a>, Histories)> {
+) -> Result<(LatestShown<'a>, Histories, Vec<i64>), AppError> {
     use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
-    /// A row of either half: `k` 0 is a pair's latest shown access (`o` its place in the
-    /// pairs, from 1; `accessed_at` null when there is none), `k` 1 a history line (`o` its list).
+    /// A row of any part: `k` 0 is a pair's latest shown access (`o` its place in the pairs,
+    /// from 1; `accessed_at` null when there is none), `k` 1 a history line (`o` its list), `k` 2
+    /// an access's id.
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = Integer)]
@@ -246,6 +279,9 @@ fn read_before_recording<'a>(
              NULL::text AS organisation_code \
          FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), (SELECT $3::timestamptz[])) WITH ORDINALITY AS q(n, v, w, i) \
          UNION ALL \
+         SELECT 2, g, nextval('access_events_id_seq'), NULL, NULL, NULL, NULL, NULL \
+         FROM generate_series(1, (SELECT $7::bigint)) AS g \
+         UNION ALL \
          SELECT 1, w.o, a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, a.organisation_code ",
         newest_shown!("(SELECT $4::int[])", "(SELECT $5::text[])", "$6")
     ),
@@ -256,10 +292,16 @@ fn read_before_recording<'a>(
     .bind::<Array<Integer>, _>(owners)
     .bind::<Array<Text>, _>(numbers)
     .bind::<BigInt, _>(HISTORY_LIMIT as i64)
+    .bind::<BigInt, _>(accesses.len() as i64)
     .load(conn)?;
     let mut latest = HashMap::new();
+    let mut ids = Vec::with_capacity(accesses.len());
     let mut histories: Vec<Vec<HistoryEntry>> = lists.iter().map(|_| Vec::new()).collect();
     for row in rows {
+        if row.k == 2 {
+            ids.extend(row.id);
+            continue;
+        }
         if row.k == 0 {
             let Some(at) = row.accessed_at else { continue };
             if let Some((key, _)) =
@@ -285,7 +327,12 @@ fn read_before_recording<'a>(
             ));
         }
     }
-    Ok((latest, histories))
+    if ids.len() != accesses.len() {
+        return Err(AppError::Internal("the accesses' ids were not all taken".into()));
+    }
+    // Taken in the order of the series; sorted all the same, since that order is what they stand for.
+    ids.sort_unstable();
+    Ok((latest, histories, ids))
 }
 
 /// A list's history with accesses just recorded added to it: newest first, ties by id (the later

@@ -9,7 +9,7 @@ use super::access::{self, Histories, HistoryEntry, NewAccess, Recorded, Viewer};
 use super::items::{self, CpItem, HeldItem};
 use super::local_authority::LocalAuthority;
 use super::reference_names::ReferenceNames;
-use crate::audit::{self, Actor, Event};
+use crate::audit::{Actor, Event};
 use crate::domain::dates;
 use crate::domain::retrieval::ItemKind;
 use crate::error::AppError;
@@ -134,21 +134,22 @@ fn record_locked(
 ) -> Result<(Vec<Recorded>, Histories), AppError> {
     let accesses: Vec<NewAccess<'_>> =
         openings.iter().map(|o| NewAccess { nhs_number: o.nhs_number, viewer: o.viewer, at: o.at }).collect();
-    let (recorded, histories) = access::record_reading(conn, names, &accesses, lists)?;
-    let events = openings
-        .iter()
-        .zip(&recorded)
-        .map(|(o, r)| {
-            Event::new(o.actor.clone(), "access.alert_tab_opened").about(o.nhs_number).details(serde_json::json!({
-                "access_event_id": r.id,
-                "shown": r.shown,
-                "job_role": o.viewer.job_role_code,
-                "organisation": o.viewer.organisation_code,
-                "channel": o.viewer.channel.code(),
-            }))
-        })
-        .collect();
-    audit::record_many(conn, events)?;
+    // Each opening's audit entry names its access, and is stored in the same statement.
+    let (recorded, histories) = access::record_reading(conn, names, &accesses, lists, |recorded| {
+        openings
+            .iter()
+            .zip(recorded)
+            .map(|(o, r)| {
+                Event::new(o.actor.clone(), "access.alert_tab_opened").about(o.nhs_number).details(serde_json::json!({
+                    "access_event_id": r.id,
+                    "shown": r.shown,
+                    "job_role": o.viewer.job_role_code,
+                    "organisation": o.viewer.organisation_code,
+                    "channel": o.viewer.channel.code(),
+                }))
+            })
+            .collect()
+    })?;
     Ok((recorded, histories))
 }
 

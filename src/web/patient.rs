@@ -240,7 +240,8 @@ pub async fn open_alert_tab(
         return Err(AppError::NotFound("There is no child protection information to show for this patient.".into()));
     }
     let actor = viewer.user_id.map_or(Actor::Anonymous, Actor::User);
-    let opening = Opening { nhs_number: patient.nhs_number.clone(), history_of: linked, viewer, actor, at: now, exchange: None };
+    let opening =
+        Opening { nhs_number: patient.nhs_number.clone(), history_of: linked, viewer, actor, at: now, exchange: None };
     let tab = state.recorder.open(opening).await?.into_tab(authorities);
     let page = AlertPage {
         layout: Layout::new("Child Care Alert", Some(&principal), &session),

@@ -342,6 +342,19 @@ fn a_batch_of_openings_is_decided_in_the_order_queued() {
     assert_eq!(shown, [true, false, true, true, false]);
     let ids: Vec<i64> = results.iter().map(|r| r.as_ref().unwrap().recorded.id).collect();
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in the order queued: {ids:?}");
+    // The ids were taken before the insert (so that the audit entries, stored in the same
+    // statement, can name them): each is its own opening's stored access.
+    let stored = crate::support::db::texts(
+        &mut conn,
+        &format!(
+            "SELECT nhs_number || ':' || viewer_id || ':' || shown AS s \
+             FROM access_events WHERE id IN ({}) ORDER BY id",
+            ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",")
+        ),
+    );
+    let expected: Vec<String> =
+        batch.iter().zip(&shown).map(|(o, s)| format!("{}:{}:{s}", o.nhs_number, o.viewer.viewer_id)).collect();
+    assert_eq!(stored, expected);
     for (result, o) in results.iter().zip(&batch) {
         let history = &result.as_ref().unwrap().history;
         assert!(

@@ -503,7 +503,8 @@ fn the_tab_statements_are_not_planned_on_every_opening() {
     }
     // The children's locks are not among them: they go as text with the batch's BEGIN, one round
     // trip for both, and their plan is a scan of a literal array (cheaper than the round trip).
-    for start in ["SELECT i.id, i.nhs_number", "SELECT 0 AS k, q.i AS o", "INSERT INTO access_events"] {
+    // The accesses' insert carries their audit entries' outbox row.
+    for start in ["SELECT i.id, i.nhs_number", "SELECT 0 AS k, q.i AS o", "WITH a AS (INSERT INTO access_events"] {
         let plans = texts(
             &mut conn,
             &format!(

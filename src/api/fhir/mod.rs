@@ -236,11 +236,10 @@ async fn care_team(req: &HttpRequest, state: &AppState) -> Result<Value, ApiErro
     // CP-IS068, CP-IS073: an unscheduled search that finds something records the access before it
     // answers: what the role may see is read here, then the access recorder records the access
     // and logs the exchange in one transaction (src/cpis/recorder.rs; CP-IS047 by the child's lock).
-    let looked =
-        db::run(&state.pool, move |conn| {
-            look_up(conn, &names, sessions.as_deref(), &asked, trace.as_deref(), now, Opening::Record)
-        })
-            .await??;
+    let looked = db::run(&state.pool, move |conn| {
+        look_up(conn, &names, sessions.as_deref(), &asked, trace.as_deref(), now, Opening::Record)
+    })
+    .await??;
     let Found { search, subject, tab } = match looked {
         LookedUp::Answered(found) => found,
         LookedUp::ToRecord { found, authorities, opening } => {
