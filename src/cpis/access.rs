@@ -78,13 +78,14 @@ pub fn record(
 /// ([`access_history::is_shown`]) and this one is not shown: at most one per 24 hours (CP-IS047).
 /// Within one call the same holds ([`access_history::decide_in_order`]).
 pub fn record_many(conn: &mut PgConnection, accesses: &[NewAccess<'_>]) -> Result<Vec<Recorded>, AppError> {
-    Ok(record_reading(conn, &Default::default(), accesses, &[], |_| Vec::new())?.0)
+    Ok(record_reading(conn, &Default::default(), accesses, &[], |conn, recorded| insert(conn, accesses, recorded))?.0)
 }
 
-/// [`record_many`], with the audit entries `audit_of` makes of what was decided stored in the same
-/// statement as the accesses, and the shown accesses to each list of numbers as they stand after
-/// these ([`histories`]): read in the same statement as who saw each child last, before the insert
-/// (which also takes the accesses' ids), with the accesses recorded here added to them
+/// [`record_many`], the accesses stored by `store` as decided (their ids taken already, so that
+/// what is stored with them, such as their audit entries, can name them: [`insert`] alone, or
+/// [`insert_accesses!`] with more in one statement), and the shown accesses to each list of
+/// numbers as they stand after these ([`histories`]): read in the same statement as who saw each
+/// child last and the ids, before the insert, with the accesses recorded here added to them
 /// ([`with_recorded`]). The access recorder's batches are recorded so (issue 8: each round trip
 /// saved is one fewer on its serial path). The caller holds the lock of every child whose accesses
 /// the lists are of, so that no other access to them is recorded in between.
@@ -93,7 +94,7 @@ pub fn record_reading(
     names: &super::reference_names::ReferenceNames,
     accesses: &[NewAccess<'_>],
     lists: &[&[String]],
-    audit_of: impl FnOnce(&[Recorded]) -> Vec<crate::audit::Event>,
+    store: impl FnOnce(&mut PgConnection, &[Recorded]) -> Result<(), AppError>,
 ) -> Result<(Vec<Recorded>, Histories), AppError> {
     if accesses.is_empty() {
         return Ok((Vec::new(), lists.iter().map(|_| Vec::new()).collect()));
@@ -103,7 +104,7 @@ pub fn record_reading(
         accesses.iter().map(|a| ((a.nhs_number, a.viewer.viewer_id.as_str()), a.at)).collect();
     let shown = access_history::decide_in_order(latest, &keyed);
     let recorded: Vec<Recorded> = ids.into_iter().zip(shown).map(|(id, shown)| Recorded { id, shown }).collect();
-    insert(conn, accesses, &recorded, audit_of(&recorded))?;
+    store(conn, &recorded)?;
     let mut histories: Histories = before
         .into_iter()
         .zip(lists)
@@ -123,10 +124,11 @@ pub fn record_reading(
     Ok((recorded, histories))
 }
 
-/// The insert of a batch's accesses with the ids they were given (placeholders $1 to $10: ids,
-/// NHS numbers, times, viewer ids, user ids, names, job roles, organisations, channels, shown).
-/// The arrays are read through sub-selects, so that every plan estimates them alike and
-/// PostgreSQL keeps one generic plan (as `latest_shown_in_window`).
+/// The insert of a batch's accesses as recorded, with the ids they were given (placeholders $1 to
+/// $10: ids, NHS numbers, times, viewer ids, user ids, names, job roles, organisations, channels,
+/// shown), for a statement that may store more with it. Bound by [`bind_accesses`]. The arrays are
+/// read through sub-selects, so that every plan estimates them alike and PostgreSQL keeps one
+/// generic plan (as `latest_shown_in_window`).
 macro_rules! insert_accesses {
     () => {
         "INSERT INTO access_events (id, nhs_number, accessed_at, viewer_id, user_id, viewer_name, job_role_code, \
@@ -137,35 +139,17 @@ macro_rules! insert_accesses {
              AS a(id, n, t, v, u, vn, j, o, c, s)"
     };
 }
+pub(crate) use insert_accesses;
 
-/// Inserts the accesses as recorded (their ids taken by [`read_before_recording`]) and the
-/// outbox's row of their audit entries, in one statement: one round trip fewer on the access
-/// recorder's serial path than two (issue 8). Where commits defer their flush
-/// ([`crate::db::defer_flush`]) the entries go through [`crate::audit::record_many`], which knows
-/// how.
-fn insert(
-    conn: &mut PgConnection,
+/// Binds the first ten placeholders, in [`insert_accesses!`]'s order: the accesses as recorded.
+pub fn bind_accesses(
+    query: crate::db::prepared::Prepared,
     accesses: &[NewAccess<'_>],
     recorded: &[Recorded],
-    events: Vec<crate::audit::Event>,
-) -> Result<(), AppError> {
+) -> crate::db::prepared::Prepared {
     use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
     let column = |f: fn(&NewAccess<'_>) -> String| accesses.iter().map(f).collect::<Vec<String>>();
-    let (outbox, apart) = if !events.is_empty() && !crate::db::defer_flush() {
-        (crate::audit::Outbox::of(events)?, Vec::new())
-    } else {
-        (None, events)
-    };
-    let sql = match outbox {
-        Some(_) => concat!(
-            "WITH a AS (",
-            insert_accesses!(),
-            ") ",
-            crate::audit::outbox_insert!("$11", "$12", "$13", "$14", "$15", "$16")
-        ),
-        None => insert_accesses!(),
-    };
-    let query = crate::db::prepared::sql(sql)
+    query
         .bind::<Array<BigInt>, _>(recorded.iter().map(|r| r.id).collect::<Vec<_>>())
         .bind::<Array<Text>, _>(column(|a| a.nhs_number.to_owned()))
         .bind::<Array<Timestamptz>, _>(accesses.iter().map(|a| a.at).collect::<Vec<_>>())
@@ -175,12 +159,12 @@ fn insert(
         .bind::<Array<Text>, _>(column(|a| a.viewer.job_role_code.clone()))
         .bind::<Array<Text>, _>(column(|a| a.viewer.organisation_code.clone()))
         .bind::<Array<Text>, _>(column(|a| a.viewer.channel.code().to_owned()))
-        .bind::<Array<Bool>, _>(recorded.iter().map(|r| r.shown).collect::<Vec<_>>());
-    match outbox {
-        Some(outbox) => outbox.bind(query).execute(conn)?,
-        None => query.execute(conn)?,
-    };
-    crate::audit::record_many(conn, apart)?;
+        .bind::<Array<Bool>, _>(recorded.iter().map(|r| r.shown).collect::<Vec<_>>())
+}
+
+/// Inserts the accesses as recorded, alone, in one statement.
+pub fn insert(conn: &mut PgConnection, accesses: &[NewAccess<'_>], recorded: &[Recorded]) -> Result<(), AppError> {
+    bind_accesses(crate::db::prepared::sql(insert_accesses!()), accesses, recorded).execute(conn)?;
     Ok(())
 }
 

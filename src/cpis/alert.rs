@@ -9,10 +9,11 @@ use super::access::{self, Histories, HistoryEntry, NewAccess, Recorded, Viewer};
 use super::items::{self, CpItem, HeldItem};
 use super::local_authority::LocalAuthority;
 use super::reference_names::ReferenceNames;
-use crate::audit::{Actor, Event};
+use crate::audit::{self, Actor, Event};
 use crate::domain::dates;
 use crate::domain::retrieval::ItemKind;
 use crate::error::AppError;
+use crate::mailbox::transmissions::{self, Log};
 use crate::pds::Patient;
 
 /// One LA's block on the tab.
@@ -77,24 +78,25 @@ pub struct AccessOpening<'a> {
 /// opening of those children, here or in another instance, waits for this one.
 pub fn record_openings(conn: &mut PgConnection, openings: &[AccessOpening<'_>]) -> Result<Vec<Recorded>, AppError> {
     lock_children(conn, openings.iter().map(|o| o.nhs_number))?;
-    Ok(record_locked(conn, &Default::default(), openings, &[])?.0)
+    Ok(record_locked(conn, &Default::default(), openings, &[], None)?.0)
 }
 
-/// [`record_openings`] in a transaction of its own, with `also` done in the same transaction
-/// after them (stored with them or not at all), and the history of each list of numbers in
+/// [`record_openings`] in a transaction of its own, with the transmissions of `log` (the FHIR
+/// exchanges the openings answer, CP-IS061) stored in the same statement as they are (stored
+/// with them or not at all), and the history of each list of numbers in
 /// `lists` as it stands after them ([`access::record_reading`], named from `names`). Its BEGIN
 /// and the children's locks are one round trip ([`children_locks`]), and its commit waits for its
 /// own flush ([`crate::db::DurableCommits`]): when this returns, the openings are on disk. The
 /// access recorder records every batch so (issue 8: the batch's transaction is the recorder's
 /// serial path, and each round trip on it is paid by every opening waiting behind it). The lists
 /// must be of the openings' children, whose locks keep other accesses to them out meanwhile.
-pub fn record_openings_alone<T>(
+pub fn record_openings_alone(
     conn: &mut PgConnection,
     names: &ReferenceNames,
     openings: &[AccessOpening<'_>],
     lists: &[&[String]],
-    also: impl FnOnce(&mut PgConnection) -> Result<T, AppError>,
-) -> Result<(Vec<Recorded>, Histories, T), AppError> {
+    log: Option<Log>,
+) -> Result<(Vec<Recorded>, Histories), AppError> {
     use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
     if crate::db::in_transaction(conn) {
         // Its ROLLBACK on a failed BEGIN would end the caller's transaction.
@@ -108,9 +110,7 @@ pub fn record_openings_alone<T>(
         return Err(lock_error(e));
     }
     let _durable = crate::db::DurableCommits::enter();
-    let work = record_locked(conn, names, openings, lists)
-        .and_then(|(recorded, histories)| Ok((recorded, histories, also(conn)?)));
-    match work {
+    match record_locked(conn, names, openings, lists, log) {
         Ok(done) => {
             AnsiTransactionManager::commit_transaction(conn)?;
             Ok(done)
@@ -124,19 +124,20 @@ pub fn record_openings_alone<T>(
     }
 }
 
-/// The openings' accesses and audit entries, their children already locked, and the lists'
-/// histories after them.
+/// The openings' accesses and audit entries (and the transmissions of `log`), their children
+/// already locked, and the lists' histories after them.
 fn record_locked(
     conn: &mut PgConnection,
     names: &ReferenceNames,
     openings: &[AccessOpening<'_>],
     lists: &[&[String]],
+    log: Option<Log>,
 ) -> Result<(Vec<Recorded>, Histories), AppError> {
     let accesses: Vec<NewAccess<'_>> =
         openings.iter().map(|o| NewAccess { nhs_number: o.nhs_number, viewer: o.viewer, at: o.at }).collect();
-    // Each opening's audit entry names its access, and is stored in the same statement.
-    let (recorded, histories) = access::record_reading(conn, names, &accesses, lists, |recorded| {
-        openings
+    access::record_reading(conn, names, &accesses, lists, |conn, recorded| {
+        // Each opening's audit entry names its access.
+        let events = openings
             .iter()
             .zip(recorded)
             .map(|(o, r)| {
@@ -148,9 +149,56 @@ fn record_locked(
                     "channel": o.viewer.channel.code(),
                 }))
             })
-            .collect()
-    })?;
-    Ok((recorded, histories))
+            .collect();
+        store_openings(conn, &accesses, recorded, events, log)
+    })
+}
+
+/// Stores openings as recorded: their accesses, the outbox row of their audit entries and the
+/// transmissions of `log`, in one statement (issue 8: the access recorder's batch in four round
+/// trips, not six). Where commits defer their flush ([`crate::db::defer_flush`]) the entries go
+/// through [`audit::record_many`], which knows how, and so each goes on its own.
+fn store_openings(
+    conn: &mut PgConnection,
+    accesses: &[NewAccess<'_>],
+    recorded: &[Recorded],
+    mut events: Vec<Event>,
+    log: Option<Log>,
+) -> Result<(), AppError> {
+    let outbox = match crate::db::defer_flush() {
+        true => None,
+        false => audit::Outbox::of(std::mem::take(&mut events))?,
+    };
+    let Some(outbox) = outbox else {
+        access::insert(conn, accesses, recorded)?;
+        audit::record_many(conn, events)?;
+        if let Some(log) = log {
+            log.execute(conn)?;
+        }
+        return Ok(());
+    };
+    let query = match &log {
+        None => crate::db::prepared::sql(concat!(
+            "WITH a AS (",
+            access::insert_accesses!(),
+            ") ",
+            audit::outbox_insert!("$11", "$12", "$13", "$14", "$15", "$16")
+        )),
+        Some(_) => crate::db::prepared::sql(concat!(
+            "WITH a AS (",
+            access::insert_accesses!(),
+            "), t AS (",
+            transmissions::log_insert!("$17", "$18", "$19", "$20", "$21", "$22", "$23"),
+            ") ",
+            audit::outbox_insert!("$11", "$12", "$13", "$14", "$15", "$16")
+        )),
+    };
+    let query = outbox.bind(access::bind_accesses(query, accesses, recorded));
+    match log {
+        Some(log) => log.bind(query).execute(conn)?,
+        None => query.execute(conn)?,
+    };
+    Ok(())
 }
 
 /// The longest an opening waits for a child's lock. Openings hold it for a few milliseconds; a

@@ -33,6 +33,7 @@ use crate::audit::Actor;
 use crate::auth::session_cache::SessionCache;
 use crate::db::{self, DbPool};
 use crate::error::AppError;
+use crate::mailbox::transmissions;
 
 /// The most openings one transaction records.
 pub const MAX_BATCH: usize = 32;
@@ -73,7 +74,13 @@ impl FhirExchange {
 
     /// Logs each exchange at its time, in one statement.
     pub fn log_all(conn: &mut PgConnection, exchanges: &[(&FhirExchange, DateTime<Utc>)]) -> diesel::QueryResult<()> {
-        use crate::mailbox::transmissions;
+        transmissions::log_each_at(conn, &Self::transmissions(exchanges))
+    }
+
+    /// Each exchange's query in and response out, at its time, for the log.
+    fn transmissions<'a>(
+        exchanges: &'a [(&'a FhirExchange, DateTime<Utc>)],
+    ) -> Vec<(transmissions::Transmission<'a>, DateTime<Utc>)> {
         let mut all = Vec::with_capacity(exchanges.len() * 2);
         for (e, at) in exchanges {
             let id = e.trace_id.as_ref().map(|t| t.chars().take(100).collect::<String>());
@@ -81,7 +88,7 @@ impl FhirExchange {
                 all.push((t, *at));
             }
         }
-        transmissions::log_each_at(conn, &all)
+        all
     }
 }
 
@@ -283,7 +290,7 @@ fn store(
     let lists: Vec<&[String]> = openings.iter().map(|o| o.history_of.as_slice()).collect();
     let exchanges: Vec<(&FhirExchange, DateTime<Utc>)> =
         openings.iter().filter_map(|o| o.exchange.as_ref().map(|e| (e, o.at))).collect();
-    let (recorded, histories, ()) =
-        alert::record_openings_alone(conn, names, &all, &lists, |conn| Ok(FhirExchange::log_all(conn, &exchanges)?))?;
+    let log = transmissions::Log::of(&FhirExchange::transmissions(&exchanges));
+    let (recorded, histories) = alert::record_openings_alone(conn, names, &all, &lists, log)?;
     Ok(recorded.into_iter().zip(histories).collect())
 }

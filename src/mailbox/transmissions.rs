@@ -77,36 +77,95 @@ pub fn exchange<'a>(
     ]
 }
 
-/// Transmissions, each at its own time, in one statement (prepared once per connection) and in the
-/// order given: every entry of the log is written here. The FHIR queries a batch of tab openings
-/// answers are logged together (src/cpis/recorder.rs): one statement per query made as many round
-/// trips inside the access recorder's transaction.
-pub fn log_each_at(conn: &mut PgConnection, ts: &[(Transmission<'_>, DateTime<Utc>)]) -> QueryResult<()> {
-    use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
-    if ts.is_empty() {
-        return Ok(());
-    }
-    let text = |f: for<'t> fn(&'t Transmission<'t>) -> &'t str| {
-        ts.iter().map(|(t, _)| f(t).to_owned()).collect::<Vec<String>>()
+/// The log's insert of transmissions each at its own time, in the order given, as SQL text with
+/// the seven placeholders given (times, directions, origins, destinations, message types, message
+/// ids, channels), for a statement that may store more with it: the access recorder stores a
+/// batch's FHIR exchanges with its accesses (`cpis/alert.rs`). Bound by [`Log::bind`].
+macro_rules! log_insert {
+    ($at:literal, $dir:literal, $from:literal, $to:literal, $kind:literal, $id:literal, $channel:literal) => {
+        concat!(
+            "INSERT INTO transmissions (at, direction, origin, destination, message_type, message_id, channel) \
+             SELECT a, d, o, t, m, i, c FROM unnest(",
+            $at,
+            "::timestamptz[], ",
+            $dir,
+            "::text[], ",
+            $from,
+            "::text[], ",
+            $to,
+            "::text[], ",
+            $kind,
+            "::text[], ",
+            $id,
+            "::text[], ",
+            $channel,
+            "::text[]) WITH ORDINALITY AS u(a, d, o, t, m, i, c, n) ORDER BY n"
+        )
     };
-    crate::db::prepared::sql(
-        "INSERT INTO transmissions (at, direction, origin, destination, message_type, message_id, channel) \
-         SELECT a, d, o, t, m, i, c FROM unnest($1::timestamptz[], $2::text[], $3::text[], $4::text[], $5::text[], \
-             $6::text[], $7::text[]) WITH ORDINALITY AS u(a, d, o, t, m, i, c, n) \
-         ORDER BY n",
-    )
-    .bind::<Array<Timestamptz>, _>(ts.iter().map(|(_, at)| *at).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(text(|t| match t.direction {
-        Direction::In => "in",
-        Direction::Out => "out",
-    }))
-    .bind::<Array<Text>, _>(text(|t| t.origin))
-    .bind::<Array<Text>, _>(text(|t| t.destination))
-    .bind::<Array<Text>, _>(text(|t| t.message_type))
-    .bind::<Array<Nullable<Text>>, _>(ts.iter().map(|(t, _)| t.message_id.clone()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(text(|t| t.channel))
-    .execute(conn)?;
-    Ok(())
+}
+pub(crate) use log_insert;
+
+/// Transmissions to log, each at its own time, as the columns [`log_insert!`] takes.
+pub struct Log {
+    at: Vec<DateTime<Utc>>,
+    directions: Vec<String>,
+    origins: Vec<String>,
+    destinations: Vec<String>,
+    message_types: Vec<String>,
+    message_ids: Vec<Option<String>>,
+    channels: Vec<String>,
+}
+
+impl Log {
+    /// The transmissions, or `None` for none.
+    pub fn of(ts: &[(Transmission<'_>, DateTime<Utc>)]) -> Option<Log> {
+        if ts.is_empty() {
+            return None;
+        }
+        let text = |f: for<'t> fn(&'t Transmission<'t>) -> &'t str| {
+            ts.iter().map(|(t, _)| f(t).to_owned()).collect::<Vec<String>>()
+        };
+        Some(Log {
+            at: ts.iter().map(|(_, at)| *at).collect(),
+            directions: text(|t| match t.direction {
+                Direction::In => "in",
+                Direction::Out => "out",
+            }),
+            origins: text(|t| t.origin),
+            destinations: text(|t| t.destination),
+            message_types: text(|t| t.message_type),
+            message_ids: ts.iter().map(|(t, _)| t.message_id.clone()).collect(),
+            channels: text(|t| t.channel),
+        })
+    }
+
+    /// Binds the next seven placeholders, in [`log_insert!`]'s order.
+    pub fn bind(self, query: crate::db::prepared::Prepared) -> crate::db::prepared::Prepared {
+        use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
+        query
+            .bind::<Array<Timestamptz>, _>(self.at)
+            .bind::<Array<Text>, _>(self.directions)
+            .bind::<Array<Text>, _>(self.origins)
+            .bind::<Array<Text>, _>(self.destinations)
+            .bind::<Array<Text>, _>(self.message_types)
+            .bind::<Array<Nullable<Text>>, _>(self.message_ids)
+            .bind::<Array<Text>, _>(self.channels)
+    }
+
+    /// Logs them, in one statement of their own.
+    pub fn execute(self, conn: &mut PgConnection) -> QueryResult<()> {
+        self.bind(crate::db::prepared::sql(log_insert!("$1", "$2", "$3", "$4", "$5", "$6", "$7"))).execute(conn)?;
+        Ok(())
+    }
+}
+
+/// Transmissions, each at its own time, in one statement (prepared once per connection) and in the
+/// order given: every entry of the log is written here ([`Log`]).
+pub fn log_each_at(conn: &mut PgConnection, ts: &[(Transmission<'_>, DateTime<Utc>)]) -> QueryResult<()> {
+    match Log::of(ts) {
+        Some(log) => log.execute(conn),
+        None => Ok(()),
+    }
 }
 
 /// A message from the service to `destination` (an LA or ODS code).
