@@ -109,9 +109,23 @@ async fn a_token_is_revoked_once_and_only_through_its_own_local_authority() {
     assert_eq!(app.count("SELECT count(*) FROM endpoint_tokens WHERE revoked_at IS NOT NULL"), 0);
     assert_eq!(audits(&app, "token.revoked"), 0);
 
+    // The token in use, so remembered by the instance (issue 8).
+    let inbox = || async {
+        reqwest::Client::new()
+            .get(app.url(&format!("/mesh/v1/{KENT}/inbox")))
+            .bearer_auth(&kent_token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(inbox().await, StatusCode::OK);
+
     let res = owner.post_form(&revoke(KENT, kent_id), &[]).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(res.headers()["location"], la_path(KENT));
+    // Refused at its very next call, without waiting for PostgreSQL's announcement (CP-NHS018).
+    assert_eq!(inbox().await, StatusCode::UNAUTHORIZED);
     assert_eq!(
         app.count(&format!("SELECT count(*) FROM endpoint_tokens WHERE id = {kent_id} AND revoked_at IS NOT NULL")),
         1

@@ -362,10 +362,27 @@ async fn tokens_are_checked_for_every_call() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let res = http.get(kent.url("/inbox")).bearer_auth(&leeds.token).send().await.unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN, "another LA's token");
+    // Used once, the token is remembered by the instance (issue 8); revoked by another connection,
+    // it is refused once PostgreSQL has announced it (CP-NHS018, migration 000031).
+    assert_eq!(http.get(kent.url("/inbox")).bearer_auth(&kent.token).send().await.unwrap().status(), StatusCode::OK);
+    let cache = app.sessions.clone().expect("tokens are remembered by default");
+    let hashed = cpis::mailbox::tokens::hash(&kent.token);
+    if cache.is_listening() {
+        assert!(cache.remembers_endpoint(&hashed), "a live token is remembered once used");
+    }
     let token_id = app.count("SELECT max(id) FROM endpoint_tokens WHERE la_code = 'E10000016'");
     cpis::mailbox::tokens::revoke(&mut app.conn(), cpis::audit::Actor::Operator, token_id, chrono::Utc::now()).unwrap();
-    let res = http.get(kent.url("/inbox")).bearer_auth(&kent.token).send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "a revoked token");
+    let start = std::time::Instant::now();
+    loop {
+        let res = http.get(kent.url("/inbox")).bearer_auth(&kent.token).send().await.unwrap();
+        if res.status() == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(start.elapsed() < std::time::Duration::from_secs(10), "a revoked token still answered after 10 s");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!cache.remembers_endpoint(&hashed), "a revoked token is forgotten");
     assert_eq!(app.count("SELECT count(*) FROM endpoint_tokens WHERE token_hash = sha256(convert_to('x', 'UTF8'))"), 0);
 }
 
