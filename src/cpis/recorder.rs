@@ -7,12 +7,14 @@
 //! ([`alert::authorities`]), then hands the opening to this recorder and waits. The recorder's
 //! threads take whatever openings are queued (up to [`MAX_BATCH`]) and record them in one
 //! transaction ([`alert::record_openings_alone`]: BEGIN with the children's locks; one read of who
-//! saw each child last and of its history; one insert; one audit row; a COMMIT that waits until
-//! it is on disk), and answer each request with its child's history as it stands after the batch.
+//! saw each child last, of its history and of the accesses' ids; one statement storing the
+//! accesses, their audit entries' outbox row and any FHIR exchanges they answer; a COMMIT that
+//! waits until it is on disk), and answer each request with its child's history as it stands after
+//! the batch.
 //! When nothing else is queued a batch is a single opening, recorded at once: no request waits
 //! for others to arrive.
 //! FHIR CareTeam searches come the same way, with their transmission log entry (CP-IS061) stored
-//! in the same transaction.
+//! in the same statement, and read no history (CareTeam shows none).
 //!
 //! A batch that fails as a whole (a database error that is not the connection's) is recorded
 //! again opening by opening, so one opening's fault is not another's. Openings of one child are
