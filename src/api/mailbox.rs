@@ -77,11 +77,10 @@ async fn authorise(req: &HttpRequest, state: &AppState, la: &str) -> Result<Stri
     // A token this instance remembers costs no statement (issue 8, src/auth/session_cache.rs).
     let hashed = tokens::hash(&token);
     let sessions = state.sessions.clone();
-    let remembered = sessions.as_deref().and_then(|c| c.endpoint(&hashed)).and_then(|(found, _)| found);
-    let endpoint = match remembered {
-        Some(endpoint) => Some(endpoint),
-        None => {
-            db::run(&state.pool, move |conn| Ok(tokens::authenticate_remembered(conn, sessions.as_deref(), &hashed)?))
+    let endpoint = match tokens::recall(sessions.as_deref(), &hashed) {
+        tokens::Recalled::Live(endpoint) => Some(endpoint),
+        tokens::Recalled::Unknown(ticket) => {
+            db::run(&state.pool, move |conn| Ok(tokens::read_remembering(conn, sessions.as_deref(), ticket, &hashed)?))
                 .await?
         }
     };

@@ -112,8 +112,8 @@ pub(crate) fn lock_chain(conn: &mut PgConnection) -> QueryResult<()> {
 /// The outbox's row of one batch of entries ([`record_many`]), as SQL text with the six
 /// placeholders given (time, actors, actions, NHS numbers, details, canonical texts), for a
 /// statement that stores more with it: the access recorder stores a batch's accesses and their
-/// entries in one statement (`cpis/access.rs`). Bound by [`Outbox::bind`]. Only where commits
-/// wait for their own flush: see [`record_many`] for the deferred one.
+/// entries in one statement (`cpis/alert.rs`). Bound by [`Outbox::bind`]. Its commit waits for
+/// its own flush: [`record_many`] is for the deferred one.
 macro_rules! outbox_insert {
     ($at:literal, $actors:literal, $actions:literal, $numbers:literal, $details:literal, $canonicals:literal) => {
         concat!(

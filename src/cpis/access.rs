@@ -163,7 +163,7 @@ pub fn bind_accesses(
 }
 
 /// Inserts the accesses as recorded, alone, in one statement.
-pub fn insert(conn: &mut PgConnection, accesses: &[NewAccess<'_>], recorded: &[Recorded]) -> Result<(), AppError> {
+fn insert(conn: &mut PgConnection, accesses: &[NewAccess<'_>], recorded: &[Recorded]) -> Result<(), AppError> {
     bind_accesses(crate::db::prepared::sql(insert_accesses!()), accesses, recorded).execute(conn)?;
     Ok(())
 }

@@ -78,7 +78,7 @@ pub struct AccessOpening<'a> {
 /// opening of those children, here or in another instance, waits for this one.
 pub fn record_openings(conn: &mut PgConnection, openings: &[AccessOpening<'_>]) -> Result<Vec<Recorded>, AppError> {
     lock_children(conn, openings.iter().map(|o| o.nhs_number))?;
-    Ok(record_locked(conn, &Default::default(), openings, &[], None)?.0)
+    Ok(record_locked(conn, &Default::default(), openings, &[], Log::default())?.0)
 }
 
 /// [`record_openings`] in a transaction of its own, with the transmissions of `log` (the FHIR
@@ -95,7 +95,7 @@ pub fn record_openings_alone(
     names: &ReferenceNames,
     openings: &[AccessOpening<'_>],
     lists: &[&[String]],
-    log: Option<Log>,
+    log: Log,
 ) -> Result<(Vec<Recorded>, Histories), AppError> {
     use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
     if crate::db::in_transaction(conn) {
@@ -131,7 +131,7 @@ fn record_locked(
     names: &ReferenceNames,
     openings: &[AccessOpening<'_>],
     lists: &[&[String]],
-    log: Option<Log>,
+    log: Log,
 ) -> Result<(Vec<Recorded>, Histories), AppError> {
     let accesses: Vec<NewAccess<'_>> =
         openings.iter().map(|o| NewAccess { nhs_number: o.nhs_number, viewer: o.viewer, at: o.at }).collect();
@@ -155,49 +155,29 @@ fn record_locked(
 }
 
 /// Stores openings as recorded: their accesses, the outbox row of their audit entries and the
-/// transmissions of `log`, in one statement (issue 8: the access recorder's batch in four round
-/// trips, not six). Where commits defer their flush ([`crate::db::defer_flush`]) the entries go
-/// through [`audit::record_many`], which knows how, and so each goes on its own.
+/// transmissions of `log` (none for the tab's), in one statement (issue 8: the access recorder's
+/// batch in four round trips, not six). Its commit waits for its own flush, as the recorder's
+/// does ([`crate::db::DurableCommits`]).
 fn store_openings(
     conn: &mut PgConnection,
     accesses: &[NewAccess<'_>],
     recorded: &[Recorded],
-    mut events: Vec<Event>,
-    log: Option<Log>,
+    events: Vec<Event>,
+    log: Log,
 ) -> Result<(), AppError> {
-    let outbox = match crate::db::defer_flush() {
-        true => None,
-        false => audit::Outbox::of(std::mem::take(&mut events))?,
+    // One entry per opening, and `access::record_reading` stores none when there is none.
+    let Some(outbox) = audit::Outbox::of(events)? else {
+        return Err(AppError::Internal("openings to store without their audit entries".into()));
     };
-    let Some(outbox) = outbox else {
-        access::insert(conn, accesses, recorded)?;
-        audit::record_many(conn, events)?;
-        if let Some(log) = log {
-            log.execute(conn)?;
-        }
-        return Ok(());
-    };
-    let query = match &log {
-        None => crate::db::prepared::sql(concat!(
-            "WITH a AS (",
-            access::insert_accesses!(),
-            ") ",
-            audit::outbox_insert!("$11", "$12", "$13", "$14", "$15", "$16")
-        )),
-        Some(_) => crate::db::prepared::sql(concat!(
-            "WITH a AS (",
-            access::insert_accesses!(),
-            "), t AS (",
-            transmissions::log_insert!("$17", "$18", "$19", "$20", "$21", "$22", "$23"),
-            ") ",
-            audit::outbox_insert!("$11", "$12", "$13", "$14", "$15", "$16")
-        )),
-    };
-    let query = outbox.bind(access::bind_accesses(query, accesses, recorded));
-    match log {
-        Some(log) => log.bind(query).execute(conn)?,
-        None => query.execute(conn)?,
-    };
+    let query = crate::db::prepared::sql(concat!(
+        "WITH a AS (",
+        access::insert_accesses!(),
+        "), t AS (",
+        transmissions::log_insert!("$17", "$18", "$19", "$20", "$21", "$22", "$23"),
+        ") ",
+        audit::outbox_insert!("$11", "$12", "$13", "$14", "$15", "$16")
+    ));
+    log.bind(outbox.bind(access::bind_accesses(query, accesses, recorded))).execute(conn)?;
     Ok(())
 }
 

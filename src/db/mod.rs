@@ -262,27 +262,6 @@ pub fn flush_owed() -> bool {
     FlushScope::deferred()
 }
 
-/// The closure has just waited, in a statement of its own making, for the WAL flush of every
-/// commit before it (a statement whose own transaction writes [`flush_message!`] and commits
-/// durably, as [`wait_for_flush`] does): [`run`] need not wait again. The access recorder's
-/// history read is such a statement (src/cpis/access.rs), which saves each batch a round trip.
-pub fn flush_waited() {
-    FLUSH_SCOPE.with(|s| {
-        if s.get().is_some() {
-            s.set(Some(false));
-        }
-    });
-}
-
-/// The least a statement can write to make its transaction's commit wait for the WAL flush (see
-/// [`wait_for_flush`]), as SQL text for `concat!`.
-#[macro_export]
-macro_rules! flush_message {
-    () => {
-        "pg_logical_emit_message(true, 'cpis.flush', '')"
-    };
-}
-
 /// Waits until everything committed so far is on disk: a transaction that wrote to the WAL,
 /// committed with `synchronous_commit` on, waits for the WAL up to its commit record, which
 /// follows every earlier commit. It writes an empty transactional logical message, the least a
@@ -291,7 +270,7 @@ macro_rules! flush_message {
 /// own transaction (the caller's work has committed), prepared once per connection (as a
 /// simple-protocol `BEGIN; ...; COMMIT` it was parsed and planned on every call).
 fn wait_for_flush(conn: &mut PgConnection) -> diesel::QueryResult<()> {
-    prepared::sql(concat!("SELECT ", crate::flush_message!())).execute(conn)?;
+    prepared::sql("SELECT pg_logical_emit_message(true, 'cpis.flush', '')").execute(conn)?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::audit::{self, Actor, Event};
-use crate::auth::session_cache::SessionCache;
+use crate::auth::session_cache::{SessionCache, Ticket};
 use crate::error::AppError;
 use crate::schema::{endpoint_tokens, local_authorities, nhs_organisations};
 
@@ -149,24 +149,51 @@ pub fn authenticate(conn: &mut PgConnection, token: &str) -> QueryResult<Option<
     authenticate_hashed(conn, &hash(token))
 }
 
-/// The endpoint a token (by its hash, [`hash`]) belongs to, if it is live: from what this instance
-/// remembers when it can ([`SessionCache::endpoint`], issue 8: a statement fewer per FHIR search
-/// and mailbox call), from the database otherwise. Only a live token is remembered.
-pub fn authenticate_remembered(
+/// What this instance knows of a token (by its hash, [`hash`]) without asking the database.
+pub enum Recalled {
+    /// Remembered live ([`SessionCache::endpoint`]).
+    Live(Endpoint),
+    /// To be read ([`read_remembering`]), with the ticket for remembering what is read; none
+    /// while nothing may be remembered.
+    Unknown(Option<Ticket>),
+}
+
+pub fn recall(cache: Option<&SessionCache>, hashed: &[u8]) -> Recalled {
+    match cache.and_then(|c| c.endpoint(hashed)) {
+        Some((Some(endpoint), _)) => Recalled::Live(endpoint),
+        Some((None, ticket)) => Recalled::Unknown(Some(ticket)),
+        None => Recalled::Unknown(None),
+    }
+}
+
+/// The endpoint a token not recalled belongs to, read from the database; remembered if it is
+/// live and `ticket` allows. A token not found is never remembered, so one just issued works at
+/// once.
+pub fn read_remembering(
     conn: &mut PgConnection,
     cache: Option<&SessionCache>,
+    ticket: Option<Ticket>,
     hashed: &[u8],
 ) -> QueryResult<Option<Endpoint>> {
-    let ticket = match cache.and_then(|c| c.endpoint(hashed)) {
-        Some((Some(endpoint), _)) => return Ok(Some(endpoint)),
-        Some((None, ticket)) => Some(ticket),
-        None => None,
-    };
     let found = authenticate_hashed(conn, hashed)?;
     if let (Some(cache), Some(ticket), Some(endpoint)) = (cache, ticket, &found) {
         cache.put_endpoint(ticket, hashed.to_vec(), endpoint.clone());
     }
     Ok(found)
+}
+
+/// The endpoint a token (by its hash) belongs to, if it is live: from what this instance
+/// remembers when it can ([`recall`], issue 8: a statement fewer per FHIR search and mailbox
+/// call), from the database otherwise ([`read_remembering`]).
+pub fn authenticate_remembered(
+    conn: &mut PgConnection,
+    cache: Option<&SessionCache>,
+    hashed: &[u8],
+) -> QueryResult<Option<Endpoint>> {
+    match recall(cache, hashed) {
+        Recalled::Live(endpoint) => Ok(Some(endpoint)),
+        Recalled::Unknown(ticket) => read_remembering(conn, cache, ticket, hashed),
+    }
 }
 
 /// The endpoint a token's hash belongs to, read from the database, if it is live.

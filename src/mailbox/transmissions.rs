@@ -105,7 +105,9 @@ macro_rules! log_insert {
 }
 pub(crate) use log_insert;
 
-/// Transmissions to log, each at its own time, as the columns [`log_insert!`] takes.
+/// Transmissions to log, each at its own time, as the columns [`log_insert!`] takes; none when
+/// empty (the insert then stores no row).
+#[derive(Default)]
 pub struct Log {
     at: Vec<DateTime<Utc>>,
     directions: Vec<String>,
@@ -117,15 +119,12 @@ pub struct Log {
 }
 
 impl Log {
-    /// The transmissions, or `None` for none.
-    pub fn of(ts: &[(Transmission<'_>, DateTime<Utc>)]) -> Option<Log> {
-        if ts.is_empty() {
-            return None;
-        }
+    /// The transmissions, in the order given.
+    pub fn of(ts: &[(Transmission<'_>, DateTime<Utc>)]) -> Log {
         let text = |f: for<'t> fn(&'t Transmission<'t>) -> &'t str| {
             ts.iter().map(|(t, _)| f(t).to_owned()).collect::<Vec<String>>()
         };
-        Some(Log {
+        Log {
             at: ts.iter().map(|(_, at)| *at).collect(),
             directions: text(|t| match t.direction {
                 Direction::In => "in",
@@ -136,7 +135,7 @@ impl Log {
             message_types: text(|t| t.message_type),
             message_ids: ts.iter().map(|(t, _)| t.message_id.clone()).collect(),
             channels: text(|t| t.channel),
-        })
+        }
     }
 
     /// Binds the next seven placeholders, in [`log_insert!`]'s order.
@@ -162,10 +161,10 @@ impl Log {
 /// Transmissions, each at its own time, in one statement (prepared once per connection) and in the
 /// order given: every entry of the log is written here ([`Log`]).
 pub fn log_each_at(conn: &mut PgConnection, ts: &[(Transmission<'_>, DateTime<Utc>)]) -> QueryResult<()> {
-    match Log::of(ts) {
-        Some(log) => log.execute(conn),
-        None => Ok(()),
+    if ts.is_empty() {
+        return Ok(());
     }
+    Log::of(ts).execute(conn)
 }
 
 /// A message from the service to `destination` (an LA or ODS code).
