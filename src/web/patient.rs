@@ -188,10 +188,10 @@ pub struct HistoryView {
     pub name: String,
     pub job_role: String,
     pub organisation: String,
-    /// The contact card: e-mail and telephone, empty for a disabled account (CP-IS059).
-    pub email: String,
-    pub telephone: String,
-    pub contact_available: bool,
+    /// The contact card: the viewer's e-mail and telephone, those recorded, and neither for a
+    /// disabled account (CP-IS059).
+    pub email: Option<String>,
+    pub telephone: Option<String>,
 }
 
 #[derive(Template)]
@@ -289,9 +289,8 @@ fn history_views(tab: &AlertTab) -> Vec<HistoryView> {
                 .as_deref()
                 .map(readable_org_name)
                 .unwrap_or_else(|| h.organisation_code.clone()),
-            email: h.contact().and_then(|c| c.0).unwrap_or_default().to_owned(),
-            telephone: h.contact().and_then(|c| c.1).unwrap_or_default().to_owned(),
-            contact_available: h.contact().is_some(),
+            email: h.contact().and_then(|c| c.0).map(str::to_owned),
+            telephone: h.contact().and_then(|c| c.1).map(str::to_owned),
         })
         .collect()
 }
