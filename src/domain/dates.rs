@@ -1,7 +1,7 @@
 //! The service's calendar: Europe/London everywhere (messages.md, "Rules every interface
 //! shares"). Instants are stored in UTC; dates and times shown to people are UK local.
 
-use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, Offset, TimeZone, Utc};
+use chrono::{DateTime, Datelike, Days, NaiveDate, NaiveTime, Offset, TimeZone, Timelike, Utc};
 
 /// The service's time zone.
 pub const UK: chrono_tz::Tz = chrono_tz::Europe::London;
@@ -13,7 +13,13 @@ pub fn uk_date(t: DateTime<Utc>) -> NaiveDate {
 
 /// A date as people in the UK write it: "DD/MM/YYYY".
 pub fn format_date(d: NaiveDate) -> String {
-    d.format("%d/%m/%Y").to_string()
+    // Written out rather than through `format("%d/%m/%Y")`, which parses its pattern on every
+    // call: the tab shows up to 25 of these per opening (issue 8). Same text for years 0 to 9999.
+    if (0..=9999).contains(&d.year()) {
+        format!("{:02}/{:02}/{:04}", d.day(), d.month(), d.year())
+    } else {
+        d.format("%d/%m/%Y").to_string()
+    }
 }
 
 /// An instant in UK local time with its zone named: "DD/MM/YYYY HH:MM:SS GMT" in winter,
@@ -22,7 +28,8 @@ pub fn format_uk_datetime(t: DateTime<Utc>) -> String {
     let local = t.with_timezone(&UK);
     // Name the zone from the offset rather than trusting the abbreviation table.
     let zone = if local.offset().fix().local_minus_utc() == 0 { "GMT" } else { "BST" };
-    format!("{} {}", local.format("%d/%m/%Y %H:%M:%S"), zone)
+    let time = local.time();
+    format!("{} {:02}:{:02}:{:02} {}", format_date(local.date_naive()), time.hour(), time.minute(), time.second(), zone)
 }
 
 /// The instants at which UK day `d` starts and ends; the end is the next day's start, so the day
@@ -110,6 +117,21 @@ mod tests {
         // Summer: UK = UTC + 1, so 23:00Z is already tomorrow.
         assert_eq!(uk_date(utc("2026-07-15T22:59:59Z")), date(2026, 7, 15));
         assert_eq!(uk_date(utc("2026-07-15T23:00:00Z")), date(2026, 7, 16));
+    }
+
+    #[test]
+    fn dates_and_times_are_written_as_chrono_would_write_them() {
+        let mut t = utc("2025-01-01T00:00:00Z");
+        while t < utc("2028-01-01T00:00:00Z") {
+            let local = t.with_timezone(&UK);
+            assert_eq!(format_uk_datetime(t)[..19], local.format("%d/%m/%Y %H:%M:%S").to_string());
+            assert_eq!(format_date(local.date_naive()), local.format("%d/%m/%Y").to_string());
+            t += chrono::TimeDelta::seconds(7_919);
+        }
+        for y in [0, 1, 99, 999, 9999, 10_000, -1] {
+            let d = date(y, 2, 3);
+            assert_eq!(format_date(d), d.format("%d/%m/%Y").to_string());
+        }
     }
 
     #[test]
