@@ -205,10 +205,8 @@ macro_rules! newest_shown {
 /// inserted:
 /// - for each (NHS number, viewer) of the accesses, the latest shown access after
 ///   [`access_history::window_start`] of the earliest of them: only those can hide one of them.
-///   They are read from each child's shown accesses of the last day (the history index's newest
-///   range, at most one per viewer). The range is fenced off (`OFFSET 0`) so that the planner
-///   does not go through a viewer's own accesses of the day instead, which for a busy clinician
-///   are hundreds;
+///   It is one probe of `access_events_child_viewer_idx` (migration 000032), whoever else viewed
+///   the child that day;
 /// - each list's history as it stands ([`histories`]' rows, not yet named), newest first;
 /// - an id from the accesses' sequence for each access, ascending in the order given, so that
 ///   their audit entries, which name them, can be stored in the same statement as they are.
@@ -255,10 +253,8 @@ fn read_before_recording<'a>(
         lists.iter().enumerate().flat_map(|(o, list)| list.iter().map(move |n| (o as i32, n.clone()))).unzip();
     let rows: Vec<Row> = crate::db::prepared::sql(concat!(
         "SELECT 0 AS k, q.i AS o, NULL::bigint AS id, \
-             (SELECT max(d.accessed_at) FROM ( \
-                 SELECT accessed_at, viewer_id FROM access_events \
-                 WHERE nhs_number = q.n AND shown AND accessed_at > q.w OFFSET 0 \
-             ) AS d WHERE d.viewer_id = q.v) AS accessed_at, \
+             (SELECT max(accessed_at) FROM access_events \
+              WHERE nhs_number = q.n AND viewer_id = q.v AND shown AND accessed_at > q.w) AS accessed_at, \
              NULL::bigint AS user_id, NULL::text AS viewer_name, NULL::text AS job_role_code, \
              NULL::text AS organisation_code \
          FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), (SELECT $3::timestamptz[])) WITH ORDINALITY AS q(n, v, w, i) \

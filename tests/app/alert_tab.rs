@@ -308,6 +308,30 @@ fn the_first_access_rule_holds_at_the_edges_of_its_window() {
     assert_eq!(chain, [true, false, true]);
 }
 
+/// CP-IS047 with a child viewed by many people in a day (issue 8: the viewer's own shown access is
+/// looked up by viewer, migration 000032, not found among the day's others): a viewer's shown
+/// access still hides their next within 24 hours when thirty others viewed the child in between,
+/// more than the history's 25 lines, and still not one of the others' hides another's.
+#[test]
+fn a_viewers_first_access_is_found_however_many_others_viewed_the_child_that_day() {
+    use chrono::{TimeDelta, TimeZone, Utc};
+    use cpis::cpis::access;
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    let viewer = crate::support::api_viewer;
+    let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
+    assert!(access::record(&mut conn, NOAH_WILLIAMS, &viewer("busy-day-first"), t0).unwrap().shown);
+    for i in 0..30 {
+        let at = t0 + TimeDelta::minutes(10 + i);
+        let other = access::record(&mut conn, NOAH_WILLIAMS, &viewer(&format!("busy-day-{i}")), at).unwrap();
+        assert!(other.shown, "each other viewer's first access is shown");
+    }
+    let again = t0 + TimeDelta::hours(23);
+    assert!(!access::record(&mut conn, NOAH_WILLIAMS, &viewer("busy-day-first"), again).unwrap().shown);
+    let next_day = t0 + TimeDelta::hours(24);
+    assert!(access::record(&mut conn, NOAH_WILLIAMS, &viewer("busy-day-first"), next_day).unwrap().shown);
+}
+
 fn opening(nhs: &str, who: &str, at: chrono::DateTime<chrono::Utc>) -> cpis::cpis::recorder::Opening {
     cpis::cpis::recorder::Opening {
         nhs_number: nhs.to_owned(),

@@ -1,0 +1,1 @@
+DROP INDEX access_events_child_viewer_idx;
