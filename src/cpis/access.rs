@@ -128,7 +128,7 @@ pub fn record_reading(
 /// $10: ids, NHS numbers, times, viewer ids, user ids, names, job roles, organisations, channels,
 /// shown), for a statement that may store more with it. Bound by [`bind_accesses`]. The arrays are
 /// read through sub-selects, so that every plan estimates them alike and PostgreSQL keeps one
-/// generic plan (as `latest_shown_in_window`).
+/// generic plan (as [`read_before_recording`]).
 macro_rules! insert_accesses {
     () => {
         "INSERT INTO access_events (id, nhs_number, accessed_at, viewer_id, user_id, viewer_name, job_role_code, \

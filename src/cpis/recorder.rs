@@ -71,12 +71,7 @@ pub struct FhirExchange {
 impl FhirExchange {
     /// Logs the exchange at `at` (CP-IS061); the TraceID is kept to its first 100 characters.
     pub fn log(&self, conn: &mut PgConnection, at: DateTime<Utc>) -> diesel::QueryResult<()> {
-        Self::log_all(conn, &[(self, at)])
-    }
-
-    /// Logs each exchange at its time, in one statement.
-    pub fn log_all(conn: &mut PgConnection, exchanges: &[(&FhirExchange, DateTime<Utc>)]) -> diesel::QueryResult<()> {
-        transmissions::log_each_at(conn, &Self::transmissions(exchanges))
+        transmissions::log_each_at(conn, &Self::transmissions(&[(self, at)]))
     }
 
     /// Each exchange's query in and response out, at its time, for the log.
