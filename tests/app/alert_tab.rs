@@ -332,6 +332,65 @@ fn a_viewers_first_access_is_found_however_many_others_viewed_the_child_that_day
     assert!(access::record(&mut conn, NOAH_WILLIAMS, &viewer("busy-day-first"), next_day).unwrap().shown);
 }
 
+/// Issue 8 (migration 000033): the tab's history (CP-IS048) is read from its index alone once the
+/// table's pages are marked all-visible, which only vacuum does; and autovacuum visits the access
+/// table after every 10,000 inserts rather than after a fifth of the table. Counted in the read's
+/// own transaction: the table's blocks it fetched (the visibility map's page among them).
+/// The demo's table is small enough that a read of it all would be planned: the planner is steered
+/// to the indexes, as on a national table.
+#[test]
+fn the_history_is_read_from_its_index_alone_once_the_table_is_vacuumed() {
+    use crate::support::db::{count, execute, texts};
+    use chrono::{TimeDelta, TimeZone, Utc};
+    use cpis::cpis::{access, reference_names::ReferenceNames};
+    use std::time::Duration;
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    // Vacuum marks a page all-visible only once its rows' commits are on disk, as they are in
+    // service; the test cluster otherwise lets commits go before they are.
+    execute(&mut conn, "SET synchronous_commit = on");
+    let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 9, 0, 0).unwrap();
+    for i in 0..30 {
+        let viewer = crate::support::api_viewer(&format!("index-only-{i}"));
+        assert!(access::record(&mut conn, NOAH_WILLIAMS, &viewer, t0 + TimeDelta::minutes(i)).unwrap().shown);
+        // Other children's accesses between, as on a national table: each of this child's on a
+        // page of its own.
+        execute(
+            &mut conn,
+            &format!(
+                "INSERT INTO access_events (nhs_number, accessed_at, viewer_id, viewer_name, job_role_code, \
+                     organisation_code, channel, shown) \
+                 SELECT '{MIA_THOMPSON}', now(), 'filler-' || g, 'Filler', 'R8000', 'RJZ', 'SCRa', false \
+                 FROM generate_series(1, 80) AS g"
+            ),
+        );
+    }
+    let names = ReferenceNames::new(Duration::from_secs(3600), Duration::from_secs(3600));
+    execute(&mut conn, "SET enable_seqscan = off");
+    execute(&mut conn, "SET enable_bitmapscan = off");
+    let blocks_read = |conn: &mut diesel::PgConnection| {
+        // The counter holds what this connection has not yet reported, which it reports only
+        // outside a transaction: read before and after, inside one.
+        let fetched = "SELECT pg_stat_get_xact_blocks_fetched('access_events'::regclass)";
+        execute(conn, "BEGIN");
+        let start = count(conn, fetched);
+        let history = access::history(conn, &names, &[NOAH_WILLIAMS.to_owned()]).unwrap();
+        assert_eq!(history.len(), 25);
+        let n = count(conn, fetched) - start;
+        execute(conn, "COMMIT");
+        n
+    };
+    let before = blocks_read(&mut conn);
+    execute(&mut conn, "VACUUM access_events");
+    let after = blocks_read(&mut conn);
+    assert!(after < before, "vacuumed, the history fetches fewer of the table's blocks ({after}, before {before})");
+    assert!(before >= 20, "unvacuumed, each line is fetched from its page: {before}");
+    assert!(after <= 1, "vacuumed, only the visibility map's: {after}");
+    let options =
+        texts(&mut conn, "SELECT array_to_string(reloptions, ',') AS s FROM pg_class WHERE relname = 'access_events'");
+    assert_eq!(options, ["autovacuum_vacuum_insert_scale_factor=0,autovacuum_vacuum_insert_threshold=10000"]);
+}
+
 fn opening(nhs: &str, who: &str, at: chrono::DateTime<chrono::Utc>) -> cpis::cpis::recorder::Opening {
     cpis::cpis::recorder::Opening {
         nhs_number: nhs.to_owned(),

@@ -1,0 +1,1 @@
+ALTER TABLE access_events RESET (autovacuum_vacuum_insert_scale_factor, autovacuum_vacuum_insert_threshold);
