@@ -17,6 +17,9 @@ pub struct Config {
     /// `CPIS_DB_IDLE_PING_MS` (default 1000): a pooled connection idle for longer is asked
     /// `SELECT 1` before use; one used more recently is used at once (src/db/manager.rs).
     pub db_idle_ping: Duration,
+    /// `CPIS_DB_RANDOM_PAGE_COST` (default 1.1; `server` keeps the server's): the planner's cost of
+    /// a page read out of order, set on each of the service's connections (src/db/manager.rs).
+    pub db_random_page_cost: Option<f64>,
     /// `CPIS_SECURE_COOKIES` (default false): set when the service is reached over TLS (directly or
     /// behind a TLS-terminating proxy). Cookies then carry `Secure` and the `__Host-` prefix and
     /// responses carry HSTS. Plain http on 127.0.0.1 for local use works with it off.
@@ -118,6 +121,7 @@ impl Config {
             },
             db_timeout: Duration::from_secs(env_parse("CPIS_DB_TIMEOUT_SECS", 3)?),
             db_idle_ping: Duration::from_millis(env_parse("CPIS_DB_IDLE_PING_MS", 1000)?),
+            db_random_page_cost: random_page_cost_from_env()?,
             secure_cookies: env_parse("CPIS_SECURE_COOKIES", false)?,
             session_idle: Duration::from_secs(env_scaled("CPIS_SESSION_IDLE_MINUTES", 30, 60)?),
             session_absolute: Duration::from_secs(env_scaled("CPIS_SESSION_ABSOLUTE_HOURS", 12, 3600)?),
@@ -146,6 +150,7 @@ impl Config {
             recorder_threads: 1,
             db_timeout: Duration::from_secs(3),
             db_idle_ping: crate::db::manager::IDLE_PING,
+            db_random_page_cost: Some(crate::db::manager::RANDOM_PAGE_COST),
             secure_cookies: false,
             session_idle: Duration::from_secs(30 * 60),
             session_absolute: Duration::from_secs(12 * 3600),
@@ -172,6 +177,19 @@ fn env_scaled(name: &str, default: u64, unit: u64) -> anyhow::Result<u64> {
     env_parse::<u64>(name, default)?
         .checked_mul(unit)
         .ok_or_else(|| anyhow::anyhow!("{name} is too large: choose a smaller value"))
+}
+
+/// `CPIS_DB_RANDOM_PAGE_COST`: a positive number, or `server` for the server's own setting.
+fn random_page_cost_from_env() -> anyhow::Result<Option<f64>> {
+    const NAME: &str = "CPIS_DB_RANDOM_PAGE_COST";
+    match std::env::var(NAME) {
+        Ok(v) if v == "server" => Ok(None),
+        Ok(v) => match v.parse::<f64>() {
+            Ok(cost) if cost.is_finite() && cost > 0.0 => Ok(Some(cost)),
+            _ => anyhow::bail!("{NAME}={v:?} is not a positive number nor `server`"),
+        },
+        Err(_) => Ok(Some(crate::db::manager::RANDOM_PAGE_COST)),
+    }
 }
 
 fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {

@@ -33,7 +33,10 @@ pub fn pool_of(config: &Config, size: u32) -> DbPool {
         .connection_timeout(config.db_timeout)
         // r2d2 asks the manager on every check-out; the manager pings only idle connections.
         .test_on_check_out(true)
-        .build_unchecked(manager::Manager::with_idle_ping(&config.database_url, config.db_idle_ping))
+        .build_unchecked(
+            manager::Manager::with_idle_ping(&config.database_url, config.db_idle_ping)
+                .with_random_page_cost(config.db_random_page_cost),
+        )
 }
 
 /// A connection asked `SELECT 1` first, for work that [`retrying`] cannot run twice.

@@ -518,6 +518,58 @@ fn the_tab_statements_are_not_planned_on_every_opening() {
     }
 }
 
+/// Issue 8: the service's connections plan with a random page cost of 1.1, not PostgreSQL's 4, and
+/// the tab's read (`items::lookup_held`, the FHIR query's too) then finds each item's local
+/// authority through its key, where with 4 it read all 152 of them for each item. Counted in one
+/// transaction over seven reads (past PostgreSQL's five trial plans): the scans of the table and
+/// of its key. With the server's setting the same reads scan the table: the test sees the
+/// difference it means to.
+#[test]
+fn the_tab_read_finds_each_items_authority_by_its_key() {
+    use crate::support::db::{count, execute};
+    use cpis::seed::demo::fixtures::MIA_THOMPSON;
+    let db = TestDatabase::new(Template::Demo);
+    // Enough items for the planner to estimate as on a national dataset.
+    for sql in [
+        "INSERT INTO patients (nhs_number, family_name, gender, birth_date, family_key, given_key, family_soundex, given_soundex) \
+         SELECT '8' || lpad(g::text, 9, '0'), 'Plan', 'female', '2015-01-01', 'plan', '', 'P450', '' FROM generate_series(1, 20000) g",
+        "INSERT INTO cp_items (nhs_number, la_code, item_type, la_child_id, start_date) \
+         SELECT '8' || lpad(g::text, 9, '0'), 'E10000016', t, 'P-' || g, '2025-01-01' \
+         FROM generate_series(1, 20000) g, unnest(ARRAY['CPP', 'LAC']) t",
+        "ANALYZE",
+    ] {
+        execute(&mut db.conn(), sql);
+    }
+    let scans = |cost: Option<f64>| {
+        let pool = diesel::r2d2::Pool::builder()
+            .max_size(1)
+            .build(cpis::db::manager::Manager::new(&db.url).with_random_page_cost(cost))
+            .unwrap();
+        let mut conn = pool.get().unwrap();
+        execute(&mut conn, "BEGIN");
+        let (whole, keyed) = (
+            "SELECT pg_stat_get_xact_numscans('local_authorities'::regclass)",
+            "SELECT pg_stat_get_xact_numscans('local_authorities_pkey'::regclass)",
+        );
+        let before = (count(&mut conn, whole), count(&mut conn, keyed));
+        for _ in 0..7 {
+            let (_, _, held) = cpis::cpis::items::lookup_held(&mut conn, MIA_THOMPSON).unwrap();
+            assert_eq!(held.len(), 2, "a plan from Kent and looked-after status from Manchester");
+        }
+        let after = (count(&mut conn, whole), count(&mut conn, keyed));
+        execute(&mut conn, "COMMIT");
+        (after.0 - before.0, after.1 - before.1)
+    };
+    let (whole, keyed) = scans(Some(cpis::db::manager::RANDOM_PAGE_COST));
+    assert_eq!(whole, 0, "no read of every local authority");
+    assert_eq!(keyed, 14, "each item's authority by its key");
+    let (whole, _) = scans(None);
+    assert!(whole > 0, "with PostgreSQL's default the same read scans the table");
+    let config = cpis::config::Config::for_database(&db.url);
+    let mut conn = cpis::db::pool(&config).get().unwrap();
+    assert_eq!(crate::support::db::texts(&mut conn, "SELECT current_setting('random_page_cost') AS s"), ["1.1"]);
+}
+
 /// Issue 8: the demographic search's statements (one per kind of family name pattern, with and
 /// without similar names) settle on one generic plan per connection, like the tab's. Diesel's
 /// boxed query before them was sent as text and planned on every search: planning cost four
