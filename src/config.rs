@@ -181,14 +181,17 @@ fn env_scaled(name: &str, default: u64, unit: u64) -> anyhow::Result<u64> {
 
 /// `CPIS_DB_RANDOM_PAGE_COST`: a positive number, or `server` for the server's own setting.
 fn random_page_cost_from_env() -> anyhow::Result<Option<f64>> {
-    const NAME: &str = "CPIS_DB_RANDOM_PAGE_COST";
-    match std::env::var(NAME) {
-        Ok(v) if v == "server" => Ok(None),
-        Ok(v) => match v.parse::<f64>() {
+    random_page_cost(std::env::var("CPIS_DB_RANDOM_PAGE_COST").ok().as_deref())
+}
+
+fn random_page_cost(value: Option<&str>) -> anyhow::Result<Option<f64>> {
+    match value {
+        None => Ok(Some(crate::db::manager::RANDOM_PAGE_COST)),
+        Some("server") => Ok(None),
+        Some(v) => match v.parse::<f64>() {
             Ok(cost) if cost.is_finite() && cost > 0.0 => Ok(Some(cost)),
-            _ => anyhow::bail!("{NAME}={v:?} is not a positive number nor `server`"),
+            _ => anyhow::bail!("CPIS_DB_RANDOM_PAGE_COST={v:?} is not a positive number nor `server`"),
         },
-        Err(_) => Ok(Some(crate::db::manager::RANDOM_PAGE_COST)),
     }
 }
 
@@ -202,6 +205,16 @@ fn env_parse<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_random_page_cost_is_a_positive_number_or_the_servers() {
+        assert_eq!(random_page_cost(None).unwrap(), Some(1.1));
+        assert_eq!(random_page_cost(Some("server")).unwrap(), None);
+        assert_eq!(random_page_cost(Some("2")).unwrap(), Some(2.0));
+        for bad in ["0", "-1", "NaN", "inf", "", "1.1; DROP TABLE patients", "Server"] {
+            assert!(random_page_cost(Some(bad)).is_err(), "{bad:?} is refused");
+        }
+    }
 
     #[test]
     fn a_scaled_setting_too_large_to_hold_is_an_error_not_an_overflow() {

@@ -462,6 +462,20 @@ fn what_the_reference_triggers_cannot_check_they_refuse() {
     }
 }
 
+/// 20,000 children with a plan and looked-after status each (Kent's), so that the planner
+/// estimates the tab's statements as it does on a national dataset.
+fn insert_children_with_items(conn: &mut PgConnection) {
+    for sql in [
+        "INSERT INTO patients (nhs_number, family_name, gender, birth_date, family_key, given_key, family_soundex, given_soundex) \
+         SELECT '8' || lpad(g::text, 9, '0'), 'Plan', 'female', '2015-01-01', 'plan', '', 'P450', '' FROM generate_series(1, 20000) g",
+        "INSERT INTO cp_items (nhs_number, la_code, item_type, la_child_id, start_date) \
+         SELECT '8' || lpad(g::text, 9, '0'), 'E10000016', t, 'P-' || g, '2025-01-01' \
+         FROM generate_series(1, 20000) g, unnest(ARRAY['CPP', 'LAC']) t",
+    ] {
+        crate::support::db::execute(conn, sql);
+    }
+}
+
 /// Issue 8: the tab's hand-written statements settle on one generic plan per connection. A
 /// statement whose plan for the actual values always looks cheaper than its generic plan (an
 /// array of one or two numbers, a range from a bound time) is planned again on every execution by
@@ -473,12 +487,8 @@ fn the_tab_statements_are_not_planned_on_every_opening() {
     let mut conn = db.conn();
     // Enough rows for the planner to estimate as it does on a national dataset: 20,000 children
     // with two items each and 200,000 shown accesses over a year.
+    insert_children_with_items(&mut conn);
     for sql in [
-        "INSERT INTO patients (nhs_number, family_name, gender, birth_date, family_key, given_key, family_soundex, given_soundex) \
-         SELECT '8' || lpad(g::text, 9, '0'), 'Plan', 'female', '2015-01-01', 'plan', '', 'P450', '' FROM generate_series(1, 20000) g",
-        "INSERT INTO cp_items (nhs_number, la_code, item_type, la_child_id, start_date) \
-         SELECT '8' || lpad(g::text, 9, '0'), 'E10000016', t, 'P-' || g, '2025-01-01' \
-         FROM generate_series(1, 20000) g, unnest(ARRAY['CPP', 'LAC']) t",
         "INSERT INTO access_events (nhs_number, accessed_at, viewer_id, viewer_name, job_role_code, organisation_code, channel, shown) \
          SELECT '8' || lpad((g % 20000 + 1)::text, 9, '0'), now() - (g % 365) * interval '1 day', 'v' || (g % 500), \
                 'Dr V', 'R8000', 'RJZ', 'SCRa', true FROM generate_series(1, 200000) g",
@@ -530,16 +540,8 @@ fn the_tab_read_finds_each_items_authority_by_its_key() {
     use cpis::seed::demo::fixtures::MIA_THOMPSON;
     let db = TestDatabase::new(Template::Demo);
     // Enough items for the planner to estimate as on a national dataset.
-    for sql in [
-        "INSERT INTO patients (nhs_number, family_name, gender, birth_date, family_key, given_key, family_soundex, given_soundex) \
-         SELECT '8' || lpad(g::text, 9, '0'), 'Plan', 'female', '2015-01-01', 'plan', '', 'P450', '' FROM generate_series(1, 20000) g",
-        "INSERT INTO cp_items (nhs_number, la_code, item_type, la_child_id, start_date) \
-         SELECT '8' || lpad(g::text, 9, '0'), 'E10000016', t, 'P-' || g, '2025-01-01' \
-         FROM generate_series(1, 20000) g, unnest(ARRAY['CPP', 'LAC']) t",
-        "ANALYZE",
-    ] {
-        execute(&mut db.conn(), sql);
-    }
+    insert_children_with_items(&mut db.conn());
+    execute(&mut db.conn(), "ANALYZE");
     let scans = |cost: Option<f64>| {
         let pool = diesel::r2d2::Pool::builder()
             .max_size(1)
