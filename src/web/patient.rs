@@ -280,17 +280,21 @@ fn authority_views(tab: &AlertTab) -> Vec<AuthorityView> {
 fn history_views(tab: &AlertTab) -> Vec<HistoryView> {
     tab.history
         .iter()
-        .map(|h| HistoryView {
-            at: format_uk_datetime(h.accessed_at),
-            name: h.viewer_name.clone(),
-            job_role: h.job_role_name.clone().unwrap_or_else(|| h.job_role_code.clone()),
-            organisation: h
-                .organisation_name
-                .as_deref()
-                .map(readable_org_name)
-                .unwrap_or_else(|| h.organisation_code.clone()),
-            email: h.contact().and_then(|c| c.0).map(str::to_owned),
-            telephone: h.contact().and_then(|c| c.1).map(str::to_owned),
+        .map(|h| {
+            // Neither for a disabled account (CP-IS059).
+            let (email, telephone) = h.contact().unwrap_or_default();
+            HistoryView {
+                at: format_uk_datetime(h.accessed_at),
+                name: h.viewer_name.clone(),
+                job_role: h.job_role_name.clone().unwrap_or_else(|| h.job_role_code.clone()),
+                organisation: h
+                    .organisation_name
+                    .as_deref()
+                    .map(readable_org_name)
+                    .unwrap_or_else(|| h.organisation_code.clone()),
+                email: email.map(str::to_owned),
+                telephone: telephone.map(str::to_owned),
+            }
         })
         .collect()
 }
