@@ -43,8 +43,42 @@ pub struct Recorded {
     pub shown: bool,
 }
 
-/// For each (NHS number, viewer id), the time of the viewer's latest shown access to the child.
-type LatestShown<'a> = HashMap<(&'a str, &'a str), DateTime<Utc>>;
+/// What a batch's first-access decisions rest on (CP-IS047): for each (NHS number, viewer) of its
+/// accesses, once, the start of the window read ([`access_history::window_start`] of the earliest
+/// of its accesses) and the latest shown access found after it. As long as the same question gets
+/// the same answers, the decisions stand. A batch stored without a transaction has that checked
+/// under its children's locks, in the statement that stores it (`alert::record_openings_alone`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Basis {
+    numbers: Vec<String>,
+    viewers: Vec<String>,
+    since: Vec<DateTime<Utc>>,
+    latest: Vec<Option<DateTime<Utc>>>,
+}
+
+impl Basis {
+    /// Binds the next four placeholders: the NHS numbers, the viewer ids, the windows' starts and
+    /// the latest shown accesses (null for none), one per (NHS number, viewer).
+    pub fn bind(self, query: crate::db::prepared::Prepared) -> crate::db::prepared::Prepared {
+        use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
+        query
+            .bind::<Array<Text>, _>(self.numbers)
+            .bind::<Array<Text>, _>(self.viewers)
+            .bind::<Array<Timestamptz>, _>(self.since)
+            .bind::<Array<Nullable<Timestamptz>>, _>(self.latest)
+    }
+
+    /// Per (NHS number, viewer id), the time of the viewer's latest shown access to the child, as
+    /// [`access_history::decide_in_order`] takes it.
+    fn latest_shown(&self) -> HashMap<(&str, &str), DateTime<Utc>> {
+        self.numbers
+            .iter()
+            .zip(&self.viewers)
+            .zip(&self.latest)
+            .filter_map(|((n, v), l)| l.map(|at| ((n.as_str(), v.as_str()), at)))
+            .collect()
+    }
+}
 
 /// One history per list of numbers, in the lists' order ([`histories`], [`record_reading`]).
 pub type Histories = Vec<Vec<HistoryEntry>>;
@@ -78,33 +112,36 @@ pub fn record(
 /// ([`access_history::is_shown`]) and this one is not shown: at most one per 24 hours (CP-IS047).
 /// Within one call the same holds ([`access_history::decide_in_order`]).
 pub fn record_many(conn: &mut PgConnection, accesses: &[NewAccess<'_>]) -> Result<Vec<Recorded>, AppError> {
-    Ok(record_reading(conn, &Default::default(), accesses, &[], |conn, recorded| insert(conn, accesses, recorded))?.0)
+    Ok(record_reading(conn, &Default::default(), accesses, &[], |conn, recorded, _| insert(conn, accesses, recorded))?
+        .0)
 }
 
 /// [`record_many`], the accesses stored by `store` as decided (their ids taken already, so that
 /// what is stored with them, such as their audit entries, can name them: [`insert`] alone, or
-/// [`insert_accesses!`] with more in one statement), and the shown accesses to each list of
+/// [`insert_accesses!`] with more in one statement; with what the decisions rest on, [`Basis`]),
+/// and the shown accesses to each list of
 /// numbers as they stand after these ([`histories`]): read in the same statement as who saw each
 /// child last and the ids, before the insert, with the accesses recorded here added to them
 /// ([`with_recorded`]). The access recorder's batches are recorded so (issue 8: each round trip
 /// saved is one fewer on its serial path). The caller holds the lock of every child whose accesses
-/// the lists are of, so that no other access to them is recorded in between.
+/// the lists are of, so that no other access to them is recorded in between, or has `store` check
+/// the [`Basis`] under those locks.
 pub fn record_reading(
     conn: &mut PgConnection,
     names: &super::reference_names::ReferenceNames,
     accesses: &[NewAccess<'_>],
     lists: &[&[String]],
-    store: impl FnOnce(&mut PgConnection, &[Recorded]) -> Result<(), AppError>,
+    store: impl FnOnce(&mut PgConnection, &[Recorded], Basis) -> Result<(), AppError>,
 ) -> Result<(Vec<Recorded>, Histories), AppError> {
     if accesses.is_empty() {
         return Ok((Vec::new(), lists.iter().map(|_| Vec::new()).collect()));
     }
-    let (latest, before, ids) = read_before_recording(conn, accesses, lists)?;
+    let (basis, before, ids) = read_before_recording(conn, accesses, lists)?;
     let keyed: Vec<((&str, &str), DateTime<Utc>)> =
         accesses.iter().map(|a| ((a.nhs_number, a.viewer.viewer_id.as_str()), a.at)).collect();
-    let shown = access_history::decide_in_order(latest, &keyed);
+    let shown = access_history::decide_in_order(basis.latest_shown(), &keyed);
     let recorded: Vec<Recorded> = ids.into_iter().zip(shown).map(|(id, shown)| Recorded { id, shown }).collect();
-    store(conn, &recorded)?;
+    store(conn, &recorded, basis)?;
     let mut histories: Histories = before
         .into_iter()
         .zip(lists)
@@ -128,15 +165,22 @@ pub fn record_reading(
 /// $10: ids, NHS numbers, times, viewer ids, user ids, names, job roles, organisations, channels,
 /// shown), for a statement that may store more with it. Bound by [`bind_accesses`]. The arrays are
 /// read through sub-selects, so that every plan estimates them alike and PostgreSQL keeps one
-/// generic plan (as [`read_before_recording`]).
+/// generic plan (as [`read_before_recording`]). With `where` and a condition, nothing is inserted
+/// before the condition is evaluated, once (an uncorrelated sub-select).
 macro_rules! insert_accesses {
     () => {
-        "INSERT INTO access_events (id, nhs_number, accessed_at, viewer_id, user_id, viewer_name, job_role_code, \
-             organisation_code, channel, shown) \
-         SELECT id, n, t, v, u, vn, j, o, c, s FROM unnest((SELECT $1::bigint[]), (SELECT $2::text[]), \
-             (SELECT $3::timestamptz[]), (SELECT $4::text[]), (SELECT $5::bigint[]), (SELECT $6::text[]), \
-             (SELECT $7::text[]), (SELECT $8::text[]), (SELECT $9::text[]), (SELECT $10::bool[])) \
-             AS a(id, n, t, v, u, vn, j, o, c, s)"
+        $crate::cpis::access::insert_accesses!(where "true")
+    };
+    (where $condition:literal) => {
+        concat!(
+            "INSERT INTO access_events (id, nhs_number, accessed_at, viewer_id, user_id, viewer_name, job_role_code, \
+                 organisation_code, channel, shown) \
+             SELECT id, n, t, v, u, vn, j, o, c, s FROM unnest((SELECT $1::bigint[]), (SELECT $2::text[]), \
+                 (SELECT $3::timestamptz[]), (SELECT $4::text[]), (SELECT $5::bigint[]), (SELECT $6::text[]), \
+                 (SELECT $7::text[]), (SELECT $8::text[]), (SELECT $9::text[]), (SELECT $10::bool[])) \
+                 AS a(id, n, t, v, u, vn, j, o, c, s) WHERE ",
+            $condition
+        )
     };
 }
 pub(crate) use insert_accesses;
@@ -214,11 +258,11 @@ macro_rules! newest_shown {
 /// The arrays are read through sub-selects so that every plan estimates them alike and
 /// PostgreSQL keeps one generic plan instead of planning the statement on every opening (as
 /// `items::current_held`).
-fn read_before_recording<'a>(
+fn read_before_recording(
     conn: &mut PgConnection,
-    accesses: &[NewAccess<'a>],
+    accesses: &[NewAccess<'_>],
     lists: &[&[String]],
-) -> Result<(LatestShown<'a>, Histories, Vec<i64>), AppError> {
+) -> Result<(Basis, Histories, Vec<i64>), AppError> {
     use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
     /// A row of any part: `k` 0 is a pair's latest shown access (`o` its place in the pairs,
     /// from 1; `accessed_at` null when there is none), `k` 1 a history line (`o` its list), `k` 2
@@ -243,12 +287,22 @@ fn read_before_recording<'a>(
         organisation_code: Option<String>,
     }
     // Each (NHS number, viewer) once, read from the earliest window start among its accesses.
-    let mut starts: HashMap<(&'a str, &'a str), DateTime<Utc>> = HashMap::new();
+    let mut starts: HashMap<(&str, &str), DateTime<Utc>> = HashMap::new();
     for a in accesses {
         let start = access_history::window_start(a.at);
         starts.entry((a.nhs_number, a.viewer.viewer_id.as_str())).and_modify(|s| *s = (*s).min(start)).or_insert(start);
     }
-    let pairs: Vec<((&'a str, &'a str), DateTime<Utc>)> = starts.into_iter().collect();
+    let mut basis = Basis {
+        numbers: Vec::with_capacity(starts.len()),
+        viewers: Vec::with_capacity(starts.len()),
+        since: Vec::with_capacity(starts.len()),
+        latest: vec![None; starts.len()],
+    };
+    for ((n, v), w) in starts {
+        basis.numbers.push(n.to_owned());
+        basis.viewers.push(v.to_owned());
+        basis.since.push(w);
+    }
     let (owners, numbers): (Vec<i32>, Vec<String>) =
         lists.iter().enumerate().flat_map(|(o, list)| list.iter().map(move |n| (o as i32, n.clone()))).unzip();
     let rows: Vec<Row> = crate::db::prepared::sql(concat!(
@@ -266,15 +320,14 @@ fn read_before_recording<'a>(
         newest_shown!("(SELECT $4::int[])", "(SELECT $5::text[])", "$6")
     ),
     )
-    .bind::<Array<Text>, _>(pairs.iter().map(|((n, _), _)| (*n).to_owned()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(pairs.iter().map(|((_, v), _)| (*v).to_owned()).collect::<Vec<_>>())
-    .bind::<Array<Timestamptz>, _>(pairs.iter().map(|(_, w)| *w).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(basis.numbers.clone())
+    .bind::<Array<Text>, _>(basis.viewers.clone())
+    .bind::<Array<Timestamptz>, _>(basis.since.clone())
     .bind::<Array<Integer>, _>(owners)
     .bind::<Array<Text>, _>(numbers)
     .bind::<BigInt, _>(HISTORY_LIMIT as i64)
     .bind::<BigInt, _>(accesses.len() as i64)
     .load(conn)?;
-    let mut latest = HashMap::new();
     let mut ids = Vec::with_capacity(accesses.len());
     let mut histories: Vec<Vec<HistoryEntry>> = lists.iter().map(|_| Vec::new()).collect();
     for row in rows {
@@ -283,11 +336,10 @@ fn read_before_recording<'a>(
             continue;
         }
         if row.k == 0 {
-            let Some(at) = row.accessed_at else { continue };
-            if let Some((key, _)) =
-                usize::try_from(row.o).ok().and_then(|i| i.checked_sub(1)).and_then(|i| pairs.get(i))
+            if let Some(latest) =
+                usize::try_from(row.o).ok().and_then(|i| i.checked_sub(1)).and_then(|i| basis.latest.get_mut(i))
             {
-                latest.insert(*key, at);
+                *latest = row.accessed_at;
             }
             continue;
         }
@@ -312,7 +364,7 @@ fn read_before_recording<'a>(
     }
     // Taken in the order of the series; sorted all the same, since that order is what they stand for.
     ids.sort_unstable();
-    Ok((latest, histories, ids))
+    Ok((basis, histories, ids))
 }
 
 /// A list's history with accesses just recorded added to it: newest first, ties by id (the later

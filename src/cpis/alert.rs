@@ -78,19 +78,59 @@ pub struct AccessOpening<'a> {
 /// opening of those children, here or in another instance, waits for this one.
 pub fn record_openings(conn: &mut PgConnection, openings: &[AccessOpening<'_>]) -> Result<Vec<Recorded>, AppError> {
     lock_children(conn, openings.iter().map(|o| o.nhs_number))?;
-    Ok(record_locked(conn, &Default::default(), openings, &[], Log::default())?.0)
+    Ok(record_read(conn, &Default::default(), openings, &[], Log::default(), Guard::Held)?.0)
 }
 
-/// [`record_openings`] in a transaction of its own, with the transmissions of `log` (the FHIR
-/// exchanges the openings answer, CP-IS061) stored in the same statement as they are (stored
-/// with them or not at all), and the history of each list of numbers in
-/// `lists` as it stands after them ([`access::record_reading`], named from `names`). Its BEGIN
-/// and the children's locks are one round trip ([`children_locks`]), and its commit waits for its
-/// own flush ([`crate::db::DurableCommits`]): when this returns, the openings are on disk. The
-/// access recorder records every batch so (issue 8: the batch's transaction is the recorder's
-/// serial path, and each round trip on it is paid by every opening waiting behind it). The lists
-/// must be of the openings' children, whose locks keep other accesses to them out meanwhile.
+/// [`record_openings`] alone, in two round trips (issue 8: the batch is the access recorder's serial
+/// path, and each round trip on it is paid by every opening waiting behind it), with the
+/// transmissions of `log` (the FHIR exchanges the openings answer, CP-IS061) stored in the same
+/// statement as they are (stored with them or not at all), and the history of each list of numbers
+/// in `lists` as it stands after them ([`access::record_reading`], named from `names`). The lists
+/// must be of the openings' children.
+///
+/// First the read of who saw each child last, the histories and the ids, outside any transaction.
+/// The first-access rule (CP-IS047) decides in Rust, then one statement stores the accesses, their
+/// audit entries and the log, having first taken the children's locks and checked under them that
+/// the read would still answer the same ([`access::Basis`], `cpis_claim_children` of migration
+/// 000034). Its commit waits for its own flush ([`crate::db::DurableCommits`]): when this returns,
+/// the openings are on disk. If another opening of one of these children by the same viewer was
+/// recorded in between (by another instance, or another recorder thread), nothing was stored and
+/// the openings are recorded again as before: locked in a transaction's BEGIN, then read, stored
+/// and committed ([`record_openings_locked`]).
+///
+/// Only a pair's decision is checked, not the history shown: an opening of the same child by
+/// someone else, recorded by another instance between this read and this store, is not in this
+/// opening's history (as if this one had been read a moment earlier); it is in the next.
 pub fn record_openings_alone(
+    conn: &mut PgConnection,
+    names: &ReferenceNames,
+    openings: &[AccessOpening<'_>],
+    lists: &[&[String]],
+    log: Log,
+) -> Result<(Vec<Recorded>, Histories), AppError> {
+    if crate::db::in_transaction(conn) {
+        // The check would be taken under locks held until the caller's commit, for an unknown time.
+        return Err(AppError::Internal("openings are recorded alone in a transaction of their own".into()));
+    }
+    let keys = child_lock_keys(openings.iter().map(|o| o.nhs_number))?;
+    let _durable = crate::db::DurableCommits::enter();
+    let mut changed = false;
+    match record_read(conn, names, openings, lists, log.clone(), Guard::Claim { keys: &keys, changed: &mut changed }) {
+        Err(_) if changed => {
+            tracing::debug!(
+                openings = openings.len(),
+                "an opening's child changed since it was read; recording again, locked"
+            );
+            record_openings_locked(conn, names, openings, lists, log)
+        }
+        done => done,
+    }
+}
+
+/// [`record_openings_alone`]'s way before issue 8's two round trips, and its fallback: in a
+/// transaction of its own whose BEGIN takes the children's locks in the same round trip
+/// ([`children_locks`]), then the read, the store and the COMMIT.
+pub fn record_openings_locked(
     conn: &mut PgConnection,
     names: &ReferenceNames,
     openings: &[AccessOpening<'_>],
@@ -110,7 +150,7 @@ pub fn record_openings_alone(
         return Err(lock_error(e));
     }
     let _durable = crate::db::DurableCommits::enter();
-    match record_locked(conn, names, openings, lists, log) {
+    match record_read(conn, names, openings, lists, log, Guard::Held) {
         Ok(done) => {
             AnsiTransactionManager::commit_transaction(conn)?;
             Ok(done)
@@ -124,18 +164,28 @@ pub fn record_openings_alone(
     }
 }
 
-/// The openings' accesses and audit entries (and the transmissions of `log`), their children
-/// already locked, and the lists' histories after them.
-fn record_locked(
+/// How the children of the openings are kept from other openings while theirs are decided.
+enum Guard<'a> {
+    /// Locked already, by the caller's transaction.
+    Held,
+    /// Locked (these keys, [`child_lock_keys`]) and checked in the statement that stores them,
+    /// which fails if what the decisions rest on changed: `changed` is then set.
+    Claim { keys: &'a [i64], changed: &'a mut bool },
+}
+
+/// The openings' accesses and audit entries (and the transmissions of `log`) read, decided and
+/// stored as `guard` says, and the lists' histories after them.
+fn record_read(
     conn: &mut PgConnection,
     names: &ReferenceNames,
     openings: &[AccessOpening<'_>],
     lists: &[&[String]],
     log: Log,
+    guard: Guard<'_>,
 ) -> Result<(Vec<Recorded>, Histories), AppError> {
     let accesses: Vec<NewAccess<'_>> =
         openings.iter().map(|o| NewAccess { nhs_number: o.nhs_number, viewer: o.viewer, at: o.at }).collect();
-    access::record_reading(conn, names, &accesses, lists, |conn, recorded| {
+    access::record_reading(conn, names, &accesses, lists, |conn, recorded, basis| {
         // Each opening's audit entry names its access.
         let events = openings
             .iter()
@@ -150,14 +200,20 @@ fn record_locked(
                 }))
             })
             .collect();
-        store_openings(conn, &accesses, recorded, events, log)
+        match guard {
+            Guard::Held => store_openings(conn, &accesses, recorded, events, log),
+            Guard::Claim { keys, changed } => {
+                claim_and_store_openings(conn, &accesses, recorded, events, log, keys, basis).map_err(|e| {
+                    *changed = is_changed(&e);
+                    lock_error(e)
+                })
+            }
+        }
     })
 }
 
-/// Stores openings as recorded: their accesses, the outbox row of their audit entries and the
-/// transmissions of `log` (none for the tab's), in one statement (issue 8: the access recorder's
-/// batch in four round trips, not six). Its commit waits for its own flush, as the recorder's
-/// does ([`crate::db::DurableCommits`]).
+/// Stores openings as recorded, their children locked already: their accesses, the outbox row of
+/// their audit entries and the transmissions of `log` (none for the tab's), in one statement.
 fn store_openings(
     conn: &mut PgConnection,
     accesses: &[NewAccess<'_>],
@@ -165,10 +221,7 @@ fn store_openings(
     events: Vec<Event>,
     log: Log,
 ) -> Result<(), AppError> {
-    // One entry per opening, and `access::record_reading` stores none when there is none.
-    let Some(outbox) = audit::Outbox::of(events)? else {
-        return Err(AppError::Internal("openings to store without their audit entries".into()));
-    };
+    let outbox = outbox_of(events)?;
     let query = crate::db::prepared::sql(concat!(
         "WITH a AS (",
         access::insert_accesses!(),
@@ -179,6 +232,48 @@ fn store_openings(
     ));
     log.bind(outbox.bind(access::bind_accesses(query, accesses, recorded))).execute(conn)?;
     Ok(())
+}
+
+/// [`store_openings`], not in a transaction: the statement first takes the children's locks
+/// (`keys`) and checks the `basis` under them (`cpis_claim_children`, migration 000034), and
+/// inserts nothing unless it holds. Its own commit follows at once, with the locks held through
+/// it. A changed basis fails it as a serialization failure ([`is_changed`]).
+fn claim_and_store_openings(
+    conn: &mut PgConnection,
+    accesses: &[NewAccess<'_>],
+    recorded: &[Recorded],
+    events: Vec<Event>,
+    log: Log,
+    keys: &[i64],
+    basis: access::Basis,
+) -> Result<(), diesel::result::Error> {
+    use diesel::sql_types::{Array, BigInt, Integer};
+    let outbox = outbox_of(events).map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
+    let query = crate::db::prepared::sql(concat!(
+        "WITH a AS (",
+        access::insert_accesses!(where "(SELECT cpis_claim_children($24, $25, $26, $27, $28, $29, $1))"),
+        "), t AS (",
+        transmissions::log_insert!("$17", "$18", "$19", "$20", "$21", "$22", "$23"),
+        ") ",
+        audit::outbox_insert!("$11", "$12", "$13", "$14", "$15", "$16")
+    ));
+    let query = log.bind(outbox.bind(access::bind_accesses(query, accesses, recorded)));
+    let timeout = i32::try_from(CHILD_LOCK_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
+    let query = query.bind::<Array<BigInt>, _>(keys.to_vec()).bind::<Integer, _>(timeout);
+    basis.bind(query).execute(conn)?;
+    Ok(())
+}
+
+/// The outbox row of a batch's audit entries: one per opening, and `access::record_reading` stores
+/// none when there is none.
+fn outbox_of(events: Vec<Event>) -> Result<audit::Outbox, AppError> {
+    audit::Outbox::of(events)?.ok_or_else(|| AppError::Internal("openings to store without their audit entries".into()))
+}
+
+/// Whether a claimed store failed because what its decisions rest on changed.
+fn is_changed(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(e, Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _))
 }
 
 /// The longest an opening waits for a child's lock. Openings hold it for a few milliseconds; a
@@ -208,14 +303,7 @@ fn lock_children<'a>(conn: &mut PgConnection, numbers: impl Iterator<Item = &'a 
 /// Text for the simple protocol, so that it can be sent with other statements in one round trip
 /// (its keys are numbers made here, never text from outside).
 fn children_locks<'a>(numbers: impl Iterator<Item = &'a str>) -> Result<String, AppError> {
-    let mut keys = Vec::new();
-    for n in numbers {
-        let number: i64 = n.parse().map_err(|_| AppError::Internal("an opening names no NHS number".into()))?;
-        keys.push(CHILD_LOCK_BASE + number);
-    }
-    keys.sort_unstable();
-    keys.dedup();
-    let keys: Vec<String> = keys.iter().map(i64::to_string).collect();
+    let keys: Vec<String> = child_lock_keys(numbers)?.iter().map(i64::to_string).collect();
     // In array order: the sub-select is not flattened, so each row's lock is taken as it is read.
     Ok(format!(
         "SET LOCAL lock_timeout = '{}ms'; \
@@ -224,6 +312,19 @@ fn children_locks<'a>(numbers: impl Iterator<Item = &'a str>) -> Result<String, 
         CHILD_LOCK_TIMEOUT.as_millis(),
         keys.join(",")
     ))
+}
+
+/// The children's advisory lock keys, each once, in the order they are taken (key order, so that
+/// two callers never wait for each other crosswise): [`CHILD_LOCK_BASE`] plus the NHS number.
+fn child_lock_keys<'a>(numbers: impl Iterator<Item = &'a str>) -> Result<Vec<i64>, AppError> {
+    let mut keys = Vec::new();
+    for n in numbers {
+        let number: i64 = n.parse().map_err(|_| AppError::Internal("an opening names no NHS number".into()))?;
+        keys.push(CHILD_LOCK_BASE + number);
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    Ok(keys)
 }
 
 /// A child's lock held elsewhere for longer than an opening ever holds it is the 503 of "try

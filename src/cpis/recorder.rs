@@ -5,12 +5,13 @@
 //! that lock, the commit and the WAL flush the limit of the whole service (about 1,200 openings a
 //! second at most, measured). So a request reads what the tab shows on its own connection
 //! ([`alert::authorities`]), then hands the opening to this recorder and waits. The recorder's
-//! threads take whatever openings are queued (up to [`MAX_BATCH`]) and record them in one
-//! transaction ([`alert::record_openings_alone`]: BEGIN with the children's locks; one read of who
-//! saw each child last, of its history and of the accesses' ids; one statement storing the
-//! accesses, their audit entries' outbox row and any FHIR exchanges they answer; a COMMIT that
-//! waits until it is on disk), and answer each request with its child's history as it stands after
-//! the batch.
+//! threads take whatever openings are queued (up to [`MAX_BATCH`]) and record them in two round
+//! trips ([`alert::record_openings_alone`]: one read of who saw each child last, of its history
+//! and of the accesses' ids; then one statement that takes the children's locks, checks under them
+//! that the read still holds, and stores the accesses, their audit entries' outbox row and any FHIR
+//! exchanges they answer, its commit waiting until it is on disk; a batch whose read no longer
+//! holds is recorded again, locked before it reads), and answer each request with its child's
+//! history as it stands after the batch.
 //! When nothing else is queued a batch is a single opening, recorded at once: no request waits
 //! for others to arrive.
 //! FHIR CareTeam searches come the same way, with their transmission log entry (CP-IS061) stored

@@ -107,7 +107,7 @@ pub(crate) use log_insert;
 
 /// Transmissions to log, each at its own time, as the columns [`log_insert!`] takes; none when
 /// empty (the insert then stores no row).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Log {
     at: Vec<DateTime<Utc>>,
     directions: Vec<String>,

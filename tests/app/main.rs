@@ -3,6 +3,7 @@
 
 mod support;
 
+mod access_claims;
 mod admin_las;
 mod alert_tab;
 mod audit_checkpoints;
