@@ -172,7 +172,7 @@ fn a_batch_stored_in_two_round_trips_is_decided_as_the_rule_decides() {
             let mut conn = conn.borrow_mut();
             for p in &priors {
                 execute(
-                    &mut **conn,
+                    &mut conn,
                     &format!(
                         "INSERT INTO access_events (nhs_number, accessed_at, viewer_id, viewer_name, job_role_code, \
                          organisation_code, channel, shown) VALUES ('{}', '{}'::timestamptz, '{}', 'Dr Prior', 'R8000', \
@@ -213,11 +213,11 @@ fn a_batch_stored_in_two_round_trips_is_decided_as_the_rule_decides() {
             let keyed: Vec<((usize, usize), DateTime<Utc>)> = batch.iter().map(|b| ((b.child, b.viewer), at(b))).collect();
             let expected = decide_in_order(latest, &keyed);
             let before = count(
-                &mut **conn,
+                &mut conn,
                 "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM access_events_id_seq",
             );
             let (recorded, _) =
-                record_openings_alone(&mut **conn, &Default::default(), &openings, &[], Log::default()).unwrap();
+                record_openings_alone(&mut conn, &Default::default(), &openings, &[], Log::default()).unwrap();
             let shown: Vec<bool> = recorded.iter().map(|r| r.shown).collect();
             prop_assert_eq!(&shown, &expected);
             let ids: Vec<i64> = recorded.iter().map(|r| r.id).collect();
