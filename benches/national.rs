@@ -301,6 +301,26 @@ fn median_f64(v: &[f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// When an open loop's slow answers (over 5 ms) were asked for: how many and the worst, per
+/// `bucket_us` of the run (empty buckets left out).
+fn print_slow_answers(stats: &Stats, bucket_us: u64) {
+    let mut slow: std::collections::BTreeMap<u64, (usize, u64)> = Default::default();
+    for &(at, latency) in &stats.timeline {
+        if latency > 5_000 {
+            let e = slow.entry(at / bucket_us).or_default();
+            e.0 += 1;
+            e.1 = e.1.max(latency);
+        }
+    }
+    for (bucket, (n, worst)) in slow {
+        eprintln!(
+            "national:   at {:5.1} s: {n:4} over 5 ms, worst {:.1} ms",
+            (bucket * bucket_us) as f64 / 1e6,
+            worst as f64 / 1000.0
+        );
+    }
+}
+
 /// The open loop: `OPEN_RATE` requests a second, at most `OPEN_COUNT` and 30 s.
 async fn open_run(target: &Target, make: MakeReq) -> Stats {
     loadgen::open(target, OPEN_RATE, OPEN_COUNT, Duration::from_secs(30), 4096, make, ok200).await
@@ -638,22 +658,7 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: O
         eprintln!("national: profiling the open loop (service pid {})", service.pid());
         let stats = open_run(&svc, tab_req.clone()).await;
         quantiles("tab", &stats);
-        // When the slow answers (over 5 ms) were asked for: per 100 ms of the run.
-        let mut slow: std::collections::BTreeMap<u64, (usize, u64)> = Default::default();
-        for &(at, latency) in &stats.timeline {
-            if latency > 5_000 {
-                let e = slow.entry(at / 100_000).or_default();
-                e.0 += 1;
-                e.1 = e.1.max(latency);
-            }
-        }
-        for (tenth, (n, worst)) in slow {
-            eprintln!(
-                "national:   at {:5.1} s: {n:4} over 5 ms, worst {:.1} ms",
-                tenth as f64 / 10.0,
-                worst as f64 / 1000.0
-            );
-        }
+        print_slow_answers(&stats, 100_000);
         return;
     }
     if let Some(name) = only {
@@ -696,6 +701,10 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: O
     let tab16 = paired(&bl, &baseline_req, &svc, USERS_LOW, tab_req.clone(), ok200).await;
     let tab160 = paired(&bl, &baseline_req, &svc, USERS_HIGH, tab_req.clone(), ok200).await;
     let tab_open = open_run(&svc, tab_req.clone()).await;
+    // Where in its ten seconds the tab's slow answers fell, per second (it follows the closed runs
+    // at 160 users; alone, `--only open` prints them per 100 ms).
+    eprintln!("national: the tab's open loop, answers over 5 ms by second:");
+    print_slow_answers(&tab_open, 1_000_000);
     // The same open loop on the baseline: what this machine's scheduling costs one round trip's
     // page at that rate, for reading the tab's p99 (informative, not a gate).
     let base_open = open_run(&bl, baseline_req.clone()).await;

@@ -200,10 +200,13 @@ fn record_read(
                 }))
             })
             .collect();
+        // One entry per opening, and `access::record_reading` stores none when there is none.
+        let outbox = audit::Outbox::of(events)?
+            .ok_or_else(|| AppError::Internal("openings to store without their audit entries".into()))?;
         match guard {
-            Guard::Held => store_openings(conn, &accesses, recorded, events, log),
+            Guard::Held => store_openings(conn, &accesses, recorded, outbox, log),
             Guard::Claim { keys, changed } => {
-                claim_and_store_openings(conn, &accesses, recorded, events, log, keys, basis).map_err(|e| {
+                claim_and_store_openings(conn, &accesses, recorded, outbox, log, keys, basis).map_err(|e| {
                     *changed = is_changed(&e);
                     lock_error(e)
                 })
@@ -218,10 +221,9 @@ fn store_openings(
     conn: &mut PgConnection,
     accesses: &[NewAccess<'_>],
     recorded: &[Recorded],
-    events: Vec<Event>,
+    outbox: audit::Outbox,
     log: Log,
 ) -> Result<(), AppError> {
-    let outbox = outbox_of(events)?;
     let query = crate::db::prepared::sql(concat!(
         "WITH a AS (",
         access::insert_accesses!(),
@@ -242,13 +244,12 @@ fn claim_and_store_openings(
     conn: &mut PgConnection,
     accesses: &[NewAccess<'_>],
     recorded: &[Recorded],
-    events: Vec<Event>,
+    outbox: audit::Outbox,
     log: Log,
     keys: &[i64],
     basis: access::Basis,
 ) -> Result<(), diesel::result::Error> {
     use diesel::sql_types::{Array, BigInt, Integer};
-    let outbox = outbox_of(events).map_err(|e| diesel::result::Error::QueryBuilderError(e.to_string().into()))?;
     let query = crate::db::prepared::sql(concat!(
         "WITH a AS (",
         access::insert_accesses!(where "(SELECT cpis_claim_children($24, $25, $26, $27, $28, $29, $1))"),
@@ -262,12 +263,6 @@ fn claim_and_store_openings(
     let query = query.bind::<Array<BigInt>, _>(keys.to_vec()).bind::<Integer, _>(timeout);
     basis.bind(query).execute(conn)?;
     Ok(())
-}
-
-/// The outbox row of a batch's audit entries: one per opening, and `access::record_reading` stores
-/// none when there is none.
-fn outbox_of(events: Vec<Event>) -> Result<audit::Outbox, AppError> {
-    audit::Outbox::of(events)?.ok_or_else(|| AppError::Internal("openings to store without their audit entries".into()))
 }
 
 /// Whether a claimed store failed because what its decisions rest on changed.
