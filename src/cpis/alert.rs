@@ -130,7 +130,7 @@ pub fn record_openings_alone(
 /// [`record_openings_alone`]'s way before issue 8's two round trips, and its fallback: in a
 /// transaction of its own whose BEGIN takes the children's locks in the same round trip
 /// ([`children_locks`]), then the read, the store and the COMMIT.
-pub fn record_openings_locked(
+fn record_openings_locked(
     conn: &mut PgConnection,
     names: &ReferenceNames,
     openings: &[AccessOpening<'_>],

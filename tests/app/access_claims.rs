@@ -55,25 +55,47 @@ fn until_a_claim_waits(conn: &mut PgConnection) {
     panic!("no opening came to wait for its child's lock");
 }
 
+/// What a race left: the opening recorded elsewhere, the one recorded alone on its thread with its
+/// history, and the database to look in.
+struct Race {
+    db: TestDatabase,
+    elsewhere: Recorded,
+    recorded: Recorded,
+    history: Vec<String>,
+}
+
+/// `elsewhere_viewer` opens Noah's record in a transaction left open (so holding his lock); then
+/// `viewer` opens it alone on a thread a second later, which reads, decides and comes to wait for
+/// that lock in its store; then the first commits and the second is let through.
+fn race(elsewhere_viewer: &str, viewer: &'static str) -> Race {
+    let db = TestDatabase::new(Template::Demo);
+    let (mut elsewhere, mut conn) = (db.conn(), db.conn());
+    let now = Utc::now();
+    execute(&mut elsewhere, "BEGIN");
+    let first_viewer = api_viewer(elsewhere_viewer);
+    let first = AccessOpening {
+        nhs_number: NOAH_WILLIAMS,
+        viewer: &first_viewer,
+        actor: cpis::audit::Actor::Anonymous,
+        at: now,
+    };
+    let first = record_openings(&mut elsewhere, &[first]).unwrap()[0];
+    assert!(first.shown);
+    let racing = open_on_thread(db.url.clone(), viewer, now + TimeDelta::seconds(1));
+    until_a_claim_waits(&mut conn);
+    execute(&mut elsewhere, "COMMIT");
+    let (recorded, history) = racing.join().unwrap();
+    Race { db, elsewhere: first, recorded, history }
+}
+
 /// CP-IS047: the same viewer's opening of the child, recorded elsewhere after this batch was read
 /// (here: decided and held uncommitted under the child's lock, then committed while this batch's
 /// store waits for that lock), changes what this batch's decision rests on. Its store fails and
 /// stores nothing, and the batch is decided again under the lock: not shown, one shown in all.
 #[test]
 fn an_opening_whose_viewer_was_recorded_meanwhile_is_decided_again_under_the_lock() {
-    let db = TestDatabase::new(Template::Demo);
-    let (mut elsewhere, mut conn) = (db.conn(), db.conn());
-    let now = Utc::now();
-    execute(&mut elsewhere, "BEGIN");
-    let viewer = api_viewer("racer");
-    let first =
-        AccessOpening { nhs_number: NOAH_WILLIAMS, viewer: &viewer, actor: cpis::audit::Actor::Anonymous, at: now };
-    let first = record_openings(&mut elsewhere, &[first]).unwrap()[0];
-    assert!(first.shown);
-    let racing = open_on_thread(db.url.clone(), "racer", now + TimeDelta::seconds(1));
-    until_a_claim_waits(&mut conn);
-    execute(&mut elsewhere, "COMMIT");
-    let (recorded, history) = racing.join().unwrap();
+    let Race { db, elsewhere: first, recorded, history } = race("racer", "racer");
+    let mut conn = db.conn();
     assert!(!recorded.shown, "decided again after the other opening: within its 24 hours");
     assert_eq!(ours(&history), [format!("Dr Api/{}", first.id)], "read again, the history has the first");
     assert_eq!(count(&mut conn, "SELECT count(*) FROM access_events WHERE viewer_id = 'racer'"), 2);
@@ -96,23 +118,13 @@ fn an_opening_whose_viewer_was_recorded_meanwhile_is_decided_again_under_the_loc
 /// opening (`record_openings_alone`'s documentation); the next read has both.
 #[test]
 fn an_opening_by_someone_else_recorded_meanwhile_leaves_the_batch_as_decided() {
-    let db = TestDatabase::new(Template::Demo);
-    let (mut elsewhere, mut conn) = (db.conn(), db.conn());
-    let now = Utc::now();
-    execute(&mut elsewhere, "BEGIN");
-    let viewer = api_viewer("someone-else");
-    let other =
-        AccessOpening { nhs_number: NOAH_WILLIAMS, viewer: &viewer, actor: cpis::audit::Actor::Anonymous, at: now };
-    let other_id = record_openings(&mut elsewhere, &[other]).unwrap()[0].id;
-    let racing = open_on_thread(db.url.clone(), "this-one", now + TimeDelta::seconds(1));
-    until_a_claim_waits(&mut conn);
-    execute(&mut elsewhere, "COMMIT");
-    let (recorded, history) = racing.join().unwrap();
+    let Race { db, elsewhere: other, recorded, history } = race("someone-else", "this-one");
+    let mut conn = db.conn();
     assert!(recorded.shown);
     assert_eq!(ours(&history), [format!("Dr Api/{}", recorded.id)], "as read before the other was committed");
     let after = cpis::cpis::access::history(&mut conn, &Default::default(), &[NOAH_WILLIAMS.to_owned()]).unwrap();
     let ids: Vec<i64> = after.iter().take(2).map(|h| h.id).collect();
-    assert_eq!(ids, [recorded.id, other_id]);
+    assert_eq!(ids, [recorded.id, other.id]);
 }
 
 /// One prior access of a property case: which child, which viewer, how long before now, shown.
