@@ -119,10 +119,9 @@ pub fn record_many(conn: &mut PgConnection, accesses: &[NewAccess<'_>]) -> Resul
 /// [`record_many`], the accesses stored by `store` as decided (their ids taken already, so that
 /// what is stored with them, such as their audit entries, can name them: [`insert`] alone, or
 /// [`insert_accesses!`] with more in one statement; with what the decisions rest on, [`Basis`]),
-/// and the shown accesses to each list of
-/// numbers as they stand after these ([`histories`]): read in the same statement as who saw each
-/// child last and the ids, before the insert, with the accesses recorded here added to them
-/// ([`with_recorded`]). The access recorder's batches are recorded so (issue 8: each round trip
+/// and the shown accesses to each list of numbers as they stand after these ([`histories`]): read
+/// in the same statement as who saw each child last and the ids, before the insert, with the
+/// accesses recorded here added to them ([`with_recorded`]). The access recorder's batches are recorded so (issue 8: each round trip
 /// saved is one fewer on its serial path). The caller holds the lock of every child whose accesses
 /// the lists are of, so that no other access to them is recorded in between, or has `store` check
 /// the [`Basis`] under those locks.
