@@ -109,7 +109,8 @@ pub fn record_openings_alone(
     log: Log,
 ) -> Result<(Vec<Recorded>, Histories), AppError> {
     if crate::db::in_transaction(conn) {
-        // The check would be taken under locks held until the caller's commit, for an unknown time.
+        // The claim's locks would be held until the caller's commit, for an unknown time, and the
+        // fallback's ROLLBACK on a failed BEGIN would end the caller's transaction.
         return Err(AppError::Internal("openings are recorded alone in a transaction of their own".into()));
     }
     let keys = child_lock_keys(openings.iter().map(|o| o.nhs_number))?;
@@ -129,7 +130,8 @@ pub fn record_openings_alone(
 
 /// [`record_openings_alone`]'s way before issue 8's two round trips, and its fallback: in a
 /// transaction of its own whose BEGIN takes the children's locks in the same round trip
-/// ([`children_locks`]), then the read, the store and the COMMIT.
+/// ([`children_locks`]), then the read, the store and the COMMIT. Never inside a transaction (its
+/// one caller makes sure).
 fn record_openings_locked(
     conn: &mut PgConnection,
     names: &ReferenceNames,
@@ -138,10 +140,6 @@ fn record_openings_locked(
     log: Log,
 ) -> Result<(Vec<Recorded>, Histories), AppError> {
     use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
-    if crate::db::in_transaction(conn) {
-        // Its ROLLBACK on a failed BEGIN would end the caller's transaction.
-        return Err(AppError::Internal("openings are recorded alone in a transaction of their own".into()));
-    }
     let locks = children_locks(openings.iter().map(|o| o.nhs_number))?;
     if let Err(e) = AnsiTransactionManager::begin_transaction_sql(conn, &format!("BEGIN; {locks}")) {
         // BEGIN ran and a lock failed (or timed out): the transaction is open and aborted, and
@@ -204,9 +202,9 @@ fn record_read(
         let outbox = audit::Outbox::of(events)?
             .ok_or_else(|| AppError::Internal("openings to store without their audit entries".into()))?;
         match guard {
-            Guard::Held => store_openings(conn, &accesses, recorded, outbox, log),
+            Guard::Held => Ok(store_openings(conn, &accesses, recorded, outbox, log, None)?),
             Guard::Claim { keys, changed } => {
-                claim_and_store_openings(conn, &accesses, recorded, outbox, log, keys, basis).map_err(|e| {
+                store_openings(conn, &accesses, recorded, outbox, log, Some((keys, basis))).map_err(|e| {
                     *changed = is_changed(&e);
                     lock_error(e)
                 })
@@ -215,53 +213,49 @@ fn record_read(
     })
 }
 
-/// Stores openings as recorded, their children locked already: their accesses, the outbox row of
-/// their audit entries and the transmissions of `log` (none for the tab's), in one statement.
+/// The statement storing a batch: its accesses (inserted only once `$condition` has been
+/// evaluated, [`access::insert_accesses!`]), the outbox row of their audit entries and the
+/// transmissions of its log (none for the tab's).
+macro_rules! store_statement {
+    ($condition:literal) => {
+        concat!(
+            "WITH a AS (",
+            access::insert_accesses!(where $condition),
+            "), t AS (",
+            transmissions::log_insert!("$17", "$18", "$19", "$20", "$21", "$22", "$23"),
+            ") ",
+            audit::outbox_insert!("$11", "$12", "$13", "$14", "$15", "$16")
+        )
+    };
+}
+
+/// Stores openings as recorded, in one statement ([`store_statement!`]). With no `claim` their
+/// children are locked already. With one, the statement is not in a transaction and first takes
+/// the children's locks (its keys, [`child_lock_keys`]) and checks the [`access::Basis`] under
+/// them (`cpis_claim_children`, migration 000034), inserting nothing unless it holds; its own
+/// commit follows at once, with the locks held through it. A changed basis fails it as a
+/// serialization failure ([`is_changed`]).
 fn store_openings(
     conn: &mut PgConnection,
     accesses: &[NewAccess<'_>],
     recorded: &[Recorded],
     outbox: audit::Outbox,
     log: Log,
-) -> Result<(), AppError> {
-    let query = crate::db::prepared::sql(concat!(
-        "WITH a AS (",
-        access::insert_accesses!(),
-        "), t AS (",
-        transmissions::log_insert!("$17", "$18", "$19", "$20", "$21", "$22", "$23"),
-        ") ",
-        audit::outbox_insert!("$11", "$12", "$13", "$14", "$15", "$16")
-    ));
-    log.bind(outbox.bind(access::bind_accesses(query, accesses, recorded))).execute(conn)?;
-    Ok(())
-}
-
-/// [`store_openings`], not in a transaction: the statement first takes the children's locks
-/// (`keys`) and checks the `basis` under them (`cpis_claim_children`, migration 000034), and
-/// inserts nothing unless it holds. Its own commit follows at once, with the locks held through
-/// it. A changed basis fails it as a serialization failure ([`is_changed`]).
-fn claim_and_store_openings(
-    conn: &mut PgConnection,
-    accesses: &[NewAccess<'_>],
-    recorded: &[Recorded],
-    outbox: audit::Outbox,
-    log: Log,
-    keys: &[i64],
-    basis: access::Basis,
+    claim: Option<(&[i64], access::Basis)>,
 ) -> Result<(), diesel::result::Error> {
     use diesel::sql_types::{Array, BigInt, Integer};
-    let query = crate::db::prepared::sql(concat!(
-        "WITH a AS (",
-        access::insert_accesses!(where "(SELECT cpis_claim_children($24, $25, $26, $27, $28, $29, $1))"),
-        "), t AS (",
-        transmissions::log_insert!("$17", "$18", "$19", "$20", "$21", "$22", "$23"),
-        ") ",
-        audit::outbox_insert!("$11", "$12", "$13", "$14", "$15", "$16")
-    ));
-    let query = log.bind(outbox.bind(access::bind_accesses(query, accesses, recorded)));
-    let timeout = i32::try_from(CHILD_LOCK_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
-    let query = query.bind::<Array<BigInt>, _>(keys.to_vec()).bind::<Integer, _>(timeout);
-    basis.bind(query).execute(conn)?;
+    let text = match claim {
+        None => store_statement!("true"),
+        Some(_) => store_statement!("(SELECT cpis_claim_children($24, $25, $26, $27, $28, $29, $1))"),
+    };
+    let query = log.bind(outbox.bind(access::bind_accesses(crate::db::prepared::sql(text), accesses, recorded)));
+    match claim {
+        None => query.execute(conn)?,
+        Some((keys, basis)) => {
+            let timeout = i32::try_from(CHILD_LOCK_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
+            basis.bind(query.bind::<Array<BigInt>, _>(keys.to_vec()).bind::<Integer, _>(timeout)).execute(conn)?
+        }
+    };
     Ok(())
 }
 
