@@ -3,7 +3,9 @@
 //! again).
 //!
 //! 1. Builds, or reuses when the marker table names the same generator version, a national-scale
-//!    dataset in a private database on the bench cluster (benches/national/dataset.rs).
+//!    dataset in a private database on the bench cluster (benches/national/dataset.rs), kept as
+//!    built in `cpis_bench_national_built`; each run measures a fresh copy of it (`--keep-dataset`
+//!    measures the copy the last run left instead).
 //! 2. Starts the real service (`target/release/cpis serve`, scheduler off) and, in the same run, a
 //!    baseline (benches/national/baseline.rs), both on 127.0.0.1 with the same worker and pool counts.
 //! 3. Drives them with a load generator written here (benches/national/loadgen.rs): closed loop at N
@@ -43,6 +45,8 @@ use loadgen::{MakeReq, Req, Stats, Target};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const DB: &str = "cpis_bench_national";
+/// The dataset as built, which each run copies into [`DB`] (`copy_database`).
+const BUILT: &str = "cpis_bench_national_built";
 const USERS_LOW: usize = 16;
 const USERS_HIGH: usize = 160;
 const WARM_UP: Duration = Duration::from_secs(2);
@@ -376,6 +380,16 @@ fn machine() -> serde_json::Value {
     })
 }
 
+/// Replaces database `to` with a copy of `from`, file by file (PostgreSQL 15's `FILE_COPY`: a
+/// checkpoint and a copy of the files, where the default strategy would write the whole dataset
+/// to the WAL). Nothing may be connected to `from`.
+fn copy_database(admin: &mut PgConnection, from: &str, to: &str) {
+    let started = Instant::now();
+    exec(admin, &format!("DROP DATABASE IF EXISTS {to} WITH (FORCE)"));
+    exec(admin, &format!("CREATE DATABASE {to} TEMPLATE {from} STRATEGY FILE_COPY"));
+    eprintln!("national: copied {from} to {to} in {:.0} s", started.elapsed().as_secs_f64());
+}
+
 fn main() {
     if let Err(e) = cpis::memory::no_transparent_huge_pages() {
         eprintln!("national: transparent huge pages stay on ({e})");
@@ -387,6 +401,9 @@ fn main() {
     let soak = args.iter().any(|a| a == "--soak");
     let sweep = args.iter().any(|a| a == "--sweep");
     let rebuild = args.iter().any(|a| a == "--rebuild");
+    // `--keep-dataset`: measure the database as the last run left it instead of a fresh copy of
+    // the dataset as built (quicker for repeated --only runs; their additions pile up).
+    let keep_dataset = args.iter().any(|a| a == "--keep-dataset");
     // `--only tab|nhs|demo|fhir`: the baseline and that one workload at 16 users for a minute, for
     // profiling the service while it runs; `--only daily`: the daily run five times, rolled back;
     // `--only upload`: the 60,000-record upload twice; `--only upload-tab`: the tab at 16 users
@@ -404,10 +421,10 @@ fn main() {
             .unwrap_or(USERS_LOW),
     };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    rt.block_on(run(settings, soak, sweep, rebuild, only));
+    rt.block_on(run(settings, soak, sweep, rebuild, keep_dataset, only));
 }
 
-async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: Option<String>) {
+async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, keep_dataset: bool, only: Option<String>) {
     let mut admin = PgConnection::establish(&admin_url()).expect("connect to the bench cluster");
     if std::env::var("CPIS_BENCH_TUNE").is_ok() {
         // The private bench cluster only (scripts/bench sets this when it started it): room for the
@@ -417,20 +434,32 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: O
         exec(&mut admin, "SELECT pg_reload_conf()");
     }
     let pg_version = strings(&mut admin, "SELECT version() AS s").remove(0);
-    let exists =
-        !strings(&mut admin, &format!("SELECT datname AS s FROM pg_database WHERE datname = '{DB}'")).is_empty();
+    let exists = |admin: &mut PgConnection, db: &str| {
+        !strings(admin, &format!("SELECT datname AS s FROM pg_database WHERE datname = '{db}'")).is_empty()
+    };
     let url = url_for(DB);
-    let marker = if exists && !rebuild {
-        let mut conn = PgConnection::establish(&url).unwrap();
-        dataset::marker(&mut conn)
+    // The dataset as built is kept in BUILT, and each run measures a fresh copy of it (DB): the
+    // openings, uploads and audit entries a run adds would otherwise stay, and every later run
+    // would measure a larger dataset than the one it names (it had grown from 5 to 19 million
+    // accesses by 2026-11-24).
+    let marker = if exists(&mut admin, BUILT) && !rebuild {
+        let mut conn = PgConnection::establish(&url_for(BUILT)).unwrap();
+        let m = dataset::marker(&mut conn);
+        if m.is_some() {
+            cpis::db::migrate(&mut conn).unwrap();
+        }
+        m
     } else {
         None
     };
     let marker = match marker {
         Some(m) => {
-            eprintln!("national: reusing the dataset built {} (generator {})", m.built_at, m.version);
-            let mut conn = PgConnection::establish(&url).unwrap();
-            cpis::db::migrate(&mut conn).unwrap();
+            eprintln!("national: the dataset built {} (generator {})", m.built_at, m.version);
+            if keep_dataset && exists(&mut admin, DB) {
+                eprintln!("national: measuring {DB} as earlier runs left it (--keep-dataset)");
+            } else {
+                copy_database(&mut admin, BUILT, DB);
+            }
             m
         }
         None => {
@@ -438,9 +467,13 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, only: O
             exec(&mut admin, &format!("DROP DATABASE IF EXISTS {DB} WITH (FORCE)"));
             exec(&mut admin, &format!("CREATE DATABASE {DB}"));
             let mut conn = PgConnection::establish(&url).unwrap();
-            dataset::build(&mut conn, Utc::now())
+            let m = dataset::build(&mut conn, Utc::now());
+            drop(conn);
+            copy_database(&mut admin, DB, BUILT);
+            m
         }
     };
+    cpis::db::migrate(&mut PgConnection::establish(&url).unwrap()).unwrap();
     let mut conn = PgConnection::establish(&url).unwrap();
     let sizes = json!({
         "patients": dataset::count(&mut conn, "SELECT count(*) AS n FROM patients"),
