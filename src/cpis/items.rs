@@ -87,14 +87,29 @@ pub fn current_held(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<
     .load(conn)
 }
 
+/// A number's record as [`lookup_held`] reads it, the numbers linked to it (the current one first)
+/// and the items held under them.
+pub type Held = (Lookup, Vec<String>, Vec<HeldItem>);
+
 /// What opening the tab, or a FHIR query, reads first: the record a number names and the numbers
 /// linked to it ([`patient::lookup_linked`]), with the items held under those numbers
 /// ([`current_held`]). One statement when the number asked is itself the current record (the
 /// common case); otherwise, a rare case, the separate reads. No items for a number not found.
-pub fn lookup_held(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<(Lookup, Vec<String>, Vec<HeldItem>)> {
+pub fn lookup_held(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<Held> {
+    let mut found = lookup_held_many(conn, std::slice::from_ref(&nhs_number))?;
+    Ok(found.pop().unwrap_or((Lookup::NotFound, Vec::new(), Vec::new())))
+}
+
+/// [`lookup_held`] for several numbers in one statement, one answer per number in their order:
+/// the access recorder reads the records of a batch of tab openings so (issue 8). A number asked
+/// twice is answered twice.
+pub fn lookup_held_many(conn: &mut PgConnection, numbers: &[&str]) -> QueryResult<Vec<Held>> {
     use diesel::sql_types::{Array, BigInt, Date, Nullable, Text};
     #[derive(QueryableByName)]
     struct Row {
+        /// The number's place among those asked, from 1.
+        #[diesel(sql_type = BigInt)]
+        o: i64,
         #[diesel(embed)]
         patient: Patient,
         #[diesel(sql_type = Array<Text>)]
@@ -125,21 +140,24 @@ pub fn lookup_held(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<(Lo
         #[diesel(embed)]
         authority: LocalAuthority,
     }
-    // The record and its linked numbers as in `lookup_linked` (OFFSET 0: read once), then its
-    // items as in `current_held`, each authority by its key; no items unless it is current.
+    // Each number's record and its linked numbers as in `lookup_linked` (OFFSET 0: read once),
+    // then its items as in `current_held`, each authority by its key; no items unless it is
+    // current. The numbers come through a sub-select, as in `current_held`, so that one generic
+    // plan serves every batch.
     let rows: Vec<Row> = crate::db::prepared::sql(concat!(
-        "SELECT p.nhs_number, p.given_name, p.family_name, p.gender, p.birth_date, p.death_date, p.postcode, \
+        "SELECT q.o, p.nhs_number, p.given_name, p.family_name, p.gender, p.birth_date, p.death_date, p.postcode, \
                 p.address, p.gp_ods, p.restricted, p.superseded_by, p.invalidated, p.linked, \
                 h.id AS item_id, h.nhs_number AS item_nhs_number, h.la_code, h.item_type, h.la_child_id, \
                 h.start_date, h.end_date, h.delete_date, h.code, h.reference_name, h.display_name, \
                 h.emergency_phone, h.office_hours_phone, h.contacts_updated_at \
-         FROM ( \
+         FROM unnest((SELECT $1::text[])) WITH ORDINALITY AS q(n, o) \
+         CROSS JOIN LATERAL ( \
              SELECT p.nhs_number, p.given_name, p.family_name, p.gender, p.birth_date, p.death_date, p.postcode, \
                     p.address, p.gp_ods, p.restricted, p.superseded_by, p.invalidated, \
                     ARRAY(WITH RECURSIVE linked(nhs_number, depth) AS (SELECT p.nhs_number, 0 UNION ",
         crate::pds::patient::linked_step!(),
         ") SELECT DISTINCT nhs_number FROM linked) AS linked \
-             FROM patients p WHERE p.nhs_number = $1 OFFSET 0 \
+             FROM patients p WHERE p.nhs_number = q.n OFFSET 0 \
          ) AS p \
          LEFT JOIN LATERAL ( \
              SELECT i.id, i.nhs_number, i.la_code, i.item_type, i.la_child_id, i.start_date, i.end_date, \
@@ -151,39 +169,46 @@ pub fn lookup_held(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<(Lo
              WHERE i.nhs_number = ANY(p.linked) AND i.deleted_at IS NULL \
                AND NOT p.invalidated AND p.superseded_by IS NULL \
          ) AS h ON true \
-         ORDER BY h.la_code, h.item_type, h.id"
+         ORDER BY q.o, h.la_code, h.item_type, h.id"
     ))
-    .bind::<Text, _>(nhs_number.to_owned())
+    .bind::<Array<Text>, _>(numbers.iter().map(|n| n.to_string()).collect::<Vec<_>>())
     .load(conn)?;
-    let mut rows = rows.into_iter();
-    let Some(first) = rows.next() else {
-        return Ok((Lookup::NotFound, Vec::new(), Vec::new()));
-    };
-    if first.patient.invalidated || first.patient.superseded_by.is_some() {
-        let (found, linked) = patient::lookup_then_linked(conn, nhs_number)?;
-        let held = if matches!(found, Lookup::NotFound) { Vec::new() } else { current_held(conn, &linked)? };
-        return Ok((found, linked, held));
+    let mut rows = rows.into_iter().peekable();
+    let mut answers = Vec::with_capacity(numbers.len());
+    for (place, &nhs_number) in (1..).zip(numbers) {
+        let Some(first) = rows.next_if(|r| r.o == place) else {
+            answers.push((Lookup::NotFound, Vec::new(), Vec::new()));
+            continue;
+        };
+        if first.patient.invalidated || first.patient.superseded_by.is_some() {
+            while rows.next_if(|r| r.o == place).is_some() {}
+            let (found, linked) = patient::lookup_then_linked(conn, nhs_number)?;
+            let held = if matches!(found, Lookup::NotFound) { Vec::new() } else { current_held(conn, &linked)? };
+            answers.push((found, linked, held));
+            continue;
+        }
+        let Row { patient, mut linked, held, .. } = first;
+        linked.sort_by_key(|n| n != &patient.nhs_number);
+        let mut items = Vec::new();
+        for h in std::iter::once(held).chain(std::iter::from_fn(|| rows.next_if(|r| r.o == place).map(|r| r.held))) {
+            let Some(h) = h else { continue };
+            items.push(HeldItem {
+                item: CpItem {
+                    id: h.item_id,
+                    nhs_number: h.item_nhs_number,
+                    la_code: h.la_code,
+                    item_type: h.item_type,
+                    la_child_id: h.la_child_id,
+                    start_date: h.start_date,
+                    end_date: h.end_date,
+                    delete_date: h.delete_date,
+                },
+                authority: h.authority,
+            });
+        }
+        answers.push((Lookup::Found(patient), linked, items));
     }
-    let Row { patient, mut linked, held } = first;
-    linked.sort_by_key(|n| n != &patient.nhs_number);
-    let held = std::iter::once(held)
-        .chain(rows.map(|r| r.held))
-        .flatten()
-        .map(|h| HeldItem {
-            item: CpItem {
-                id: h.item_id,
-                nhs_number: h.item_nhs_number,
-                la_code: h.la_code,
-                item_type: h.item_type,
-                la_child_id: h.la_child_id,
-                start_date: h.start_date,
-                end_date: h.end_date,
-                delete_date: h.delete_date,
-            },
-            authority: h.authority,
-        })
-        .collect();
-    Ok((Lookup::Found(patient), linked, held))
+    Ok(answers)
 }
 
 #[cfg(test)]

@@ -3,9 +3,12 @@
 //! Every opening records an access and an audit entry (CP-IS058, CP-IS067), and every audit entry
 //! joins the chain under one lock at its transaction's commit. One transaction per opening made
 //! that lock, the commit and the WAL flush the limit of the whole service (about 1,200 openings a
-//! second at most, measured). So a request reads what the tab shows on its own connection
-//! ([`alert::authorities`]), then hands the opening to this recorder and waits. The recorder's
-//! threads take whatever openings are queued (up to [`MAX_BATCH`]) and record them in two round
+//! second at most, measured). So a request hands the opening to this recorder and waits. The
+//! recorder's threads take whatever openings are queued (up to [`MAX_BATCH`]); for the tab's, they
+//! first read what each tab shows, the record and the items its numbers hold, in one statement for
+//! the batch ([`AccessRecorder::open_tab`]; a FHIR search reads its record on its own connection,
+//! as its answer needs more of it). A tab with nothing to show is answered without recording
+//! anything. The rest are recorded in two round
 //! trips ([`alert::record_openings_alone`]: one read of who saw each child last, of its history
 //! and of the accesses' ids; then one statement that takes the children's locks, checks under them
 //! that the read still holds, and stores the accesses, their audit entries' outbox row and any FHIR
@@ -30,13 +33,15 @@ use chrono::{DateTime, Utc};
 use diesel::PgConnection;
 
 use super::access::{Channel, HistoryEntry, Recorded, Viewer};
-use super::alert::{self, AccessOpening};
+use super::alert::{self, AccessOpening, AuthorityBlock};
+use super::items;
 use super::reference_names::ReferenceNames;
 use crate::audit::Actor;
 use crate::auth::session_cache::SessionCache;
 use crate::db::{self, DbPool};
 use crate::error::AppError;
 use crate::mailbox::transmissions;
+use crate::pds::patient::{Lookup, Patient};
 
 /// The most openings one transaction records.
 pub const MAX_BATCH: usize = 32;
@@ -104,9 +109,52 @@ impl Opened {
     }
 }
 
+/// The answer to [`AccessRecorder::open_tab`].
+#[derive(Debug)]
+pub enum TabAnswer {
+    /// The tab as opened, with the record it is for (the current one) and the access recorded.
+    Opened { patient: Box<Patient>, tab: alert::AlertTab },
+    /// The number asked was superseded: the tab is the current record's, under this number.
+    Moved { current: String },
+    /// No record has the number asked.
+    NotFound,
+    /// The record holds nothing this viewer may see today (CP-IS055): nothing was recorded.
+    NothingToShow,
+}
+
+/// What a request asks of the recorder.
+enum Ask {
+    /// To record an opening whose record the request has read.
+    Record(tokio::sync::oneshot::Sender<Result<Opened, AppError>>),
+    /// To read the tab's record first, then record the opening if there is anything to show.
+    Tab { may_see_unborn: bool, reply: tokio::sync::oneshot::Sender<Result<TabAnswer, AppError>> },
+}
+
 struct Job {
     opening: Opening,
-    reply: tokio::sync::oneshot::Sender<Result<Opened, AppError>>,
+    ask: Ask,
+}
+
+/// One job's answer, before it is sent: [`read_and_record`] answers each job as it asked.
+enum Answer {
+    Opened(Opened),
+    Tab(TabAnswer),
+}
+
+impl Answer {
+    fn opened(self) -> Result<Opened, AppError> {
+        match self {
+            Answer::Opened(opened) => Ok(opened),
+            Answer::Tab(_) => Err(AppError::Internal("the access recorder answered an opening as a tab".into())),
+        }
+    }
+
+    fn tab(self) -> Result<TabAnswer, AppError> {
+        match self {
+            Answer::Tab(answer) => Ok(answer),
+            Answer::Opened(_) => Err(AppError::Internal("the access recorder answered a tab as an opening".into())),
+        }
+    }
 }
 
 /// The handle requests use; its threads stop once every handle is dropped.
@@ -141,7 +189,22 @@ impl AccessRecorder {
     /// Records the opening and answers with what it decided, once it is durable.
     pub async fn open(&self, opening: Opening) -> Result<Opened, AppError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        match self.queue.try_send(Job { opening, reply }) {
+        self.send(Job { opening, ask: Ask::Record(reply) })?;
+        answer.await.map_err(|_| AppError::Internal("the access recorder dropped an opening".into()))?
+    }
+
+    /// Opens the Child Care Alert tab of the number `opening` names: reads what the tab shows
+    /// (with the batch's other tabs, in one statement), and records the opening when there is
+    /// anything to show, under the current record's number, its history being that record's
+    /// numbers'. `opening.history_of` is not read. Answers once the access is durable.
+    pub async fn open_tab(&self, opening: Opening, may_see_unborn: bool) -> Result<TabAnswer, AppError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(Job { opening, ask: Ask::Tab { may_see_unborn, reply } })?;
+        answer.await.map_err(|_| AppError::Internal("the access recorder dropped an opening".into()))?
+    }
+
+    fn send(&self, job: Job) -> Result<(), AppError> {
+        match self.queue.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 tracing::warn!("the access recorder's queue is full; an opening was refused");
@@ -151,7 +214,7 @@ impl AccessRecorder {
                 return Err(AppError::Internal("the access recorder has stopped".into()))
             }
         }
-        answer.await.map_err(|_| AppError::Internal("the access recorder dropped an opening".into()))?
+        Ok(())
     }
 }
 
@@ -173,13 +236,20 @@ fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>, names: &ReferenceNames, cont
             }
             batch
         };
-        let (openings, replies): (Vec<Opening>, Vec<_>) = batch.into_iter().map(|j| (j.opening, j.reply)).unzip();
-        let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            db::run_blocking(pool, |conn| record_all(conn, names, contacts, &openings))
+        let (openings, asks): (Vec<Opening>, Vec<Ask>) = batch.into_iter().map(|j| (j.opening, j.ask)).unzip();
+        let tabs: Vec<Option<bool>> = asks
+            .iter()
+            .map(|a| match a {
+                Ask::Record(_) => None,
+                Ask::Tab { may_see_unborn, .. } => Some(*may_see_unborn),
+            })
+            .collect();
+        let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            db::run_blocking(pool, |conn| read_and_record(conn, names, contacts, &openings, &tabs))
         }))
         .unwrap_or_else(|_| Err(AppError::Internal("the access recorder failed while recording".into())));
         let mut outage = false;
-        let results: Vec<Result<Opened, AppError>> = match recorded {
+        let results: Vec<Result<Answer, AppError>> = match answered {
             Ok(results) => results,
             Err(e) => {
                 // One connection lost mid-batch is this batch's; no connection at all is everyone's.
@@ -188,9 +258,12 @@ fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>, names: &ReferenceNames, cont
                 openings.iter().map(|_| Err(each_of(&e))).collect()
             }
         };
-        for (reply, result) in replies.into_iter().zip(results) {
+        for (ask, result) in asks.into_iter().zip(results) {
             // A request that gave up waiting has dropped its receiver: nothing to tell.
-            let _ = reply.send(result);
+            match ask {
+                Ask::Record(reply) => drop(reply.send(result.and_then(Answer::opened))),
+                Ask::Tab { reply, .. } => drop(reply.send(result.and_then(Answer::tab))),
+            }
         }
         if outage {
             refuse_queued(jobs);
@@ -213,8 +286,91 @@ fn each_of(e: &AppError) -> AppError {
 fn refuse_queued(jobs: &Mutex<Receiver<Job>>) {
     let jobs = jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     while let Ok(job) = jobs.try_recv() {
-        let _ = job.reply.send(Err(AppError::Unavailable));
+        match job.ask {
+            Ask::Record(reply) => drop(reply.send(Err(AppError::Unavailable))),
+            Ask::Tab { reply, .. } => drop(reply.send(Err(AppError::Unavailable))),
+        }
     }
+}
+
+/// Opens tabs together as the recorder's threads do a batch of them ([`AccessRecorder::open_tab`]),
+/// on a connection the caller holds: each `(opening, may_see_unborn)` answered in order. An `Err`
+/// is for every tab.
+pub fn open_tabs(
+    conn: &mut PgConnection,
+    names: &ReferenceNames,
+    contacts: Option<&SessionCache>,
+    tabs: &[(Opening, bool)],
+) -> Result<Vec<Result<TabAnswer, AppError>>, AppError> {
+    let (openings, unborn): (Vec<Opening>, Vec<Option<bool>>) = tabs.iter().map(|(o, u)| (o.clone(), Some(*u))).unzip();
+    let answers = read_and_record(conn, names, contacts, &openings, &unborn)?;
+    Ok(answers.into_iter().map(|a| a.and_then(Answer::tab)).collect())
+}
+
+/// What a tab opening shows: its record and what the viewer may see of the items it holds.
+type Shown = (Box<Patient>, Vec<AuthorityBlock>);
+
+/// The jobs of one batch: the tabs' records read first, in one statement ([`items::lookup_held_many`];
+/// `tabs` names the jobs that are tabs, with whether their viewer may see unborn plans), a tab
+/// with nothing to show answered at once, and the openings left recorded together
+/// ([`record_all`]). One answer per job, in order; an `Err` is for every job, as [`record_all`]'s.
+fn read_and_record(
+    conn: &mut PgConnection,
+    names: &ReferenceNames,
+    contacts: Option<&SessionCache>,
+    openings: &[Opening],
+    tabs: &[Option<bool>],
+) -> Result<Vec<Result<Answer, AppError>>, AppError> {
+    let asked: Vec<&str> =
+        openings.iter().zip(tabs).filter(|(_, t)| t.is_some()).map(|(o, _)| o.nhs_number.as_str()).collect();
+    let mut looked = if asked.is_empty() { Vec::new() } else { items::lookup_held_many(conn, &asked)? }.into_iter();
+    let mut answers: Vec<Option<Result<Answer, AppError>>> = Vec::with_capacity(openings.len());
+    // The openings to record, and for each its job's place and, for a tab, what it shows.
+    let mut to_record = Vec::with_capacity(openings.len());
+    let mut shown: Vec<(usize, Option<Shown>)> = Vec::with_capacity(openings.len());
+    for (place, (opening, tab)) in openings.iter().zip(tabs).enumerate() {
+        let Some(may_see_unborn) = *tab else {
+            to_record.push(opening.clone());
+            shown.push((place, None));
+            answers.push(None);
+            continue;
+        };
+        let answer = match looked.next() {
+            Some((Lookup::Found(patient), linked, held)) => {
+                let authorities = alert::authorities(held, &patient, may_see_unborn, opening.at);
+                if authorities.is_empty() {
+                    TabAnswer::NothingToShow
+                } else {
+                    to_record.push(Opening {
+                        nhs_number: patient.nhs_number.clone(),
+                        history_of: linked,
+                        ..opening.clone()
+                    });
+                    shown.push((place, Some((Box::new(patient), authorities))));
+                    answers.push(None);
+                    continue;
+                }
+            }
+            Some((Lookup::Superseded { current, .. }, ..)) => TabAnswer::Moved { current: current.nhs_number },
+            Some((Lookup::NotFound, ..)) | None => TabAnswer::NotFound,
+        };
+        answers.push(Some(Ok(Answer::Tab(answer))));
+    }
+    if !to_record.is_empty() {
+        let recorded = record_all(conn, names, contacts, &to_record)?;
+        for ((place, tab), result) in shown.into_iter().zip(recorded) {
+            answers[place] = Some(result.map(|opened| match tab {
+                None => Answer::Opened(opened),
+                Some((patient, authorities)) => {
+                    Answer::Tab(TabAnswer::Opened { patient, tab: opened.into_tab(authorities) })
+                }
+            }));
+        }
+    }
+    Ok(answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(AppError::Internal("an opening was not recorded".into()))))
+        .collect())
 }
 
 /// Records the openings in one transaction, with each child's history as it stands after them,

@@ -16,7 +16,7 @@ use crate::auth::users::RoleProfile;
 use crate::auth::{Permission, SignedIn};
 use crate::cpis::alert::{self, AlertTab};
 use crate::cpis::items;
-use crate::cpis::recorder::Opening;
+use crate::cpis::recorder::{Opening, TabAnswer};
 use crate::db;
 use crate::domain::dates::{self, format_date, format_uk_datetime};
 use crate::domain::names::readable_org_name;
@@ -205,9 +205,9 @@ struct AlertPage {
 }
 
 /// Opening the Child Care Alert tab: a request of its own that records the access before it shows
-/// anything (CP-IS058, CP-IS067). What the tab shows is read first, on the request's connection;
-/// the access is then recorded by the access recorder (src/cpis/recorder.rs), which answers with
-/// the history once the access is durable. Nothing is recorded when there is nothing to show.
+/// anything (CP-IS058, CP-IS067). The access recorder (src/cpis/recorder.rs) reads what the tab
+/// shows, with the other tabs opened meanwhile, records the access, and answers with the history
+/// once the access is durable. Nothing is recorded when there is nothing to show.
 pub async fn open_alert_tab(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -221,28 +221,16 @@ pub async fn open_alert_tab(
     let number = valid_number(&path)?;
     let viewer = principal.viewer(&role);
     let unborn = role.may_see_unborn_plans();
-    let now = Utc::now();
-    // The record, its numbers and what they hold: one statement.
-    let found = db::run(&state.pool, move |conn| match items::lookup_held(conn, &number)? {
-        (Lookup::Found(patient), linked, held) => {
-            let authorities = alert::authorities(held, &patient, unborn, now);
-            Ok(Ok((patient, linked, authorities)))
-        }
-        (Lookup::Superseded { current, .. }, ..) => Ok(Err(current.nhs_number)),
-        (Lookup::NotFound, ..) => Err(no_patient()),
-    })
-    .await?;
-    let (patient, linked, authorities) = match found {
-        Err(current) => return Ok(see_other(&format!("/patients/{current}/child-care-alert"))),
-        Ok(found) => found,
-    };
-    if authorities.is_empty() {
-        return Err(AppError::NotFound("There is no child protection information to show for this patient.".into()));
-    }
     let actor = viewer.user_id.map_or(Actor::Anonymous, Actor::User);
-    let opening =
-        Opening { nhs_number: patient.nhs_number.clone(), history_of: linked, viewer, actor, at: now, exchange: None };
-    let tab = state.recorder.open(opening).await?.into_tab(authorities);
+    let opening = Opening { nhs_number: number, history_of: Vec::new(), viewer, actor, at: Utc::now(), exchange: None };
+    let (patient, tab) = match state.recorder.open_tab(opening, unborn).await? {
+        TabAnswer::Opened { patient, tab } => (patient, tab),
+        TabAnswer::Moved { current } => return Ok(see_other(&format!("/patients/{current}/child-care-alert"))),
+        TabAnswer::NotFound => return Err(no_patient()),
+        TabAnswer::NothingToShow => {
+            return Err(AppError::NotFound("There is no child protection information to show for this patient.".into()))
+        }
+    };
     let page = AlertPage {
         layout: Layout::new("Child Care Alert", Some(&principal), &session),
         banner: Banner::new(&patient),

@@ -402,6 +402,88 @@ fn opening(nhs: &str, who: &str, at: chrono::DateTime<chrono::Utc>) -> cpis::cpi
     }
 }
 
+/// Tabs opened together are read in one statement by the recorder (issue 8): each is answered as
+/// it would be alone. A number not found, a record with nothing this viewer may see (CP-IS055,
+/// CP-IS041) or a superseded number (answered with the current one) records nothing; the rest are
+/// recorded under the current record's number, in the order queued (CP-IS047), each with its
+/// history over the record's numbers (CP-IS048).
+#[test]
+fn tabs_opened_together_are_each_read_and_recorded_as_alone() {
+    use chrono::Utc;
+    use cpis::cpis::recorder::{self, TabAnswer};
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    let count = |conn: &mut diesel::PgConnection, nhs: &str| {
+        crate::support::db::texts(
+            conn,
+            &format!("SELECT count(*)::text AS s FROM access_events WHERE nhs_number = '{nhs}'"),
+        )
+        .remove(0)
+    };
+    let before: Vec<String> =
+        [NOAH_WILLIAMS, OLIVER_BENNETT, OLIVER_OLD_NUMBER, ELLA_WRIGHT, SARAH_COLLINS, AMELIA_HART]
+            .iter()
+            .map(|n| count(&mut conn, n))
+            .collect();
+    let now = Utc::now();
+    let tabs = [
+        (opening(NOAH_WILLIAMS, "together-a", now), false),
+        (opening("9990009999", "together-a", now), false),
+        (opening(ELLA_WRIGHT, "together-a", now), false),
+        (opening(OLIVER_OLD_NUMBER, "together-a", now), false),
+        (opening(OLIVER_BENNETT, "together-a", now), false),
+        (opening(SARAH_COLLINS, "together-a", now), false),
+        (opening(SARAH_COLLINS, "together-b", now), true),
+        (opening(AMELIA_HART, "together-a", now), false),
+        (opening(NOAH_WILLIAMS, "together-a", now), false),
+    ];
+    let answers = recorder::open_tabs(&mut conn, &Default::default(), None, &tabs).unwrap();
+    let summary: Vec<String> = answers
+        .iter()
+        .map(|a| match a.as_ref().unwrap() {
+            TabAnswer::Opened { patient, tab } => {
+                let kinds: Vec<&str> =
+                    tab.authorities.iter().flat_map(|b| b.items.iter().map(|i| i.kind.display_name())).collect();
+                format!("{} shown={} {}", patient.nhs_number, tab.access_shown, kinds.join("+"))
+            }
+            TabAnswer::Moved { current } => format!("moved to {current}"),
+            TabAnswer::NotFound => "not found".into(),
+            TabAnswer::NothingToShow => "nothing".into(),
+        })
+        .collect();
+    // Each as the same number alone answers over HTTP (the tests above).
+    assert_eq!(summary[1], "not found");
+    assert_eq!(summary[2], "nothing");
+    assert_eq!(summary[3], format!("moved to {OLIVER_BENNETT}"));
+    assert!(summary[4].starts_with(&format!("{OLIVER_BENNETT} shown=true")), "{}", summary[4]);
+    assert_eq!(summary[5], "nothing", "CP-IS041: no unborn plan for a non-midwife");
+    assert!(summary[6].starts_with(&format!("{SARAH_COLLINS} shown=true Unborn")), "{}", summary[6]);
+    assert!(
+        summary[7].starts_with(&format!("{AMELIA_HART} shown=true")) && !summary[7].contains("Unborn"),
+        "{}",
+        summary[7]
+    );
+    assert!(summary[0].starts_with(&format!("{NOAH_WILLIAMS} shown=true")), "{}", summary[0]);
+    assert!(summary[8].starts_with(&format!("{NOAH_WILLIAMS} shown=false")), "CP-IS047: {}", summary[8]);
+    // Recorded: Noah twice, Oliver once under his current number, Sarah once (the midwife's),
+    // Amelia once; nothing for the others.
+    let after: Vec<String> =
+        [NOAH_WILLIAMS, OLIVER_BENNETT, OLIVER_OLD_NUMBER, ELLA_WRIGHT, SARAH_COLLINS, AMELIA_HART]
+            .iter()
+            .map(|n| count(&mut conn, n))
+            .collect();
+    let added: Vec<i64> =
+        after.iter().zip(&before).map(|(a, b)| a.parse::<i64>().unwrap() - b.parse::<i64>().unwrap()).collect();
+    assert_eq!(added, [2, 1, 0, 0, 1, 1]);
+    // Oliver's history is over his numbers, the old one too, as read after the batch.
+    let TabAnswer::Opened { tab, .. } = answers[4].as_ref().unwrap() else { unreachable!() };
+    let numbers = [OLIVER_BENNETT.to_owned(), OLIVER_OLD_NUMBER.to_owned()];
+    let expected = cpis::cpis::access::history(&mut conn, &Default::default(), &numbers).unwrap();
+    let ids = |h: &[cpis::cpis::access::HistoryEntry]| h.iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(ids(&tab.history), ids(&expected));
+    assert_eq!(tab.history.first().map(|h| h.accessed_at), Some(chrono::SubsecRound::trunc_subsecs(now, 6)));
+}
+
 /// The access recorder records a batch of openings in one transaction, deciding them in the order
 /// queued (CP-IS047), each with its audit entry (CP-IS067) and the child's history as it stands
 /// after the batch; the chain stays intact.

@@ -216,6 +216,17 @@ fn lookup_held_agrees_with_lookup_linked_and_current_held() {
         }
     }
     assert!(with_items > 0 && under_old_number > 0 && without > 0, "{with_items} {under_old_number} {without}");
+    // All at once (the access recorder's read of a batch of tabs), a number asked twice among
+    // them: the same answers, in the order asked.
+    numbers.push(numbers[0].clone());
+    let asked: Vec<&str> = numbers.iter().map(String::as_str).collect();
+    let together = items::lookup_held_many(&mut conn, &asked).unwrap();
+    assert_eq!(together.len(), numbers.len());
+    for (n, (found, linked, held)) in numbers.iter().zip(together) {
+        let (alone, alone_linked, alone_held) = items::lookup_held(&mut conn, n).unwrap();
+        assert_eq!(format!("{found:?}"), format!("{alone:?}"), "{n}");
+        assert_eq!((linked, held), (alone_linked, alone_held), "{n}");
+    }
 }
 
 /// A statement the database must refuse as a broken reference (SQLSTATE 23503), whatever path
