@@ -43,8 +43,9 @@ impl AppState {
         let threads = config.recorder_threads.max(1);
         let names = Arc::new(ReferenceNames::default());
         let sessions = config.session_cache.then(|| SessionCache::start(&config.database_url));
+        // A connection for each recording thread and one for the tab reader.
         let recorder = AccessRecorder::start(
-            crate::db::pool_of(&config, threads as u32),
+            crate::db::pool_of(&config, threads as u32 + 1),
             threads,
             names.clone(),
             sessions.clone(),

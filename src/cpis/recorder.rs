@@ -3,12 +3,14 @@
 //! Every opening records an access and an audit entry (CP-IS058, CP-IS067), and every audit entry
 //! joins the chain under one lock at its transaction's commit. One transaction per opening made
 //! that lock, the commit and the WAL flush the limit of the whole service (about 1,200 openings a
-//! second at most, measured). So a request hands the opening to this recorder and waits. The
-//! recorder's threads take whatever openings are queued (up to [`MAX_BATCH`]); for the tab's, they
-//! first read what each tab shows, the record and the items its numbers hold, in one statement for
-//! the batch ([`AccessRecorder::open_tab`]; a FHIR search reads its record on its own connection,
-//! as its answer needs more of it). A tab with nothing to show is answered without recording
-//! anything. The rest are recorded in two round
+//! second at most, measured). So a request hands the opening to this recorder and waits.
+//! A tab's opening goes first to the tab reader ([`AccessRecorder::open_tab`]), a thread that takes
+//! the tabs queued (up to [`MAX_BATCH`]) and reads what each shows, the record and the items its
+//! numbers hold, in one statement for them all (issue 8: one statement per request before); a tab
+//! with nothing to show is answered there, without recording anything, and the rest are handed on.
+//! (A FHIR search reads its record on its own connection, as its answer needs more of it.)
+//! The recorder's threads take whatever openings are queued (up to [`MAX_BATCH`]) and record them
+//! in two round
 //! trips ([`alert::record_openings_alone`]: one read of who saw each child last, of its history
 //! and of the accesses' ids; then one statement that takes the children's locks, checks under them
 //! that the read still holds, and stores the accesses, their audit entries' outbox row and any FHIR
@@ -125,9 +127,38 @@ pub enum TabAnswer {
 /// What a request asks of the recorder.
 enum Ask {
     /// To record an opening whose record the request has read.
-    Record(tokio::sync::oneshot::Sender<Result<Opened, AppError>>),
-    /// To read the tab's record first, then record the opening if there is anything to show.
-    Tab { may_see_unborn: bool, reply: tokio::sync::oneshot::Sender<Result<TabAnswer, AppError>> },
+    Record(Reply<Opened>),
+    /// To read the tab's record first (the tab reader), then record the opening if there is
+    /// anything to show.
+    Tab { may_see_unborn: bool, reply: Reply<TabAnswer> },
+    /// To record a tab's opening, its record read (what the tab shows).
+    Shown { shown: Shown, reply: Reply<TabAnswer> },
+}
+
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T, AppError>>;
+
+impl Ask {
+    /// Answers the request with an error.
+    fn fail(self, e: AppError) {
+        // A request that gave up waiting has dropped its receiver: nothing to tell.
+        match self {
+            Ask::Record(reply) => drop(reply.send(Err(e))),
+            Ask::Tab { reply, .. } | Ask::Shown { reply, .. } => drop(reply.send(Err(e))),
+        }
+    }
+
+    /// Answers the request with its opening as recorded.
+    fn answer(self, opened: Opened) {
+        match self {
+            Ask::Record(reply) => drop(reply.send(Ok(opened))),
+            Ask::Shown { shown: (patient, authorities), reply } => {
+                drop(reply.send(Ok(TabAnswer::Opened { patient, tab: opened.into_tab(authorities) })))
+            }
+            Ask::Tab { reply, .. } => {
+                drop(reply.send(Err(AppError::Internal("a tab was recorded before its record was read".into()))))
+            }
+        }
+    }
 }
 
 struct Job {
@@ -135,38 +166,20 @@ struct Job {
     ask: Ask,
 }
 
-/// One job's answer, before it is sent: [`read_and_record`] answers each job as it asked.
-enum Answer {
-    Opened(Opened),
-    Tab(TabAnswer),
-}
-
-impl Answer {
-    fn opened(self) -> Result<Opened, AppError> {
-        match self {
-            Answer::Opened(opened) => Ok(opened),
-            Answer::Tab(_) => Err(AppError::Internal("the access recorder answered an opening as a tab".into())),
-        }
-    }
-
-    fn tab(self) -> Result<TabAnswer, AppError> {
-        match self {
-            Answer::Tab(answer) => Ok(answer),
-            Answer::Opened(_) => Err(AppError::Internal("the access recorder answered a tab as an opening".into())),
-        }
-    }
-}
-
 /// The handle requests use; its threads stop once every handle is dropped.
 #[derive(Clone)]
 pub struct AccessRecorder {
     queue: SyncSender<Job>,
+    /// The tab reader's queue ([`AccessRecorder::open_tab`]).
+    tabs: SyncSender<Job>,
 }
 
 impl AccessRecorder {
     /// Starts `threads` recording threads, each recording one batch at a time with a connection of
     /// `pool` (a pool of its own, so that requests holding every connection of the service's pool
-    /// never keep an opening waiting). The histories' names come from `names`, the tab's contact
+    /// never keep an opening waiting), and the tab reader, which reads the records of the tabs
+    /// opened (a batch at a time, with a connection of the same pool) and hands their openings on
+    /// to the recording threads. The histories' names come from `names`, the tab's contact
     /// details from `contacts` when the instance remembers them (src/cpis/contacts.rs).
     pub fn start(
         pool: DbPool,
@@ -183,73 +196,167 @@ impl AccessRecorder {
                 .spawn(move || work(&pool, &jobs, &names, contacts.as_deref()))
                 .expect("start an access recorder thread");
         }
-        AccessRecorder { queue }
+        let (tabs, to_read) = mpsc::sync_channel(QUEUE);
+        let recording = queue.clone();
+        std::thread::Builder::new()
+            .name("cpis-tab-reader".into())
+            .spawn(move || read_tabs(&pool, &Mutex::new(to_read), &recording))
+            .expect("start the tab reader thread");
+        AccessRecorder { queue, tabs }
     }
 
     /// Records the opening and answers with what it decided, once it is durable.
     pub async fn open(&self, opening: Opening) -> Result<Opened, AppError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.send(Job { opening, ask: Ask::Record(reply) })?;
+        send(&self.queue, Job { opening, ask: Ask::Record(reply) })?;
         answer.await.map_err(|_| AppError::Internal("the access recorder dropped an opening".into()))?
     }
 
-    /// Opens the Child Care Alert tab of the number `opening` names: reads what the tab shows
-    /// (with the batch's other tabs, in one statement), and records the opening when there is
-    /// anything to show, under the current record's number, its history being that record's
-    /// numbers'. `opening.history_of` is not read. Answers once the access is durable.
+    /// Opens the Child Care Alert tab of the number `opening` names: the tab reader reads what the
+    /// tab shows (with the other tabs asked meanwhile, in one statement), and the opening is
+    /// recorded when there is anything to show, under the current record's number, its history
+    /// being that record's numbers'. `opening.history_of` is not read. Answers once the access is
+    /// durable.
     pub async fn open_tab(&self, opening: Opening, may_see_unborn: bool) -> Result<TabAnswer, AppError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.send(Job { opening, ask: Ask::Tab { may_see_unborn, reply } })?;
+        send(&self.tabs, Job { opening, ask: Ask::Tab { may_see_unborn, reply } })?;
         answer.await.map_err(|_| AppError::Internal("the access recorder dropped an opening".into()))?
     }
+}
 
-    fn send(&self, job: Job) -> Result<(), AppError> {
-        match self.queue.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                tracing::warn!("the access recorder's queue is full; an opening was refused");
-                return Err(AppError::Unavailable);
+/// Queues a job, or refuses it at once when the queue is full (503) or its threads have stopped.
+fn send(queue: &SyncSender<Job>, job: Job) -> Result<(), AppError> {
+    match queue.try_send(job) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Full(_)) => {
+            tracing::warn!("the access recorder's queue is full; an opening was refused");
+            Err(AppError::Unavailable)
+        }
+        Err(TrySendError::Disconnected(_)) => Err(AppError::Internal("the access recorder has stopped".into())),
+    }
+}
+
+/// Waits for a job, then takes whatever else is queued, up to [`MAX_BATCH`]; `None` once every
+/// handle is dropped.
+fn next_batch(jobs: &Mutex<Receiver<Job>>) -> Option<Vec<Job>> {
+    // The lock guards only the receiver, which a panic cannot leave half-changed.
+    let jobs = jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let first = jobs.recv().ok()?;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+/// The tab reader's loop: reads the records of a batch of tabs in one statement, answers those
+/// with nothing to record, and hands the rest to the recording threads. Reading and recording are
+/// two stages, each a batch at a time, so that one batch's records are read while the one before
+/// is recorded.
+fn read_tabs(pool: &DbPool, jobs: &Mutex<Receiver<Job>>, recording: &SyncSender<Job>) {
+    while let Some(batch) = next_batch(jobs) {
+        let asked: Vec<&str> = batch.iter().map(|j| j.opening.nhs_number.as_str()).collect();
+        let looked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            db::run_blocking(pool, |conn| Ok(items::lookup_held_many(conn, &asked)?))
+        }))
+        .unwrap_or_else(|_| Err(AppError::Internal("the tab reader failed while reading".into())));
+        let looked = match looked {
+            Ok(looked) if looked.len() == batch.len() => looked,
+            Ok(_) => {
+                batch.into_iter().for_each(|j| j.ask.fail(AppError::Internal("the tab reader lost a record".into())));
+                continue;
             }
-            Err(TrySendError::Disconnected(_)) => {
-                return Err(AppError::Internal("the access recorder has stopped".into()))
+            Err(e) => {
+                tracing::error!(error = %e, tabs = batch.len(), "tabs could not be read");
+                batch.into_iter().for_each(|j| j.ask.fail(each_of(&e)));
+                continue;
+            }
+        };
+        for (job, held) in batch.into_iter().zip(looked) {
+            let Job { opening, ask: Ask::Tab { may_see_unborn, reply } } = job else {
+                job.ask.fail(AppError::Internal("the tab reader was asked to record".into()));
+                continue;
+            };
+            match resolve_tab(opening, held, may_see_unborn) {
+                Ok((opening, shown)) => {
+                    if let Err(e) = send(recording, Job { opening, ask: Ask::Shown { shown, reply } }) {
+                        tracing::warn!(error = %e, "a tab read could not be handed on to be recorded");
+                    }
+                }
+                Err(answer) => drop(reply.send(Ok(answer))),
             }
         }
-        Ok(())
     }
+}
+
+/// What a tab opening shows: its record and what the viewer may see of the items it holds.
+type Shown = (Box<Patient>, Vec<AuthorityBlock>);
+
+/// A tab's opening as it is to be recorded, under the current record's number with its history
+/// over that record's numbers, with what it shows; or the answer when nothing is to be recorded.
+fn resolve_tab(opening: Opening, held: items::Held, may_see_unborn: bool) -> Result<(Opening, Shown), TabAnswer> {
+    match held {
+        (Lookup::Found(patient), linked, held) => {
+            let authorities = alert::authorities(held, &patient, may_see_unborn, opening.at);
+            if authorities.is_empty() {
+                return Err(TabAnswer::NothingToShow);
+            }
+            let opening = Opening { nhs_number: patient.nhs_number.clone(), history_of: linked, ..opening };
+            Ok((opening, (Box::new(patient), authorities)))
+        }
+        (Lookup::Superseded { current, .. }, ..) => Err(TabAnswer::Moved { current: current.nhs_number }),
+        (Lookup::NotFound, ..) => Err(TabAnswer::NotFound),
+    }
+}
+
+/// Opens tabs together as the tab reader and a recording thread do a batch of them
+/// ([`AccessRecorder::open_tab`]), on a connection the caller holds: each `(opening,
+/// may_see_unborn)` answered in order. An `Err` is for every tab.
+pub fn open_tabs(
+    conn: &mut PgConnection,
+    names: &ReferenceNames,
+    contacts: Option<&SessionCache>,
+    tabs: &[(Opening, bool)],
+) -> Result<Vec<Result<TabAnswer, AppError>>, AppError> {
+    let asked: Vec<&str> = tabs.iter().map(|(o, _)| o.nhs_number.as_str()).collect();
+    let looked = items::lookup_held_many(conn, &asked)?;
+    let mut answers: Vec<Option<Result<TabAnswer, AppError>>> = Vec::with_capacity(tabs.len());
+    let (mut openings, mut shown) = (Vec::new(), Vec::new());
+    for (place, ((opening, may_see_unborn), held)) in tabs.iter().zip(looked).enumerate() {
+        match resolve_tab(opening.clone(), held, *may_see_unborn) {
+            Ok((opening, tab)) => {
+                openings.push(opening);
+                shown.push((place, tab));
+                answers.push(None);
+            }
+            Err(answer) => answers.push(Some(Ok(answer))),
+        }
+    }
+    let recorded = if openings.is_empty() { Vec::new() } else { record_all(conn, names, contacts, &openings)? };
+    for ((place, (patient, authorities)), result) in shown.into_iter().zip(recorded) {
+        answers[place] = Some(result.map(|opened| TabAnswer::Opened { patient, tab: opened.into_tab(authorities) }));
+    }
+    Ok(answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(AppError::Internal("a tab was not answered".into()))))
+        .collect())
 }
 
 /// One thread's loop: waits for an opening, takes whatever else is queued, records them. A panic
 /// while recording fails that batch's openings (500), not the thread: the next batch is recorded
 /// as usual.
 fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>, names: &ReferenceNames, contacts: Option<&SessionCache>) {
-    loop {
-        let batch = {
-            // The lock guards only the receiver, which a panic cannot leave half-changed.
-            let jobs = jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let Ok(first) = jobs.recv() else { return };
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match jobs.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
-            }
-            batch
-        };
+    while let Some(batch) = next_batch(jobs) {
         let (openings, asks): (Vec<Opening>, Vec<Ask>) = batch.into_iter().map(|j| (j.opening, j.ask)).unzip();
-        let tabs: Vec<Option<bool>> = asks
-            .iter()
-            .map(|a| match a {
-                Ask::Record(_) => None,
-                Ask::Tab { may_see_unborn, .. } => Some(*may_see_unborn),
-            })
-            .collect();
-        let answered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            db::run_blocking(pool, |conn| read_and_record(conn, names, contacts, &openings, &tabs))
+        let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            db::run_blocking(pool, |conn| record_all(conn, names, contacts, &openings))
         }))
         .unwrap_or_else(|_| Err(AppError::Internal("the access recorder failed while recording".into())));
         let mut outage = false;
-        let results: Vec<Result<Answer, AppError>> = match answered {
+        let results: Vec<Result<Opened, AppError>> = match recorded {
             Ok(results) => results,
             Err(e) => {
                 // One connection lost mid-batch is this batch's; no connection at all is everyone's.
@@ -259,10 +366,9 @@ fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>, names: &ReferenceNames, cont
             }
         };
         for (ask, result) in asks.into_iter().zip(results) {
-            // A request that gave up waiting has dropped its receiver: nothing to tell.
-            match ask {
-                Ask::Record(reply) => drop(reply.send(result.and_then(Answer::opened))),
-                Ask::Tab { reply, .. } => drop(reply.send(result.and_then(Answer::tab))),
+            match result {
+                Ok(opened) => ask.answer(opened),
+                Err(e) => ask.fail(e),
             }
         }
         if outage {
@@ -286,91 +392,8 @@ fn each_of(e: &AppError) -> AppError {
 fn refuse_queued(jobs: &Mutex<Receiver<Job>>) {
     let jobs = jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     while let Ok(job) = jobs.try_recv() {
-        match job.ask {
-            Ask::Record(reply) => drop(reply.send(Err(AppError::Unavailable))),
-            Ask::Tab { reply, .. } => drop(reply.send(Err(AppError::Unavailable))),
-        }
+        job.ask.fail(AppError::Unavailable);
     }
-}
-
-/// Opens tabs together as the recorder's threads do a batch of them ([`AccessRecorder::open_tab`]),
-/// on a connection the caller holds: each `(opening, may_see_unborn)` answered in order. An `Err`
-/// is for every tab.
-pub fn open_tabs(
-    conn: &mut PgConnection,
-    names: &ReferenceNames,
-    contacts: Option<&SessionCache>,
-    tabs: &[(Opening, bool)],
-) -> Result<Vec<Result<TabAnswer, AppError>>, AppError> {
-    let (openings, unborn): (Vec<Opening>, Vec<Option<bool>>) = tabs.iter().map(|(o, u)| (o.clone(), Some(*u))).unzip();
-    let answers = read_and_record(conn, names, contacts, &openings, &unborn)?;
-    Ok(answers.into_iter().map(|a| a.and_then(Answer::tab)).collect())
-}
-
-/// What a tab opening shows: its record and what the viewer may see of the items it holds.
-type Shown = (Box<Patient>, Vec<AuthorityBlock>);
-
-/// The jobs of one batch: the tabs' records read first, in one statement ([`items::lookup_held_many`];
-/// `tabs` names the jobs that are tabs, with whether their viewer may see unborn plans), a tab
-/// with nothing to show answered at once, and the openings left recorded together
-/// ([`record_all`]). One answer per job, in order; an `Err` is for every job, as [`record_all`]'s.
-fn read_and_record(
-    conn: &mut PgConnection,
-    names: &ReferenceNames,
-    contacts: Option<&SessionCache>,
-    openings: &[Opening],
-    tabs: &[Option<bool>],
-) -> Result<Vec<Result<Answer, AppError>>, AppError> {
-    let asked: Vec<&str> =
-        openings.iter().zip(tabs).filter(|(_, t)| t.is_some()).map(|(o, _)| o.nhs_number.as_str()).collect();
-    let mut looked = if asked.is_empty() { Vec::new() } else { items::lookup_held_many(conn, &asked)? }.into_iter();
-    let mut answers: Vec<Option<Result<Answer, AppError>>> = Vec::with_capacity(openings.len());
-    // The openings to record, and for each its job's place and, for a tab, what it shows.
-    let mut to_record = Vec::with_capacity(openings.len());
-    let mut shown: Vec<(usize, Option<Shown>)> = Vec::with_capacity(openings.len());
-    for (place, (opening, tab)) in openings.iter().zip(tabs).enumerate() {
-        let Some(may_see_unborn) = *tab else {
-            to_record.push(opening.clone());
-            shown.push((place, None));
-            answers.push(None);
-            continue;
-        };
-        let answer = match looked.next() {
-            Some((Lookup::Found(patient), linked, held)) => {
-                let authorities = alert::authorities(held, &patient, may_see_unborn, opening.at);
-                if authorities.is_empty() {
-                    TabAnswer::NothingToShow
-                } else {
-                    to_record.push(Opening {
-                        nhs_number: patient.nhs_number.clone(),
-                        history_of: linked,
-                        ..opening.clone()
-                    });
-                    shown.push((place, Some((Box::new(patient), authorities))));
-                    answers.push(None);
-                    continue;
-                }
-            }
-            Some((Lookup::Superseded { current, .. }, ..)) => TabAnswer::Moved { current: current.nhs_number },
-            Some((Lookup::NotFound, ..)) | None => TabAnswer::NotFound,
-        };
-        answers.push(Some(Ok(Answer::Tab(answer))));
-    }
-    if !to_record.is_empty() {
-        let recorded = record_all(conn, names, contacts, &to_record)?;
-        for ((place, tab), result) in shown.into_iter().zip(recorded) {
-            answers[place] = Some(result.map(|opened| match tab {
-                None => Answer::Opened(opened),
-                Some((patient, authorities)) => {
-                    Answer::Tab(TabAnswer::Opened { patient, tab: opened.into_tab(authorities) })
-                }
-            }));
-        }
-    }
-    Ok(answers
-        .into_iter()
-        .map(|a| a.unwrap_or_else(|| Err(AppError::Internal("an opening was not recorded".into()))))
-        .collect())
 }
 
 /// Records the openings in one transaction, with each child's history as it stands after them,
