@@ -208,7 +208,7 @@ impl AccessRecorder {
     /// Records the opening and answers with what it decided, once it is durable.
     pub async fn open(&self, opening: Opening) -> Result<Opened, AppError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        send(&self.queue, Job { opening, ask: Ask::Record(reply) })?;
+        send(&self.queue, Job { opening, ask: Ask::Record(reply) }).map_err(|refused| refused.1)?;
         answer.await.map_err(|_| AppError::Internal("the access recorder dropped an opening".into()))?
     }
 
@@ -219,20 +219,23 @@ impl AccessRecorder {
     /// durable.
     pub async fn open_tab(&self, opening: Opening, may_see_unborn: bool) -> Result<TabAnswer, AppError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        send(&self.tabs, Job { opening, ask: Ask::Tab { may_see_unborn, reply } })?;
+        send(&self.tabs, Job { opening, ask: Ask::Tab { may_see_unborn, reply } }).map_err(|refused| refused.1)?;
         answer.await.map_err(|_| AppError::Internal("the access recorder dropped an opening".into()))?
     }
 }
 
-/// Queues a job, or refuses it at once when the queue is full (503) or its threads have stopped.
-fn send(queue: &SyncSender<Job>, job: Job) -> Result<(), AppError> {
+/// Queues a job, or refuses it at once when the queue is full (503) or its threads have stopped;
+/// a job refused is handed back with the error.
+fn send(queue: &SyncSender<Job>, job: Job) -> Result<(), Box<(Job, AppError)>> {
     match queue.try_send(job) {
         Ok(()) => Ok(()),
-        Err(TrySendError::Full(_)) => {
+        Err(TrySendError::Full(job)) => {
             tracing::warn!("the access recorder's queue is full; an opening was refused");
-            Err(AppError::Unavailable)
+            Err(Box::new((job, AppError::Unavailable)))
         }
-        Err(TrySendError::Disconnected(_)) => Err(AppError::Internal("the access recorder has stopped".into())),
+        Err(TrySendError::Disconnected(job)) => {
+            Err(Box::new((job, AppError::Internal("the access recorder has stopped".into()))))
+        }
     }
 }
 
@@ -282,8 +285,9 @@ fn read_tabs(pool: &DbPool, jobs: &Mutex<Receiver<Job>>, recording: &SyncSender<
             };
             match resolve_tab(opening, held, may_see_unborn) {
                 Ok((opening, shown)) => {
-                    if let Err(e) = send(recording, Job { opening, ask: Ask::Shown { shown, reply } }) {
-                        tracing::warn!(error = %e, "a tab read could not be handed on to be recorded");
+                    if let Err(refused) = send(recording, Job { opening, ask: Ask::Shown { shown, reply } }) {
+                        let (job, e) = *refused;
+                        job.ask.fail(e);
                     }
                 }
                 Err(answer) => drop(reply.send(Ok(answer))),
