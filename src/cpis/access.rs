@@ -121,10 +121,10 @@ pub fn record_many(conn: &mut PgConnection, accesses: &[NewAccess<'_>]) -> Resul
 /// [`insert_accesses!`] with more in one statement; with what the decisions rest on, [`Basis`]),
 /// and the shown accesses to each list of numbers as they stand after these ([`histories`]): read
 /// in the same statement as who saw each child last and the ids, before the insert, with the
-/// accesses recorded here added to them ([`with_recorded`]). The access recorder's batches are recorded so (issue 8: each round trip
-/// saved is one fewer on its serial path). The caller holds the lock of every child whose accesses
-/// the lists are of, so that no other access to them is recorded in between, or has `store` check
-/// the [`Basis`] under those locks.
+/// accesses recorded here added to them ([`with_recorded`]). The access recorder's batches are
+/// recorded so (issue 8: each round trip saved is one fewer on its serial path). The caller holds
+/// the lock of every child whose accesses the lists are of, so that no other access to them is
+/// recorded in between, or has `store` check the [`Basis`] under those locks.
 pub fn record_reading(
     conn: &mut PgConnection,
     names: &super::reference_names::ReferenceNames,

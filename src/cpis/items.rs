@@ -189,10 +189,11 @@ pub fn lookup_held_many(conn: &mut PgConnection, numbers: &[&str]) -> QueryResul
         }
         let Row { patient, mut linked, held, .. } = first;
         linked.sort_by_key(|n| n != &patient.nhs_number);
-        let mut items = Vec::new();
-        for h in std::iter::once(held).chain(std::iter::from_fn(|| rows.next_if(|r| r.o == place).map(|r| r.held))) {
-            let Some(h) = h else { continue };
-            items.push(HeldItem {
+        let rest = std::iter::from_fn(|| rows.next_if(|r| r.o == place).map(|r| r.held));
+        let items = std::iter::once(held)
+            .chain(rest)
+            .flatten()
+            .map(|h| HeldItem {
                 item: CpItem {
                     id: h.item_id,
                     nhs_number: h.item_nhs_number,
@@ -204,8 +205,8 @@ pub fn lookup_held_many(conn: &mut PgConnection, numbers: &[&str]) -> QueryResul
                     delete_date: h.delete_date,
                 },
                 authority: h.authority,
-            });
-        }
+            })
+            .collect();
         answers.push((Lookup::Found(patient), linked, items));
     }
     Ok(answers)

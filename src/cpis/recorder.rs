@@ -124,29 +124,57 @@ pub enum TabAnswer {
     NothingToShow,
 }
 
-/// What a request asks of the recorder.
+/// What a request asks of the recording threads.
 enum Ask {
     /// To record an opening whose record the request has read.
     Record(Reply<Opened>),
-    /// To read the tab's record first (the tab reader), then record the opening if there is
-    /// anything to show.
-    Tab { may_see_unborn: bool, reply: Reply<TabAnswer> },
-    /// To record a tab's opening, its record read (what the tab shows).
+    /// To record a tab's opening, its record read by the tab reader (what the tab shows).
     Shown { shown: Shown, reply: Reply<TabAnswer> },
 }
 
 type Reply<T> = tokio::sync::oneshot::Sender<Result<T, AppError>>;
 
-impl Ask {
-    /// Answers the request with an error.
+/// An opening queued for the recording threads.
+struct Job {
+    opening: Opening,
+    ask: Ask,
+}
+
+/// A tab queued for the tab reader: its record is read before its opening is recorded.
+struct TabJob {
+    opening: Opening,
+    may_see_unborn: bool,
+    reply: Reply<TabAnswer>,
+}
+
+/// A queued request, answered with an error when its batch fails.
+trait Queued {
+    fn fail(self, e: AppError);
+}
+
+impl Queued for Ask {
     fn fail(self, e: AppError) {
         // A request that gave up waiting has dropped its receiver: nothing to tell.
         match self {
             Ask::Record(reply) => drop(reply.send(Err(e))),
-            Ask::Tab { reply, .. } | Ask::Shown { reply, .. } => drop(reply.send(Err(e))),
+            Ask::Shown { reply, .. } => drop(reply.send(Err(e))),
         }
     }
+}
 
+impl Queued for Job {
+    fn fail(self, e: AppError) {
+        self.ask.fail(e);
+    }
+}
+
+impl Queued for TabJob {
+    fn fail(self, e: AppError) {
+        drop(self.reply.send(Err(e)));
+    }
+}
+
+impl Ask {
     /// Answers the request with its opening as recorded.
     fn answer(self, opened: Opened) {
         match self {
@@ -154,16 +182,8 @@ impl Ask {
             Ask::Shown { shown: (patient, authorities), reply } => {
                 drop(reply.send(Ok(TabAnswer::Opened { patient, tab: opened.into_tab(authorities) })))
             }
-            Ask::Tab { reply, .. } => {
-                drop(reply.send(Err(AppError::Internal("a tab was recorded before its record was read".into()))))
-            }
         }
     }
-}
-
-struct Job {
-    opening: Opening,
-    ask: Ask,
 }
 
 /// The handle requests use; its threads stop once every handle is dropped.
@@ -171,7 +191,7 @@ struct Job {
 pub struct AccessRecorder {
     queue: SyncSender<Job>,
     /// The tab reader's queue ([`AccessRecorder::open_tab`]).
-    tabs: SyncSender<Job>,
+    tabs: SyncSender<TabJob>,
 }
 
 impl AccessRecorder {
@@ -219,14 +239,14 @@ impl AccessRecorder {
     /// durable.
     pub async fn open_tab(&self, opening: Opening, may_see_unborn: bool) -> Result<TabAnswer, AppError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        send(&self.tabs, Job { opening, ask: Ask::Tab { may_see_unborn, reply } }).map_err(|refused| refused.1)?;
+        send(&self.tabs, TabJob { opening, may_see_unborn, reply }).map_err(|refused| refused.1)?;
         answer.await.map_err(|_| AppError::Internal("the access recorder dropped an opening".into()))?
     }
 }
 
 /// Queues a job, or refuses it at once when the queue is full (503) or its threads have stopped;
 /// a job refused is handed back with the error.
-fn send(queue: &SyncSender<Job>, job: Job) -> Result<(), Box<(Job, AppError)>> {
+fn send<T>(queue: &SyncSender<T>, job: T) -> Result<(), Box<(T, AppError)>> {
     match queue.try_send(job) {
         Ok(()) => Ok(()),
         Err(TrySendError::Full(job)) => {
@@ -241,7 +261,7 @@ fn send(queue: &SyncSender<Job>, job: Job) -> Result<(), Box<(Job, AppError)>> {
 
 /// Waits for a job, then takes whatever else is queued, up to [`MAX_BATCH`]; `None` once every
 /// handle is dropped.
-fn next_batch(jobs: &Mutex<Receiver<Job>>) -> Option<Vec<Job>> {
+fn next_batch<T>(jobs: &Mutex<Receiver<T>>) -> Option<Vec<T>> {
     // The lock guards only the receiver, which a panic cannot leave half-changed.
     let jobs = jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let first = jobs.recv().ok()?;
@@ -259,35 +279,25 @@ fn next_batch(jobs: &Mutex<Receiver<Job>>) -> Option<Vec<Job>> {
 /// with nothing to record, and hands the rest to the recording threads. Reading and recording are
 /// two stages, each a batch at a time, so that one batch's records are read while the one before
 /// is recorded.
-fn read_tabs(pool: &DbPool, jobs: &Mutex<Receiver<Job>>, recording: &SyncSender<Job>) {
+fn read_tabs(pool: &DbPool, jobs: &Mutex<Receiver<TabJob>>, recording: &SyncSender<Job>) {
     while let Some(batch) = next_batch(jobs) {
         let asked: Vec<&str> = batch.iter().map(|j| j.opening.nhs_number.as_str()).collect();
-        let looked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            db::run_blocking(pool, |conn| Ok(items::lookup_held_many(conn, &asked)?))
-        }))
-        .unwrap_or_else(|_| Err(AppError::Internal("the tab reader failed while reading".into())));
+        let looked =
+            run_caught(pool, "the tab reader failed while reading", |conn| Ok(items::lookup_held_many(conn, &asked)?));
         let looked = match looked {
-            Ok(looked) if looked.len() == batch.len() => looked,
-            Ok(_) => {
-                batch.into_iter().for_each(|j| j.ask.fail(AppError::Internal("the tab reader lost a record".into())));
-                continue;
-            }
+            Ok(looked) => looked,
             Err(e) => {
-                tracing::error!(error = %e, tabs = batch.len(), "tabs could not be read");
-                batch.into_iter().for_each(|j| j.ask.fail(each_of(&e)));
+                fail_batch(pool, jobs, batch, e, "tabs could not be read");
                 continue;
             }
         };
-        for (job, held) in batch.into_iter().zip(looked) {
-            let Job { opening, ask: Ask::Tab { may_see_unborn, reply } } = job else {
-                job.ask.fail(AppError::Internal("the tab reader was asked to record".into()));
-                continue;
-            };
+        // One answer per number asked (`lookup_held_many`).
+        for (TabJob { opening, may_see_unborn, reply }, held) in batch.into_iter().zip(looked) {
             match resolve_tab(opening, held, may_see_unborn) {
                 Ok((opening, shown)) => {
                     if let Err(refused) = send(recording, Job { opening, ask: Ask::Shown { shown, reply } }) {
                         let (job, e) = *refused;
-                        job.ask.fail(e);
+                        job.fail(e);
                     }
                 }
                 Err(answer) => drop(reply.send(Ok(answer))),
@@ -355,29 +365,41 @@ pub fn open_tabs(
 fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>, names: &ReferenceNames, contacts: Option<&SessionCache>) {
     while let Some(batch) = next_batch(jobs) {
         let (openings, asks): (Vec<Opening>, Vec<Ask>) = batch.into_iter().map(|j| (j.opening, j.ask)).unzip();
-        let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            db::run_blocking(pool, |conn| record_all(conn, names, contacts, &openings))
-        }))
-        .unwrap_or_else(|_| Err(AppError::Internal("the access recorder failed while recording".into())));
-        let mut outage = false;
-        let results: Vec<Result<Opened, AppError>> = match recorded {
-            Ok(results) => results,
-            Err(e) => {
-                // One connection lost mid-batch is this batch's; no connection at all is everyone's.
-                outage = matches!(e, AppError::Unavailable) && db::checked(pool).is_err();
-                tracing::error!(error = %e, openings = openings.len(), "openings could not be recorded");
-                openings.iter().map(|_| Err(each_of(&e))).collect()
+        let recorded = run_caught(pool, "the access recorder failed while recording", |conn| {
+            record_all(conn, names, contacts, &openings)
+        });
+        match recorded {
+            Ok(results) => {
+                for (ask, result) in asks.into_iter().zip(results) {
+                    match result {
+                        Ok(opened) => ask.answer(opened),
+                        Err(e) => ask.fail(e),
+                    }
+                }
             }
-        };
-        for (ask, result) in asks.into_iter().zip(results) {
-            match result {
-                Ok(opened) => ask.answer(opened),
-                Err(e) => ask.fail(e),
-            }
+            Err(e) => fail_batch(pool, jobs, asks, e, "openings could not be recorded"),
         }
-        if outage {
-            refuse_queued(jobs);
-        }
+    }
+}
+
+/// [`db::run_blocking`], a panic in `f` being that batch's 500 (`what`), not the thread's end.
+fn run_caught<T>(
+    pool: &DbPool,
+    what: &str,
+    f: impl FnMut(&mut PgConnection) -> Result<T, AppError>,
+) -> Result<T, AppError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db::run_blocking(pool, f)))
+        .unwrap_or_else(|_| Err(AppError::Internal(what.into())))
+}
+
+/// A batch that failed as a whole: each of its requests is answered with the failure and, when
+/// no connection can be had at all, so is every request queued behind it ([`refuse_queued`]).
+fn fail_batch<A: Queued, Q: Queued>(pool: &DbPool, jobs: &Mutex<Receiver<Q>>, batch: Vec<A>, e: AppError, what: &str) {
+    tracing::error!(error = %e, requests = batch.len(), "{what}");
+    batch.into_iter().for_each(|j| j.fail(each_of(&e)));
+    // One connection lost mid-batch is this batch's; no connection at all is everyone's.
+    if matches!(e, AppError::Unavailable) && db::checked(pool).is_err() {
+        refuse_queued(jobs);
     }
 }
 
@@ -393,10 +415,10 @@ fn each_of(e: &AppError) -> AppError {
 /// The database cannot be reached (no connection could be had): the openings queued meanwhile are
 /// answered 503 at once, as their requests would be had they come a moment later, rather than
 /// each batch waiting the pool's timeout in turn to find the same outage.
-fn refuse_queued(jobs: &Mutex<Receiver<Job>>) {
+fn refuse_queued<T: Queued>(jobs: &Mutex<Receiver<T>>) {
     let jobs = jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     while let Ok(job) = jobs.try_recv() {
-        job.ask.fail(AppError::Unavailable);
+        job.fail(AppError::Unavailable);
     }
 }
 

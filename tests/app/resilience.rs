@@ -865,6 +865,14 @@ async fn the_access_recorder_answers_unavailable_when_the_database_cannot_be_rea
     for answer in answers {
         assert!(matches!(answer, Err(cpis::error::AppError::Unavailable)), "{answer:?}");
     }
+    // So are tabs, whose records the tab reader cannot read (the reader fails a batch, and
+    // refuses those queued behind it, as the recording thread does).
+    let started = std::time::Instant::now();
+    let tabs = futures_util::future::join_all((0..20).map(|_| recorder.open_tab(opening.clone(), false))).await;
+    for answer in tabs {
+        assert!(matches!(answer, Err(cpis::error::AppError::Unavailable)), "{answer:?}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "not a pool timeout per batch: {:?}", started.elapsed());
 }
 
 /// Issue 8: each worker runs blocking work on as many threads as the pool has connections, so work
