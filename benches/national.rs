@@ -317,9 +317,12 @@ fn print_slow_answers(stats: &Stats, bucket_us: u64) {
         }
     }
     for (bucket, (n, worst)) in slow {
+        let offset = bucket * bucket_us;
+        let clock = stats.began.map(|b| b + chrono::TimeDelta::microseconds(offset as i64));
         eprintln!(
-            "national:   at {:5.1} s: {n:4} over 5 ms, worst {:.1} ms",
-            (bucket * bucket_us) as f64 / 1e6,
+            "national:   at {:5.1} s ({}): {n:4} over 5 ms, worst {:.1} ms",
+            offset as f64 / 1e6,
+            clock.map(|c| c.format("%H:%M:%S%.3f UTC").to_string()).unwrap_or_default(),
             worst as f64 / 1000.0
         );
     }

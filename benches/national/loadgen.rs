@@ -92,6 +92,9 @@ pub struct Stats {
     /// Open loop only: each request's intended send time (microseconds from the start) and its
     /// latency, in send order, to see when slow answers happened.
     pub timeline: Vec<(u64, u64)>,
+    /// Open loop only: when it started by the wall clock, to line slow answers up with `vmstat -t`
+    /// and PostgreSQL's log.
+    pub began: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Stats {
@@ -124,7 +127,7 @@ impl Stats {
         }
         let timeline = Vec::new();
         latencies.sort_unstable();
-        Stats { sent, errors, elapsed, latencies, first_error, timeline }
+        Stats { sent, errors, elapsed, latencies, first_error, timeline, began: None }
     }
 }
 
@@ -215,6 +218,7 @@ pub async fn open(
     let target = target.clone();
     let late = Arc::new(std::sync::Mutex::new(Vec::with_capacity(count.min(1 << 20) as usize)));
     let paced_late = late.clone();
+    let began = chrono::Utc::now();
     let (started, tasks, dropped, sent) = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let in_flight = Arc::new(tokio::sync::Semaphore::new(max_in_flight));
@@ -277,7 +281,7 @@ pub async fn open(
         q(0.99),
         late.last().copied().unwrap_or(0)
     );
-    Stats { timeline, ..Stats::merge(parts, sent, elapsed) }
+    Stats { timeline, began: Some(began), ..Stats::merge(parts, sent, elapsed) }
 }
 
 fn snippet(body: &str) -> String {
