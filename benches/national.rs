@@ -660,13 +660,14 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, keep_da
         return;
     }
     if only.as_deref() == Some("signin") {
-        let alone = closed_run(&svc, USERS_LOW, tab_req.clone(), ok200).await;
-        let (bursts, signed_in, failed) = tab_with_sign_in_bursts(&client, &svc, tab_req.clone()).await;
+        let b = tab_with_sign_in_bursts(&client, &svc, tab_req.clone()).await;
         eprintln!(
-            "national: tab p99 alone {:.1} ms, with sign-in bursts {:.1} ms ({:.2}x; {signed_in} sign-ins, {failed} failed)",
-            alone.quantile_ms(0.99),
-            bursts.quantile_ms(0.99),
-            bursts.quantile_ms(0.99) / alone.quantile_ms(0.99)
+            "national: tab p99 alone {:.1} ms, with sign-in bursts {:.1} ms ({:.2}x; {} sign-ins, {} failed)",
+            b.alone.quantile_ms(0.99),
+            b.bursts.quantile_ms(0.99),
+            b.ratio(),
+            b.signed_in,
+            b.failed
         );
         return;
     }
@@ -750,7 +751,7 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, keep_da
     let fhir16 = paired(&bl, &baseline_req, &svc, USERS_LOW, fhir_req.clone(), ok200).await;
 
     eprintln!("national: sign-in bursts with tab traffic");
-    let (tab16_bursts, signed_in, sign_in_failures) = tab_with_sign_in_bursts(&client, &svc, tab_req.clone()).await;
+    let sign_ins = tab_with_sign_in_bursts(&client, &svc, tab_req.clone()).await;
 
     // CP-IS081 for the last full month, as helen.ward.
     eprintln!("national: CP-IS081");
@@ -843,13 +844,16 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, keep_da
     rows.push(ratio_row("search by NHS number, 16 users", ">= 0.80 x baseline", &nhs16, 0.80));
     rows.push(ratio_row("search by family name + birth date, 16 users", ">= 0.65 x baseline", &demo16, 0.65));
     rows.push(ratio_row("FHIR CareTeam (records the access), 16 users", ">= 0.30 x baseline", &fhir16, 0.30));
-    let mut r = Row::from_stats("alert tab, 16 users, with sign-in bursts", "p99 <= 2 x without", &tab16_bursts);
-    r.ratio = Some(tab16_bursts.throughput() / b16);
-    r.pass = Some(tab16_bursts.quantile_ms(0.99) <= 2.0 * tab16.stats.quantile_ms(0.99) && tab16_bursts.errors == 0);
+    let mut r = Row::from_stats("alert tab, 16 users, with sign-in bursts", "p99 <= 2 x without", &sign_ins.bursts);
+    r.ratio = Some(sign_ins.bursts.throughput() / b16);
+    r.pass = Some(sign_ins.ratio() <= 2.0 && sign_ins.bursts.errors == 0 && sign_ins.alone.errors == 0);
     r.note = format!(
-        "{}; {signed_in} sign-ins (8 at once every second), {sign_in_failures} failed; p99 without {:.2} ms",
+        "{}; {} sign-ins (8 at once every second), {} failed; p99 without (adjacent rounds) {:.2} ms, {:.2}x",
         r.note,
-        tab16.stats.quantile_ms(0.99)
+        sign_ins.signed_in,
+        sign_ins.failed,
+        sign_ins.alone.quantile_ms(0.99),
+        sign_ins.ratio()
     );
     rows.push(r);
     rows.push(upload.clone());
@@ -981,40 +985,65 @@ async fn soak_run(service: &Server, nhs_req: MakeReq, tab_req: MakeReq) -> Row {
     r
 }
 
-/// The tab at 16 users while, every second, 8 people sign in at once (argon2id): the tab's figures,
-/// and how many sign-ins succeeded and failed.
-async fn tab_with_sign_in_bursts(client: &reqwest::Client, svc: &Target, tab_req: MakeReq) -> (Stats, u32, u32) {
-    let bursts = {
-        let (client, svc2) = (client.clone(), svc.clone());
-        tokio::spawn(async move {
-            let mut done = 0u32;
-            let mut failed = 0u32;
-            let started = Instant::now();
-            let mut round = 0usize;
-            // Every second, 8 people sign in at once, for the length of the tab run.
-            while started.elapsed() < WARM_UP + MEASURE && round < 30 {
-                let mut tasks = Vec::new();
-                for k in 0..8 {
-                    let (client, svc2) = (client.clone(), svc2.clone());
-                    let user = format!("clin{:05}", 1000 + round * 8 + k);
-                    tasks.push(tokio::spawn(async move { sign_in(&client, &svc2, &user, dataset::PASSWORD).await }));
-                }
-                for t in tasks {
-                    match t.await.unwrap() {
-                        Ok(_) => done += 1,
-                        Err(_) => failed += 1,
+/// The tab at 16 users alone and while, every second, 8 people sign in at once (argon2id), in
+/// `ROUNDS` adjacent pairs as [`paired`] measures against the baseline: the machine's drift over
+/// a run falls on both sides, where the run without sign-ins used to be taken minutes earlier.
+async fn tab_with_sign_in_bursts(client: &reqwest::Client, svc: &Target, tab_req: MakeReq) -> SignInBursts {
+    let (mut alone, mut bursts) = (Vec::with_capacity(ROUNDS), Vec::with_capacity(ROUNDS));
+    let (mut signed_in, mut failed) = (0, 0);
+    for pass in 0..ROUNDS {
+        alone.push(closed_run(svc, USERS_LOW, tab_req.clone(), ok200).await);
+        let signing_in = {
+            let (client, svc2) = (client.clone(), svc.clone());
+            tokio::spawn(async move {
+                let mut done = 0u32;
+                let mut failed = 0u32;
+                let started = Instant::now();
+                let mut round = 0usize;
+                // Every second, 8 people sign in at once, for the length of the tab run.
+                while started.elapsed() < WARM_UP + MEASURE && round < 30 {
+                    let mut tasks = Vec::new();
+                    for k in 0..8 {
+                        let (client, svc2) = (client.clone(), svc2.clone());
+                        let user = format!("clin{:05}", 1000 + pass * 240 + round * 8 + k);
+                        tasks
+                            .push(tokio::spawn(async move { sign_in(&client, &svc2, &user, dataset::PASSWORD).await }));
                     }
+                    for t in tasks {
+                        match t.await.unwrap() {
+                            Ok(_) => done += 1,
+                            Err(_) => failed += 1,
+                        }
+                    }
+                    round += 1;
+                    let next = Duration::from_secs(round as u64);
+                    tokio::time::sleep(next.saturating_sub(started.elapsed())).await;
                 }
-                round += 1;
-                let next = Duration::from_secs(round as u64);
-                tokio::time::sleep(next.saturating_sub(started.elapsed())).await;
-            }
-            (done, failed)
-        })
-    };
-    let tab16_bursts = closed_run(svc, USERS_LOW, tab_req, ok200).await;
-    let (signed_in, sign_in_failures) = bursts.await.unwrap();
-    (tab16_bursts, signed_in, sign_in_failures)
+                (done, failed)
+            })
+        };
+        bursts.push(closed_run(svc, USERS_LOW, tab_req.clone(), ok200).await);
+        let (done, not) = signing_in.await.unwrap();
+        signed_in += done;
+        failed += not;
+    }
+    SignInBursts { alone: Stats::together(alone), bursts: Stats::together(bursts), signed_in, failed }
+}
+
+/// [`tab_with_sign_in_bursts`]: the tab's rounds without and with sign-ins, each side's latencies
+/// together, and how many sign-ins succeeded and failed.
+struct SignInBursts {
+    alone: Stats,
+    bursts: Stats,
+    signed_in: u32,
+    failed: u32,
+}
+
+impl SignInBursts {
+    /// The gate: the tab's p99 with sign-in bursts within twice its p99 without, and no errors.
+    fn ratio(&self) -> f64 {
+        self.bursts.quantile_ms(0.99) / self.alone.quantile_ms(0.99)
+    }
 }
 
 /// The 60,000-record upload end to end (as benches/upload.rs, against the national dataset): two
