@@ -52,11 +52,20 @@ pub fn sign_in(conn: &mut PgConnection, username: &str, pw: &str, now: DateTime<
     } else {
         None
     };
+    // A hash stored at other parameters is replaced now that its password is known (the new hash
+    // made before the transaction, so that no lock is held while it is computed).
+    let rehashed = (refusal.is_none() && password::needs_rehash(&hash)).then(|| password::hash(pw));
     conn.transaction(|conn| match refusal {
         None => {
             diesel::update(users::table.find(user_id))
                 .set((users::failed_sign_ins.eq(0), users::locked_until.eq(None::<DateTime<Utc>>)))
                 .execute(conn)?;
+            if let Some(new_hash) = &rehashed {
+                // Unless the password was changed meanwhile: the newer hash stands.
+                diesel::update(users::table.find(user_id).filter(users::password_hash.eq(&hash)))
+                    .set(users::password_hash.eq(new_hash))
+                    .execute(conn)?;
+            }
             audit::record(conn, Event::new(Actor::User(user_id), "auth.sign_in_succeeded"))?;
             Ok(Outcome::SignedIn { user_id })
         }

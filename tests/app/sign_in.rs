@@ -107,6 +107,44 @@ async fn sign_in_issues_a_new_session_id() {
     }
 }
 
+/// A hash made at the service's former argon2 parameters (19 MiB, 2 passes).
+fn former_hash(password: &str) -> String {
+    use argon2::password_hash::{rand_core::OsRng, PasswordHasher, SaltString};
+    use argon2::{Algorithm, Argon2, Params, Version};
+    let params = Params::new(19 * 1024, 2, 1, None).unwrap();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_password_hashed_at_former_parameters_still_signs_in_and_is_rehashed_then() {
+    use crate::support::db::{execute, texts};
+    let app = TestApp::spawn(Template::Demo);
+    let mut conn = app.conn();
+    let former = former_hash(PASSWORD);
+    for user in ["amy.patel", "sam.okafor"] {
+        execute(&mut conn, &format!("UPDATE users SET password_hash = '{former}' WHERE username = '{user}'"));
+    }
+    let stored = |conn: &mut diesel::PgConnection, user: &str| {
+        texts(conn, &format!("SELECT password_hash AS s FROM users WHERE username = '{user}'")).remove(0)
+    };
+    // A wrong password leaves the hash as it is.
+    let c = app.client();
+    assert_eq!(c.sign_in("sam.okafor", "not the password at all").await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(stored(&mut conn, "sam.okafor"), former);
+    // The right one signs in, and the hash is made afresh at the current parameters.
+    assert_eq!(c.sign_in("amy.patel", PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    let rehashed = stored(&mut conn, "amy.patel");
+    assert!(rehashed.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"), "{rehashed}");
+    assert!(cpis::auth::password::verify(&rehashed, PASSWORD));
+    // ... which signs in as before, and is not made again.
+    let again = app.client();
+    assert_eq!(again.sign_in("amy.patel", PASSWORD).await.status(), StatusCode::SEE_OTHER);
+    assert_eq!(stored(&mut conn, "amy.patel"), rehashed);
+}
+
 #[tokio::test]
 async fn a_user_with_several_roles_chooses_one_and_can_change_it() {
     let app = TestApp::spawn(Template::Demo);
