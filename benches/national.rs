@@ -1040,7 +1040,7 @@ struct SignInBursts {
 }
 
 impl SignInBursts {
-    /// The gate: the tab's p99 with sign-in bursts within twice its p99 without, and no errors.
+    /// The gate's figure (at most 2): the tab's p99 with sign-in bursts over its p99 without.
     fn ratio(&self) -> f64 {
         self.bursts.quantile_ms(0.99) / self.alone.quantile_ms(0.99)
     }
