@@ -68,6 +68,11 @@ impl Basis {
             .bind::<Array<Nullable<Timestamptz>>, _>(self.latest)
     }
 
+    /// The place of (NHS number, viewer id) among the pairs.
+    fn pair(&self, nhs_number: &str, viewer_id: &str) -> Option<usize> {
+        (0..self.numbers.len()).find(|&i| self.numbers[i] == nhs_number && self.viewers[i] == viewer_id)
+    }
+
     /// Per (NHS number, viewer id), the time of the viewer's latest shown access to the child, as
     /// [`access_history::decide_in_order`] takes it.
     fn latest_shown(&self) -> HashMap<(&str, &str), DateTime<Utc>> {
@@ -82,6 +87,111 @@ impl Basis {
 
 /// One history per list of numbers, in the lists' order ([`histories`], [`record_reading`]).
 pub type Histories = Vec<Vec<HistoryEntry>>;
+
+/// What recording a batch of accesses reads first ([`read_before_recording`]): what their
+/// first-access decisions rest on, each list's history before them, and an id for each access.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BeforeRecording {
+    basis: Basis,
+    before: Histories,
+    ids: Vec<i64>,
+}
+
+/// What [`read_before_recording`] reads for one access, read ahead with its child's record
+/// (`items::lookup_held_reading_ahead`): the viewer's latest shown access to the child after
+/// `since` (the window's start, [`access_history::window_start`]), the child's history when it
+/// was asked for (not named), and the access's id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadAhead {
+    pub since: DateTime<Utc>,
+    pub latest: Option<DateTime<Utc>>,
+    pub history: Option<Vec<HistoryEntry>>,
+    pub id: i64,
+}
+
+/// A shown access this instance recorded, as the access recorder remembers it for a while
+/// (`recorder::Recent`): what a read ahead of it may lack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecentAccess {
+    pub nhs_number: String,
+    pub viewer_id: String,
+    pub line: HistoryEntry,
+}
+
+impl RecentAccess {
+    /// An access recorded as shown, with the id it was given, to remember.
+    pub fn of(access: &NewAccess<'_>, id: i64) -> RecentAccess {
+        RecentAccess {
+            nhs_number: access.nhs_number.to_owned(),
+            viewer_id: access.viewer.viewer_id.clone(),
+            line: HistoryEntry::recorded(access, id),
+        }
+    }
+}
+
+impl BeforeRecording {
+    /// The read before recording `accesses`, put together from each one's [`ReadAhead`] (in the
+    /// same order) and the shown accesses recorded since the earliest of those reads may have
+    /// been taken (`since_read`; any recorded before it too, which change nothing), as
+    /// [`read_before_recording`] would read it now, as far as this instance's accesses go:
+    /// - each (NHS number, viewer)'s window starts at the earliest of its accesses' `since`, and
+    ///   its latest shown access is the latest of those read and those in `since_read` after it
+    ///   (an access another instance recorded meanwhile is not known here: the store's check of
+    ///   the [`Basis`] finds it, and the batch is recorded again, locked);
+    /// - each list's history is the one read ahead with `since_read`'s lines of its numbers
+    ///   added, each line once ([`with_recorded`]);
+    /// - the ids are those read ahead.
+    ///
+    /// `None` when the reads ahead do not cover the batch: an access without one, or a list
+    /// (there must be one per access, of that access's child) whose history was not read.
+    pub fn from_read_aheads(
+        accesses: &[NewAccess<'_>],
+        lists: &[&[String]],
+        aheads: &[Option<&ReadAhead>],
+        since_read: &[RecentAccess],
+    ) -> Option<BeforeRecording> {
+        if aheads.len() != accesses.len() || (!lists.is_empty() && lists.len() != accesses.len()) {
+            return None;
+        }
+        let mut basis = Basis { numbers: Vec::new(), viewers: Vec::new(), since: Vec::new(), latest: Vec::new() };
+        let mut ids = Vec::with_capacity(accesses.len());
+        let mut before = Vec::with_capacity(lists.len());
+        for (place, (a, ahead)) in accesses.iter().zip(aheads).enumerate() {
+            let ahead = (*ahead)?;
+            ids.push(ahead.id);
+            match basis.pair(a.nhs_number, &a.viewer.viewer_id) {
+                Some(i) => {
+                    basis.since[i] = basis.since[i].min(ahead.since);
+                    basis.latest[i] = basis.latest[i].max(ahead.latest);
+                }
+                None => {
+                    basis.numbers.push(a.nhs_number.to_owned());
+                    basis.viewers.push(a.viewer.viewer_id.clone());
+                    basis.since.push(ahead.since);
+                    basis.latest.push(ahead.latest);
+                }
+            }
+            if let Some(list) = lists.get(place) {
+                if list.is_empty() {
+                    before.push(Vec::new());
+                    continue;
+                }
+                let history = ahead.history.clone()?;
+                if !list.iter().any(|n| n == a.nhs_number) {
+                    return None;
+                }
+                let recent = since_read.iter().filter(|r| list.contains(&r.nhs_number)).map(|r| r.line.clone());
+                before.push(with_recorded(history, recent));
+            }
+        }
+        for r in since_read {
+            if let Some(i) = basis.pair(&r.nhs_number, &r.viewer_id).filter(|&i| r.line.accessed_at > basis.since[i]) {
+                basis.latest[i] = basis.latest[i].max(Some(r.line.accessed_at));
+            }
+        }
+        Some(BeforeRecording { basis, before, ids })
+    }
+}
 
 /// An access to record: the child's NHS number, who is looking, and when.
 #[derive(Debug, Clone, Copy)]
@@ -112,8 +222,10 @@ pub fn record(
 /// ([`access_history::is_shown`]) and this one is not shown: at most one per 24 hours (CP-IS047).
 /// Within one call the same holds ([`access_history::decide_in_order`]).
 pub fn record_many(conn: &mut PgConnection, accesses: &[NewAccess<'_>]) -> Result<Vec<Recorded>, AppError> {
-    Ok(record_reading(conn, &Default::default(), accesses, &[], |conn, recorded, _| insert(conn, accesses, recorded))?
-        .0)
+    Ok(record_reading(conn, &Default::default(), accesses, &[], None, |conn, recorded, _| {
+        insert(conn, accesses, recorded)
+    })?
+    .0)
 }
 
 /// [`record_many`], the accesses stored by `store` as decided (their ids taken already, so that
@@ -124,18 +236,24 @@ pub fn record_many(conn: &mut PgConnection, accesses: &[NewAccess<'_>]) -> Resul
 /// accesses recorded here added to them ([`with_recorded`]). The access recorder's batches are
 /// recorded so (issue 8: each round trip saved is one fewer on its serial path). The caller holds
 /// the lock of every child whose accesses the lists are of, so that no other access to them is
-/// recorded in between, or has `store` check the [`Basis`] under those locks.
+/// recorded in between, or has `store` check the [`Basis`] under those locks. `read`, when given,
+/// is that read done already ([`BeforeRecording::from_read_aheads`]), for the same accesses and
+/// lists: nothing is read then.
 pub fn record_reading(
     conn: &mut PgConnection,
     names: &super::reference_names::ReferenceNames,
     accesses: &[NewAccess<'_>],
     lists: &[&[String]],
+    read: Option<BeforeRecording>,
     store: impl FnOnce(&mut PgConnection, &[Recorded], Basis) -> Result<(), AppError>,
 ) -> Result<(Vec<Recorded>, Histories), AppError> {
     if accesses.is_empty() {
         return Ok((Vec::new(), lists.iter().map(|_| Vec::new()).collect()));
     }
-    let (basis, before, ids) = read_before_recording(conn, accesses, lists)?;
+    let BeforeRecording { basis, before, ids } = match read {
+        Some(read) => read,
+        None => read_before_recording(conn, accesses, lists)?,
+    };
     let keyed: Vec<((&str, &str), DateTime<Utc>)> =
         accesses.iter().map(|a| ((a.nhs_number, a.viewer.viewer_id.as_str()), a.at)).collect();
     let shown = access_history::decide_in_order(basis.latest_shown(), &keyed);
@@ -261,7 +379,7 @@ fn read_before_recording(
     conn: &mut PgConnection,
     accesses: &[NewAccess<'_>],
     lists: &[&[String]],
-) -> Result<(Basis, Histories, Vec<i64>), AppError> {
+) -> Result<BeforeRecording, AppError> {
     use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
     /// A row of any part: `k` 0 is a pair's latest shown access (`o` its place in the pairs,
     /// from 1; `accessed_at` null when there is none), `k` 1 a history line (`o` its list), `k` 2
@@ -363,14 +481,16 @@ fn read_before_recording(
     }
     // Taken in the order of the series; sorted all the same, since that order is what they stand for.
     ids.sort_unstable();
-    Ok((basis, histories, ids))
+    Ok(BeforeRecording { basis, before: histories, ids })
 }
 
-/// A list's history with accesses just recorded added to it: newest first, ties by id (the later
-/// recorded first), at most [`HISTORY_LIMIT`], as [`histories`] reads it.
+/// A list's history with accesses recorded since it was read added to it: newest first, ties by
+/// id (the later recorded first), each line once (one read may have had it already), at most
+/// [`HISTORY_LIMIT`], as [`histories`] reads it.
 fn with_recorded(mut history: Vec<HistoryEntry>, recorded: impl Iterator<Item = HistoryEntry>) -> Vec<HistoryEntry> {
     history.extend(recorded);
     history.sort_by_key(|h| std::cmp::Reverse((h.accessed_at, h.id)));
+    history.dedup_by_key(|h| h.id);
     history.truncate(HISTORY_LIMIT);
     history
 }
@@ -442,7 +562,7 @@ impl HistoryEntry {
     }
 
     /// A line as read, its names and contact details not yet set.
-    fn unnamed(
+    pub(crate) fn unnamed(
         id: i64,
         accessed_at: DateTime<Utc>,
         user_id: Option<i64>,
@@ -580,5 +700,104 @@ mod tests {
         let entry = HistoryEntry::recorded(&NewAccess { nhs_number: "9434765919", viewer: &viewer, at }, 42);
         assert_eq!(entry.accessed_at.timestamp_subsec_nanos(), 1_234_000);
         assert_eq!((entry.id, entry.user_id, entry.viewer_name.as_str()), (42, Some(3), "Dr V"));
+    }
+
+    fn viewer(id: &str) -> Viewer {
+        Viewer {
+            viewer_id: id.into(),
+            user_id: None,
+            name: format!("Dr {id}"),
+            job_role_code: "R8000".into(),
+            organisation_code: "RJZ".into(),
+            channel: Channel::Scra,
+        }
+    }
+
+    fn at(minute: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 23, 9, minute, 0).unwrap()
+    }
+
+    fn ahead(minute: u32, latest: Option<u32>, history: Option<Vec<HistoryEntry>>, id: i64) -> ReadAhead {
+        ReadAhead { since: access_history::window_start(at(minute)), latest: latest.map(at), history, id }
+    }
+
+    fn remembered(nhs_number: &str, viewer_id: &str, line: HistoryEntry) -> RecentAccess {
+        RecentAccess { nhs_number: nhs_number.into(), viewer_id: viewer_id.into(), line }
+    }
+
+    const CHILD: &str = "9434765919";
+    const SIBLING: &str = "9434765870";
+
+    /// Issue 8: a batch read ahead is put together as `read_before_recording` would read it now,
+    /// this instance's accesses since the reads included (CP-IS047's basis, CP-IS048's history).
+    #[test]
+    fn reads_ahead_with_what_was_recorded_since_are_the_read_before_recording() {
+        let (a, b) = (viewer("a"), viewer("b"));
+        let accesses = [
+            NewAccess { nhs_number: CHILD, viewer: &a, at: at(30) },
+            NewAccess { nhs_number: CHILD, viewer: &a, at: at(31) },
+            NewAccess { nhs_number: SIBLING, viewer: &b, at: at(30) },
+        ];
+        let child = [CHILD.to_owned()];
+        let sibling = [SIBLING.to_owned()];
+        let lists: [&[String]; 3] = [&child, &child, &sibling];
+        // The first read saw a's access at :10 and line 5; the second, later, a's at :20 too.
+        let first = ahead(30, Some(10), Some(vec![line(5, 10)]), 100);
+        let second = ahead(31, Some(20), Some(vec![line(6, 20), line(5, 10)]), 101);
+        let third = ahead(30, None, Some(Vec::new()), 102);
+        // Remembered since: line 6 (which the second read saw), and b's access to the sibling.
+        let since_read = [
+            remembered(CHILD, "a", line(6, 20)),
+            remembered(SIBLING, "b", line(7, 25)),
+            remembered(CHILD, "c", line(8, 26)),
+        ];
+        let read = BeforeRecording::from_read_aheads(
+            &accesses,
+            &lists,
+            &[Some(&first), Some(&second), Some(&third)],
+            &since_read,
+        )
+        .unwrap();
+        assert_eq!(read.ids, [100, 101, 102]);
+        // One pair per (child, viewer): the earliest window, the latest shown access of any source.
+        assert_eq!(read.basis.numbers, [CHILD, SIBLING]);
+        assert_eq!(read.basis.viewers, ["a", "b"]);
+        assert_eq!(read.basis.since, [access_history::window_start(at(30)); 2]);
+        assert_eq!(read.basis.latest, [Some(at(20)), Some(at(25))]);
+        // Each line once, newest first; c's access to the child joins the child's lists.
+        assert_eq!(ids(&read.before[0]), [8, 6, 5]);
+        assert_eq!(ids(&read.before[1]), [8, 6, 5]);
+        assert_eq!(ids(&read.before[2]), [7]);
+    }
+
+    #[test]
+    fn a_remembered_access_before_the_window_is_no_latest() {
+        let a = viewer("a");
+        let accesses = [NewAccess { nhs_number: CHILD, viewer: &a, at: at(30) + access_history::FIRST_ACCESS_WINDOW }];
+        let read = ahead(30, None, None, 1);
+        let read = ReadAhead { since: access_history::window_start(accesses[0].at), ..read };
+        let old = [remembered(CHILD, "a", line(3, 29))];
+        let put = BeforeRecording::from_read_aheads(&accesses, &[], &[Some(&read)], &old).unwrap();
+        assert_eq!(put.basis.latest, [None], "from before the window: it hides nothing");
+        assert!(put.before.is_empty());
+    }
+
+    #[test]
+    fn a_batch_not_wholly_read_ahead_is_read_afresh() {
+        let a = viewer("a");
+        let accesses = [NewAccess { nhs_number: CHILD, viewer: &a, at: at(30) }; 2];
+        let child = [CHILD.to_owned()];
+        let read = ahead(30, None, Some(Vec::new()), 1);
+        // An opening with no read ahead.
+        assert_eq!(BeforeRecording::from_read_aheads(&accesses, &[], &[Some(&read), None], &[]), None);
+        // A history to list that was not read (a FHIR search's read, for a tab).
+        let unread = ReadAhead { history: None, ..read.clone() };
+        assert_eq!(BeforeRecording::from_read_aheads(&accesses[..1], &[&child], &[Some(&unread)], &[]), None);
+        // A list that is not of the access's child.
+        let other = [SIBLING.to_owned()];
+        assert_eq!(BeforeRecording::from_read_aheads(&accesses[..1], &[&other], &[Some(&read)], &[]), None);
+        // As many reads as accesses, or nothing.
+        assert_eq!(BeforeRecording::from_read_aheads(&accesses, &[], &[Some(&read)], &[]), None);
+        assert!(BeforeRecording::from_read_aheads(&accesses, &[], &[Some(&read), Some(&read)], &[]).is_some());
     }
 }

@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 
-use super::access::{self, Histories, HistoryEntry, NewAccess, Recorded, Viewer};
+use super::access::{self, BeforeRecording, Histories, HistoryEntry, NewAccess, Recorded, Viewer};
 use super::items::{self, CpItem, HeldItem};
 use super::local_authority::LocalAuthority;
 use super::reference_names::ReferenceNames;
@@ -78,7 +78,7 @@ pub struct AccessOpening<'a> {
 /// opening of those children, here or in another instance, waits for this one.
 pub fn record_openings(conn: &mut PgConnection, openings: &[AccessOpening<'_>]) -> Result<Vec<Recorded>, AppError> {
     lock_children(conn, openings.iter().map(|o| o.nhs_number))?;
-    Ok(record_read(conn, &Default::default(), openings, &[], Log::default(), Guard::Held)?.0)
+    Ok(record_read(conn, &Default::default(), openings, &[], None, Log::default(), Guard::Held)?.0)
 }
 
 /// [`record_openings`] alone, in two round trips (issue 8: the batch is the access recorder's serial
@@ -101,11 +101,16 @@ pub fn record_openings(conn: &mut PgConnection, openings: &[AccessOpening<'_>]) 
 /// Only a pair's decision is checked, not the history shown: an opening of the same child by
 /// someone else, recorded by another instance between this read and this store, is not in this
 /// opening's history (as if this one had been read a moment earlier); it is in the next.
+///
+/// `read`, when given, is that first read done already, ahead, with the openings' records
+/// ([`access::BeforeRecording::from_read_aheads`]): then the openings are recorded in the one
+/// statement. The check is the same; the fallback reads afresh.
 pub fn record_openings_alone(
     conn: &mut PgConnection,
     names: &ReferenceNames,
     openings: &[AccessOpening<'_>],
     lists: &[&[String]],
+    read: Option<BeforeRecording>,
     log: Log,
 ) -> Result<(Vec<Recorded>, Histories), AppError> {
     if crate::db::in_transaction(conn) {
@@ -116,7 +121,8 @@ pub fn record_openings_alone(
     let keys = child_lock_keys(openings.iter().map(|o| o.nhs_number))?;
     let _durable = crate::db::DurableCommits::enter();
     let mut changed = false;
-    match record_read(conn, names, openings, lists, log.clone(), Guard::Claim { keys: &keys, changed: &mut changed }) {
+    let claim = Guard::Claim { keys: &keys, changed: &mut changed };
+    match record_read(conn, names, openings, lists, read, log.clone(), claim) {
         Err(_) if changed => {
             tracing::debug!(
                 openings = openings.len(),
@@ -148,7 +154,7 @@ fn record_openings_locked(
         return Err(lock_error(e));
     }
     let _durable = crate::db::DurableCommits::enter();
-    match record_read(conn, names, openings, lists, log, Guard::Held) {
+    match record_read(conn, names, openings, lists, None, log, Guard::Held) {
         Ok(done) => {
             AnsiTransactionManager::commit_transaction(conn)?;
             Ok(done)
@@ -171,19 +177,20 @@ enum Guard<'a> {
     Claim { keys: &'a [i64], changed: &'a mut bool },
 }
 
-/// The openings' accesses and audit entries (and the transmissions of `log`) read, decided and
-/// stored as `guard` says, and the lists' histories after them.
+/// The openings' accesses and audit entries (and the transmissions of `log`) read (unless `read`
+/// was already), decided and stored as `guard` says, and the lists' histories after them.
 fn record_read(
     conn: &mut PgConnection,
     names: &ReferenceNames,
     openings: &[AccessOpening<'_>],
     lists: &[&[String]],
+    read: Option<BeforeRecording>,
     log: Log,
     guard: Guard<'_>,
 ) -> Result<(Vec<Recorded>, Histories), AppError> {
     let accesses: Vec<NewAccess<'_>> =
         openings.iter().map(|o| NewAccess { nhs_number: o.nhs_number, viewer: o.viewer, at: o.at }).collect();
-    access::record_reading(conn, names, &accesses, lists, |conn, recorded, basis| {
+    access::record_reading(conn, names, &accesses, lists, read, |conn, recorded, basis| {
         // Each opening's audit entry names its access.
         let events = openings
             .iter()

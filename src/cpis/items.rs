@@ -1,9 +1,11 @@
 //! Child protection items as stored, and which of them a viewer may see today.
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
 
+use super::access::{self, HistoryEntry};
 use super::local_authority::LocalAuthority;
+use crate::domain::access_history::HISTORY_LIMIT;
 use crate::domain::retrieval::{self, ItemDates, ItemKind};
 use crate::pds::patient::{self, Lookup, Patient};
 use crate::schema::cp_items;
@@ -101,115 +103,229 @@ pub fn lookup_held(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<Hel
 }
 
 /// [`lookup_held`] for several numbers in one statement, one answer per number in their order:
-/// the access recorder reads the records of a batch of tab openings so (issue 8). A number asked
-/// twice is answered twice.
+/// [`lookup_held_reading_ahead`] reading nothing ahead. A number asked twice is answered twice.
 pub fn lookup_held_many(conn: &mut PgConnection, numbers: &[&str]) -> QueryResult<Vec<Held>> {
-    use diesel::sql_types::{Array, BigInt, Date, Nullable, Text};
+    let asked: Vec<(&str, Option<Ahead<'_>>)> = numbers.iter().map(|&n| (n, None)).collect();
+    Ok(lookup_held_reading_ahead(conn, &asked)?.into_iter().map(|(held, _)| held).collect())
+}
+
+/// What an opening of a number about to be looked up will read to be recorded, asked for with the
+/// lookup ([`lookup_held_reading_ahead`]): who is looking, from when their latest shown access
+/// counts ([`crate::domain::access_history::window_start`] of the opening's time), and whether the
+/// child's history is wanted (the tab shows it; a FHIR CareTeam answer does not).
+#[derive(Debug, Clone, Copy)]
+pub struct Ahead<'a> {
+    pub viewer_id: &'a str,
+    pub since: DateTime<Utc>,
+    pub history: bool,
+}
+
+/// [`lookup_held`] for several numbers in one statement, one answer per number in their order,
+/// each with what recording its opening will read ([`access::ReadAhead`]) when its [`Ahead`] asks
+/// for it, the number is the current record's and that record holds items: the tab reader and the
+/// FHIR CareTeam search read so, so that the access recorder need not (issue 8: one round trip
+/// fewer on every opening's way). A number asked twice is answered twice (and takes two ids).
+///
+/// The statement's parts are rows of one `UNION ALL`, told apart by `k`: 0 the record with each
+/// item it holds (one row with no item when it holds none), 1 the viewer's latest shown access
+/// since the window's start (CP-IS047), 2 an id from the accesses' sequence, 3 a line of the
+/// history of the record's numbers (CP-IS048), the newest [`HISTORY_LIMIT`]. Parts 1 to 3 are
+/// read only for records that are current and hold items: an id taken for a record whose items
+/// the viewer may not see is left unused (a gap in the sequence, as any rolled-back insert
+/// leaves).
+pub fn lookup_held_reading_ahead(
+    conn: &mut PgConnection,
+    asked: &[(&str, Option<Ahead<'_>>)],
+) -> QueryResult<Vec<(Held, Option<access::ReadAhead>)>> {
+    use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz};
     #[derive(QueryableByName)]
     struct Row {
+        /// Which part the row is of (above).
+        #[diesel(sql_type = Integer)]
+        k: i32,
         /// The number's place among those asked, from 1.
         #[diesel(sql_type = BigInt)]
         o: i64,
+        /// Part 0's: the record.
         #[diesel(embed)]
-        patient: Patient,
-        #[diesel(sql_type = Array<Text>)]
-        linked: Vec<String>,
-        /// None on the one row of a record with no items (or not current).
+        patient: Option<Patient>,
+        #[diesel(sql_type = Nullable<Array<Text>>)]
+        linked: Option<Vec<String>>,
+        /// Part 0's: an item (none on the one row of a record with no items, or not current).
         #[diesel(embed)]
         held: Option<HeldRow>,
-    }
-    /// A [`HeldItem`] whose number is named apart from the patient's.
-    #[derive(QueryableByName)]
-    struct HeldRow {
-        #[diesel(sql_type = BigInt)]
-        item_id: i64,
-        #[diesel(sql_type = Text)]
-        item_nhs_number: String,
-        #[diesel(sql_type = Text)]
-        la_code: String,
-        #[diesel(sql_type = Text)]
-        item_type: String,
-        #[diesel(sql_type = Text)]
-        la_child_id: String,
-        #[diesel(sql_type = Date)]
-        start_date: NaiveDate,
-        #[diesel(sql_type = Nullable<Date>)]
-        end_date: Option<NaiveDate>,
-        #[diesel(sql_type = Nullable<Date>)]
-        delete_date: Option<NaiveDate>,
-        #[diesel(embed)]
-        authority: LocalAuthority,
+        /// Parts 1 to 3: the access (its id alone for part 2, its time alone for part 1).
+        #[diesel(sql_type = Nullable<BigInt>)]
+        a_id: Option<i64>,
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        a_at: Option<DateTime<Utc>>,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        a_user_id: Option<i64>,
+        #[diesel(sql_type = Nullable<Text>)]
+        a_viewer_name: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        a_job_role_code: Option<String>,
+        #[diesel(sql_type = Nullable<Text>)]
+        a_organisation_code: Option<String>,
     }
     // Each number's record and its linked numbers as in `lookup_linked` (OFFSET 0: read once),
     // then its items as in `current_held`, each authority by its key; no items unless it is
-    // current. The numbers come through a sub-select, as in `current_held`, so that one generic
-    // plan serves every batch.
+    // current. The arrays come through sub-selects, as in `current_held`, so that one generic
+    // plan serves every batch. Parts 1 to 3 read as `access::read_before_recording` does.
     let rows: Vec<Row> = crate::db::prepared::sql(concat!(
-        "SELECT q.o, p.nhs_number, p.given_name, p.family_name, p.gender, p.birth_date, p.death_date, p.postcode, \
-                p.address, p.gp_ods, p.restricted, p.superseded_by, p.invalidated, p.linked, \
-                h.id AS item_id, h.nhs_number AS item_nhs_number, h.la_code, h.item_type, h.la_child_id, \
-                h.start_date, h.end_date, h.delete_date, h.code, h.reference_name, h.display_name, \
-                h.emergency_phone, h.office_hours_phone, h.contacts_updated_at \
-         FROM unnest((SELECT $1::text[])) WITH ORDINALITY AS q(n, o) \
-         CROSS JOIN LATERAL ( \
-             SELECT p.nhs_number, p.given_name, p.family_name, p.gender, p.birth_date, p.death_date, p.postcode, \
-                    p.address, p.gp_ods, p.restricted, p.superseded_by, p.invalidated, \
-                    ARRAY(WITH RECURSIVE linked(nhs_number, depth) AS (SELECT p.nhs_number, 0 UNION ",
+        "WITH asked AS MATERIALIZED ( \
+             SELECT * FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), (SELECT $3::timestamptz[]), \
+                 (SELECT $4::bool[])) WITH ORDINALITY AS asked(n, v, w, hist, o) \
+         ), p AS MATERIALIZED ( \
+             SELECT asked.o, asked.v, asked.w, asked.hist, p.* FROM asked CROSS JOIN LATERAL ( \
+                 SELECT p.nhs_number, p.given_name, p.family_name, p.gender, p.birth_date, p.death_date, \
+                        p.postcode, p.address, p.gp_ods, p.restricted, p.superseded_by, p.invalidated, \
+                        ARRAY(WITH RECURSIVE linked(nhs_number, depth) AS (SELECT p.nhs_number, 0 UNION ",
         crate::pds::patient::linked_step!(),
         ") SELECT DISTINCT nhs_number FROM linked) AS linked \
-             FROM patients p WHERE p.nhs_number = q.n OFFSET 0 \
-         ) AS p \
-         LEFT JOIN LATERAL ( \
-             SELECT i.id, i.nhs_number, i.la_code, i.item_type, i.la_child_id, i.start_date, i.end_date, \
+                 FROM patients p WHERE p.nhs_number = asked.n OFFSET 0 \
+             ) AS p \
+         ), h AS MATERIALIZED ( \
+             SELECT p.o, i.id, i.nhs_number, i.la_code, i.item_type, i.la_child_id, i.start_date, i.end_date, \
                     i.delete_date, la.code, la.reference_name, la.display_name, la.emergency_phone, \
                     la.office_hours_phone, la.contacts_updated_at \
-             FROM cp_items i CROSS JOIN LATERAL ( \
+             FROM p CROSS JOIN LATERAL ( \
+                 SELECT * FROM cp_items i \
+                 WHERE i.nhs_number = ANY(p.linked) AND i.deleted_at IS NULL \
+                   AND NOT p.invalidated AND p.superseded_by IS NULL \
+             ) AS i CROSS JOIN LATERAL ( \
                  SELECT * FROM local_authorities la WHERE la.code = i.la_code OFFSET 0 \
              ) AS la \
-             WHERE i.nhs_number = ANY(p.linked) AND i.deleted_at IS NULL \
-               AND NOT p.invalidated AND p.superseded_by IS NULL \
-         ) AS h ON true \
-         ORDER BY q.o, h.la_code, h.item_type, h.id"
+         ), r AS MATERIALIZED ( \
+             SELECT p.o, p.nhs_number, p.linked, p.v, p.w, p.hist FROM p \
+             WHERE p.v IS NOT NULL AND EXISTS (SELECT FROM h WHERE h.o = p.o) \
+         ) \
+         SELECT 0 AS k, p.o, p.nhs_number, p.given_name, p.family_name, p.gender, p.birth_date, p.death_date, \
+                p.postcode, p.address, p.gp_ods, p.restricted, p.superseded_by, p.invalidated, p.linked, \
+                h.id AS item_id, h.nhs_number AS item_nhs_number, h.la_code, h.item_type, h.la_child_id, \
+                h.start_date, h.end_date, h.delete_date, h.code, h.reference_name, h.display_name, \
+                h.emergency_phone, h.office_hours_phone, h.contacts_updated_at, \
+                NULL::bigint AS a_id, NULL::timestamptz AS a_at, NULL::bigint AS a_user_id, \
+                NULL::text AS a_viewer_name, NULL::text AS a_job_role_code, NULL::text AS a_organisation_code \
+         FROM p LEFT JOIN h ON h.o = p.o \
+         UNION ALL \
+         SELECT x.k, r.o, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+                x.id, x.accessed_at, x.user_id, x.viewer_name, x.job_role_code, x.organisation_code \
+         FROM r CROSS JOIN LATERAL ( \
+             SELECT 1 AS k, NULL::bigint AS id, \
+                 (SELECT max(e.accessed_at) FROM access_events e \
+                  WHERE e.nhs_number = r.nhs_number AND e.viewer_id = r.v AND e.shown AND e.accessed_at > r.w) \
+                     AS accessed_at, \
+                 NULL::bigint AS user_id, NULL::text AS viewer_name, NULL::text AS job_role_code, \
+                 NULL::text AS organisation_code \
+             UNION ALL \
+             SELECT 2, nextval('access_events_id_seq'), NULL, NULL, NULL, NULL, NULL \
+             UNION ALL \
+             (SELECT 3, e.id, e.accessed_at, e.user_id, e.viewer_name, e.job_role_code, e.organisation_code \
+              FROM unnest(r.linked) AS n(nhs_number) CROSS JOIN LATERAL ( \
+                  SELECT id, accessed_at, user_id, viewer_name, job_role_code, organisation_code \
+                  FROM access_events \
+                  WHERE access_events.nhs_number = n.nhs_number AND shown \
+                  ORDER BY accessed_at DESC, id DESC LIMIT $5 \
+              ) AS e \
+              WHERE r.hist \
+              ORDER BY e.accessed_at DESC, e.id DESC LIMIT $5) \
+         ) AS x \
+         ORDER BY o, k, la_code, item_type, item_id, a_at DESC, a_id DESC"
     ))
-    .bind::<Array<Text>, _>(numbers.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(asked.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(asked.iter().map(|(_, a)| a.map(|a| a.viewer_id.to_owned())).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(asked.iter().map(|(_, a)| a.map(|a| a.since)).collect::<Vec<_>>())
+    .bind::<Array<Bool>, _>(asked.iter().map(|(_, a)| a.is_some_and(|a| a.history)).collect::<Vec<_>>())
+    .bind::<BigInt, _>(HISTORY_LIMIT as i64)
     .load(conn)?;
     let mut rows = rows.into_iter().peekable();
-    let mut answers = Vec::with_capacity(numbers.len());
-    for (place, &nhs_number) in (1..).zip(numbers) {
-        let Some(first) = rows.next_if(|r| r.o == place) else {
-            answers.push((Lookup::NotFound, Vec::new(), Vec::new()));
+    let mut answers = Vec::with_capacity(asked.len());
+    for (place, &(nhs_number, ahead)) in (1..).zip(asked) {
+        let mut mine = std::iter::from_fn(|| rows.next_if(|r| r.o == place)).collect::<Vec<Row>>().into_iter();
+        let Some(first) = mine.next() else {
+            answers.push(((Lookup::NotFound, Vec::new(), Vec::new()), None));
             continue;
         };
-        if first.patient.invalidated || first.patient.superseded_by.is_some() {
-            while rows.next_if(|r| r.o == place).is_some() {}
+        let Row { patient: Some(patient), linked: Some(mut linked), held, .. } = first else {
+            // Part 0 comes first for every record found, and it always has the record.
+            return Err(diesel::result::Error::DeserializationError("a lookup's row came without its record".into()));
+        };
+        if patient.invalidated || patient.superseded_by.is_some() {
             let (found, linked) = patient::lookup_then_linked(conn, nhs_number)?;
             let held = if matches!(found, Lookup::NotFound) { Vec::new() } else { current_held(conn, &linked)? };
-            answers.push((found, linked, held));
+            answers.push(((found, linked, held), None));
             continue;
         }
-        let Row { patient, mut linked, held, .. } = first;
         linked.sort_by_key(|n| n != &patient.nhs_number);
-        let rest = std::iter::from_fn(|| rows.next_if(|r| r.o == place).map(|r| r.held));
-        let items = std::iter::once(held)
-            .chain(rest)
-            .flatten()
-            .map(|h| HeldItem {
-                item: CpItem {
-                    id: h.item_id,
-                    nhs_number: h.item_nhs_number,
-                    la_code: h.la_code,
-                    item_type: h.item_type,
-                    la_child_id: h.la_child_id,
-                    start_date: h.start_date,
-                    end_date: h.end_date,
-                    delete_date: h.delete_date,
-                },
-                authority: h.authority,
-            })
-            .collect();
-        answers.push((Lookup::Found(patient), linked, items));
+        let mut items: Vec<HeldItem> = held.map(HeldRow::into_item).into_iter().collect();
+        let (mut latest, mut id, mut history) = (None, None, Vec::new());
+        for row in mine {
+            match row.k {
+                0 => items.extend(row.held.map(HeldRow::into_item)),
+                1 => latest = row.a_at,
+                2 => id = row.a_id,
+                _ => {
+                    if let (Some(id), Some(at), Some(name), Some(role), Some(organisation)) =
+                        (row.a_id, row.a_at, row.a_viewer_name, row.a_job_role_code, row.a_organisation_code)
+                    {
+                        history.push(HistoryEntry::unnamed(id, at, row.a_user_id, name, role, organisation));
+                    }
+                }
+            }
+        }
+        let read = match (ahead, id) {
+            (Some(ahead), Some(id)) => {
+                Some(access::ReadAhead { since: ahead.since, latest, history: ahead.history.then_some(history), id })
+            }
+            _ => None,
+        };
+        answers.push(((Lookup::Found(patient), linked, items), read));
     }
     Ok(answers)
+}
+
+/// A [`HeldItem`] whose number is named apart from the patient's, as [`lookup_held_reading_ahead`]
+/// reads it.
+#[derive(QueryableByName)]
+struct HeldRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    item_id: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    item_nhs_number: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    la_code: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    item_type: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    la_child_id: String,
+    #[diesel(sql_type = diesel::sql_types::Date)]
+    start_date: NaiveDate,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Date>)]
+    end_date: Option<NaiveDate>,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Date>)]
+    delete_date: Option<NaiveDate>,
+    #[diesel(embed)]
+    authority: LocalAuthority,
+}
+
+impl HeldRow {
+    fn into_item(self) -> HeldItem {
+        HeldItem {
+            item: CpItem {
+                id: self.item_id,
+                nhs_number: self.item_nhs_number,
+                la_code: self.la_code,
+                item_type: self.item_type,
+                la_child_id: self.la_child_id,
+                start_date: self.start_date,
+                end_date: self.end_date,
+                delete_date: self.delete_date,
+            },
+            authority: self.authority,
+        }
+    }
 }
 
 #[cfg(test)]

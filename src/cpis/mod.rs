@@ -7,6 +7,7 @@ pub mod contacts;
 pub mod inactive;
 pub mod items;
 pub mod local_authority;
+pub mod recent;
 pub mod recorder;
 pub mod reference_names;
 pub mod upload;

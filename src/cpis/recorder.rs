@@ -34,13 +34,15 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use diesel::PgConnection;
 
-use super::access::{Channel, HistoryEntry, Recorded, Viewer};
+use super::access::{self, BeforeRecording, Channel, HistoryEntry, NewAccess, RecentAccess, Recorded, Viewer};
 use super::alert::{self, AccessOpening, AuthorityBlock};
 use super::items;
+use super::recent::Recent;
 use super::reference_names::ReferenceNames;
 use crate::audit::Actor;
 use crate::auth::session_cache::SessionCache;
 use crate::db::{self, DbPool};
+use crate::domain::access_history;
 use crate::error::AppError;
 use crate::mailbox::transmissions;
 use crate::pds::patient::{Lookup, Patient};
@@ -65,6 +67,16 @@ pub struct Opening {
     /// The FHIR search whose answer this opening is, logged with it (CP-IS061): a search and
     /// its access are stored together or not at all.
     pub exchange: Option<FhirExchange>,
+    /// What recording it reads, read ahead with its record, if it was: then it is not read again
+    /// (unless another opening of its batch lacks it).
+    pub read_ahead: Option<ReadAheadAt>,
+}
+
+/// A read ahead ([`access::ReadAhead`]) with the [`Recent::mark`] taken before it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadAheadAt {
+    pub mark: u64,
+    pub read: access::ReadAhead,
 }
 
 /// A FHIR query (03) in from an organisation and the response (04) out to it, for the
@@ -192,6 +204,8 @@ pub struct AccessRecorder {
     queue: SyncSender<Job>,
     /// The tab reader's queue ([`AccessRecorder::open_tab`]).
     tabs: SyncSender<TabJob>,
+    /// The shown accesses recorded lately, for the reads ahead ([`AccessRecorder::mark`]).
+    recent: Arc<Recent>,
 }
 
 impl AccessRecorder {
@@ -209,20 +223,28 @@ impl AccessRecorder {
     ) -> AccessRecorder {
         let (queue, jobs) = mpsc::sync_channel(QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));
+        let recent = Arc::new(Recent::default());
         for n in 0..threads.max(1) {
             let (pool, jobs, names, contacts) = (pool.clone(), jobs.clone(), names.clone(), contacts.clone());
+            let recent = recent.clone();
             std::thread::Builder::new()
                 .name(format!("cpis-recorder-{n}"))
-                .spawn(move || work(&pool, &jobs, &names, contacts.as_deref()))
+                .spawn(move || work(&pool, &jobs, &names, contacts.as_deref(), &recent))
                 .expect("start an access recorder thread");
         }
         let (tabs, to_read) = mpsc::sync_channel(QUEUE);
-        let recording = queue.clone();
+        let (recording, reading) = (queue.clone(), recent.clone());
         std::thread::Builder::new()
             .name("cpis-tab-reader".into())
-            .spawn(move || read_tabs(&pool, &Mutex::new(to_read), &recording))
+            .spawn(move || read_tabs(&pool, &Mutex::new(to_read), &recording, &reading))
             .expect("start the tab reader thread");
-        AccessRecorder { queue, tabs }
+        AccessRecorder { queue, tabs, recent }
+    }
+
+    /// The mark to take before reading ahead what an opening's recording reads
+    /// ([`ReadAheadAt`]), for an opening to be recorded by [`AccessRecorder::open`].
+    pub fn mark(&self) -> u64 {
+        self.recent.mark()
     }
 
     /// Records the opening and answers with what it decided, once it is durable.
@@ -279,11 +301,13 @@ fn next_batch<T>(jobs: &Mutex<Receiver<T>>) -> Option<Vec<T>> {
 /// with nothing to record, and hands the rest to the recording threads. Reading and recording are
 /// two stages, each a batch at a time, so that one batch's records are read while the one before
 /// is recorded.
-fn read_tabs(pool: &DbPool, jobs: &Mutex<Receiver<TabJob>>, recording: &SyncSender<Job>) {
+fn read_tabs(pool: &DbPool, jobs: &Mutex<Receiver<TabJob>>, recording: &SyncSender<Job>, recent: &Recent) {
     while let Some(batch) = next_batch(jobs) {
-        let asked: Vec<&str> = batch.iter().map(|j| j.opening.nhs_number.as_str()).collect();
-        let looked =
-            run_caught(pool, "the tab reader failed while reading", |conn| Ok(items::lookup_held_many(conn, &asked)?));
+        let mark = recent.mark();
+        let asked = ahead_of(batch.iter().map(|j| &j.opening));
+        let looked = run_caught(pool, "the tab reader failed while reading", |conn| {
+            Ok(items::lookup_held_reading_ahead(conn, &asked)?)
+        });
         let looked = match looked {
             Ok(looked) => looked,
             Err(e) => {
@@ -291,9 +315,10 @@ fn read_tabs(pool: &DbPool, jobs: &Mutex<Receiver<TabJob>>, recording: &SyncSend
                 continue;
             }
         };
-        // One answer per number asked (`lookup_held_many`).
-        for (TabJob { opening, may_see_unborn, reply }, held) in batch.into_iter().zip(looked) {
-            match resolve_tab(opening, held, may_see_unborn) {
+        // One answer per number asked (`lookup_held_reading_ahead`).
+        for (TabJob { opening, may_see_unborn, reply }, (held, read)) in batch.into_iter().zip(looked) {
+            let read_ahead = read.map(|read| ReadAheadAt { mark, read });
+            match resolve_tab(Opening { read_ahead, ..opening }, held, may_see_unborn) {
                 Ok((opening, shown)) => {
                     if let Err(refused) = send(recording, Job { opening, ask: Ask::Shown { shown, reply } }) {
                         let (job, e) = *refused;
@@ -309,8 +334,21 @@ fn read_tabs(pool: &DbPool, jobs: &Mutex<Receiver<TabJob>>, recording: &SyncSend
 /// What a tab opening shows: its record and what the viewer may see of the items it holds.
 type Shown = (Box<Patient>, Vec<AuthorityBlock>);
 
+/// What the tab reader asks of each tab's record: the record, and what recording its opening
+/// reads, with its history (the tab shows it).
+fn ahead_of<'a>(openings: impl Iterator<Item = &'a Opening>) -> Vec<(&'a str, Option<items::Ahead<'a>>)> {
+    openings
+        .map(|o| {
+            let since = access_history::window_start(o.at);
+            (o.nhs_number.as_str(), Some(items::Ahead { viewer_id: &o.viewer.viewer_id, since, history: true }))
+        })
+        .collect()
+}
+
 /// A tab's opening as it is to be recorded, under the current record's number with its history
-/// over that record's numbers, with what it shows; or the answer when nothing is to be recorded.
+/// over that record's numbers (and what recording it reads, if that was read ahead with its
+/// record, which is only when the number asked is the current one), with what it shows; or the
+/// answer when nothing is to be recorded.
 fn resolve_tab(opening: Opening, held: items::Held, may_see_unborn: bool) -> Result<(Opening, Shown), TabAnswer> {
     match held {
         (Lookup::Found(patient), linked, held) => {
@@ -335,12 +373,14 @@ pub fn open_tabs(
     contacts: Option<&SessionCache>,
     tabs: &[(Opening, bool)],
 ) -> Result<Vec<Result<TabAnswer, AppError>>, AppError> {
-    let asked: Vec<&str> = tabs.iter().map(|(o, _)| o.nhs_number.as_str()).collect();
-    let looked = items::lookup_held_many(conn, &asked)?;
+    let recent = Recent::default();
+    let mark = recent.mark();
+    let looked = items::lookup_held_reading_ahead(conn, &ahead_of(tabs.iter().map(|(o, _)| o)))?;
     let mut answers: Vec<Option<Result<TabAnswer, AppError>>> = Vec::with_capacity(tabs.len());
     let (mut openings, mut shown) = (Vec::new(), Vec::new());
-    for (place, ((opening, may_see_unborn), held)) in tabs.iter().zip(looked).enumerate() {
-        match resolve_tab(opening.clone(), held, *may_see_unborn) {
+    for (place, ((opening, may_see_unborn), (held, read))) in tabs.iter().zip(looked).enumerate() {
+        let read_ahead = read.map(|read| ReadAheadAt { mark, read });
+        match resolve_tab(Opening { read_ahead, ..opening.clone() }, held, *may_see_unborn) {
             Ok((opening, tab)) => {
                 openings.push(opening);
                 shown.push((place, tab));
@@ -349,7 +389,8 @@ pub fn open_tabs(
             Err(answer) => answers.push(Some(Ok(answer))),
         }
     }
-    let recorded = if openings.is_empty() { Vec::new() } else { record_all(conn, names, contacts, &openings)? };
+    let recorded =
+        if openings.is_empty() { Vec::new() } else { record_all(conn, names, contacts, Some(&recent), &openings)? };
     for ((place, (patient, authorities)), result) in shown.into_iter().zip(recorded) {
         answers[place] = Some(result.map(|opened| TabAnswer::Opened { patient, tab: opened.into_tab(authorities) }));
     }
@@ -362,11 +403,17 @@ pub fn open_tabs(
 /// One thread's loop: waits for an opening, takes whatever else is queued, records them. A panic
 /// while recording fails that batch's openings (500), not the thread: the next batch is recorded
 /// as usual.
-fn work(pool: &DbPool, jobs: &Mutex<Receiver<Job>>, names: &ReferenceNames, contacts: Option<&SessionCache>) {
+fn work(
+    pool: &DbPool,
+    jobs: &Mutex<Receiver<Job>>,
+    names: &ReferenceNames,
+    contacts: Option<&SessionCache>,
+    recent: &Recent,
+) {
     while let Some(batch) = next_batch(jobs) {
         let (openings, asks): (Vec<Opening>, Vec<Ask>) = batch.into_iter().map(|j| (j.opening, j.ask)).unzip();
         let recorded = run_caught(pool, "the access recorder failed while recording", |conn| {
-            record_all(conn, names, contacts, &openings)
+            record_all(conn, names, contacts, Some(recent), &openings)
         });
         match recorded {
             Ok(results) => {
@@ -429,13 +476,19 @@ fn refuse_queued<T: Queued>(jobs: &Mutex<Receiver<T>>) {
 /// connection no longer answers or there was but one opening; nothing was recorded. The tab's
 /// (SCRa) histories get their viewers' contact details ([`super::contacts::fill`], remembered in
 /// `contacts`); if that read fails, it fails those openings (their accesses are recorded).
+///
+/// With `recent`, the batch is first stored without reading when every opening's reads were read
+/// ahead ([`ReadAheadAt`]) and the batches recorded since are remembered there; its shown accesses
+/// are remembered there in turn. (Recorded one by one, each opening reads afresh.)
 pub fn record_all(
     conn: &mut PgConnection,
     names: &ReferenceNames,
     contacts: Option<&SessionCache>,
+    recent: Option<&Recent>,
     openings: &[Opening],
 ) -> Result<Vec<Result<Opened, AppError>>, AppError> {
-    let mut recorded: Vec<Result<(Recorded, Vec<HistoryEntry>), AppError>> = match store(conn, names, openings) {
+    let read = recent.and_then(|recent| read_ahead(recent, openings));
+    let mut recorded: Vec<Result<(Recorded, Vec<HistoryEntry>), AppError>> = match store(conn, names, openings, read) {
         Ok(stored) => stored.into_iter().map(Ok).collect(),
         Err(e) if openings.len() > 1 && db::answers(conn) => {
             tracing::warn!(error = %e, openings = openings.len(), "a batch of openings failed; recording them one by one");
@@ -447,7 +500,7 @@ pub fn record_all(
                     if held_elsewhere.contains(&opening.nhs_number.as_str()) {
                         return Err(AppError::Unavailable);
                     }
-                    let stored = store(conn, names, std::slice::from_ref(opening)).map(|mut r| r.remove(0));
+                    let stored = store(conn, names, std::slice::from_ref(opening), None).map(|mut r| r.remove(0));
                     if matches!(stored, Err(AppError::Unavailable)) {
                         held_elsewhere.push(&opening.nhs_number);
                     }
@@ -457,6 +510,13 @@ pub fn record_all(
         }
         Err(e) => return Err(e),
     };
+    if let Some(recent) = recent {
+        let shown = recorded.iter().zip(openings).filter_map(|(r, o)| match r {
+            Ok((r, _)) if r.shown => Some(RecentAccess::of(&new_access(o), r.id)),
+            _ => None,
+        });
+        recent.remember(shown.collect());
+    }
     // The FHIR API shows no contact details (CP-IS059 is the tab's): only the tab's are read. A
     // failed read fails each of those openings alike.
     let tabs = recorded
@@ -479,12 +539,31 @@ pub fn record_all(
         .collect())
 }
 
+/// The access an opening records.
+fn new_access(o: &Opening) -> NewAccess<'_> {
+    NewAccess { nhs_number: &o.nhs_number, viewer: &o.viewer, at: o.at }
+}
+
+/// What recording the openings reads, put together from their reads ahead and the shown accesses
+/// remembered since the earliest of them ([`BeforeRecording::from_read_aheads`]); `None` when an
+/// opening has none, or those batches are no longer remembered.
+fn read_ahead(recent: &Recent, openings: &[Opening]) -> Option<BeforeRecording> {
+    let aheads: Vec<Option<&ReadAheadAt>> = openings.iter().map(|o| o.read_ahead.as_ref()).collect();
+    let mark = aheads.iter().map(|a| a.map(|a| a.mark)).collect::<Option<Vec<u64>>>()?.into_iter().min()?;
+    let since_read = recent.since(mark)?;
+    let accesses: Vec<NewAccess<'_>> = openings.iter().map(new_access).collect();
+    let lists: Vec<&[String]> = openings.iter().map(|o| o.history_of.as_slice()).collect();
+    let reads: Vec<Option<&access::ReadAhead>> = aheads.iter().map(|a| a.map(|a| &a.read)).collect();
+    BeforeRecording::from_read_aheads(&accesses, &lists, &reads, &since_read)
+}
+
 /// The openings and the exchanges they answer, in a transaction of their own, each with its
-/// child's history after them.
+/// child's history after them; `read` is what recording them reads, when that was read ahead.
 fn store(
     conn: &mut PgConnection,
     names: &ReferenceNames,
     openings: &[Opening],
+    read: Option<BeforeRecording>,
 ) -> Result<Vec<(Recorded, Vec<HistoryEntry>)>, AppError> {
     let all: Vec<AccessOpening<'_>> = openings
         .iter()
@@ -494,6 +573,6 @@ fn store(
     let exchanges: Vec<(&FhirExchange, DateTime<Utc>)> =
         openings.iter().filter_map(|o| o.exchange.as_ref().map(|e| (e, o.at))).collect();
     let log = transmissions::Log::of(&FhirExchange::transmissions(&exchanges));
-    let (recorded, histories) = alert::record_openings_alone(conn, names, &all, &lists, log)?;
+    let (recorded, histories) = alert::record_openings_alone(conn, names, &all, &lists, read, log)?;
     Ok(recorded.into_iter().zip(histories).collect())
 }

@@ -222,7 +222,15 @@ pub async fn open_alert_tab(
     let viewer = principal.viewer(&role);
     let unborn = role.may_see_unborn_plans();
     let actor = viewer.user_id.map_or(Actor::Anonymous, Actor::User);
-    let opening = Opening { nhs_number: number, history_of: Vec::new(), viewer, actor, at: Utc::now(), exchange: None };
+    let opening = Opening {
+        nhs_number: number,
+        history_of: Vec::new(),
+        viewer,
+        actor,
+        at: Utc::now(),
+        exchange: None,
+        read_ahead: None,
+    };
     let (patient, tab) = match state.recorder.open_tab(opening, unborn).await? {
         TabAnswer::Opened { patient, tab } => (patient, tab),
         TabAnswer::Moved { current } => return Ok(see_other(&format!("/patients/{current}/child-care-alert"))),

@@ -12,6 +12,9 @@ use proptest::prelude::*;
 
 use cpis::cpis::access::Recorded;
 use cpis::cpis::alert::{record_openings, record_openings_alone, AccessOpening};
+use cpis::cpis::items::{lookup_held_reading_ahead, Ahead};
+use cpis::cpis::recent::Recent;
+use cpis::cpis::recorder::{record_all, Opening, ReadAheadAt};
 use cpis::domain::access_history::{decide_in_order, window_start};
 use cpis::mailbox::transmissions::Log;
 use cpis::seed::demo::fixtures::*;
@@ -33,7 +36,7 @@ fn open_on_thread(
             AccessOpening { nhs_number: NOAH_WILLIAMS, viewer: &viewer, actor: cpis::audit::Actor::Anonymous, at };
         let child = [NOAH_WILLIAMS.to_owned()];
         let (mut recorded, histories) =
-            record_openings_alone(&mut conn, &Default::default(), &[opening], &[&child], Log::default()).unwrap();
+            record_openings_alone(&mut conn, &Default::default(), &[opening], &[&child], None, Log::default()).unwrap();
         (recorded.remove(0), histories[0].iter().map(|h| h.viewer_name.clone() + "/" + &h.id.to_string()).collect())
     })
 }
@@ -229,7 +232,7 @@ fn a_batch_stored_in_two_round_trips_is_decided_as_the_rule_decides() {
                 "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM access_events_id_seq",
             );
             let (recorded, _) =
-                record_openings_alone(&mut conn, &Default::default(), &openings, &[], Log::default()).unwrap();
+                record_openings_alone(&mut conn, &Default::default(), &openings, &[], None, Log::default()).unwrap();
             let shown: Vec<bool> = recorded.iter().map(|r| r.shown).collect();
             prop_assert_eq!(&shown, &expected);
             let ids: Vec<i64> = recorded.iter().map(|r| r.id).collect();
@@ -291,4 +294,88 @@ fn the_claim_refuses_a_basis_that_is_not_what_the_table_holds() {
     assert_eq!(claim(&mut conn, &latest, "").unwrap(), 1);
     assert_eq!(crate::support::db::texts(&mut conn, "SELECT current_setting('lock_timeout') AS s"), ["7s"]);
     execute(&mut conn, "ROLLBACK");
+}
+
+/// A tab's opening as the access recorder gets it, with its read ahead when there is one.
+fn tab_opening(who: &str, at: DateTime<Utc>, read_ahead: Option<ReadAheadAt>) -> Opening {
+    Opening {
+        nhs_number: NOAH_WILLIAMS.to_owned(),
+        history_of: vec![NOAH_WILLIAMS.to_owned()],
+        viewer: api_viewer(who),
+        actor: cpis::audit::Actor::Anonymous,
+        at,
+        exchange: None,
+        read_ahead,
+    }
+}
+
+/// What the tab reader reads ahead for `who` opening Noah's tab at `at`, with the mark before it.
+fn read_ahead(conn: &mut PgConnection, recent: &Recent, who: &str, at: DateTime<Utc>) -> ReadAheadAt {
+    let mark = recent.mark();
+    let ahead = Ahead { viewer_id: who, since: window_start(at), history: true };
+    let (_, read) = lookup_held_reading_ahead(conn, &[(NOAH_WILLIAMS, Some(ahead))]).unwrap().remove(0);
+    ReadAheadAt { mark, read: read.expect("a current record holding items is read ahead") }
+}
+
+/// Records one opening as a recorder thread does, remembering it in `recent`: whether it was
+/// shown, its id, and its history's ids.
+fn record(conn: &mut PgConnection, recent: &Recent, opening: Opening) -> (bool, i64, Vec<i64>) {
+    let opened = record_all(conn, &Default::default(), None, Some(recent), &[opening]).unwrap().remove(0).unwrap();
+    (opened.recorded.shown, opened.recorded.id, opened.history.iter().map(|h| h.id).collect())
+}
+
+/// Issue 8: what recording an opening reads is read ahead with its record, often while the batch
+/// before is being recorded. That read lacks the openings this instance recorded after it; the
+/// recorder adds them, and stores the opening as read: its id is the one read ahead (no second
+/// read, no fallback), the first-access rule counts the openings recorded since (CP-IS047), and
+/// the history lists them (CP-IS048).
+#[test]
+fn a_read_ahead_is_completed_with_what_this_instance_recorded_since() {
+    let db = TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    let recent = Recent::default();
+    let now = Utc::now();
+    let first = read_ahead(&mut conn, &recent, "ahead-a", now);
+    let again = read_ahead(&mut conn, &recent, "ahead-a", now + TimeDelta::seconds(1));
+    assert_ne!(first.read.id, again.read.id);
+    // Meanwhile someone else's opening (stamped a moment earlier) is recorded, read afresh.
+    let (shown, other, _) = record(&mut conn, &recent, tab_opening("ahead-b", now - TimeDelta::seconds(1), None));
+    assert!(shown);
+    let (shown, id, history) = record(&mut conn, &recent, tab_opening("ahead-a", now, Some(first.clone())));
+    assert!(shown);
+    assert_eq!(id, first.read.id, "stored as read ahead");
+    assert_eq!(&history[..2], [id, other], "the opening recorded since is listed");
+    // The same viewer's second opening was read before the first was recorded: within its window.
+    let (shown, id, history) =
+        record(&mut conn, &recent, tab_opening("ahead-a", now + TimeDelta::seconds(1), Some(again.clone())));
+    assert!(!shown, "CP-IS047: the first, recorded after this was read, counts");
+    assert_eq!(id, again.read.id, "stored as read ahead, not read again");
+    assert_eq!(&history[..2], [first.read.id, other]);
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM access_events WHERE viewer_id = 'ahead-a' AND shown"), 1);
+    assert!(matches!(cpis::audit::verify::verify(&mut conn).unwrap(), cpis::audit::verify::Verdict::Intact { .. }));
+}
+
+/// What another instance recorded after a read ahead is not remembered here: when it is the same
+/// viewer's opening of the child, the store's check finds it (migration 000034) and the opening
+/// is read again, locked, and decided on what the table holds (CP-IS047).
+#[test]
+fn a_read_ahead_overtaken_by_another_instance_is_read_again() {
+    let db = TestDatabase::new(Template::Demo);
+    let (mut conn, mut elsewhere) = (db.conn(), db.conn());
+    let recent = Recent::default();
+    let now = Utc::now();
+    let stale = read_ahead(&mut conn, &recent, "ahead-c", now + TimeDelta::seconds(1));
+    let viewer = api_viewer("ahead-c");
+    let other =
+        AccessOpening { nhs_number: NOAH_WILLIAMS, viewer: &viewer, actor: cpis::audit::Actor::Anonymous, at: now };
+    execute(&mut elsewhere, "BEGIN");
+    assert!(record_openings(&mut elsewhere, &[other]).unwrap()[0].shown);
+    execute(&mut elsewhere, "COMMIT");
+    let (shown, id, history) =
+        record(&mut conn, &recent, tab_opening("ahead-c", now + TimeDelta::seconds(1), Some(stale.clone())));
+    assert!(!shown, "decided again on the table: the other instance's opening is within its window");
+    assert_ne!(id, stale.read.id, "read again, with an id of its own");
+    assert_eq!(history.len(), history.iter().collect::<std::collections::HashSet<_>>().len());
+    assert_eq!(count(&mut conn, &format!("SELECT count(*) FROM access_events WHERE id = {}", stale.read.id)), 0);
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM access_events WHERE viewer_id = 'ahead-c'"), 2);
 }

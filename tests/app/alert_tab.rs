@@ -399,6 +399,7 @@ fn opening(nhs: &str, who: &str, at: chrono::DateTime<chrono::Utc>) -> cpis::cpi
         actor: cpis::audit::Actor::Anonymous,
         at,
         exchange: None,
+        read_ahead: None,
     }
 }
 
@@ -502,7 +503,7 @@ fn a_batch_of_openings_is_decided_in_the_order_queued() {
         // Queued after a later-stamped shown opening by the same viewer: within its window.
         opening(MIA_THOMPSON, "batch-a", now - TimeDelta::seconds(1)),
     ];
-    let results = recorder::record_all(&mut conn, &Default::default(), None, &batch).unwrap();
+    let results = recorder::record_all(&mut conn, &Default::default(), None, None, &batch).unwrap();
     let shown: Vec<bool> = results.iter().map(|r| r.as_ref().unwrap().recorded.shown).collect();
     assert_eq!(shown, [true, false, true, true, false]);
     let ids: Vec<i64> = results.iter().map(|r| r.as_ref().unwrap().recorded.id).collect();
@@ -549,7 +550,7 @@ fn a_batch_of_openings_is_decided_in_the_order_queued() {
     with_exchange.exchange =
         Some(cpis::cpis::recorder::FhirExchange { ods_code: "RJZ".into(), trace_id: Some("t-1".into()) });
     assert!(
-        recorder::record_all(&mut conn, &Default::default(), None, &[with_exchange]).unwrap()[0]
+        recorder::record_all(&mut conn, &Default::default(), None, None, &[with_exchange]).unwrap()[0]
             .as_ref()
             .unwrap()
             .recorded
@@ -567,6 +568,7 @@ fn a_batch_of_openings_is_decided_in_the_order_queued() {
     let again = recorder::record_all(
         &mut conn,
         &Default::default(),
+        None,
         None,
         &[opening(NOAH_WILLIAMS, "batch-b", now + TimeDelta::hours(1))],
     )
@@ -600,8 +602,13 @@ fn a_batchs_commit_is_on_disk_when_the_recorder_answers() {
     // after it: other tests' databases write to the same cluster meanwhile, unflushed.)
     let before = lsn(&mut watcher);
     let owed = cpis::db::run_blocking(&pool, |conn| {
-        let results =
-            recorder::record_all(conn, &Default::default(), None, &[opening(NOAH_WILLIAMS, "flush-a", Utc::now())])?;
+        let results = recorder::record_all(
+            conn,
+            &Default::default(),
+            None,
+            None,
+            &[opening(NOAH_WILLIAMS, "flush-a", Utc::now())],
+        )?;
         assert!(results[0].as_ref().unwrap().history.iter().any(|h| h.viewer_name == "Dr Api"));
         Ok(cpis::db::flush_owed())
     })
@@ -612,7 +619,7 @@ fn a_batchs_commit_is_on_disk_when_the_recorder_answers() {
     // A deferred commit before the batch is still waited for by `run`.
     let owed = cpis::db::run_blocking(&pool, |conn| {
         assert!(cpis::db::defer_flush());
-        recorder::record_all(conn, &Default::default(), None, &[opening(NOAH_WILLIAMS, "flush-b", Utc::now())])?;
+        recorder::record_all(conn, &Default::default(), None, None, &[opening(NOAH_WILLIAMS, "flush-b", Utc::now())])?;
         Ok(cpis::db::flush_owed())
     })
     .unwrap();
@@ -641,7 +648,7 @@ fn a_batchs_fhir_exchanges_are_each_logged_at_their_own_time() {
     batch[1].exchange = exchange("RR8", None);
     batch[3].exchange = exchange("RJZ", Some(&"t".repeat(150)));
     let before = crate::support::db::count(&mut conn, "SELECT coalesce(max(id), 0) FROM transmissions");
-    let results = recorder::record_all(&mut conn, &Default::default(), None, &batch).unwrap();
+    let results = recorder::record_all(&mut conn, &Default::default(), None, None, &batch).unwrap();
     assert!(results.iter().all(Result::is_ok));
     let logged = crate::support::db::texts(
         &mut conn,
@@ -681,7 +688,7 @@ fn an_opening_the_database_refuses_does_not_fail_its_batch() {
         opening(NOAH_WILLIAMS, &too_long, now),
         opening(MIA_THOMPSON, "fine-2", now),
     ];
-    let results = recorder::record_all(&mut conn, &Default::default(), None, &batch).unwrap();
+    let results = recorder::record_all(&mut conn, &Default::default(), None, None, &batch).unwrap();
     assert!(results[0].as_ref().unwrap().recorded.shown);
     assert!(results[1].is_err(), "the refused opening fails");
     assert!(results[2].as_ref().unwrap().recorded.shown);
@@ -757,7 +764,7 @@ fn a_child_held_elsewhere_fails_only_its_own_openings() {
         opening(NOAH_WILLIAMS, "held-2", now),
         opening(MIA_THOMPSON, "held-3", now),
     ];
-    let results = recorder::record_all(&mut conn, &Default::default(), None, &batch).unwrap();
+    let results = recorder::record_all(&mut conn, &Default::default(), None, None, &batch).unwrap();
     assert!(matches!(results[0], Err(cpis::error::AppError::Unavailable)), "{:?}", results[0]);
     assert!(matches!(results[1], Err(cpis::error::AppError::Unavailable)), "{:?}", results[1]);
     assert!(results[2].as_ref().unwrap().recorded.shown);

@@ -860,6 +860,7 @@ async fn the_access_recorder_answers_unavailable_when_the_database_cannot_be_rea
         actor: cpis::audit::Actor::Anonymous,
         at: chrono::Utc::now(),
         exchange: None,
+        read_ahead: None,
     };
     let answers = futures_util::future::join_all((0..20).map(|_| recorder.open(opening.clone()))).await;
     for answer in answers {

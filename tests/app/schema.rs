@@ -519,8 +519,12 @@ fn the_tab_statements_are_not_planned_on_every_opening() {
             actor: cpis::audit::Actor::Anonymous,
             at: chrono::Utc::now(),
             exchange: None,
+            read_ahead: None,
         };
-        cpis::cpis::recorder::record_all(&mut conn, &Default::default(), None, &[opening]).unwrap().remove(0).unwrap();
+        cpis::cpis::recorder::record_all(&mut conn, &Default::default(), None, None, &[opening])
+            .unwrap()
+            .remove(0)
+            .unwrap();
     }
     // The children's locks are not among them: they go as text with the batch's BEGIN, one round
     // trip for both, and their plan is a scan of a literal array (cheaper than the round trip).
