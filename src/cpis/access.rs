@@ -99,13 +99,13 @@ pub struct BeforeRecording {
 
 /// What [`read_before_recording`] reads for one access, read ahead with its child's record
 /// (`items::lookup_held_reading_ahead`): the viewer's latest shown access to the child after
-/// `since` (the window's start, [`access_history::window_start`]), the child's history when it
-/// was asked for (not named), and the access's id.
+/// `since` (the window's start, [`access_history::window_start`]), the history of the child's
+/// numbers (not named), and the access's id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadAhead {
     pub since: DateTime<Utc>,
     pub latest: Option<DateTime<Utc>>,
-    pub history: Option<Vec<HistoryEntry>>,
+    pub history: Vec<HistoryEntry>,
     pub id: i64,
 }
 
@@ -142,8 +142,8 @@ impl BeforeRecording {
     ///   added, each line once ([`with_recorded`]);
     /// - the ids are those read ahead.
     ///
-    /// `None` when the reads ahead do not cover the batch: an access without one, or a list
-    /// (there must be one per access, of that access's child) whose history was not read.
+    /// `None` when the reads ahead do not cover the batch: an access without one, or lists that
+    /// are not one per access, of that access's child (unless there are none).
     pub fn from_read_aheads(
         accesses: &[NewAccess<'_>],
         lists: &[&[String]],
@@ -176,7 +176,7 @@ impl BeforeRecording {
                     before.push(Vec::new());
                     continue;
                 }
-                let history = ahead.history.clone()?;
+                let history = ahead.history.clone();
                 if !list.iter().any(|n| n == a.nhs_number) {
                     return None;
                 }
@@ -717,7 +717,7 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, 23, 9, minute, 0).unwrap()
     }
 
-    fn ahead(minute: u32, latest: Option<u32>, history: Option<Vec<HistoryEntry>>, id: i64) -> ReadAhead {
+    fn ahead(minute: u32, latest: Option<u32>, history: Vec<HistoryEntry>, id: i64) -> ReadAhead {
         ReadAhead { since: access_history::window_start(at(minute)), latest: latest.map(at), history, id }
     }
 
@@ -742,9 +742,9 @@ mod tests {
         let sibling = [SIBLING.to_owned()];
         let lists: [&[String]; 3] = [&child, &child, &sibling];
         // The first read saw a's access at :10 and line 5; the second, later, a's at :20 too.
-        let first = ahead(30, Some(10), Some(vec![line(5, 10)]), 100);
-        let second = ahead(31, Some(20), Some(vec![line(6, 20), line(5, 10)]), 101);
-        let third = ahead(30, None, Some(Vec::new()), 102);
+        let first = ahead(30, Some(10), vec![line(5, 10)], 100);
+        let second = ahead(31, Some(20), vec![line(6, 20), line(5, 10)], 101);
+        let third = ahead(30, None, Vec::new(), 102);
         // Remembered since: line 6 (which the second read saw), and b's access to the sibling.
         let since_read = [
             remembered(CHILD, "a", line(6, 20)),
@@ -774,7 +774,7 @@ mod tests {
     fn a_remembered_access_before_the_window_is_no_latest() {
         let a = viewer("a");
         let accesses = [NewAccess { nhs_number: CHILD, viewer: &a, at: at(30) + access_history::FIRST_ACCESS_WINDOW }];
-        let read = ahead(30, None, None, 1);
+        let read = ahead(30, None, Vec::new(), 1);
         let read = ReadAhead { since: access_history::window_start(accesses[0].at), ..read };
         let old = [remembered(CHILD, "a", line(3, 29))];
         let put = BeforeRecording::from_read_aheads(&accesses, &[], &[Some(&read)], &old).unwrap();
@@ -786,13 +786,9 @@ mod tests {
     fn a_batch_not_wholly_read_ahead_is_read_afresh() {
         let a = viewer("a");
         let accesses = [NewAccess { nhs_number: CHILD, viewer: &a, at: at(30) }; 2];
-        let child = [CHILD.to_owned()];
-        let read = ahead(30, None, Some(Vec::new()), 1);
+        let read = ahead(30, None, Vec::new(), 1);
         // An opening with no read ahead.
         assert_eq!(BeforeRecording::from_read_aheads(&accesses, &[], &[Some(&read), None], &[]), None);
-        // A history to list that was not read (a FHIR search's read, for a tab).
-        let unread = ReadAhead { history: None, ..read.clone() };
-        assert_eq!(BeforeRecording::from_read_aheads(&accesses[..1], &[&child], &[Some(&unread)], &[]), None);
         // A list that is not of the access's child.
         let other = [SIBLING.to_owned()];
         assert_eq!(BeforeRecording::from_read_aheads(&accesses[..1], &[&other], &[Some(&read)], &[]), None);

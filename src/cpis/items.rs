@@ -102,29 +102,118 @@ pub fn lookup_held(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<Hel
     Ok(found.pop().unwrap_or((Lookup::NotFound, Vec::new(), Vec::new())))
 }
 
-/// [`lookup_held`] for several numbers in one statement, one answer per number in their order:
-/// [`lookup_held_reading_ahead`] reading nothing ahead. A number asked twice is answered twice.
-pub fn lookup_held_many(conn: &mut PgConnection, numbers: &[&str]) -> QueryResult<Vec<Held>> {
-    let asked: Vec<(&str, Option<Ahead<'_>>)> = numbers.iter().map(|&n| (n, None)).collect();
-    Ok(lookup_held_reading_ahead(conn, &asked)?.into_iter().map(|(held, _)| held).collect())
+/// The body of a lateral sub-select reading the record `$number` names and its linked numbers
+/// (`linked`), as [`patient::lookup_linked`] does (OFFSET 0: read once).
+macro_rules! record_and_linked {
+    ($number:literal) => {
+        concat!(
+            "SELECT p.nhs_number, p.given_name, p.family_name, p.gender, p.birth_date, p.death_date, p.postcode, \
+                    p.address, p.gp_ods, p.restricted, p.superseded_by, p.invalidated, \
+                    ARRAY(WITH RECURSIVE linked(nhs_number, depth) AS (SELECT p.nhs_number, 0 UNION ",
+            crate::pds::patient::linked_step!(),
+            ") SELECT DISTINCT nhs_number FROM linked) AS linked \
+             FROM patients p WHERE p.nhs_number = ",
+            $number,
+            " OFFSET 0"
+        )
+    };
 }
 
-/// What an opening of a number about to be looked up will read to be recorded, asked for with the
-/// lookup ([`lookup_held_reading_ahead`]): who is looking, from when their latest shown access
-/// counts ([`crate::domain::access_history::window_start`] of the opening's time), and whether the
-/// child's history is wanted (the tab shows it; a FHIR CareTeam answer does not).
+/// The body of a lateral sub-select reading the items held under the numbers of the record `p`
+/// ([`record_and_linked!`]) as [`current_held`] does, each authority by its key; none unless the
+/// record is current. Its item's columns are named apart from the record's ([`HeldRow`]).
+macro_rules! held_by_record {
+    () => {
+        "SELECT i.id AS item_id, i.nhs_number AS item_nhs_number, i.la_code, i.item_type, i.la_child_id, \
+                i.start_date, i.end_date, i.delete_date, la.code, la.reference_name, la.display_name, \
+                la.emergency_phone, la.office_hours_phone, la.contacts_updated_at \
+         FROM cp_items i CROSS JOIN LATERAL ( \
+             SELECT * FROM local_authorities la WHERE la.code = i.la_code OFFSET 0 \
+         ) AS la \
+         WHERE i.nhs_number = ANY(p.linked) AND i.deleted_at IS NULL \
+           AND NOT p.invalidated AND p.superseded_by IS NULL"
+    };
+}
+
+/// [`lookup_held`] for several numbers in one statement, one answer per number in their order. A
+/// number asked twice is answered twice.
+pub fn lookup_held_many(conn: &mut PgConnection, numbers: &[&str]) -> QueryResult<Vec<Held>> {
+    use diesel::sql_types::{Array, BigInt, Text};
+    #[derive(QueryableByName)]
+    struct Row {
+        /// The number's place among those asked, from 1.
+        #[diesel(sql_type = BigInt)]
+        o: i64,
+        #[diesel(embed)]
+        patient: Patient,
+        #[diesel(sql_type = Array<Text>)]
+        linked: Vec<String>,
+        /// None on the one row of a record with no items (or not current).
+        #[diesel(embed)]
+        held: Option<HeldRow>,
+    }
+    // The numbers come through a sub-select, as in `current_held`, so that one generic plan serves
+    // every batch.
+    let rows: Vec<Row> = crate::db::prepared::sql(concat!(
+        "SELECT q.o, p.*, h.* FROM unnest((SELECT $1::text[])) WITH ORDINALITY AS q(n, o) \
+         CROSS JOIN LATERAL (",
+        record_and_linked!("q.n"),
+        ") AS p LEFT JOIN LATERAL (",
+        held_by_record!(),
+        ") AS h ON true \
+         ORDER BY q.o, h.la_code, h.item_type, h.item_id"
+    ))
+    .bind::<Array<Text>, _>(numbers.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+    .load(conn)?;
+    let mut rows = rows.into_iter().peekable();
+    let mut answers = Vec::with_capacity(numbers.len());
+    for (place, &nhs_number) in (1..).zip(numbers) {
+        let Some(Row { patient, linked, held, .. }) = rows.next_if(|r| r.o == place) else {
+            answers.push((Lookup::NotFound, Vec::new(), Vec::new()));
+            continue;
+        };
+        let rest = std::iter::from_fn(|| rows.next_if(|r| r.o == place).map(|r| r.held));
+        let items = std::iter::once(held).chain(rest).flatten().map(HeldRow::into_item).collect();
+        answers.push(answer(conn, nhs_number, patient, linked, items)?);
+    }
+    Ok(answers)
+}
+
+/// The answer for a number whose record (`patient`, with its `linked` numbers and the `items`
+/// they hold) was read in one statement: as it stands when the record is current (the common
+/// case); otherwise, a rare case, read again with the separate reads.
+fn answer(
+    conn: &mut PgConnection,
+    nhs_number: &str,
+    patient: Patient,
+    mut linked: Vec<String>,
+    items: Vec<HeldItem>,
+) -> QueryResult<Held> {
+    if patient.invalidated || patient.superseded_by.is_some() {
+        let (found, linked) = patient::lookup_then_linked(conn, nhs_number)?;
+        let held = if matches!(found, Lookup::NotFound) { Vec::new() } else { current_held(conn, &linked)? };
+        return Ok((found, linked, held));
+    }
+    linked.sort_by_key(|n| n != &patient.nhs_number);
+    Ok((Lookup::Found(patient), linked, items))
+}
+
+/// A tab's opening about to be read ([`lookup_held_reading_ahead`]): the number asked, who is
+/// looking, and from when their latest shown access counts
+/// ([`crate::domain::access_history::window_start`] of the opening's time).
 #[derive(Debug, Clone, Copy)]
 pub struct Ahead<'a> {
+    pub nhs_number: &'a str,
     pub viewer_id: &'a str,
     pub since: DateTime<Utc>,
-    pub history: bool,
 }
 
-/// [`lookup_held`] for several numbers in one statement, one answer per number in their order,
-/// each with what recording its opening will read ([`access::ReadAhead`]) when its [`Ahead`] asks
-/// for it, the number is the current record's and that record holds items: the tab reader and the
-/// FHIR CareTeam search read so, so that the access recorder need not (issue 8: one round trip
-/// fewer on every opening's way). A number asked twice is answered twice (and takes two ids).
+/// [`lookup_held_many`], each answer with what recording its opening will read
+/// ([`access::ReadAhead`]) when the number is the current record's and that record holds items:
+/// the tab reader reads its batch so, so that the access recorder need not (issue 8: one round
+/// trip fewer on every opening's way). A number asked twice is answered twice (and takes two ids).
+/// (A FHIR search, which reads its record alone, does not: a statement per search, it cost more
+/// than the recorder's read it saved.)
 ///
 /// The statement's parts are rows of one `UNION ALL`, told apart by `k`: 0 the record with each
 /// item it holds (one row with no item when it holds none), 1 the viewer's latest shown access
@@ -135,9 +224,9 @@ pub struct Ahead<'a> {
 /// leaves).
 pub fn lookup_held_reading_ahead(
     conn: &mut PgConnection,
-    asked: &[(&str, Option<Ahead<'_>>)],
+    asked: &[Ahead<'_>],
 ) -> QueryResult<Vec<(Held, Option<access::ReadAhead>)>> {
-    use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz};
+    use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
     #[derive(QueryableByName)]
     struct Row {
         /// Which part the row is of (above).
@@ -168,43 +257,28 @@ pub fn lookup_held_reading_ahead(
         #[diesel(sql_type = Nullable<Text>)]
         a_organisation_code: Option<String>,
     }
-    // Each number's record and its linked numbers as in `lookup_linked` (OFFSET 0: read once),
-    // then its items as in `current_held`, each authority by its key; no items unless it is
-    // current. The arrays come through sub-selects, as in `current_held`, so that one generic
-    // plan serves every batch. Parts 1 to 3 read as `access::read_before_recording` does.
+    // Part 0 as `lookup_held_many` reads it. The arrays come through sub-selects, so that one
+    // generic plan serves every batch. Parts 1 to 3 read as `access::read_before_recording` does.
     let rows: Vec<Row> = crate::db::prepared::sql(concat!(
-        "WITH asked AS MATERIALIZED ( \
-             SELECT * FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), (SELECT $3::timestamptz[]), \
-                 (SELECT $4::bool[])) WITH ORDINALITY AS asked(n, v, w, hist, o) \
-         ), p AS MATERIALIZED ( \
-             SELECT asked.o, asked.v, asked.w, asked.hist, p.* FROM asked CROSS JOIN LATERAL ( \
-                 SELECT p.nhs_number, p.given_name, p.family_name, p.gender, p.birth_date, p.death_date, \
-                        p.postcode, p.address, p.gp_ods, p.restricted, p.superseded_by, p.invalidated, \
-                        ARRAY(WITH RECURSIVE linked(nhs_number, depth) AS (SELECT p.nhs_number, 0 UNION ",
-        crate::pds::patient::linked_step!(),
-        ") SELECT DISTINCT nhs_number FROM linked) AS linked \
-                 FROM patients p WHERE p.nhs_number = asked.n OFFSET 0 \
-             ) AS p \
+        "WITH p AS MATERIALIZED ( \
+             SELECT q.o, q.v, q.w, p.* \
+             FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), (SELECT $3::timestamptz[])) \
+                 WITH ORDINALITY AS q(n, v, w, o) \
+             CROSS JOIN LATERAL (",
+        record_and_linked!("q.n"),
+        ") AS p \
          ), h AS MATERIALIZED ( \
-             SELECT p.o, i.id, i.nhs_number, i.la_code, i.item_type, i.la_child_id, i.start_date, i.end_date, \
-                    i.delete_date, la.code, la.reference_name, la.display_name, la.emergency_phone, \
-                    la.office_hours_phone, la.contacts_updated_at \
-             FROM p CROSS JOIN LATERAL ( \
-                 SELECT * FROM cp_items i \
-                 WHERE i.nhs_number = ANY(p.linked) AND i.deleted_at IS NULL \
-                   AND NOT p.invalidated AND p.superseded_by IS NULL \
-             ) AS i CROSS JOIN LATERAL ( \
-                 SELECT * FROM local_authorities la WHERE la.code = i.la_code OFFSET 0 \
-             ) AS la \
+             SELECT p.o, h.* FROM p CROSS JOIN LATERAL (",
+        held_by_record!(),
+        ") AS h \
          ), r AS MATERIALIZED ( \
-             SELECT p.o, p.nhs_number, p.linked, p.v, p.w, p.hist FROM p \
-             WHERE p.v IS NOT NULL AND EXISTS (SELECT FROM h WHERE h.o = p.o) \
+             SELECT p.o, p.nhs_number, p.linked, p.v, p.w FROM p WHERE EXISTS (SELECT FROM h WHERE h.o = p.o) \
          ) \
          SELECT 0 AS k, p.o, p.nhs_number, p.given_name, p.family_name, p.gender, p.birth_date, p.death_date, \
                 p.postcode, p.address, p.gp_ods, p.restricted, p.superseded_by, p.invalidated, p.linked, \
-                h.id AS item_id, h.nhs_number AS item_nhs_number, h.la_code, h.item_type, h.la_child_id, \
-                h.start_date, h.end_date, h.delete_date, h.code, h.reference_name, h.display_name, \
-                h.emergency_phone, h.office_hours_phone, h.contacts_updated_at, \
+                h.item_id, h.item_nhs_number, h.la_code, h.item_type, h.la_child_id, h.start_date, h.end_date, \
+                h.delete_date, h.code, h.reference_name, h.display_name, h.emergency_phone, \
+                h.office_hours_phone, h.contacts_updated_at, \
                 NULL::bigint AS a_id, NULL::timestamptz AS a_at, NULL::bigint AS a_user_id, \
                 NULL::text AS a_viewer_name, NULL::text AS a_job_role_code, NULL::text AS a_organisation_code \
          FROM p LEFT JOIN h ON h.o = p.o \
@@ -227,38 +301,29 @@ pub fn lookup_held_reading_ahead(
                   SELECT id, accessed_at, user_id, viewer_name, job_role_code, organisation_code \
                   FROM access_events \
                   WHERE access_events.nhs_number = n.nhs_number AND shown \
-                  ORDER BY accessed_at DESC, id DESC LIMIT $5 \
+                  ORDER BY accessed_at DESC, id DESC LIMIT $4 \
               ) AS e \
-              WHERE r.hist \
-              ORDER BY e.accessed_at DESC, e.id DESC LIMIT $5) \
+              ORDER BY e.accessed_at DESC, e.id DESC LIMIT $4) \
          ) AS x \
-         ORDER BY o, k, la_code, item_type, item_id, a_at DESC, a_id DESC"
+         ORDER BY o, k, la_code, item_type, item_id"
     ))
-    .bind::<Array<Text>, _>(asked.iter().map(|(n, _)| n.to_string()).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Text>>, _>(asked.iter().map(|(_, a)| a.map(|a| a.viewer_id.to_owned())).collect::<Vec<_>>())
-    .bind::<Array<Nullable<Timestamptz>>, _>(asked.iter().map(|(_, a)| a.map(|a| a.since)).collect::<Vec<_>>())
-    .bind::<Array<Bool>, _>(asked.iter().map(|(_, a)| a.is_some_and(|a| a.history)).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(asked.iter().map(|a| a.nhs_number.to_owned()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(asked.iter().map(|a| a.viewer_id.to_owned()).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(asked.iter().map(|a| a.since).collect::<Vec<_>>())
     .bind::<BigInt, _>(HISTORY_LIMIT as i64)
     .load(conn)?;
     let mut rows = rows.into_iter().peekable();
     let mut answers = Vec::with_capacity(asked.len());
-    for (place, &(nhs_number, ahead)) in (1..).zip(asked) {
+    for (place, ahead) in (1..).zip(asked) {
         let mut mine = std::iter::from_fn(|| rows.next_if(|r| r.o == place)).collect::<Vec<Row>>().into_iter();
         let Some(first) = mine.next() else {
             answers.push(((Lookup::NotFound, Vec::new(), Vec::new()), None));
             continue;
         };
-        let Row { patient: Some(patient), linked: Some(mut linked), held, .. } = first else {
+        let Row { patient: Some(patient), linked: Some(linked), held, .. } = first else {
             // Part 0 comes first for every record found, and it always has the record.
             return Err(diesel::result::Error::DeserializationError("a lookup's row came without its record".into()));
         };
-        if patient.invalidated || patient.superseded_by.is_some() {
-            let (found, linked) = patient::lookup_then_linked(conn, nhs_number)?;
-            let held = if matches!(found, Lookup::NotFound) { Vec::new() } else { current_held(conn, &linked)? };
-            answers.push(((found, linked, held), None));
-            continue;
-        }
-        linked.sort_by_key(|n| n != &patient.nhs_number);
         let mut items: Vec<HeldItem> = held.map(HeldRow::into_item).into_iter().collect();
         let (mut latest, mut id, mut history) = (None, None, Vec::new());
         for row in mine {
@@ -275,19 +340,14 @@ pub fn lookup_held_reading_ahead(
                 }
             }
         }
-        let read = match (ahead, id) {
-            (Some(ahead), Some(id)) => {
-                Some(access::ReadAhead { since: ahead.since, latest, history: ahead.history.then_some(history), id })
-            }
-            _ => None,
-        };
-        answers.push(((Lookup::Found(patient), linked, items), read));
+        // Parts 1 to 3 are only read for a current record: the answer is as read.
+        let read = id.map(|id| access::ReadAhead { since: ahead.since, latest, history, id });
+        answers.push((answer(conn, ahead.nhs_number, patient, linked, items)?, read));
     }
     Ok(answers)
 }
 
-/// A [`HeldItem`] whose number is named apart from the patient's, as [`lookup_held_reading_ahead`]
-/// reads it.
+/// A [`HeldItem`] whose number is named apart from the patient's, as [`held_by_record!`] reads it.
 #[derive(QueryableByName)]
 struct HeldRow {
     #[diesel(sql_type = diesel::sql_types::BigInt)]

@@ -8,15 +8,18 @@
 //! the tabs queued (up to [`MAX_BATCH`]) and reads what each shows, the record and the items its
 //! numbers hold, in one statement for them all (issue 8: one statement per request before); a tab
 //! with nothing to show is answered there, without recording anything, and the rest are handed on.
-//! (A FHIR search reads its record on its own connection, as its answer needs more of it.)
+//! The same statement reads ahead what recording each opening reads (who saw the child last, its
+//! history, the access's id: [`ReadAheadAt`], `items::lookup_held_reading_ahead`). (A FHIR search
+//! reads its record on its own connection, as its answer needs more of it, and nothing ahead.)
 //! The recorder's threads take whatever openings are queued (up to [`MAX_BATCH`]) and record them
-//! in two round
-//! trips ([`alert::record_openings_alone`]: one read of who saw each child last, of its history
-//! and of the accesses' ids; then one statement that takes the children's locks, checks under them
-//! that the read still holds, and stores the accesses, their audit entries' outbox row and any FHIR
-//! exchanges they answer, its commit waiting until it is on disk; a batch whose read no longer
-//! holds is recorded again, locked before it reads), and answer each request with its child's
-//! history as it stands after the batch.
+//! ([`alert::record_openings_alone`]): one statement that takes the children's locks, checks under
+//! them that what the decisions rest on still holds, and stores the accesses, their audit entries'
+//! outbox row and any FHIR exchanges they answer, its commit waiting until it is on disk. When
+//! every opening of the batch was read ahead, that is the one round trip, the batches this
+//! instance recorded since those reads added to them ([`Recent`]); otherwise it follows a read of
+//! its own. A batch whose read no longer holds (another instance's opening) is recorded again,
+//! locked before it reads. Each request is answered with its child's history as it stands after
+//! the batch.
 //! When nothing else is queued a batch is a single opening, recorded at once: no request waits
 //! for others to arrive.
 //! FHIR CareTeam searches come the same way, with their transmission log entry (CP-IS061) stored
@@ -204,8 +207,6 @@ pub struct AccessRecorder {
     queue: SyncSender<Job>,
     /// The tab reader's queue ([`AccessRecorder::open_tab`]).
     tabs: SyncSender<TabJob>,
-    /// The shown accesses recorded lately, for the reads ahead ([`AccessRecorder::mark`]).
-    recent: Arc<Recent>,
 }
 
 impl AccessRecorder {
@@ -233,18 +234,12 @@ impl AccessRecorder {
                 .expect("start an access recorder thread");
         }
         let (tabs, to_read) = mpsc::sync_channel(QUEUE);
-        let (recording, reading) = (queue.clone(), recent.clone());
+        let (recording, reading) = (queue.clone(), recent);
         std::thread::Builder::new()
             .name("cpis-tab-reader".into())
             .spawn(move || read_tabs(&pool, &Mutex::new(to_read), &recording, &reading))
             .expect("start the tab reader thread");
-        AccessRecorder { queue, tabs, recent }
-    }
-
-    /// The mark to take before reading ahead what an opening's recording reads
-    /// ([`ReadAheadAt`]), for an opening to be recorded by [`AccessRecorder::open`].
-    pub fn mark(&self) -> u64 {
-        self.recent.mark()
+        AccessRecorder { queue, tabs }
     }
 
     /// Records the opening and answers with what it decided, once it is durable.
@@ -335,12 +330,13 @@ fn read_tabs(pool: &DbPool, jobs: &Mutex<Receiver<TabJob>>, recording: &SyncSend
 type Shown = (Box<Patient>, Vec<AuthorityBlock>);
 
 /// What the tab reader asks of each tab's record: the record, and what recording its opening
-/// reads, with its history (the tab shows it).
-fn ahead_of<'a>(openings: impl Iterator<Item = &'a Opening>) -> Vec<(&'a str, Option<items::Ahead<'a>>)> {
+/// reads.
+fn ahead_of<'a>(openings: impl Iterator<Item = &'a Opening>) -> Vec<items::Ahead<'a>> {
     openings
-        .map(|o| {
-            let since = access_history::window_start(o.at);
-            (o.nhs_number.as_str(), Some(items::Ahead { viewer_id: &o.viewer.viewer_id, since, history: true }))
+        .map(|o| items::Ahead {
+            nhs_number: &o.nhs_number,
+            viewer_id: &o.viewer.viewer_id,
+            since: access_history::window_start(o.at),
         })
         .collect()
 }

@@ -312,8 +312,8 @@ fn tab_opening(who: &str, at: DateTime<Utc>, read_ahead: Option<ReadAheadAt>) ->
 /// What the tab reader reads ahead for `who` opening Noah's tab at `at`, with the mark before it.
 fn read_ahead(conn: &mut PgConnection, recent: &Recent, who: &str, at: DateTime<Utc>) -> ReadAheadAt {
     let mark = recent.mark();
-    let ahead = Ahead { viewer_id: who, since: window_start(at), history: true };
-    let (_, read) = lookup_held_reading_ahead(conn, &[(NOAH_WILLIAMS, Some(ahead))]).unwrap().remove(0);
+    let ahead = Ahead { nhs_number: NOAH_WILLIAMS, viewer_id: who, since: window_start(at) };
+    let (_, read) = lookup_held_reading_ahead(conn, &[ahead]).unwrap().remove(0);
     ReadAheadAt { mark, read: read.expect("a current record holding items is read ahead") }
 }
 

@@ -28,12 +28,12 @@ use super::bearer_token;
 use crate::app::AppState;
 use crate::audit::Actor;
 use crate::auth::session_cache::SessionCache;
-use crate::cpis::access::{Channel, ReadAhead, Viewer};
+use crate::cpis::access::{Channel, Viewer};
 use crate::cpis::alert;
 use crate::cpis::items::{self, HeldItem};
 use crate::cpis::recorder::{self, FhirExchange};
 use crate::db;
-use crate::domain::{access_history, dates, nhs_number, roles};
+use crate::domain::{dates, nhs_number, roles};
 use crate::mailbox::tokens::{self, Endpoint};
 use crate::pds::patient::{self, Lookup};
 use crate::pds::Patient;
@@ -157,21 +157,14 @@ fn patient_identifier(req: &HttpRequest) -> Result<String, ApiError> {
 }
 
 /// The subject of a search, and what its numbers hold before the role's rules
-/// ([`items::lookup_held`]; nothing unless it is known), with what recording its access reads
-/// when `ahead` asks for it ([`items::lookup_held_reading_ahead`]).
-fn resolve(
-    conn: &mut diesel::PgConnection,
-    number: &str,
-    ahead: Option<items::Ahead<'_>>,
-) -> Result<(Subject, Vec<HeldItem>, Option<ReadAhead>), crate::error::AppError> {
-    let looked = items::lookup_held_reading_ahead(conn, &[(number, ahead)])?.pop();
-    let (held, read) = looked.unwrap_or(((Lookup::NotFound, Vec::new(), Vec::new()), None));
-    Ok(match held {
+/// ([`items::lookup_held`]; nothing unless it is known).
+fn resolve(conn: &mut diesel::PgConnection, number: &str) -> Result<(Subject, Vec<HeldItem>), crate::error::AppError> {
+    Ok(match items::lookup_held(conn, number)? {
         (Lookup::Found(p) | Lookup::Superseded { current: p, .. }, linked, held) => {
-            (Subject::Known { patient: Box::new(p), linked }, held, read)
+            (Subject::Known { patient: Box::new(p), linked }, held)
         }
-        (Lookup::NotFound, ..) if patient::find(conn, number)?.is_some() => (Subject::Invalidated, Vec::new(), None),
-        (Lookup::NotFound, ..) => (Subject::Unknown, Vec::new(), None),
+        (Lookup::NotFound, ..) if patient::find(conn, number)?.is_some() => (Subject::Invalidated, Vec::new()),
+        (Lookup::NotFound, ..) => (Subject::Unknown, Vec::new()),
     })
 }
 
@@ -240,13 +233,11 @@ pub async fn search_care_team(req: HttpRequest, state: web::Data<AppState>) -> H
 async fn care_team(req: &HttpRequest, state: &AppState) -> Result<Value, ApiError> {
     let (asked, trace, now) = (asked(req)?, trace(req), Utc::now());
     let (names, sessions) = (state.names.clone(), state.sessions.clone());
-    // Taken before the read: what recording reads is read ahead with the record (`Opening::Record`).
-    let mark = state.recorder.mark();
     // CP-IS068, CP-IS073: an unscheduled search that finds something records the access before it
     // answers: what the role may see is read here, then the access recorder records the access
     // and logs the exchange in one transaction (src/cpis/recorder.rs; CP-IS047 by the child's lock).
     let looked = db::run(&state.pool, move |conn| {
-        look_up(conn, &names, sessions.as_deref(), &asked, trace.as_deref(), now, Opening::Record { mark })
+        look_up(conn, &names, sessions.as_deref(), &asked, trace.as_deref(), now, Opening::Record)
     })
     .await??;
     let Found { search, subject, tab } = match looked {
@@ -289,12 +280,10 @@ fn trace(req: &HttpRequest) -> Option<String> {
     headers::trace_id(req).and_then(|t| t.to_str().ok().map(str::to_owned))
 }
 
-/// Whether a search may record an access (CareTeam) or only reads (AuditEvent). One that records
-/// reads what recording it reads with its record, the access recorder's mark (`mark`) taken first
-/// ([`recorder::ReadAheadAt`]).
+/// Whether a search may record an access (CareTeam) or only reads (AuditEvent).
 #[derive(Clone, Copy, PartialEq)]
 enum Opening {
-    Record { mark: u64 },
+    Record,
     ReadOnly,
 }
 
@@ -316,19 +305,10 @@ fn look_up(
         Err(refused) => return Ok(Err(refused)),
     };
     let may_see_unborn = roles::may_see_unborn_plans(&search.user.job_role);
-    // Only an unscheduled search records an access (CP-IS068): only its is read ahead, without
-    // the history (CareTeam shows none).
-    let (ahead, mark) = match opening {
-        Opening::Record { mark } if search.unscheduled => {
-            let since = access_history::window_start(now);
-            (Some(items::Ahead { viewer_id: &search.user.id, since, history: false }), mark)
-        }
-        _ => (None, 0),
-    };
-    let (subject, held, read) = resolve(conn, &search.nhs_number, ahead)?;
+    let (subject, held) = resolve(conn, &search.nhs_number)?;
     let exchange = FhirExchange { ods_code: search.ods_code.clone(), trace_id: trace.map(str::to_owned) };
     let tab = match &subject {
-        Subject::Known { patient, .. } if search.unscheduled && matches!(opening, Opening::Record { .. }) => {
+        Subject::Known { patient, .. } if search.unscheduled && opening == Opening::Record => {
             let authorities = alert::authorities(held, patient, may_see_unborn, now);
             if !authorities.is_empty() {
                 let viewer = Viewer {
@@ -347,7 +327,9 @@ fn look_up(
                     actor: Actor::NhsSystem(search.token_id),
                     at: now,
                     exchange: Some(exchange),
-                    read_ahead: read.map(|read| recorder::ReadAheadAt { mark, read }),
+                    // Read by the recorder with the rest of its batch: read ahead here, a statement
+                    // per search, it cost more than it saved (issue 8, measured 2026-11-24).
+                    read_ahead: None,
                 };
                 let found = Found { search, subject, tab: None };
                 return Ok(Ok(LookedUp::ToRecord { found, authorities, opening: Box::new(opening) }));
