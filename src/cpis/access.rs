@@ -110,7 +110,7 @@ pub struct ReadAhead {
 }
 
 /// A shown access this instance recorded, as the access recorder remembers it for a while
-/// (`recorder::Recent`): what a read ahead of it may lack.
+/// (`recent::Recent`): what a read ahead of it may lack.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecentAccess {
     pub nhs_number: String,
@@ -176,12 +176,11 @@ impl BeforeRecording {
                     before.push(Vec::new());
                     continue;
                 }
-                let history = ahead.history.clone();
                 if !list.iter().any(|n| n == a.nhs_number) {
                     return None;
                 }
                 let recent = since_read.iter().filter(|r| list.contains(&r.nhs_number)).map(|r| r.line.clone());
-                before.push(with_recorded(history, recent));
+                before.push(with_recorded(ahead.history.clone(), recent));
             }
         }
         for r in since_read {

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::access::{self, HistoryEntry};
 use super::local_authority::LocalAuthority;
-use crate::domain::access_history::HISTORY_LIMIT;
+use crate::domain::access_history::{self, HISTORY_LIMIT};
 use crate::domain::retrieval::{self, ItemDates, ItemKind};
 use crate::pds::patient::{self, Lookup, Patient};
 use crate::schema::cp_items;
@@ -198,18 +198,10 @@ fn answer(
     Ok((Lookup::Found(patient), linked, items))
 }
 
-/// A tab's opening about to be read ([`lookup_held_reading_ahead`]): the number asked, who is
-/// looking, and from when their latest shown access counts
-/// ([`crate::domain::access_history::window_start`] of the opening's time).
-#[derive(Debug, Clone, Copy)]
-pub struct Ahead<'a> {
-    pub nhs_number: &'a str,
-    pub viewer_id: &'a str,
-    pub since: DateTime<Utc>,
-}
-
-/// [`lookup_held_many`], each answer with what recording its opening will read
-/// ([`access::ReadAhead`]) when the number is the current record's and that record holds items:
+/// [`lookup_held_many`] for the numbers of the accesses about to be recorded, each answer with
+/// what recording its access will read ([`access::ReadAhead`], its viewer's window starting at
+/// [`access_history::window_start`] of its time) when the number is the current record's and that
+/// record holds items:
 /// the tab reader reads its batch so, so that the access recorder need not (issue 8: one round
 /// trip fewer on every opening's way). A number asked twice is answered twice (and takes two ids).
 /// (A FHIR search, which reads its record alone, does not: a statement per search, it cost more
@@ -224,7 +216,7 @@ pub struct Ahead<'a> {
 /// leaves).
 pub fn lookup_held_reading_ahead(
     conn: &mut PgConnection,
-    asked: &[Ahead<'_>],
+    asked: &[access::NewAccess<'_>],
 ) -> QueryResult<Vec<(Held, Option<access::ReadAhead>)>> {
     use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
     #[derive(QueryableByName)]
@@ -308,14 +300,14 @@ pub fn lookup_held_reading_ahead(
          ORDER BY o, k, la_code, item_type, item_id"
     ))
     .bind::<Array<Text>, _>(asked.iter().map(|a| a.nhs_number.to_owned()).collect::<Vec<_>>())
-    .bind::<Array<Text>, _>(asked.iter().map(|a| a.viewer_id.to_owned()).collect::<Vec<_>>())
-    .bind::<Array<Timestamptz>, _>(asked.iter().map(|a| a.since).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(asked.iter().map(|a| a.viewer.viewer_id.clone()).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(asked.iter().map(|a| access_history::window_start(a.at)).collect::<Vec<_>>())
     .bind::<BigInt, _>(HISTORY_LIMIT as i64)
     .load(conn)?;
     let mut rows = rows.into_iter().peekable();
     let mut answers = Vec::with_capacity(asked.len());
-    for (place, ahead) in (1..).zip(asked) {
-        let mut mine = std::iter::from_fn(|| rows.next_if(|r| r.o == place)).collect::<Vec<Row>>().into_iter();
+    for (place, access) in (1..).zip(asked) {
+        let mut mine = std::iter::from_fn(|| rows.next_if(|r| r.o == place));
         let Some(first) = mine.next() else {
             answers.push(((Lookup::NotFound, Vec::new(), Vec::new()), None));
             continue;
@@ -341,8 +333,9 @@ pub fn lookup_held_reading_ahead(
             }
         }
         // Parts 1 to 3 are only read for a current record: the answer is as read.
-        let read = id.map(|id| access::ReadAhead { since: ahead.since, latest, history, id });
-        answers.push((answer(conn, ahead.nhs_number, patient, linked, items)?, read));
+        let since = access_history::window_start(access.at);
+        let read = id.map(|id| access::ReadAhead { since, latest, history, id });
+        answers.push((answer(conn, access.nhs_number, patient, linked, items)?, read));
     }
     Ok(answers)
 }

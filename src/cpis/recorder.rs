@@ -45,7 +45,6 @@ use super::reference_names::ReferenceNames;
 use crate::audit::Actor;
 use crate::auth::session_cache::SessionCache;
 use crate::db::{self, DbPool};
-use crate::domain::access_history;
 use crate::error::AppError;
 use crate::mailbox::transmissions;
 use crate::pds::patient::{Lookup, Patient};
@@ -299,7 +298,7 @@ fn next_batch<T>(jobs: &Mutex<Receiver<T>>) -> Option<Vec<T>> {
 fn read_tabs(pool: &DbPool, jobs: &Mutex<Receiver<TabJob>>, recording: &SyncSender<Job>, recent: &Recent) {
     while let Some(batch) = next_batch(jobs) {
         let mark = recent.mark();
-        let asked = ahead_of(batch.iter().map(|j| &j.opening));
+        let asked: Vec<NewAccess<'_>> = batch.iter().map(|j| new_access(&j.opening)).collect();
         let looked = run_caught(pool, "the tab reader failed while reading", |conn| {
             Ok(items::lookup_held_reading_ahead(conn, &asked)?)
         });
@@ -328,18 +327,6 @@ fn read_tabs(pool: &DbPool, jobs: &Mutex<Receiver<TabJob>>, recording: &SyncSend
 
 /// What a tab opening shows: its record and what the viewer may see of the items it holds.
 type Shown = (Box<Patient>, Vec<AuthorityBlock>);
-
-/// What the tab reader asks of each tab's record: the record, and what recording its opening
-/// reads.
-fn ahead_of<'a>(openings: impl Iterator<Item = &'a Opening>) -> Vec<items::Ahead<'a>> {
-    openings
-        .map(|o| items::Ahead {
-            nhs_number: &o.nhs_number,
-            viewer_id: &o.viewer.viewer_id,
-            since: access_history::window_start(o.at),
-        })
-        .collect()
-}
 
 /// A tab's opening as it is to be recorded, under the current record's number with its history
 /// over that record's numbers (and what recording it reads, if that was read ahead with its
@@ -371,7 +358,7 @@ pub fn open_tabs(
 ) -> Result<Vec<Result<TabAnswer, AppError>>, AppError> {
     let recent = Recent::default();
     let mark = recent.mark();
-    let looked = items::lookup_held_reading_ahead(conn, &ahead_of(tabs.iter().map(|(o, _)| o)))?;
+    let looked = items::lookup_held_reading_ahead(conn, &tabs.iter().map(|(o, _)| new_access(o)).collect::<Vec<_>>())?;
     let mut answers: Vec<Option<Result<TabAnswer, AppError>>> = Vec::with_capacity(tabs.len());
     let (mut openings, mut shown) = (Vec::new(), Vec::new());
     for (place, ((opening, may_see_unborn), (held, read))) in tabs.iter().zip(looked).enumerate() {

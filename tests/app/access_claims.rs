@@ -10,9 +10,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use diesel::PgConnection;
 use proptest::prelude::*;
 
-use cpis::cpis::access::Recorded;
+use cpis::cpis::access::{NewAccess, Recorded};
 use cpis::cpis::alert::{record_openings, record_openings_alone, AccessOpening};
-use cpis::cpis::items::{lookup_held_reading_ahead, Ahead};
+use cpis::cpis::items::lookup_held_reading_ahead;
 use cpis::cpis::recent::Recent;
 use cpis::cpis::recorder::{record_all, Opening, ReadAheadAt};
 use cpis::domain::access_history::{decide_in_order, window_start};
@@ -312,8 +312,9 @@ fn tab_opening(who: &str, at: DateTime<Utc>, read_ahead: Option<ReadAheadAt>) ->
 /// What the tab reader reads ahead for `who` opening Noah's tab at `at`, with the mark before it.
 fn read_ahead(conn: &mut PgConnection, recent: &Recent, who: &str, at: DateTime<Utc>) -> ReadAheadAt {
     let mark = recent.mark();
-    let ahead = Ahead { nhs_number: NOAH_WILLIAMS, viewer_id: who, since: window_start(at) };
-    let (_, read) = lookup_held_reading_ahead(conn, &[ahead]).unwrap().remove(0);
+    let viewer = api_viewer(who);
+    let access = NewAccess { nhs_number: NOAH_WILLIAMS, viewer: &viewer, at };
+    let (_, read) = lookup_held_reading_ahead(conn, &[access]).unwrap().remove(0);
     ReadAheadAt { mark, read: read.expect("a current record holding items is read ahead") }
 }
 
