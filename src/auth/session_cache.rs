@@ -146,7 +146,7 @@ pub struct Ticket(u64);
 pub struct Remembered {
     entries: HashMap<Vec<u8>, Entry>,
     /// Accounts' contact details, by account id.
-    contacts: HashMap<i64, AccountContact>,
+    contacts: HashMap<i64, Arc<AccountContact>>,
     /// Live endpoint tokens, by the hash of the token.
     tokens: HashMap<Vec<u8>, Endpoint>,
     /// Moves on every forgetting, so a load that began before it does not remember.
@@ -197,14 +197,14 @@ impl Remembered {
     }
 
     /// An account's contact details, if remembered.
-    pub fn contact(&self, user_id: i64) -> Option<&AccountContact> {
+    pub fn contact(&self, user_id: i64) -> Option<&Arc<AccountContact>> {
         self.contacts.get(&user_id)
     }
 
     /// Remembers contact details read from the database, unless anything was forgotten since the
     /// read's ticket. Were they to go beyond [`CONTACTS_CAPACITY`], those remembered are forgotten
     /// first. True when remembered.
-    pub fn put_contacts(&mut self, ticket: Ticket, read: Vec<(i64, AccountContact)>) -> bool {
+    pub fn put_contacts(&mut self, ticket: Ticket, read: Vec<(i64, Arc<AccountContact>)>) -> bool {
         if ticket.0 != self.generation {
             return false;
         }
@@ -378,7 +378,7 @@ impl SessionCache {
     /// The contact details remembered of `user_ids`, after handling every announcement that has
     /// arrived, and the ticket for reading the others from the database; `None` while nothing may
     /// be remembered (every one is read). Never waits for I/O, as [`get`](SessionCache::get).
-    pub fn contacts(&self, user_ids: &[i64]) -> Option<(HashMap<i64, AccountContact>, Ticket)> {
+    pub fn contacts(&self, user_ids: &[i64]) -> Option<(HashMap<i64, Arc<AccountContact>>, Ticket)> {
         if !self.listening.load(Ordering::Acquire) || !self.drain() {
             return None;
         }
@@ -388,7 +388,7 @@ impl SessionCache {
     }
 
     /// Remembers contact details read after [`contacts`](SessionCache::contacts) gave `ticket`.
-    pub fn put_contacts(&self, ticket: Ticket, read: Vec<(i64, AccountContact)>) {
+    pub fn put_contacts(&self, ticket: Ticket, read: Vec<(i64, Arc<AccountContact>)>) {
         self.remembered.lock().unwrap_or_else(|e| e.into_inner()).put_contacts(ticket, read);
     }
 
@@ -734,8 +734,8 @@ mod tests {
         assert_eq!(r.tokens.len(), 1);
     }
 
-    fn contact(telephone: &str) -> AccountContact {
-        AccountContact { email: None, telephone: Some(telephone.to_owned()), disabled_at: None }
+    fn contact(telephone: &str) -> Arc<AccountContact> {
+        Arc::new(AccountContact { email: None, telephone: Some(telephone.to_owned()), disabled_at: None })
     }
 
     /// CP-IS059: an account's contact details are remembered until the account is announced, as
@@ -765,13 +765,14 @@ mod tests {
     #[test]
     fn a_full_contact_cache_starts_again() {
         let mut r = Remembered::default();
-        let all: Vec<(i64, AccountContact)> = (0..CONTACTS_CAPACITY as i64).map(|i| (i, contact("x"))).collect();
+        let all: Vec<(i64, Arc<AccountContact>)> = (0..CONTACTS_CAPACITY as i64).map(|i| (i, contact("x"))).collect();
         assert!(r.put_contacts(r.ticket(), all));
         assert!(r.contact(0).is_some());
         assert!(r.put_contacts(r.ticket(), vec![(-1, contact("y"))]));
         assert!(r.contact(0).is_none(), "forgotten to make room");
         assert_eq!(r.contact(-1), Some(&contact("y")));
-        let too_many: Vec<(i64, AccountContact)> = (0..=CONTACTS_CAPACITY as i64).map(|i| (i, contact("x"))).collect();
+        let too_many: Vec<(i64, Arc<AccountContact>)> =
+            (0..=CONTACTS_CAPACITY as i64).map(|i| (i, contact("x"))).collect();
         assert!(r.put_contacts(r.ticket(), too_many));
         assert_eq!(r.contacts.len(), CONTACTS_CAPACITY, "never beyond its capacity");
     }

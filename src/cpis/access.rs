@@ -2,6 +2,7 @@
 //! each one is recorded, whether it is shown in the history, the API and message 05.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -502,12 +503,15 @@ pub struct HistoryEntry {
     pub user_id: Option<i64>,
     pub viewer_name: String,
     pub job_role_code: String,
-    pub job_role_name: Option<String>,
+    /// Shared with the instance's names ([`super::reference_names`]): a history's lines name the
+    /// same roles and organisations again and again, and are set on the recording thread.
+    pub job_role_name: Option<Arc<str>>,
     pub organisation_code: String,
-    pub organisation_name: Option<String>,
+    pub organisation_name: Option<Arc<str>>,
     /// The viewer's account contact details, when the viewer has an account here and they were
-    /// asked for ([`super::contacts::fill`]: the tab shows them, the FHIR API does not).
-    pub contact: Option<AccountContact>,
+    /// asked for ([`super::contacts::fill`]: the tab shows them, the FHIR API does not), shared
+    /// with those the instance remembers.
+    pub contact: Option<Arc<AccountContact>>,
 }
 
 /// A line of the access history as the history's statement reads it.

@@ -10,6 +10,7 @@
 //! one is read.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use diesel::prelude::*;
 
@@ -50,7 +51,7 @@ pub fn fill<'a>(
 }
 
 /// The accounts' contact details, in one statement.
-fn read(conn: &mut PgConnection, ids: &[i64]) -> QueryResult<Vec<(i64, AccountContact)>> {
+fn read(conn: &mut PgConnection, ids: &[i64]) -> QueryResult<Vec<(i64, Arc<AccountContact>)>> {
     use diesel::sql_types::{Array, BigInt};
     #[derive(QueryableByName)]
     struct Row {
@@ -63,5 +64,5 @@ fn read(conn: &mut PgConnection, ids: &[i64]) -> QueryResult<Vec<(i64, AccountCo
         crate::db::prepared::sql("SELECT id, email, telephone, disabled_at FROM users WHERE id = ANY($1::bigint[])")
             .bind::<Array<BigInt>, _>(ids.to_vec())
             .load(conn)?;
-    Ok(rows.into_iter().map(|r| (r.id, r.contact)).collect())
+    Ok(rows.into_iter().map(|r| (r.id, Arc::new(r.contact))).collect())
 }

@@ -44,9 +44,10 @@ struct State {
     reading: bool,
 }
 
+/// The names by code, each shared with the history lines that show it.
 struct Held {
-    job_roles: HashMap<String, String>,
-    organisations: HashMap<String, String>,
+    job_roles: HashMap<String, Arc<str>>,
+    organisations: HashMap<String, Arc<str>>,
     read_at: Instant,
 }
 
@@ -127,11 +128,14 @@ fn names_missing(h: &Held, entries: &[HistoryEntry]) -> bool {
 
 impl Held {
     fn read(conn: &mut PgConnection) -> QueryResult<Held> {
-        let job_roles = job_roles::table.select((job_roles::code, job_roles::name)).load(conn)?.into_iter().collect();
+        let shared = |(code, name): (String, String)| (code, Arc::from(name));
+        let job_roles =
+            job_roles::table.select((job_roles::code, job_roles::name)).load(conn)?.into_iter().map(shared).collect();
         let organisations = nhs_organisations::table
             .select((nhs_organisations::ods_code, nhs_organisations::name))
             .load(conn)?
             .into_iter()
+            .map(shared)
             .collect();
         Ok(Held { job_roles, organisations, read_at: Instant::now() })
     }

@@ -282,7 +282,7 @@ fn history_views(tab: &AlertTab) -> Vec<HistoryView> {
             HistoryView {
                 at: format_uk_datetime(h.accessed_at),
                 name: h.viewer_name.clone(),
-                job_role: h.job_role_name.clone().unwrap_or_else(|| h.job_role_code.clone()),
+                job_role: h.job_role_name.as_deref().unwrap_or(&h.job_role_code).to_owned(),
                 organisation: h
                     .organisation_name
                     .as_deref()

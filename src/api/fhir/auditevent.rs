@@ -28,10 +28,7 @@ pub fn practitioner_role_id(access_id: i64) -> Uuid {
 
 /// The job role's name, as the tab shows it.
 pub fn job_role_display(h: &HistoryEntry) -> String {
-    h.job_role_name
-        .clone()
-        .or_else(|| roles::job_role_name(&h.job_role_code).map(str::to_owned))
-        .unwrap_or_else(|| h.job_role_code.clone())
+    h.job_role_name.as_deref().or_else(|| roles::job_role_name(&h.job_role_code)).unwrap_or(&h.job_role_code).to_owned()
 }
 
 /// The organisation's name in readable form, as the tab shows it.
