@@ -209,20 +209,23 @@ fn answer(
 ///
 /// The statement's parts are rows of one `UNION ALL`, told apart by `k`: 0 the record with each
 /// item it holds (one row with no item when it holds none), 1 the viewer's latest shown access
-/// since the window's start (CP-IS047), 2 an id from the accesses' sequence, 3 a line of the
-/// history of the record's numbers (CP-IS048), the newest [`HISTORY_LIMIT`]. Parts 1 to 3 are
+/// since the window's start (CP-IS047), 2 an id from the accesses' sequence, 3 the history of
+/// the record's numbers (CP-IS048), the newest [`HISTORY_LIMIT`] lines, newest first, as one array
+/// of records. Parts 1 to 3 are
 /// read only for records that are current and hold items: an id taken for a record whose items
 /// the viewer may not see is left unused (a gap in the sequence, as any rolled-back insert
 /// leaves).
 ///
-/// The access's columns come right after `k` and `o`: diesel finds each column of a row by its
-/// name, from the first, and nine rows in ten are history lines (issue 8: with the access's
-/// columns last, that search was about 4% of the service's samples, on the serial path).
+/// The history is one array rather than a row a line (issue 8): as rows, nine rows in ten were
+/// history lines of 35 columns, and libpq's parsing of them and diesel's building of each (a
+/// column found by its name, scanning from the first) were about a fifth of the service's samples
+/// on the tab reader's thread, on the serial path. The access's columns come right after `k` and
+/// `o` for the same scan.
 pub fn lookup_held_reading_ahead(
     conn: &mut PgConnection,
     asked: &[access::NewAccess<'_>],
 ) -> QueryResult<Vec<(Held, Option<access::ReadAhead>)>> {
-    use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz};
+    use diesel::sql_types::{Array, BigInt, Integer, Nullable, Record, Text, Timestamptz};
     #[derive(QueryableByName)]
     struct Row {
         /// Which part the row is of (above).
@@ -239,20 +242,17 @@ pub fn lookup_held_reading_ahead(
         /// Part 0's: an item (none on the one row of a record with no items, or not current).
         #[diesel(embed)]
         held: Option<HeldRow>,
-        /// Parts 1 to 3: the access (its id alone for part 2, its time alone for part 1).
+        /// Part 2's: the access's id.
         #[diesel(sql_type = Nullable<BigInt>)]
         a_id: Option<i64>,
+        /// Part 1's: the time of the viewer's latest shown access.
         #[diesel(sql_type = Nullable<Timestamptz>)]
         a_at: Option<DateTime<Utc>>,
-        #[diesel(sql_type = Nullable<BigInt>)]
-        a_user_id: Option<i64>,
-        #[diesel(sql_type = Nullable<Text>)]
-        a_viewer_name: Option<String>,
-        #[diesel(sql_type = Nullable<Text>)]
-        a_job_role_code: Option<String>,
-        #[diesel(sql_type = Nullable<Text>)]
-        a_organisation_code: Option<String>,
+        /// Part 3's: the history's lines, newest first, in one array (one row, not one a line).
+        #[diesel(sql_type = Nullable<Array<Record<(BigInt, Timestamptz, Nullable<BigInt>, Text, Text, Text)>>>)]
+        a_history: Option<Vec<HistoryLine>>,
     }
+    type HistoryLine = (i64, DateTime<Utc>, Option<i64>, String, String, String);
     // Part 0 as `lookup_held_many` reads it. The arrays come through sub-selects, so that one
     // generic plan serves every batch. Parts 1 to 3 read as `access::read_before_recording` does.
     let rows: Vec<Row> = crate::db::prepared::sql(concat!(
@@ -271,8 +271,7 @@ pub fn lookup_held_reading_ahead(
              SELECT p.o, p.nhs_number, p.linked, p.v, p.w FROM p WHERE EXISTS (SELECT FROM h WHERE h.o = p.o) \
          ) \
          SELECT 0 AS k, p.o, \
-                NULL::bigint AS a_id, NULL::timestamptz AS a_at, NULL::bigint AS a_user_id, \
-                NULL::text AS a_viewer_name, NULL::text AS a_job_role_code, NULL::text AS a_organisation_code, \
+                NULL::bigint AS a_id, NULL::timestamptz AS a_at, NULL::record[] AS a_history, \
                 p.nhs_number, p.given_name, p.family_name, p.gender, p.birth_date, p.death_date, \
                 p.postcode, p.address, p.gp_ods, p.restricted, p.superseded_by, p.invalidated, p.linked, \
                 h.item_id, h.item_nhs_number, h.la_code, h.item_type, h.la_child_id, h.start_date, h.end_date, \
@@ -280,27 +279,26 @@ pub fn lookup_held_reading_ahead(
                 h.office_hours_phone, h.contacts_updated_at \
          FROM p LEFT JOIN h ON h.o = p.o \
          UNION ALL \
-         SELECT x.k, r.o, x.id, x.accessed_at, x.user_id, x.viewer_name, x.job_role_code, x.organisation_code, \
-                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+         SELECT x.k, r.o, x.id, x.accessed_at, x.history, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
                 NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
          FROM r CROSS JOIN LATERAL ( \
              SELECT 1 AS k, NULL::bigint AS id, \
                  (SELECT max(e.accessed_at) FROM access_events e \
                   WHERE e.nhs_number = r.nhs_number AND e.viewer_id = r.v AND e.shown AND e.accessed_at > r.w) \
                      AS accessed_at, \
-                 NULL::bigint AS user_id, NULL::text AS viewer_name, NULL::text AS job_role_code, \
-                 NULL::text AS organisation_code \
+                 NULL::record[] AS history \
              UNION ALL \
-             SELECT 2, nextval('access_events_id_seq'), NULL, NULL, NULL, NULL, NULL \
+             SELECT 2, nextval('access_events_id_seq'), NULL, NULL \
              UNION ALL \
-             (SELECT 3, e.id, e.accessed_at, e.user_id, e.viewer_name, e.job_role_code, e.organisation_code \
-              FROM unnest(r.linked) AS n(nhs_number) CROSS JOIN LATERAL ( \
-                  SELECT id, accessed_at, user_id, viewer_name, job_role_code, organisation_code \
-                  FROM access_events \
-                  WHERE access_events.nhs_number = n.nhs_number AND shown \
-                  ORDER BY accessed_at DESC, id DESC LIMIT $4 \
-              ) AS e \
-              ORDER BY e.accessed_at DESC, e.id DESC LIMIT $4) \
+             SELECT 3, NULL, NULL, ARRAY( \
+                 SELECT ROW(e.id, e.accessed_at, e.user_id, e.viewer_name, e.job_role_code, e.organisation_code) \
+                 FROM unnest(r.linked) AS n(nhs_number) CROSS JOIN LATERAL ( \
+                     SELECT id, accessed_at, user_id, viewer_name, job_role_code, organisation_code \
+                     FROM access_events \
+                     WHERE access_events.nhs_number = n.nhs_number AND shown \
+                     ORDER BY accessed_at DESC, id DESC LIMIT $4 \
+                 ) AS e \
+                 ORDER BY e.accessed_at DESC, e.id DESC LIMIT $4) \
          ) AS x \
          ORDER BY o, k, la_code, item_type, item_id"
     ))
@@ -329,11 +327,10 @@ pub fn lookup_held_reading_ahead(
                 1 => latest = row.a_at,
                 2 => id = row.a_id,
                 _ => {
-                    if let (Some(id), Some(at), Some(name), Some(role), Some(organisation)) =
-                        (row.a_id, row.a_at, row.a_viewer_name, row.a_job_role_code, row.a_organisation_code)
-                    {
-                        history.push(HistoryEntry::unnamed(id, at, row.a_user_id, name, role, organisation));
-                    }
+                    let lines = row.a_history.into_iter().flatten();
+                    history.extend(lines.map(|(id, at, user, name, role, organisation)| {
+                        HistoryEntry::unnamed(id, at, user, name, role, organisation)
+                    }));
                 }
             }
         }
