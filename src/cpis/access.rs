@@ -329,6 +329,25 @@ fn insert(conn: &mut PgConnection, accesses: &[NewAccess<'_>], recorded: &[Recor
     Ok(())
 }
 
+/// The body of a lateral sub-select: the `$limit` newest shown accesses to the number `$number`,
+/// with what a history line shows, read from that number's own end of the history index
+/// (`access_events_child_idx`). The history's reads here and the tab reader's
+/// (`items::lookup_held_reading_ahead`) merge these over a record's numbers.
+macro_rules! newest_shown_of {
+    ($number:literal, $limit:literal) => {
+        concat!(
+            "SELECT id, accessed_at, user_id, viewer_name, job_role_code, organisation_code \
+             FROM access_events \
+             WHERE access_events.nhs_number = ",
+            $number,
+            " AND shown \
+             ORDER BY accessed_at DESC, id DESC LIMIT ",
+            $limit
+        )
+    };
+}
+pub(crate) use newest_shown_of;
+
 /// The FROM list of the history's read: for each list `w.o` of the arrays `$owners` (its place,
 /// from 0, for each number) and `$numbers`, the `$limit` newest shown accesses to any of its
 /// numbers, as `a`. Each number's are read from its own end of the history index, so the cost
@@ -345,14 +364,9 @@ macro_rules! newest_shown {
             ", ",
             $numbers,
             ") AS n(o, nhs_number) \
-                 CROSS JOIN LATERAL ( \
-                     SELECT id, accessed_at, user_id, viewer_name, job_role_code, organisation_code \
-                     FROM access_events \
-                     WHERE access_events.nhs_number = n.nhs_number AND shown \
-                     ORDER BY accessed_at DESC, id DESC LIMIT ",
-            $limit,
-            " \
-                 ) AS e \
+                 CROSS JOIN LATERAL (",
+            newest_shown_of!("n.nhs_number", $limit),
+            ") AS e \
                  WHERE n.o = w.o \
                  ORDER BY e.accessed_at DESC, e.id DESC LIMIT ",
             $limit,

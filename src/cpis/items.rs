@@ -279,7 +279,8 @@ pub fn lookup_held_reading_ahead(
                 h.office_hours_phone, h.contacts_updated_at \
          FROM p LEFT JOIN h ON h.o = p.o \
          UNION ALL \
-         SELECT x.k, r.o, x.id, x.accessed_at, x.history, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
+         SELECT x.k, r.o, x.id, x.accessed_at, x.history, \
+                NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, \
                 NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL \
          FROM r CROSS JOIN LATERAL ( \
              SELECT 1 AS k, NULL::bigint AS id, \
@@ -292,12 +293,9 @@ pub fn lookup_held_reading_ahead(
              UNION ALL \
              SELECT 3, NULL, NULL, ARRAY( \
                  SELECT ROW(e.id, e.accessed_at, e.user_id, e.viewer_name, e.job_role_code, e.organisation_code) \
-                 FROM unnest(r.linked) AS n(nhs_number) CROSS JOIN LATERAL ( \
-                     SELECT id, accessed_at, user_id, viewer_name, job_role_code, organisation_code \
-                     FROM access_events \
-                     WHERE access_events.nhs_number = n.nhs_number AND shown \
-                     ORDER BY accessed_at DESC, id DESC LIMIT $4 \
-                 ) AS e \
+                 FROM unnest(r.linked) AS n(nhs_number) CROSS JOIN LATERAL (",
+        access::newest_shown_of!("n.nhs_number", "$4"),
+        ") AS e \
                  ORDER BY e.accessed_at DESC, e.id DESC LIMIT $4) \
          ) AS x \
          ORDER BY o, k, la_code, item_type, item_id"

@@ -889,4 +889,22 @@ fn a_batchs_histories_read_together_are_each_childs_own() {
     assert_eq!(together[0].len(), 25, "at most 25");
     assert!(together.iter().any(Vec::is_empty) && together.iter().any(|h| h.len() < 25), "{together:?}");
     assert!(access::histories(&mut conn, &names, &[]).unwrap().is_empty());
+
+    // The tab reader reads the same histories ahead, with the records, one array per child
+    // (`items::lookup_held_reading_ahead`): line for line the child's own, names aside.
+    let viewer = crate::support::api_viewer("reader");
+    let asked: Vec<access::NewAccess<'_>> = [NOAH_WILLIAMS, MIA_THOMPSON, NOAH_WILLIAMS]
+        .into_iter()
+        .map(|nhs_number| access::NewAccess { nhs_number, viewer: &viewer, at: chrono::Utc::now() })
+        .collect();
+    let line = |e: &access::HistoryEntry| {
+        (e.id, e.accessed_at, e.user_id, e.viewer_name.clone(), e.job_role_code.clone(), e.organisation_code.clone())
+    };
+    for (a, (_, ahead)) in asked.iter().zip(cpis::cpis::items::lookup_held_reading_ahead(&mut conn, &asked).unwrap()) {
+        let ahead = ahead.expect("a current record holding items is read ahead");
+        let ids: Vec<i64> = ahead.history.iter().map(|e| e.id).collect();
+        assert_eq!(ids, expected(&mut conn, &one(a.nhs_number)), "{} read ahead", a.nhs_number);
+        let alone = access::history(&mut conn, &names, &one(a.nhs_number)).unwrap();
+        assert_eq!(ahead.history.iter().map(line).collect::<Vec<_>>(), alone.iter().map(line).collect::<Vec<_>>());
+    }
 }
