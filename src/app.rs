@@ -44,12 +44,7 @@ impl AppState {
         let names = Arc::new(ReferenceNames::default());
         let sessions = config.session_cache.then(|| SessionCache::start(&config.database_url));
         // A connection for each recording thread and one for the tab reader.
-        let recorder = AccessRecorder::start(
-            crate::db::pool_of(&config, threads as u32 + 1),
-            threads,
-            names.clone(),
-            sessions.clone(),
-        );
+        let recorder = AccessRecorder::start(&config, threads, names.clone(), sessions.clone());
         let chainer = Chainer::start(crate::db::pool_of(&config, 1));
         AppState {
             pool,

@@ -93,7 +93,8 @@ pub fn record_openings(conn: &mut PgConnection, openings: &[AccessOpening<'_>]) 
 /// audit entries and the log, having first taken the children's locks and checked under them that
 /// the read would still answer the same ([`access::Basis`], `cpis_claim_children` of migration
 /// 000034). Its commit waits for its own flush ([`crate::db::DurableCommits`]): when this returns,
-/// the openings are on disk. If another opening of one of these children by the same viewer was
+/// the openings are on disk, unless the connection commits without waiting (the access
+/// recorder's, whose flusher then waits before anyone is answered, src/db/flusher.rs). If another opening of one of these children by the same viewer was
 /// recorded in between (by another instance, or another recorder thread), nothing was stored and
 /// the openings are recorded again as before: locked in a transaction's BEGIN, then read, stored
 /// and committed ([`record_openings_locked`]).

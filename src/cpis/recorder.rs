@@ -4,31 +4,37 @@
 //! joins the chain under one lock at its transaction's commit. One transaction per opening made
 //! that lock, the commit and the WAL flush the limit of the whole service (about 1,200 openings a
 //! second at most, measured). So a request hands the opening to this recorder and waits.
-//! A tab's opening goes first to the tab reader ([`AccessRecorder::open_tab`]), a thread that takes
-//! the tabs queued (up to [`MAX_BATCH`]) and reads what each shows, the record and the items its
-//! numbers hold, in one statement for them all (issue 8: one statement per request before); a tab
-//! with nothing to show is answered there, without recording anything, and the rest are handed on.
-//! The same statement reads ahead what recording each opening reads (who saw the child last, its
-//! history, the access's id: [`ReadAheadAt`], `items::lookup_held_reading_ahead`). (A FHIR search
-//! reads its record on its own connection, as its answer needs more of it, and nothing ahead.)
-//! The recorder's threads take whatever openings are queued (up to [`MAX_BATCH`]) and record them
-//! ([`alert::record_openings_alone`]): one statement that takes the children's locks, checks under
-//! them that what the decisions rest on still holds, and stores the accesses, their audit entries'
-//! outbox row and any FHIR exchanges they answer, its commit waiting until it is on disk. When
-//! every opening of the batch was read ahead, that is the one round trip, the batches this
-//! instance recorded since those reads added to them ([`Recent`]); otherwise it follows a read of
-//! its own. A batch whose read no longer holds (another instance's opening) is recorded again,
-//! locked before it reads. Each request is answered with its child's history as it stands after
-//! the batch.
+//! A tab's opening goes to the tab thread ([`AccessRecorder::open_tab`]), which takes the tabs
+//! queued (up to [`MAX_BATCH`]) and, on one connection, reads what each shows, the record and the
+//! items its numbers hold, in one statement for them all (issue 8: one statement per request
+//! before), then records those with anything to show. The same statement reads ahead what
+//! recording each opening reads (who saw the child last, its history, the access's id:
+//! [`ReadAheadAt`], `items::lookup_held_reading_ahead`); a tab with nothing to show records
+//! nothing. Other openings (the FHIR API's CareTeam searches, which read their record on their own
+//! connection, as their answer needs more of it, and nothing ahead) go to the recording threads,
+//! which take whatever openings are queued (up to [`MAX_BATCH`]) and record them.
+//! Either records a batch with [`alert::record_openings_alone`]: one statement that takes the
+//! children's locks, checks under them that what the decisions rest on still holds, and stores the
+//! accesses, their audit entries' outbox row and any FHIR exchanges they answer. When every
+//! opening of the batch was read ahead, that is the one round trip, the batches this instance
+//! recorded since those reads added to them ([`Recent`]); otherwise it follows a read of its own.
+//! A batch whose read no longer holds (another instance's opening) is recorded again, locked
+//! before it reads. Each request is answered with its child's history as it stands after the
+//! batch.
+//! The recorder's connections commit without waiting for the disk, so that neither its threads
+//! nor the chain's lock wait through each flush; the answers of a batch wait instead, in the
+//! flusher (src/db/flusher.rs), until one flush has covered it and the batches before it. Nothing
+//! is answered as recorded before it is on disk; an opening whose flush cannot be confirmed is
+//! answered 503.
 //! When nothing else is queued a batch is a single opening, recorded at once: no request waits
 //! for others to arrive.
-//! FHIR CareTeam searches come the same way, with their transmission log entry (CP-IS061) stored
-//! in the same statement, and read no history (CareTeam shows none).
+//! FHIR CareTeam searches store their transmission log entry (CP-IS061) in the batch's statement,
+//! and read no history (CareTeam shows none).
 //!
 //! A batch that fails as a whole (a database error that is not the connection's) is recorded
 //! again opening by opening, so one opening's fault is not another's. Openings of one child are
-//! still decided one after another (CP-IS047): within a batch in the order queued, across batches
-//! and instances by the child's advisory lock, which an opening waits for at most
+//! still decided one after another (CP-IS047): within a batch in the order queued, across batches,
+//! threads and instances by the child's advisory lock, which an opening waits for at most
 //! [`alert::CHILD_LOCK_TIMEOUT`], so that one child held elsewhere cannot hold up every opening.
 
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
@@ -44,6 +50,8 @@ use super::recent::Recent;
 use super::reference_names::ReferenceNames;
 use crate::audit::Actor;
 use crate::auth::session_cache::SessionCache;
+use crate::config::Config;
+use crate::db::flusher::Flusher;
 use crate::db::{self, DbPool};
 use crate::error::AppError;
 use crate::mailbox::transmissions;
@@ -138,23 +146,15 @@ pub enum TabAnswer {
     NothingToShow,
 }
 
-/// What a request asks of the recording threads.
-enum Ask {
-    /// To record an opening whose record the request has read.
-    Record(Reply<Opened>),
-    /// To record a tab's opening, its record read by the tab reader (what the tab shows).
-    Shown { shown: Shown, reply: Reply<TabAnswer> },
-}
-
 type Reply<T> = tokio::sync::oneshot::Sender<Result<T, AppError>>;
 
-/// An opening queued for the recording threads.
+/// An opening queued for the recording threads, its record read by the request.
 struct Job {
     opening: Opening,
-    ask: Ask,
+    reply: Reply<Opened>,
 }
 
-/// A tab queued for the tab reader: its record is read before its opening is recorded.
+/// A tab queued for the tab thread: its record is read, then its opening recorded.
 struct TabJob {
     opening: Opening,
     may_see_unborn: bool,
@@ -166,37 +166,22 @@ trait Queued {
     fn fail(self, e: AppError);
 }
 
-impl Queued for Ask {
+impl<T> Queued for Reply<T> {
     fn fail(self, e: AppError) {
         // A request that gave up waiting has dropped its receiver: nothing to tell.
-        match self {
-            Ask::Record(reply) => drop(reply.send(Err(e))),
-            Ask::Shown { reply, .. } => drop(reply.send(Err(e))),
-        }
+        drop(self.send(Err(e)));
     }
 }
 
 impl Queued for Job {
     fn fail(self, e: AppError) {
-        self.ask.fail(e);
+        self.reply.fail(e);
     }
 }
 
 impl Queued for TabJob {
     fn fail(self, e: AppError) {
-        drop(self.reply.send(Err(e)));
-    }
-}
-
-impl Ask {
-    /// Answers the request with its opening as recorded.
-    fn answer(self, opened: Opened) {
-        match self {
-            Ask::Record(reply) => drop(reply.send(Ok(opened))),
-            Ask::Shown { shown: (patient, authorities), reply } => {
-                drop(reply.send(Ok(TabAnswer::Opened { patient, tab: opened.into_tab(authorities) })))
-            }
-        }
+        self.reply.fail(e);
     }
 }
 
@@ -204,55 +189,60 @@ impl Ask {
 #[derive(Clone)]
 pub struct AccessRecorder {
     queue: SyncSender<Job>,
-    /// The tab reader's queue ([`AccessRecorder::open_tab`]).
+    /// The tab thread's queue ([`AccessRecorder::open_tab`]).
     tabs: SyncSender<TabJob>,
 }
 
 impl AccessRecorder {
-    /// Starts `threads` recording threads, each recording one batch at a time with a connection of
-    /// `pool` (a pool of its own, so that requests holding every connection of the service's pool
-    /// never keep an opening waiting), and the tab reader, which reads the records of the tabs
-    /// opened (a batch at a time, with a connection of the same pool) and hands their openings on
-    /// to the recording threads. The histories' names come from `names`, the tab's contact
-    /// details from `contacts` when the instance remembers them (src/cpis/contacts.rs).
+    /// Starts the tab thread, which reads and records the tabs opened a batch at a time
+    /// ([`open_tab_batches`]), and `threads` recording threads, each recording one batch of other
+    /// openings (the FHIR API's) at a time. Each has a connection of a pool of its own, so that
+    /// requests holding every connection of the service's pool never keep an opening waiting;
+    /// those connections commit without waiting for the disk, and the flusher, with a connection
+    /// of its own, answers each batch once a flush has covered it (src/db/flusher.rs). The
+    /// histories' names come from `names`, the tab's contact details from `contacts` when the
+    /// instance remembers them (src/cpis/contacts.rs).
     pub fn start(
-        pool: DbPool,
+        config: &Config,
         threads: usize,
         names: Arc<ReferenceNames>,
         contacts: Option<Arc<SessionCache>>,
     ) -> AccessRecorder {
+        let threads = threads.max(1);
+        let pool = db::pool_committing_without_waiting(config, threads as u32 + 1);
+        let flusher = Flusher::start(db::pool_of(config, 1));
+        let recent = Arc::new(Recent::default());
         let (queue, jobs) = mpsc::sync_channel(QUEUE);
         let jobs = Arc::new(Mutex::new(jobs));
-        let recent = Arc::new(Recent::default());
-        for n in 0..threads.max(1) {
+        for n in 0..threads {
             let (pool, jobs, names, contacts) = (pool.clone(), jobs.clone(), names.clone(), contacts.clone());
-            let recent = recent.clone();
+            let (recent, flusher) = (recent.clone(), flusher.clone());
             std::thread::Builder::new()
                 .name(format!("cpis-recorder-{n}"))
-                .spawn(move || work(&pool, &jobs, &names, contacts.as_deref(), &recent))
+                .spawn(move || work(&pool, &jobs, &names, contacts.as_deref(), &recent, &flusher))
                 .expect("start an access recorder thread");
         }
-        let (tabs, to_read) = mpsc::sync_channel(QUEUE);
-        let (recording, reading) = (queue.clone(), recent);
+        let (tabs, to_open) = mpsc::sync_channel(QUEUE);
         std::thread::Builder::new()
-            .name("cpis-tab-reader".into())
-            .spawn(move || read_tabs(&pool, &Mutex::new(to_read), &recording, &reading))
-            .expect("start the tab reader thread");
+            .name("cpis-tabs".into())
+            .spawn(move || {
+                open_tab_batches(&pool, &Mutex::new(to_open), &names, contacts.as_deref(), &recent, &flusher)
+            })
+            .expect("start the tab thread");
         AccessRecorder { queue, tabs }
     }
 
     /// Records the opening and answers with what it decided, once it is durable.
     pub async fn open(&self, opening: Opening) -> Result<Opened, AppError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        send(&self.queue, Job { opening, ask: Ask::Record(reply) }).map_err(|refused| refused.1)?;
+        send(&self.queue, Job { opening, reply }).map_err(|refused| refused.1)?;
         answer.await.map_err(|_| AppError::Internal("the access recorder dropped an opening".into()))?
     }
 
-    /// Opens the Child Care Alert tab of the number `opening` names: the tab reader reads what the
-    /// tab shows (with the other tabs asked meanwhile, in one statement), and the opening is
-    /// recorded when there is anything to show, under the current record's number, its history
-    /// being that record's numbers'. `opening.history_of` is not read. Answers once the access is
-    /// durable.
+    /// Opens the Child Care Alert tab of the number `opening` names: the tab thread reads what the
+    /// tab shows (with the other tabs asked meanwhile, in one statement), and records the opening
+    /// when there is anything to show, under the current record's number, its history being that
+    /// record's numbers'. `opening.history_of` is not read. Answers once the access is durable.
     pub async fn open_tab(&self, opening: Opening, may_see_unborn: bool) -> Result<TabAnswer, AppError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         send(&self.tabs, TabJob { opening, may_see_unborn, reply }).map_err(|refused| refused.1)?;
@@ -291,36 +281,43 @@ fn next_batch<T>(jobs: &Mutex<Receiver<T>>) -> Option<Vec<T>> {
     Some(batch)
 }
 
-/// The tab reader's loop: reads the records of a batch of tabs in one statement, answers those
-/// with nothing to record, and hands the rest to the recording threads. Reading and recording are
-/// two stages, each a batch at a time, so that one batch's records are read while the one before
-/// is recorded.
-fn read_tabs(pool: &DbPool, jobs: &Mutex<Receiver<TabJob>>, recording: &SyncSender<Job>, recent: &Recent) {
+/// The tab thread's loop: waits for a tab, takes whatever else is queued, and reads and records
+/// them on one connection ([`open_tabs_in`]: two round trips for the batch, the read of what the
+/// tabs show and the store). The answers of the openings recorded wait for the flusher; a tab with
+/// nothing recorded is answered at once. A panic fails that batch's tabs (500), not the thread.
+///
+/// (Issue 8: the read and the store were two stages on two threads, one batch read while the one
+/// before was stored; with the batch's flush on the store's path, that pipeline gave 0.24 to 0.30
+/// of the baseline at 16 users, one thread for both with the flush handed on 0.29 to 0.33.)
+fn open_tab_batches(
+    pool: &DbPool,
+    jobs: &Mutex<Receiver<TabJob>>,
+    names: &ReferenceNames,
+    contacts: Option<&SessionCache>,
+    recent: &Recent,
+    flusher: &Flusher,
+) {
     while let Some(batch) = next_batch(jobs) {
-        let mark = recent.mark();
-        let asked: Vec<NewAccess<'_>> = batch.iter().map(|j| new_access(&j.opening)).collect();
-        let looked = run_caught(pool, "the tab reader failed while reading", |conn| {
-            Ok(items::lookup_held_reading_ahead(conn, &asked)?)
+        let (tabs, replies): (Vec<(Opening, bool)>, Vec<Reply<TabAnswer>>) =
+            batch.into_iter().map(|j| ((j.opening, j.may_see_unborn), j.reply)).unzip();
+        let answered = run_caught(pool, "the tab thread failed while opening tabs", |conn| {
+            open_tabs_in(conn, names, contacts, recent, &tabs)
         });
-        let looked = match looked {
-            Ok(looked) => looked,
-            Err(e) => {
-                fail_batch(pool, jobs, batch, e, "tabs could not be read");
-                continue;
-            }
-        };
-        // One answer per number asked (`lookup_held_reading_ahead`).
-        for (TabJob { opening, may_see_unborn, reply }, (held, read)) in batch.into_iter().zip(looked) {
-            let read_ahead = read.map(|read| ReadAheadAt { mark, read });
-            match resolve_tab(Opening { read_ahead, ..opening }, held, may_see_unborn) {
-                Ok((opening, shown)) => {
-                    if let Err(refused) = send(recording, Job { opening, ask: Ask::Shown { shown, reply } }) {
-                        let (job, e) = *refused;
-                        job.fail(e);
+        match answered {
+            Ok(answers) if answers.iter().any(|a| matches!(a, Ok(TabAnswer::Opened { .. }))) => {
+                flusher.after_flush(move |flushed| {
+                    for (reply, answer) in replies.into_iter().zip(answers) {
+                        // What the flush could not confirm was perhaps not recorded: never shown.
+                        let answer = match answer {
+                            Ok(TabAnswer::Opened { .. }) if !flushed => Err(AppError::Unavailable),
+                            answer => answer,
+                        };
+                        drop(reply.send(answer));
                     }
-                }
-                Err(answer) => drop(reply.send(Ok(answer))),
+                })
             }
+            Ok(answers) => replies.into_iter().zip(answers).for_each(|(reply, answer)| drop(reply.send(answer))),
+            Err(e) => fail_batch(pool, jobs, replies, e, "tabs could not be opened"),
         }
     }
 }
@@ -347,16 +344,29 @@ fn resolve_tab(opening: Opening, held: items::Held, may_see_unborn: bool) -> Res
     }
 }
 
-/// Opens tabs together as the tab reader and a recording thread do a batch of them
-/// ([`AccessRecorder::open_tab`]), on a connection the caller holds: each `(opening,
-/// may_see_unborn)` answered in order. An `Err` is for every tab.
+/// Opens tabs together as the tab thread does a batch of them ([`AccessRecorder::open_tab`]), on
+/// a connection the caller holds: each `(opening, may_see_unborn)` answered in order. An `Err` is
+/// for every tab.
 pub fn open_tabs(
     conn: &mut PgConnection,
     names: &ReferenceNames,
     contacts: Option<&SessionCache>,
     tabs: &[(Opening, bool)],
 ) -> Result<Vec<Result<TabAnswer, AppError>>, AppError> {
-    let recent = Recent::default();
+    open_tabs_in(conn, names, contacts, &Recent::default(), tabs)
+}
+
+/// [`open_tabs`], the openings recorded since being those `recent` remembers (the instance's).
+/// The tabs' records are read with what recording their openings reads
+/// (`items::lookup_held_reading_ahead`); those with anything to show are recorded ([`record_all`],
+/// then in one round trip); the others record nothing.
+fn open_tabs_in(
+    conn: &mut PgConnection,
+    names: &ReferenceNames,
+    contacts: Option<&SessionCache>,
+    recent: &Recent,
+    tabs: &[(Opening, bool)],
+) -> Result<Vec<Result<TabAnswer, AppError>>, AppError> {
     let mark = recent.mark();
     let looked = items::lookup_held_reading_ahead(conn, &tabs.iter().map(|(o, _)| new_access(o)).collect::<Vec<_>>())?;
     let mut answers: Vec<Option<Result<TabAnswer, AppError>>> = Vec::with_capacity(tabs.len());
@@ -373,7 +383,7 @@ pub fn open_tabs(
         }
     }
     let recorded =
-        if openings.is_empty() { Vec::new() } else { record_all(conn, names, contacts, Some(&recent), &openings)? };
+        if openings.is_empty() { Vec::new() } else { record_all(conn, names, contacts, Some(recent), &openings)? };
     for ((place, (patient, authorities)), result) in shown.into_iter().zip(recorded) {
         answers[place] = Some(result.map(|opened| TabAnswer::Opened { patient, tab: opened.into_tab(authorities) }));
     }
@@ -392,22 +402,26 @@ fn work(
     names: &ReferenceNames,
     contacts: Option<&SessionCache>,
     recent: &Recent,
+    flusher: &Flusher,
 ) {
     while let Some(batch) = next_batch(jobs) {
-        let (openings, asks): (Vec<Opening>, Vec<Ask>) = batch.into_iter().map(|j| (j.opening, j.ask)).unzip();
+        let (openings, replies): (Vec<Opening>, Vec<Reply<Opened>>) =
+            batch.into_iter().map(|j| (j.opening, j.reply)).unzip();
         let recorded = run_caught(pool, "the access recorder failed while recording", |conn| {
             record_all(conn, names, contacts, Some(recent), &openings)
         });
         match recorded {
-            Ok(results) => {
-                for (ask, result) in asks.into_iter().zip(results) {
-                    match result {
-                        Ok(opened) => ask.answer(opened),
-                        Err(e) => ask.fail(e),
-                    }
+            Ok(results) => flusher.after_flush(move |flushed| {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    // What the flush could not confirm was perhaps not recorded: never shown.
+                    drop(
+                        reply.send(
+                            result.and_then(|opened| if flushed { Ok(opened) } else { Err(AppError::Unavailable) }),
+                        ),
+                    );
                 }
-            }
-            Err(e) => fail_batch(pool, jobs, asks, e, "openings could not be recorded"),
+            }),
+            Err(e) => fail_batch(pool, jobs, replies, e, "openings could not be recorded"),
         }
     }
 }

@@ -38,6 +38,9 @@ pub struct Manager {
     idle_ping: Duration,
     /// Set on each new connection when given ([`RANDOM_PAGE_COST`]).
     random_page_cost: Option<f64>,
+    /// Whether each new connection commits without waiting for its WAL flush
+    /// ([`Manager::committing_without_waiting`]).
+    asynchronous_commit: bool,
 }
 
 impl Manager {
@@ -45,11 +48,22 @@ impl Manager {
         Manager::with_idle_ping(database_url, IDLE_PING)
     }
     pub fn with_idle_ping(database_url: &str, idle_ping: Duration) -> Manager {
-        Manager { inner: ConnectionManager::new(database_url), idle_ping, random_page_cost: Some(RANDOM_PAGE_COST) }
+        Manager {
+            inner: ConnectionManager::new(database_url),
+            idle_ping,
+            random_page_cost: Some(RANDOM_PAGE_COST),
+            asynchronous_commit: false,
+        }
     }
     /// The planner's cost of a page read out of order on each new connection, or the server's.
     pub fn with_random_page_cost(self, random_page_cost: Option<f64>) -> Manager {
         Manager { random_page_cost, ..self }
+    }
+    /// Each new connection commits without waiting for its WAL flush (`synchronous_commit = off`):
+    /// only for a pool whose user tells nobody of a commit before another connection's flush has
+    /// covered it (the access recorder's, src/cpis/recorder.rs).
+    pub fn committing_without_waiting(self) -> Manager {
+        Manager { asynchronous_commit: true, ..self }
     }
 }
 
@@ -133,6 +147,10 @@ impl ManageConnection for Manager {
             use diesel::connection::SimpleConnection;
             // A number formatted here, never text from outside.
             conn.batch_execute(&format!("SET random_page_cost = {cost}")).map_err(r2d2::Error::QueryError)?;
+        }
+        if self.asynchronous_commit {
+            use diesel::connection::SimpleConnection;
+            conn.batch_execute("SET synchronous_commit = off").map_err(r2d2::Error::QueryError)?;
         }
         conn.set_instrumentation(State { returned: Instant::now(), succeeded: 0, failed: 0, lost: false });
         Ok(conn)

@@ -1,5 +1,6 @@
 //! The database: pool, migrations under an advisory lock, and the one blocking boundary.
 
+pub mod flusher;
 pub mod manager;
 pub mod prepared;
 
@@ -27,16 +28,28 @@ pub fn pool(config: &Config) -> DbPool {
 
 /// [`pool`] with `size` connections at most.
 pub fn pool_of(config: &Config, size: u32) -> DbPool {
+    pool_managed(config, size, manager_of(config))
+}
+
+/// [`pool_of`], its connections committing without waiting for their WAL flush
+/// ([`manager::Manager::committing_without_waiting`]).
+pub fn pool_committing_without_waiting(config: &Config, size: u32) -> DbPool {
+    pool_managed(config, size, manager_of(config).committing_without_waiting())
+}
+
+fn manager_of(config: &Config) -> manager::Manager {
+    manager::Manager::with_idle_ping(&config.database_url, config.db_idle_ping)
+        .with_random_page_cost(config.db_random_page_cost)
+}
+
+fn pool_managed(config: &Config, size: u32, manager: manager::Manager) -> DbPool {
     Pool::builder()
         .max_size(size)
         .min_idle(Some(1))
         .connection_timeout(config.db_timeout)
         // r2d2 asks the manager on every check-out; the manager pings only idle connections.
         .test_on_check_out(true)
-        .build_unchecked(
-            manager::Manager::with_idle_ping(&config.database_url, config.db_idle_ping)
-                .with_random_page_cost(config.db_random_page_cost),
-        )
+        .build_unchecked(manager)
 }
 
 /// A connection asked `SELECT 1` first, for work that [`retrying`] cannot run twice.
@@ -241,10 +254,10 @@ pub fn defer_flush() -> bool {
 }
 
 /// While held, commits wait for their own flush ([`defer_flush`] is false), even inside [`run`]:
-/// for a serial path that has nothing after its commit to carry the wait. The access recorder's
-/// batches commit so: its COMMIT is then its last round trip (src/cpis/recorder.rs), and as the
-/// only writer of its batch it holds the chain's lock through one flush at a time. A flush owed
-/// before it is held is still owed after.
+/// for work that has nothing after its commit to carry the wait. A batch of openings commits so
+/// (`alert::record_openings_alone`) on a connection that waits for its flush; the access
+/// recorder's own connections do not wait at all, and its flusher waits for them, off the serial
+/// path (src/db/flusher.rs). A flush owed before it is held is still owed after.
 pub struct DurableCommits(Option<bool>);
 
 impl DurableCommits {
@@ -272,7 +285,7 @@ pub fn flush_owed() -> bool {
 /// record, and PostgreSQL then does not wait for the flush). One round trip: the statement is its
 /// own transaction (the caller's work has committed), prepared once per connection (as a
 /// simple-protocol `BEGIN; ...; COMMIT` it was parsed and planned on every call).
-fn wait_for_flush(conn: &mut PgConnection) -> diesel::QueryResult<()> {
+pub(crate) fn wait_for_flush(conn: &mut PgConnection) -> diesel::QueryResult<()> {
     prepared::sql("SELECT pg_logical_emit_message(true, 'cpis.flush', '')").execute(conn)?;
     Ok(())
 }

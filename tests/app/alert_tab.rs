@@ -626,6 +626,59 @@ fn a_batchs_commit_is_on_disk_when_the_recorder_answers() {
     assert!(owed, "a flush owed before the batch is owed after it");
 }
 
+/// Issue 8: the access recorder's connections commit without waiting for the disk, so that its
+/// thread (and the audit chain's lock) is not held through each flush; what they committed is
+/// answered by the flusher once a flush of its own, committed as the server is configured to,
+/// has covered it (src/db/flusher.rs). The WAL has been flushed past the commit when the answer
+/// is delivered, and the tab opened through the recorder is on disk when it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorders_commits_are_answered_once_a_shared_flush_covers_them() {
+    use crate::support::db::{count, execute, texts};
+    use cpis::cpis::recorder::{AccessRecorder, TabAnswer};
+    use cpis::db::flusher::Flusher;
+
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    // The test cluster runs with synchronous_commit off; this database as a durable one would.
+    execute(&mut db.conn(), &format!("ALTER DATABASE \"{}\" SET synchronous_commit = on", db.name));
+    let config = cpis::config::Config::for_database(&db.url);
+    let setting =
+        |pool: &cpis::db::DbPool| texts(&mut pool.get().unwrap(), "SELECT current_setting('synchronous_commit') AS s");
+    let recording = cpis::db::pool_committing_without_waiting(&config, 1);
+    assert_eq!(setting(&recording), ["off"], "the recorder's connections do not wait for the disk");
+    assert_eq!(setting(&cpis::db::pool_of(&config, 1)), ["on"], "the flusher's commits as the server is configured");
+
+    // A commit that did not wait, then the flusher: delivered once the WAL is flushed past it.
+    let lsn_after = {
+        let mut conn = recording.get().unwrap();
+        execute(
+            &mut conn,
+            "INSERT INTO health_probes (at, instance, ok, latency_ms) VALUES (now(), 'flush-test', true, 0)",
+        );
+        texts(&mut conn, "SELECT pg_current_wal_insert_lsn()::text AS s").remove(0)
+    };
+    let flusher = Flusher::start(cpis::db::pool_of(&config, 1));
+    let mut watcher = db.conn();
+    let (told, delivered) = std::sync::mpsc::channel();
+    flusher.after_flush(move |flushed| {
+        let past = count(&mut watcher, &format!("SELECT (pg_current_wal_flush_lsn() >= '{lsn_after}'::pg_lsn)::int"));
+        told.send((flushed, past == 1)).unwrap();
+    });
+    let (flushed, past) = delivered.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert!(flushed, "the flush was confirmed");
+    assert!(past, "the WAL was flushed past the commit before the delivery");
+
+    // Through the recorder: the tab is answered, and its access is on disk by then.
+    let recorder = AccessRecorder::start(&config, 1, Default::default(), None);
+    let mut conn = db.conn();
+    let before = texts(&mut conn, "SELECT pg_current_wal_insert_lsn()::text AS s").remove(0);
+    let answer = recorder.open_tab(opening(NOAH_WILLIAMS, "flush-tab", chrono::Utc::now()), false).await.unwrap();
+    assert!(matches!(answer, TabAnswer::Opened { .. }), "{answer:?}");
+    let recorded = count(&mut conn, "SELECT count(*) FROM access_events WHERE viewer_id = 'flush-tab'");
+    assert_eq!(recorded, 1);
+    let past = count(&mut conn, &format!("SELECT (pg_current_wal_flush_lsn() > '{before}'::pg_lsn)::int"));
+    assert_eq!(past, 1, "the WAL was flushed past the batch when the tab was answered");
+}
+
 /// The FHIR queries a batch answers are logged together (CP-IS061), each as its query in (03) and
 /// response out (04), at its own time, in the batch's order; an opening from the screens logs
 /// nothing.
@@ -708,7 +761,7 @@ async fn concurrent_openings_through_the_recorder_show_once_per_viewer() {
     use cpis::cpis::recorder::AccessRecorder;
     let db = crate::support::TestDatabase::new(Template::Demo);
     let config = cpis::config::Config::for_database(&db.url);
-    let recorder = AccessRecorder::start(cpis::db::pool_of(&config, 2), 2, Default::default(), None);
+    let recorder = AccessRecorder::start(&config, 2, Default::default(), None);
     let now = Utc::now();
     let tasks: Vec<_> = (0..60)
         .map(|i| {

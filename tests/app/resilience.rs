@@ -852,7 +852,7 @@ async fn the_access_recorder_answers_unavailable_when_the_database_cannot_be_rea
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut config = cpis::config::Config::for_database(&format!("postgres://cpis@127.0.0.1:{port}/none"));
     config.db_timeout = Duration::from_millis(500);
-    let recorder = AccessRecorder::start(cpis::db::pool_of(&config, 1), 1, Default::default(), None);
+    let recorder = AccessRecorder::start(&config, 1, Default::default(), None);
     let opening = Opening {
         nhs_number: NOAH_WILLIAMS.to_owned(),
         history_of: vec![NOAH_WILLIAMS.to_owned()],
@@ -874,6 +874,27 @@ async fn the_access_recorder_answers_unavailable_when_the_database_cannot_be_rea
         assert!(matches!(answer, Err(cpis::error::AppError::Unavailable)), "{answer:?}");
     }
     assert!(started.elapsed() < Duration::from_secs(5), "not a pool timeout per batch: {:?}", started.elapsed());
+}
+
+/// The flusher cannot reach its database: each delivery waiting is told the flush is not known
+/// (the recorder then answers the openings it covers 503, never shown as recorded), once the pool
+/// gives up, not left waiting.
+#[test]
+fn the_flusher_tells_every_waiting_delivery_when_no_flush_can_be_confirmed() {
+    use cpis::db::flusher::Flusher;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut config = cpis::config::Config::for_database(&format!("postgres://cpis@127.0.0.1:{port}/none"));
+    config.db_timeout = Duration::from_millis(500);
+    let flusher = Flusher::start(cpis::db::pool_of(&config, 1));
+    let (told, delivered) = std::sync::mpsc::channel();
+    for n in 0..5 {
+        let told = told.clone();
+        flusher.after_flush(move |flushed| told.send((n, flushed)).unwrap());
+    }
+    let mut all: Vec<(i32, bool)> =
+        (0..5).map(|_| delivered.recv_timeout(Duration::from_secs(10)).expect("every delivery is made")).collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..5).map(|n| (n, false)).collect::<Vec<_>>());
 }
 
 /// Issue 8: each worker runs blocking work on as many threads as the pool has connections, so work
