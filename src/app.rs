@@ -43,7 +43,7 @@ impl AppState {
         let threads = config.recorder_threads.max(1);
         let names = Arc::new(ReferenceNames::default());
         let sessions = config.session_cache.then(|| SessionCache::start(&config.database_url));
-        // A connection for each recording thread and one for the tab reader.
+        // Connections of its own for each recording thread and the tab thread, and one for its flusher.
         let recorder = AccessRecorder::start(&config, threads, names.clone(), sessions.clone());
         let chainer = Chainer::start(crate::db::pool_of(&config, 1));
         AppState {

@@ -331,7 +331,7 @@ fn insert(conn: &mut PgConnection, accesses: &[NewAccess<'_>], recorded: &[Recor
 
 /// The body of a lateral sub-select: the `$limit` newest shown accesses to the number `$number`,
 /// with what a history line shows, read from that number's own end of the history index
-/// (`access_events_child_idx`). The history's reads here and the tab reader's
+/// (`access_events_child_idx`). The history's reads here and the tab thread's
 /// (`items::lookup_held_reading_ahead`) merge these over a record's numbers.
 macro_rules! newest_shown_of {
     ($number:literal, $limit:literal) => {

@@ -202,7 +202,7 @@ fn answer(
 /// what recording its access will read ([`access::ReadAhead`], its viewer's window starting at
 /// [`access_history::window_start`] of its time) when the number is the current record's and that
 /// record holds items:
-/// the tab reader reads its batch so, so that the access recorder need not (issue 8: one round
+/// the tab thread reads its batch so, so that recording it need not read again (issue 8: one round
 /// trip fewer on every opening's way). A number asked twice is answered twice (and takes two ids).
 /// (A FHIR search, which reads its record alone, does not: a statement per search, it cost more
 /// than the recorder's read it saved.)
@@ -219,7 +219,7 @@ fn answer(
 /// The history is one array rather than a row a line (issue 8): as rows, nine rows in ten were
 /// history lines of 35 columns, and libpq's parsing of them and diesel's building of each (a
 /// column found by its name, scanning from the first) were about a fifth of the service's samples
-/// on the tab reader's thread, on the serial path. The access's columns come right after `k` and
+/// on the tab thread, on the serial path. The access's columns come right after `k` and
 /// `o` for the same scan.
 pub fn lookup_held_reading_ahead(
     conn: &mut PgConnection,

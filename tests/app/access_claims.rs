@@ -309,7 +309,7 @@ fn tab_opening(who: &str, at: DateTime<Utc>, read_ahead: Option<ReadAheadAt>) ->
     }
 }
 
-/// What the tab reader reads ahead for `who` opening Noah's tab at `at`, with the mark before it.
+/// What the tab thread reads ahead for `who` opening Noah's tab at `at`, with the mark before it.
 fn read_ahead(conn: &mut PgConnection, recent: &Recent, who: &str, at: DateTime<Utc>) -> ReadAheadAt {
     let mark = recent.mark();
     let viewer = api_viewer(who);

@@ -943,7 +943,7 @@ fn a_batchs_histories_read_together_are_each_childs_own() {
     assert!(together.iter().any(Vec::is_empty) && together.iter().any(|h| h.len() < 25), "{together:?}");
     assert!(access::histories(&mut conn, &names, &[]).unwrap().is_empty());
 
-    // The tab reader reads the same histories ahead, with the records, one array per child
+    // The tab thread reads the same histories ahead, with the records, one array per child
     // (`items::lookup_held_reading_ahead`): line for line the child's own, names aside.
     let viewer = crate::support::api_viewer("reader");
     let asked: Vec<access::NewAccess<'_>> = [NOAH_WILLIAMS, MIA_THOMPSON, NOAH_WILLIAMS]

@@ -866,7 +866,7 @@ async fn the_access_recorder_answers_unavailable_when_the_database_cannot_be_rea
     for answer in answers {
         assert!(matches!(answer, Err(cpis::error::AppError::Unavailable)), "{answer:?}");
     }
-    // So are tabs, whose records the tab reader cannot read (the reader fails a batch, and
+    // So are tabs, whose records the tab thread cannot read (the thread fails a batch, and
     // refuses those queued behind it, as the recording thread does).
     let started = std::time::Instant::now();
     let tabs = futures_util::future::join_all((0..20).map(|_| recorder.open_tab(opening.clone(), false))).await;

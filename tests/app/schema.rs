@@ -510,7 +510,7 @@ fn the_tab_statements_are_not_planned_on_every_opening() {
     let viewer = crate::support::api_viewer("plan-test");
     let numbers = vec![NOAH_WILLIAMS.to_owned()];
     for _ in 0..12 {
-        // A request's read, the tab reader's read ahead, then the access recorder's transaction.
+        // A request's read, the tab thread's read ahead, then the access recorder's transaction.
         assert!(!cpis::cpis::items::current_held(&mut conn, &numbers).unwrap().is_empty());
         let access =
             cpis::cpis::access::NewAccess { nhs_number: NOAH_WILLIAMS, viewer: &viewer, at: chrono::Utc::now() };
@@ -533,7 +533,7 @@ fn the_tab_statements_are_not_planned_on_every_opening() {
     // The children's locks are not among them: they go as text with the batch's BEGIN, one round
     // trip for both, and their plan is a scan of a literal array (cheaper than the round trip).
     // The accesses' insert carries their audit entries' outbox row.
-    // The tab reader's statement (`items::lookup_held_reading_ahead`) is the first of each opening.
+    // The tab thread's statement (`items::lookup_held_reading_ahead`) is the first of each opening.
     for start in [
         "SELECT i.id, i.nhs_number",
         "WITH p AS MATERIALIZED",
