@@ -8,9 +8,10 @@ pub struct Config {
     pub database_url: String,
     /// `CPIS_DB_POOL_SIZE` (default 16): connections per `serve` instance.
     pub db_pool_size: u32,
-    /// `CPIS_RECORDER_THREADS` (default 1): threads recording alert tab openings in batches, each
-    /// with a connection of its own besides the pool's (src/cpis/recorder.rs). One records the
-    /// most: its batches are the largest (measured, issue 8).
+    /// `CPIS_RECORDER_THREADS` (default 1): threads recording the FHIR API's openings in batches,
+    /// each with a connection of its own besides the pool's (src/cpis/recorder.rs; the tab's
+    /// openings have a thread of their own, which reads and records them). One records the most:
+    /// its batches are the largest (measured, issue 8).
     pub recorder_threads: usize,
     /// `CPIS_DB_TIMEOUT_SECS` (default 3): how long a request waits for a connection before a 503.
     pub db_timeout: Duration,

@@ -796,6 +796,46 @@ async fn concurrent_openings_through_the_recorder_show_once_per_viewer() {
     assert!(matches!(cpis::audit::verify::verify(&mut conn).unwrap(), cpis::audit::verify::Verdict::Intact { .. }));
 }
 
+/// The tab thread and the recording threads record at once (the tab's openings on one, the FHIR
+/// API's on the others), each batch read ahead or read apart from the other's: one viewer opening
+/// one child both ways at once is still shown once (CP-IS047), and every opening is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openings_through_the_tab_thread_and_the_recording_threads_at_once_show_once() {
+    use chrono::Utc;
+    use cpis::cpis::recorder::{AccessRecorder, TabAnswer};
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    let config = cpis::config::Config::for_database(&db.url);
+    let recorder = AccessRecorder::start(&config, 2, Default::default(), None);
+    let now = Utc::now();
+    let tasks: Vec<_> = (0..48)
+        .map(|i| {
+            let recorder = recorder.clone();
+            let who = format!("both-{}", i % 2);
+            tokio::spawn(async move {
+                let o = opening(NOAH_WILLIAMS, &who, now);
+                if i % 4 < 2 {
+                    match recorder.open_tab(o, false).await {
+                        Ok(TabAnswer::Opened { tab, .. }) => Ok(tab.access_shown),
+                        other => Err(format!("{other:?}")),
+                    }
+                } else {
+                    recorder.open(o).await.map(|o| o.recorded.shown).map_err(|e| e.to_string())
+                }
+            })
+        })
+        .collect();
+    let mut shown = 0;
+    for t in tasks {
+        shown += t.await.unwrap().expect("recorded") as usize;
+    }
+    assert_eq!(shown, 2, "two viewers, one child: each shown once");
+    let mut conn = db.conn();
+    let count = |conn: &mut diesel::PgConnection, sql: &str| crate::support::db::count(conn, sql);
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM access_events WHERE viewer_id LIKE 'both-%' AND shown"), 2);
+    assert_eq!(count(&mut conn, "SELECT count(*) FROM access_events WHERE viewer_id LIKE 'both-%'"), 48);
+    assert!(matches!(cpis::audit::verify::verify(&mut conn).unwrap(), cpis::audit::verify::Verdict::Intact { .. }));
+}
+
 /// A child whose lock is held elsewhere for longer than any opening holds it (a stalled
 /// transaction) costs its own openings a 503 after `CHILD_LOCK_TIMEOUT`, once; the other openings
 /// of the batch are recorded.
