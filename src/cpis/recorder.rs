@@ -359,7 +359,9 @@ pub fn open_tabs(
 /// [`open_tabs`], the openings recorded since being those `recent` remembers (the instance's).
 /// The tabs' records are read with what recording their openings reads
 /// (`items::lookup_held_reading_ahead`); those with anything to show are recorded ([`record_all`],
-/// then in one round trip); the others record nothing.
+/// then in one round trip); the others record nothing, and are answered as read even when the
+/// openings fail together. An `Err` is for every tab: the read failed, or every tab was to be
+/// recorded and the openings failed together.
 fn open_tabs_in(
     conn: &mut PgConnection,
     names: &ReferenceNames,
@@ -382,8 +384,15 @@ fn open_tabs_in(
             Err(answer) => answers.push(Some(Ok(answer))),
         }
     }
-    let recorded =
-        if openings.is_empty() { Vec::new() } else { record_all(conn, names, contacts, Some(recent), &openings)? };
+    // Tabs with nothing to record keep their answers when the openings fail together.
+    let recorded = match openings.is_empty() {
+        true => Vec::new(),
+        false => match record_all(conn, names, contacts, Some(recent), &openings) {
+            Ok(recorded) => recorded,
+            Err(e) if answers.iter().all(Option::is_none) => return Err(e),
+            Err(e) => openings.iter().map(|_| Err(each_of(&e))).collect(),
+        },
+    };
     for ((place, (patient, authorities)), result) in shown.into_iter().zip(recorded) {
         answers[place] = Some(result.map(|opened| TabAnswer::Opened { patient, tab: opened.into_tab(authorities) }));
     }

@@ -796,6 +796,29 @@ async fn concurrent_openings_through_the_recorder_show_once_per_viewer() {
     assert!(matches!(cpis::audit::verify::verify(&mut conn).unwrap(), cpis::audit::verify::Verdict::Intact { .. }));
 }
 
+/// Tabs read together whose openings then fail together (here the only opening, refused by the
+/// database): the tabs with nothing to record keep their answers, and only the opening fails.
+#[test]
+fn tabs_with_nothing_to_record_keep_their_answers_when_the_openings_fail() {
+    use chrono::Utc;
+    use cpis::cpis::recorder::{self, TabAnswer};
+    let db = crate::support::TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    let now = Utc::now();
+    let tabs = [
+        (opening("9990009999", "apart", now), false),
+        (opening(NOAH_WILLIAMS, &"x".repeat(201), now), false),
+        (opening(ELLA_WRIGHT, "apart", now), false),
+    ];
+    let answers = recorder::open_tabs(&mut conn, &Default::default(), None, &tabs).unwrap();
+    assert!(matches!(answers[0], Ok(TabAnswer::NotFound)), "{:?}", answers[0]);
+    assert!(answers[1].is_err(), "the refused opening fails: {:?}", answers[1]);
+    assert!(matches!(answers[2], Ok(TabAnswer::NothingToShow)), "{:?}", answers[2]);
+    // Every tab to record, and the openings failing together: one error for them all.
+    let alone = [(opening(NOAH_WILLIAMS, &"x".repeat(201), now), false)];
+    assert!(recorder::open_tabs(&mut conn, &Default::default(), None, &alone).is_err());
+}
+
 /// The tab thread and the recording threads record at once (the tab's openings on one, the FHIR
 /// API's on the others), each batch read ahead or read apart from the other's: one viewer opening
 /// one child both ways at once is still shown once (CP-IS047), and every opening is recorded.
