@@ -304,19 +304,7 @@ fn open_tab_batches(
             open_tabs_in(conn, names, contacts, recent, &tabs)
         });
         match answered {
-            Ok(answers) if answers.iter().any(|a| matches!(a, Ok(TabAnswer::Opened { .. }))) => {
-                flusher.after_flush(move |flushed| {
-                    for (reply, answer) in replies.into_iter().zip(answers) {
-                        // What the flush could not confirm was perhaps not recorded: never shown.
-                        let answer = match answer {
-                            Ok(TabAnswer::Opened { .. }) if !flushed => Err(AppError::Unavailable),
-                            answer => answer,
-                        };
-                        drop(reply.send(answer));
-                    }
-                })
-            }
-            Ok(answers) => replies.into_iter().zip(answers).for_each(|(reply, answer)| drop(reply.send(answer))),
+            Ok(answers) => answer_when_durable(flusher, replies, answers, |a| matches!(a, TabAnswer::Opened { .. })),
             Err(e) => fail_batch(pool, jobs, replies, e, "tabs could not be opened"),
         }
     }
@@ -385,13 +373,14 @@ fn open_tabs_in(
         }
     }
     // Tabs with nothing to record keep their answers when the openings fail together.
-    let recorded = match openings.is_empty() {
-        true => Vec::new(),
-        false => match record_all(conn, names, contacts, Some(recent), &openings) {
+    let recorded = if openings.is_empty() {
+        Vec::new()
+    } else {
+        match record_all(conn, names, contacts, Some(recent), &openings) {
             Ok(recorded) => recorded,
             Err(e) if answers.iter().all(Option::is_none) => return Err(e),
             Err(e) => openings.iter().map(|_| Err(each_of(&e))).collect(),
-        },
+        }
     };
     for ((place, (patient, authorities)), result) in shown.into_iter().zip(recorded) {
         answers[place] = Some(result.map(|opened| TabAnswer::Opened { patient, tab: opened.into_tab(authorities) }));
@@ -420,18 +409,44 @@ fn work(
             record_all(conn, names, contacts, Some(recent), &openings)
         });
         match recorded {
-            Ok(results) => flusher.after_flush(move |flushed| {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    // What the flush could not confirm was perhaps not recorded: never shown.
-                    drop(
-                        reply.send(
-                            result.and_then(|opened| if flushed { Ok(opened) } else { Err(AppError::Unavailable) }),
-                        ),
-                    );
-                }
-            }),
+            Ok(results) => answer_when_durable(flusher, replies, results, |_| true),
             Err(e) => fail_batch(pool, jobs, replies, e, "openings could not be recorded"),
         }
+    }
+}
+
+/// Answers a batch's requests, each with its result, once the flusher has confirmed that what the
+/// batch committed is on disk (src/db/flusher.rs); at once when no result `recorded` anything.
+fn answer_when_durable<T: Send + 'static>(
+    flusher: &Flusher,
+    replies: Vec<Reply<T>>,
+    results: Vec<Result<T, AppError>>,
+    recorded: fn(&T) -> bool,
+) {
+    let waits = results_record_anything(&results, recorded);
+    let deliver = move |flushed: bool| {
+        for (reply, result) in replies.into_iter().zip(results) {
+            drop(reply.send(as_flushed(result, flushed, recorded)));
+        }
+    };
+    if waits {
+        flusher.after_flush(deliver);
+    } else {
+        deliver(true);
+    }
+}
+
+fn results_record_anything<T>(results: &[Result<T, AppError>], recorded: fn(&T) -> bool) -> bool {
+    results.iter().any(|r| r.as_ref().is_ok_and(recorded))
+}
+
+/// A result as answered once the flush is known: what `recorded` something, when the flush could
+/// not be confirmed, was perhaps not recorded, and is answered as the outage (503), never shown as
+/// recorded (CP-IS067); anything else stands.
+fn as_flushed<T>(result: Result<T, AppError>, flushed: bool, recorded: fn(&T) -> bool) -> Result<T, AppError> {
+    match result {
+        Ok(r) if !flushed && recorded(&r) => Err(AppError::Unavailable),
+        other => other,
     }
 }
 
@@ -581,4 +596,26 @@ fn store(
     let log = transmissions::Log::of(&FhirExchange::transmissions(&exchanges));
     let (recorded, histories) = alert::record_openings_alone(conn, names, &all, &lists, read, log)?;
     Ok(recorded.into_iter().zip(histories).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// CP-IS067, issue 8: an answer that recorded something waits for the flush, and if the flush
+    /// cannot be confirmed it is the outage's 503, never shown as recorded; what recorded nothing
+    /// (a tab not found, an opening that failed) is answered as it is.
+    #[test]
+    fn what_was_recorded_is_answered_as_recorded_only_once_on_disk() {
+        let recorded: fn(&&str) -> bool = |r| *r == "opened";
+        let ok = |r: &'static str| Ok::<_, AppError>(r);
+        assert_eq!(as_flushed(ok("opened"), true, recorded).unwrap(), "opened");
+        assert!(matches!(as_flushed(ok("opened"), false, recorded), Err(AppError::Unavailable)));
+        assert_eq!(as_flushed(ok("not found"), false, recorded).unwrap(), "not found");
+        let failed = as_flushed(Err::<&str, _>(AppError::Internal("refused".into())), false, recorded);
+        assert!(matches!(failed, Err(AppError::Internal(m)) if m == "refused"));
+
+        assert!(results_record_anything(&[ok("not found"), ok("opened")], recorded));
+        assert!(!results_record_anything(&[ok("not found"), Err(AppError::Unavailable)], recorded));
+    }
 }

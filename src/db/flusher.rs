@@ -45,7 +45,7 @@ impl Flusher {
     /// whether that is known ([`Delivery`]).
     pub fn after_flush(&self, deliver: impl FnOnce(bool) + Send + 'static) {
         if let Err(mpsc::SendError(deliver)) = self.queue.send(Box::new(deliver)) {
-            // The thread has stopped (a delivery panicked): nothing can confirm the flush.
+            // The thread has stopped: nothing can confirm the flush.
             deliver(false);
         }
     }
@@ -61,7 +61,10 @@ fn flush_loop(pool: &DbPool, waiting: &Receiver<Delivery>) {
             tracing::error!(batches = all.len(), "the WAL flush could not be confirmed; answering unavailable");
         }
         for deliver in all {
-            deliver(flushed);
+            // A delivery that panics is its own request's loss, not every later batch's.
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| deliver(flushed))).is_err() {
+                tracing::error!("a delivery after the WAL flush panicked");
+            }
         }
     }
 }

@@ -143,14 +143,17 @@ impl ManageConnection for Manager {
 
     fn connect(&self) -> Result<PgConnection, r2d2::Error> {
         let mut conn = self.inner.connect()?;
+        // The settings in one round trip; a number formatted here, never text from outside.
+        let mut settings = Vec::new();
         if let Some(cost) = self.random_page_cost.filter(|c| c.is_finite() && *c > 0.0) {
-            use diesel::connection::SimpleConnection;
-            // A number formatted here, never text from outside.
-            conn.batch_execute(&format!("SET random_page_cost = {cost}")).map_err(r2d2::Error::QueryError)?;
+            settings.push(format!("SET random_page_cost = {cost}"));
         }
         if self.asynchronous_commit {
+            settings.push("SET synchronous_commit = off".to_owned());
+        }
+        if !settings.is_empty() {
             use diesel::connection::SimpleConnection;
-            conn.batch_execute("SET synchronous_commit = off").map_err(r2d2::Error::QueryError)?;
+            conn.batch_execute(&settings.join("; ")).map_err(r2d2::Error::QueryError)?;
         }
         conn.set_instrumentation(State { returned: Instant::now(), succeeded: 0, failed: 0, lost: false });
         Ok(conn)

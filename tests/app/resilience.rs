@@ -848,10 +848,7 @@ async fn a_graceful_stop_writes_the_request_counts_of_its_last_minutes() {
 #[tokio::test]
 async fn the_access_recorder_answers_unavailable_when_the_database_cannot_be_reached() {
     use cpis::cpis::recorder::{AccessRecorder, Opening};
-    // A loopback port nothing listens on (bound, then released).
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut config = cpis::config::Config::for_database(&format!("postgres://cpis@127.0.0.1:{port}/none"));
-    config.db_timeout = Duration::from_millis(500);
+    let config = unreachable_database();
     let recorder = AccessRecorder::start(&config, 1, Default::default(), None);
     let opening = Opening {
         nhs_number: NOAH_WILLIAMS.to_owned(),
@@ -882,10 +879,7 @@ async fn the_access_recorder_answers_unavailable_when_the_database_cannot_be_rea
 #[test]
 fn the_flusher_tells_every_waiting_delivery_when_no_flush_can_be_confirmed() {
     use cpis::db::flusher::Flusher;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut config = cpis::config::Config::for_database(&format!("postgres://cpis@127.0.0.1:{port}/none"));
-    config.db_timeout = Duration::from_millis(500);
-    let flusher = Flusher::start(cpis::db::pool_of(&config, 1));
+    let flusher = Flusher::start(cpis::db::pool_of(&unreachable_database(), 1));
     let (told, delivered) = std::sync::mpsc::channel();
     for n in 0..5 {
         let told = told.clone();
@@ -895,6 +889,28 @@ fn the_flusher_tells_every_waiting_delivery_when_no_flush_can_be_confirmed() {
         (0..5).map(|_| delivered.recv_timeout(Duration::from_secs(10)).expect("every delivery is made")).collect();
     all.sort_unstable();
     assert_eq!(all, (0..5).map(|n| (n, false)).collect::<Vec<_>>());
+}
+
+/// A configuration whose database is a loopback port nothing listens on, given up on after 500 ms.
+fn unreachable_database() -> cpis::config::Config {
+    let port = crate::support::smtp::free_port();
+    let mut config = cpis::config::Config::for_database(&format!("postgres://cpis@127.0.0.1:{port}/none"));
+    config.db_timeout = Duration::from_millis(500);
+    config
+}
+
+/// A delivery that panics is lost alone: the flusher goes on confirming flushes for the others,
+/// rather than every later opening being answered 503.
+#[test]
+fn a_delivery_that_panics_does_not_stop_the_flusher() {
+    use cpis::db::flusher::Flusher;
+    let db = crate::support::TestDatabase::new(crate::support::Template::Reference);
+    let flusher = Flusher::start(cpis::db::pool_of(&cpis::config::Config::for_database(&db.url), 1));
+    let (told, delivered) = std::sync::mpsc::channel();
+    flusher.after_flush(|_| panic!("a delivery that fails"));
+    std::thread::sleep(Duration::from_millis(100));
+    flusher.after_flush(move |flushed| told.send(flushed).unwrap());
+    assert_eq!(delivered.recv_timeout(Duration::from_secs(10)), Ok(true), "the next flush is confirmed");
 }
 
 /// Issue 8: each worker runs blocking work on as many threads as the pool has connections, so work
