@@ -204,13 +204,13 @@ fn answer(
 /// record holds items:
 /// the tab thread reads its batch so, so that recording it need not read again (issue 8: one round
 /// trip fewer on every opening's way). A number asked twice is answered twice (and takes two ids).
-/// (A FHIR search, which reads its record alone, does not: a statement per search, it cost more
-/// than the recorder's read it saved.)
+/// A FHIR CareTeam search ([`access::Channel::Fhir`]) is read so too, with the tabs, but its
+/// history is not read: it shows none.
 ///
 /// The statement's parts are rows of one `UNION ALL`, told apart by `k`: 0 the record with each
 /// item it holds (one row with no item when it holds none), 1 the viewer's latest shown access
 /// since the window's start (CP-IS047), 2 an id from the accesses' sequence, 3 the history of
-/// the record's numbers (CP-IS048), the newest [`HISTORY_LIMIT`] lines, newest first, as one array
+/// the record's numbers (CP-IS048; empty for a FHIR search), the newest [`HISTORY_LIMIT`] lines, newest first, as one array
 /// of records. Parts 1 to 3 are
 /// read only for records that are current and hold items: an id taken for a record whose items
 /// the viewer may not see is left unused (a gap in the sequence, as any rolled-back insert
@@ -225,7 +225,7 @@ pub fn lookup_held_reading_ahead(
     conn: &mut PgConnection,
     asked: &[access::NewAccess<'_>],
 ) -> QueryResult<Vec<(Held, Option<access::ReadAhead>)>> {
-    use diesel::sql_types::{Array, BigInt, Integer, Nullable, Record, Text, Timestamptz};
+    use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Record, Text, Timestamptz};
     #[derive(QueryableByName)]
     struct Row {
         /// Which part the row is of (above).
@@ -257,9 +257,10 @@ pub fn lookup_held_reading_ahead(
     // generic plan serves every batch. Parts 1 to 3 read as `access::read_before_recording` does.
     let rows: Vec<Row> = crate::db::prepared::sql(concat!(
         "WITH p AS MATERIALIZED ( \
-             SELECT q.o, q.v, q.w, p.* \
-             FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), (SELECT $3::timestamptz[])) \
-                 WITH ORDINALITY AS q(n, v, w, o) \
+             SELECT q.o, q.v, q.w, q.s, p.* \
+             FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), (SELECT $3::timestamptz[]), \
+                         (SELECT $5::bool[])) \
+                 WITH ORDINALITY AS q(n, v, w, s, o) \
              CROSS JOIN LATERAL (",
         record_and_linked!("q.n"),
         ") AS p \
@@ -268,7 +269,7 @@ pub fn lookup_held_reading_ahead(
         held_by_record!(),
         ") AS h \
          ), r AS MATERIALIZED ( \
-             SELECT p.o, p.nhs_number, p.linked, p.v, p.w FROM p WHERE EXISTS (SELECT FROM h WHERE h.o = p.o) \
+             SELECT p.o, p.nhs_number, p.linked, p.v, p.w, p.s FROM p WHERE EXISTS (SELECT FROM h WHERE h.o = p.o) \
          ) \
          SELECT 0 AS k, p.o, \
                 NULL::bigint AS a_id, NULL::timestamptz AS a_at, NULL::record[] AS a_history, \
@@ -296,6 +297,7 @@ pub fn lookup_held_reading_ahead(
                  FROM unnest(r.linked) AS n(nhs_number) CROSS JOIN LATERAL (",
         access::newest_shown_of!("n.nhs_number", "$4"),
         ") AS e \
+                 WHERE r.s \
                  ORDER BY e.accessed_at DESC, e.id DESC LIMIT $4) \
          ) AS x \
          ORDER BY o, k, la_code, item_type, item_id"
@@ -304,6 +306,7 @@ pub fn lookup_held_reading_ahead(
     .bind::<Array<Text>, _>(asked.iter().map(|a| a.viewer.viewer_id.clone()).collect::<Vec<_>>())
     .bind::<Array<Timestamptz>, _>(asked.iter().map(|a| access_history::window_start(a.at)).collect::<Vec<_>>())
     .bind::<BigInt, _>(HISTORY_LIMIT as i64)
+    .bind::<Array<Bool>, _>(asked.iter().map(|a| a.viewer.channel == access::Channel::Scra).collect::<Vec<_>>())
     .load(conn)?;
     let mut rows = rows.into_iter().peekable();
     let mut answers = Vec::with_capacity(asked.len());

@@ -10,9 +10,11 @@
 //! before), then records those with anything to show. The same statement reads ahead what
 //! recording each opening reads (who saw the child last, its history, the access's id:
 //! [`ReadAheadAt`], `items::lookup_held_reading_ahead`); a tab with nothing to show records
-//! nothing. Other openings (the FHIR API's CareTeam searches, which read their record on their own
-//! connection, as their answer needs more of it, and nothing ahead) go to the recording threads,
-//! which take whatever openings are queued (up to [`MAX_BATCH`]) and record them.
+//! nothing. The FHIR API's CareTeam searches are opened alike, with the tabs, when the search's
+//! token is remembered. Other openings (searches that read their record on their own connection:
+//! a superseded number's, or one whose token had to be read, and nothing ahead) go to the
+//! recording threads, which take whatever openings are queued (up to [`MAX_BATCH`]) and record
+//! them.
 //! Either records a batch with [`alert::record_openings_alone`]: one statement that takes the
 //! children's locks, checks under them that what the decisions rest on still holds, and stores the
 //! accesses, their audit entries' outbox row and any FHIR exchanges they answer. When every
@@ -243,6 +245,8 @@ impl AccessRecorder {
     /// tab shows (with the other tabs asked meanwhile, in one statement), and records the opening
     /// when there is anything to show, under the current record's number, its history being that
     /// record's numbers'. `opening.history_of` is not read. Answers once the access is durable.
+    /// A FHIR CareTeam search ([`Channel::Fhir`], with its exchange) is opened alike, with no
+    /// history: what it answers is the tab's items.
     pub async fn open_tab(&self, opening: Opening, may_see_unborn: bool) -> Result<TabAnswer, AppError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         send(&self.tabs, TabJob { opening, may_see_unborn, reply }).map_err(|refused| refused.1)?;
@@ -314,7 +318,7 @@ fn open_tab_batches(
 type Shown = (Box<Patient>, Vec<AuthorityBlock>);
 
 /// A tab's opening as it is to be recorded, under the current record's number with its history
-/// over that record's numbers (and what recording it reads, if that was read ahead with its
+/// over that record's numbers (none for a CareTeam search, [`Channel::Fhir`]) (and what recording it reads, if that was read ahead with its
 /// record, which is only when the number asked is the current one), with what it shows; or the
 /// answer when nothing is to be recorded.
 fn resolve_tab(opening: Opening, held: items::Held, may_see_unborn: bool) -> Result<(Opening, Shown), TabAnswer> {
@@ -324,7 +328,9 @@ fn resolve_tab(opening: Opening, held: items::Held, may_see_unborn: bool) -> Res
             if authorities.is_empty() {
                 return Err(TabAnswer::NothingToShow);
             }
-            let opening = Opening { nhs_number: patient.nhs_number.clone(), history_of: linked, ..opening };
+            // The tab shows the history of the record's numbers; a CareTeam search shows none.
+            let history_of = if opening.viewer.channel == Channel::Scra { linked } else { Vec::new() };
+            let opening = Opening { nhs_number: patient.nhs_number.clone(), history_of, ..opening };
             Ok((opening, (Box::new(patient), authorities)))
         }
         (Lookup::Superseded { current, .. }, ..) => Err(TabAnswer::Moved { current: current.nhs_number }),

@@ -752,3 +752,53 @@ async fn a_remembered_token_is_refused_once_it_changes_anywhere() {
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(get(&app, &path, Some(&t), &h).await.status, StatusCode::UNAUTHORIZED, "no wait for the announcement");
 }
+
+/// Issue 8: once the token is remembered, a CareTeam search goes straight to the access
+/// recorder's tab thread, with no statement of its own. It answers as before: the items this role
+/// may see under the current number, one access recorded (shown once per viewer, CP-IS047), the
+/// query and response logged with its TraceID (CP-IS061); a superseded number's search records
+/// under the current one; one with nothing to show and an unknown number's record nothing and are
+/// logged all the same.
+#[tokio::test]
+async fn searches_with_a_remembered_token_answer_record_and_log_as_any() {
+    let app = TestApp::spawn(Template::Demo);
+    let cache = app.sessions.clone().expect("tokens are remembered by default");
+    until("the listener", || cache.is_listening()).await;
+    let t = token(&app);
+    let traced = |trace: &str| with(&user("R8000"), "TraceID", trace);
+    let logged = |trace: &str| {
+        app.count(&format!("SELECT count(*) FROM transmissions WHERE message_id = '{trace}' AND channel = 'fhir'"))
+    };
+    // The first search reads the token and remembers it.
+    assert_eq!(care_team(&app, &t, UNKNOWN, &traced("first")).await.total(), 0);
+    assert!(cache.remembers_endpoint(&tokens::hash(&t)));
+
+    let before = accesses(&app, MIA_THOMPSON);
+    let found = care_team(&app, &t, MIA_THOMPSON, &traced("remembered-1")).await;
+    assert_eq!(found.total(), 2);
+    for r in found.resources("CareTeam") {
+        assert_eq!(r["subject"]["identifier"]["value"], MIA_THOMPSON);
+    }
+    assert_eq!(care_team(&app, &t, MIA_THOMPSON, &traced("remembered-2")).await.total(), 2);
+    assert_eq!(accesses(&app, MIA_THOMPSON), before + 2);
+    let shown = format!(
+        "SELECT count(*) FROM access_events WHERE nhs_number = '{MIA_THOMPSON}' AND viewer_id = '{USER_ID}' \
+         AND channel = 'FHIR' AND shown"
+    );
+    assert_eq!(app.count(&shown), 1, "the first is shown, the second is not");
+    assert_eq!((logged("remembered-1"), logged("remembered-2")), (2, 2));
+
+    let current = accesses(&app, OLIVER_BENNETT);
+    let moved = care_team(&app, &t, OLIVER_OLD_NUMBER, &traced("remembered-old")).await;
+    assert!(moved.total() >= 1);
+    assert!(moved.resources("CareTeam").iter().all(|r| r["subject"]["identifier"]["value"] == OLIVER_BENNETT));
+    assert_eq!(accesses(&app, OLIVER_BENNETT), current + 1);
+    assert_eq!(accesses(&app, OLIVER_OLD_NUMBER), 0);
+    assert_eq!(logged("remembered-old"), 2, "logged once, by the search that recorded it");
+
+    let all = all_accesses(&app);
+    assert_eq!(care_team(&app, &t, ELLA_WRIGHT, &traced("remembered-expired")).await.total(), 0);
+    assert_eq!(care_team(&app, &t, UNKNOWN, &traced("remembered-unknown")).await.total(), 0);
+    assert_eq!(all_accesses(&app), all);
+    assert_eq!((logged("remembered-expired"), logged("remembered-unknown")), (2, 2));
+}

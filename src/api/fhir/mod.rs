@@ -31,7 +31,7 @@ use crate::auth::session_cache::SessionCache;
 use crate::cpis::access::{Channel, Viewer};
 use crate::cpis::alert;
 use crate::cpis::items::{self, HeldItem};
-use crate::cpis::recorder::{self, FhirExchange};
+use crate::cpis::recorder::{self, FhirExchange, TabAnswer};
 use crate::db;
 use crate::domain::{dates, nhs_number, roles};
 use crate::mailbox::tokens::{self, Endpoint};
@@ -47,6 +47,7 @@ pub const SNOMED: &str = "http://snomed.info/sct";
 pub const PATIENT_IDENTIFIER: &str = "patient:identifier";
 
 /// A search that passed every check but the patient's.
+#[derive(Clone)]
 struct Search {
     token_id: i64,
     ods_code: String,
@@ -91,26 +92,31 @@ fn asked(req: &HttpRequest) -> Result<Asked, ApiError> {
 
 /// Every check before the database is asked about the patient, on the connection of the search
 /// itself (no checkout of its own; no round trip at all when this instance remembers the token,
-/// [`tokens::authenticate_remembered`]), in this order: the token (401, or 403 for a local
-/// authority's), its rate (429), then [`search_of`]'s. A refusal is the inner error.
+/// [`tokens::authenticate_remembered`]): [`admit`]'s. A refusal is the inner error.
 fn check(
     conn: &mut diesel::PgConnection,
     sessions: Option<&SessionCache>,
     asked: &Asked,
 ) -> Result<Result<Search, ApiError>, crate::error::AppError> {
-    let (token_id, ods_code) = match tokens::authenticate_remembered(conn, sessions, &asked.token)? {
+    Ok(admit(tokens::authenticate_remembered(conn, sessions, &asked.token)?, asked))
+}
+
+/// The checks of a search whose token was found (or not), in this order: the token (401, or 403
+/// for a local authority's), its rate (429), then [`search_of`]'s.
+fn admit(endpoint: Option<Endpoint>, asked: &Asked) -> Result<Search, ApiError> {
+    let (token_id, ods_code) = match endpoint {
         Some(Endpoint::NhsSystem { token_id, ods_code }) => (token_id, ods_code),
         Some(Endpoint::LocalAuthority { .. }) => {
-            return Ok(Err(ApiError::forbidden(
+            return Err(ApiError::forbidden(
                 "This is a local authority's mailbox token; the FHIR API needs an NHS system's endpoint token",
-            )))
+            ))
         }
-        None => return Ok(Err(ApiError::unauthenticated("The endpoint token is not valid or has been revoked"))),
+        None => return Err(ApiError::unauthenticated("The endpoint token is not valid or has been revoked")),
     };
     if let Err(wait) = rate_limit::take(&asked.token, Instant::now()) {
-        return Ok(Err(ApiError::throttled(rate_limit::retry_after_secs(wait))));
+        return Err(ApiError::throttled(rate_limit::retry_after_secs(wait)));
     }
-    Ok(search_of(asked, token_id, ods_code))
+    search_of(asked, token_id, ods_code)
 }
 
 /// The checks after the token's, in order: the end user's headers, their organisation against the
@@ -232,12 +238,37 @@ pub async fn search_care_team(req: HttpRequest, state: web::Data<AppState>) -> H
 
 async fn care_team(req: &HttpRequest, state: &AppState) -> Result<Value, ApiError> {
     let (asked, trace, now) = (asked(req)?, trace(req), Utc::now());
+    // The token remembered (as it is after a system's first search), the checks need no
+    // connection, and an unscheduled search goes straight to the access recorder's tab thread,
+    // which reads the record with the other tabs and searches queued, in one statement, then
+    // records the access and logs the exchange in one transaction (CP-IS068, CP-IS073, CP-IS061;
+    // src/cpis/recorder.rs; issue 8: a statement per search and one of the recorder's before).
+    let admitted = match tokens::recall(state.sessions.as_deref(), &asked.token) {
+        tokens::Recalled::Live(endpoint) => Some(admit(Some(endpoint), &asked)?),
+        tokens::Recalled::Unknown(_) => None,
+    };
+    if let Some(search) = admitted.as_ref().filter(|s| s.unscheduled) {
+        let opening = fhir_opening(search, search.nhs_number.clone(), trace.clone(), now);
+        let may_see_unborn = roles::may_see_unborn_plans(&search.user.job_role);
+        if let TabAnswer::Opened { patient, tab } = state.recorder.open_tab(opening, may_see_unborn).await? {
+            let entries = careteam::entries(Some(&tab), &patient.nhs_number, dates::uk_date(now));
+            return Ok(searchset(req, entries.len(), entries, now));
+        }
+        // Nothing was recorded or logged (a superseded, unknown or invalidated number, or nothing
+        // this role may see): the search is looked up below, as one whose token is not remembered.
+    }
+    // Otherwise what the role may see is read here, then, if anything, the access recorder
+    // records the access and logs the exchange in one transaction (CP-IS047 by the child's lock).
     let (names, sessions) = (state.names.clone(), state.sessions.clone());
-    // CP-IS068, CP-IS073: an unscheduled search that finds something records the access before it
-    // answers: what the role may see is read here, then the access recorder records the access
-    // and logs the exchange in one transaction (src/cpis/recorder.rs; CP-IS047 by the child's lock).
     let looked = db::run(&state.pool, move |conn| {
-        look_up(conn, &names, sessions.as_deref(), &asked, trace.as_deref(), now, Opening::Record)
+        let search = match admitted.clone() {
+            Some(search) => search,
+            None => match check(conn, sessions.as_deref(), &asked)? {
+                Ok(search) => search,
+                Err(refused) => return Ok(Err(refused)),
+            },
+        };
+        look_up(conn, &names, search, trace.as_deref(), now, Opening::Record)
     })
     .await??;
     let Found { search, subject, tab } = match looked {
@@ -261,8 +292,9 @@ pub async fn search_audit_event(req: HttpRequest, state: web::Data<AppState>) ->
 async fn audit_event(req: &HttpRequest, state: &AppState) -> Result<Value, ApiError> {
     let (asked, trace, now) = (asked(req)?, trace(req), Utc::now());
     let (names, sessions) = (state.names.clone(), state.sessions.clone());
-    let looked = db::run(&state.pool, move |conn| {
-        look_up(conn, &names, sessions.as_deref(), &asked, trace.as_deref(), now, Opening::ReadOnly)
+    let looked = db::run(&state.pool, move |conn| match check(conn, sessions.as_deref(), &asked)? {
+        Ok(search) => look_up(conn, &names, search, trace.as_deref(), now, Opening::ReadOnly),
+        Err(refused) => Ok(Err(refused)),
     })
     .await??;
     let LookedUp::Answered(Found { search, subject, tab }) = looked else {
@@ -287,50 +319,25 @@ enum Opening {
     ReadOnly,
 }
 
-/// A search on one connection: the checks ([`check`]), the patient, and what the tab holds for
-/// this role. When `opening` allows it and the search is unscheduled, an access is to be recorded
-/// if the role may see anything: that is handed back ([`LookedUp::ToRecord`]) for the access
-/// recorder, which logs the exchange with it. Otherwise the exchange is logged here (CP-IS061).
+/// A search as checked, on one connection: the patient, and what the tab holds for this role.
+/// When `opening` allows it and the search is unscheduled, an access is to be recorded if the
+/// role may see anything: that is handed back ([`LookedUp::ToRecord`]) for the access recorder,
+/// which logs the exchange with it. Otherwise the exchange is logged here (CP-IS061).
 fn look_up(
     conn: &mut diesel::PgConnection,
     names: &crate::cpis::reference_names::ReferenceNames,
-    sessions: Option<&SessionCache>,
-    asked: &Asked,
+    search: Search,
     trace: Option<&str>,
     now: DateTime<Utc>,
     opening: Opening,
 ) -> Result<Result<LookedUp, ApiError>, crate::error::AppError> {
-    let search = match check(conn, sessions, asked)? {
-        Ok(search) => search,
-        Err(refused) => return Ok(Err(refused)),
-    };
     let may_see_unborn = roles::may_see_unborn_plans(&search.user.job_role);
     let (subject, held) = resolve(conn, &search.nhs_number)?;
-    let exchange = FhirExchange { ods_code: search.ods_code.clone(), trace_id: trace.map(str::to_owned) };
     let tab = match &subject {
         Subject::Known { patient, .. } if search.unscheduled && opening == Opening::Record => {
             let authorities = alert::authorities(held, patient, may_see_unborn, now);
             if !authorities.is_empty() {
-                let viewer = Viewer {
-                    viewer_id: search.user.id.clone(),
-                    user_id: None,
-                    name: search.user.name.clone(),
-                    job_role_code: search.user.job_role.clone(),
-                    organisation_code: search.ods_code.clone(),
-                    channel: Channel::Fhir,
-                };
-                let opening = recorder::Opening {
-                    nhs_number: patient.nhs_number.clone(),
-                    // CareTeam shows no access history: none is read.
-                    history_of: Vec::new(),
-                    viewer,
-                    actor: Actor::NhsSystem(search.token_id),
-                    at: now,
-                    exchange: Some(exchange),
-                    // Read by the recorder with the rest of its batch: read ahead here, a statement
-                    // per search, it cost more than it saved (issue 8, measured 2026-11-24).
-                    read_ahead: None,
-                };
+                let opening = fhir_opening(&search, patient.nhs_number.clone(), trace.map(str::to_owned), now);
                 let found = Found { search, subject, tab: None };
                 return Ok(Ok(LookedUp::ToRecord { found, authorities, opening: Box::new(opening) }));
             }
@@ -339,8 +346,33 @@ fn look_up(
         Subject::Known { patient, linked } => alert::read(conn, names, patient, linked, held, may_see_unborn, now)?,
         _ => None,
     };
+    let exchange = FhirExchange { ods_code: search.ods_code.clone(), trace_id: trace.map(str::to_owned) };
     exchange.log(conn, now)?;
     Ok(Ok(LookedUp::Answered(Found { search, subject, tab })))
+}
+
+/// The access a CareTeam search records of the child `nhs_number`, with its exchange (logged
+/// with it, CP-IS061).
+fn fhir_opening(search: &Search, nhs_number: String, trace: Option<String>, now: DateTime<Utc>) -> recorder::Opening {
+    let viewer = Viewer {
+        viewer_id: search.user.id.clone(),
+        user_id: None,
+        name: search.user.name.clone(),
+        job_role_code: search.user.job_role.clone(),
+        organisation_code: search.ods_code.clone(),
+        channel: Channel::Fhir,
+    };
+    recorder::Opening {
+        nhs_number,
+        // CareTeam shows no access history: none is read.
+        history_of: Vec::new(),
+        viewer,
+        actor: Actor::NhsSystem(search.token_id),
+        at: now,
+        exchange: Some(FhirExchange { ods_code: search.ods_code.clone(), trace_id: trace }),
+        // Read by the recorder with the rest of its batch.
+        read_ahead: None,
+    }
 }
 
 /// What [`look_up`] found: the search as checked, the patient, and what the tab holds for the role.
