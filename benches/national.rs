@@ -55,7 +55,9 @@ const MAX_REQUESTS: u64 = 500_000;
 /// Rounds of (baseline, workload) for each gated ratio; the gate is the median round's ratio.
 const ROUNDS: usize = 3;
 const OPEN_RATE: f64 = 1000.0;
-const OPEN_COUNT: u64 = 10_000;
+/// 40 s at `OPEN_RATE`: long enough to meet the kernel's writeback (30 s expiry) of the pages the
+/// open loop itself dirties.
+const OPEN_COUNT: u64 = 40_000;
 const SOAK: Duration = Duration::from_secs(15 * 60);
 /// NHS systems' tokens the FHIR workload spreads its searches over: each may send 20 a second
 /// (src/api/fhir/rate_limit.rs), so these allow 20,000 a second, far above what is measured, and
@@ -331,9 +333,34 @@ fn print_slow_answers(stats: &Stats, bucket_us: u64) {
     }
 }
 
-/// The open loop: `OPEN_RATE` requests a second, at most `OPEN_COUNT` and 30 s.
+/// The open loop: `OPEN_RATE` requests a second, at most `OPEN_COUNT` and 60 s, once the page
+/// cache the workloads before left dirty is on disk ([`write_out_page_cache`]).
 async fn open_run(target: &Target, make: MakeReq) -> Stats {
-    loadgen::open(target, OPEN_RATE, OPEN_COUNT, Duration::from_secs(30), 4096, make, ok200).await
+    write_out_page_cache();
+    loadgen::open(target, OPEN_RATE, OPEN_COUNT, Duration::from_secs(60), 4096, make, ok200).await
+}
+
+/// Writes out what the page cache holds dirty (`sync`), and says how much that was.
+///
+/// PostgreSQL 15 grows a table or index by writing a page of zeros through the page cache; at
+/// the 160-user rounds' 4,000 to 5,000 openings a second that left about 100 MB dirty, which the
+/// kernel wrote back in one burst 30 s later (its dirty expiry), three seconds into the open loop
+/// that followed: the WAL's flush waited behind it, and 50 to 80 answers in that second took 5 to
+/// 70 ms (2026-11-25: `vmstat` 104,840 kB out in that second, `Dirty` from 94,828 kB to 2,092 kB,
+/// the tab thread's backend `pwrite`ing relation files, `pg_stat_bgwriter` no buffers written).
+/// The open loop is to meet the writeback its own rate causes, not the one of the rounds before.
+fn write_out_page_cache() {
+    let dirty = || {
+        std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+            m.lines().find(|l| l.starts_with("Dirty:")).map(|l| l.split_whitespace().nth(1).unwrap_or("?").to_owned())
+        })
+    };
+    let before = dirty();
+    let synced = Command::new("sync").status().is_ok_and(|s| s.success());
+    eprintln!(
+        "national: before the open loop, {} kB of the page cache dirty, written out: {synced}",
+        before.unwrap_or_else(|| "?".into())
+    );
 }
 
 fn fmt(v: Option<f64>, digits: usize) -> String {
@@ -741,7 +768,7 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, keep_da
     let tab16 = paired(&bl, &baseline_req, &svc, USERS_LOW, tab_req.clone(), ok200).await;
     let tab160 = paired(&bl, &baseline_req, &svc, USERS_HIGH, tab_req.clone(), ok200).await;
     let tab_open = open_run(&svc, tab_req.clone()).await;
-    // Where in its ten seconds the tab's slow answers fell, per second (it follows the closed runs
+    // Where in its forty seconds the tab's slow answers fell, per second (it follows the closed runs
     // at 160 users; alone, `--only open` prints them per 100 ms).
     eprintln!("national: the tab's open loop, answers over 5 ms by second:");
     print_slow_answers(&tab_open, 1_000_000);
