@@ -255,7 +255,7 @@ async fn care_team(req: &HttpRequest, state: &AppState) -> Result<Value, ApiErro
             return Ok(searchset(req, entries.len(), entries, now));
         }
         // Nothing was recorded or logged (a superseded, unknown or invalidated number, or nothing
-        // this role may see): the search is looked up below, as one whose token is not remembered.
+        // this role may see): the search, its checks passed, is looked up below on a connection.
     }
     // Otherwise what the role may see is read here, then, if anything, the access recorder
     // records the access and logs the exchange in one transaction (CP-IS047 by the child's lock).
