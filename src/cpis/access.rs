@@ -24,6 +24,13 @@ impl Channel {
             Channel::Fhir => "FHIR",
         }
     }
+
+    /// Whether an opening through this channel shows the child's access history (CP-IS048): the
+    /// tab does; a FHIR CareTeam search does not (its history is the AuditEvent search, which
+    /// records nothing), so its opening reads none.
+    pub fn shows_history(self) -> bool {
+        self == Channel::Scra
+    }
 }
 
 /// Who is looking, as the access history records them.
@@ -668,6 +675,13 @@ fn read_histories(
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    /// CP-IS048: the tab shows the child's history; a FHIR CareTeam search shows none.
+    #[test]
+    fn only_the_tab_shows_the_history() {
+        assert!(Channel::Scra.shows_history());
+        assert!(!Channel::Fhir.shows_history());
+    }
 
     fn line(id: i64, minute: u32) -> HistoryEntry {
         HistoryEntry {

@@ -205,13 +205,15 @@ fn answer(
 /// the tab thread reads its batch so, so that recording it need not read again (issue 8: one round
 /// trip fewer on every opening's way). A number asked twice is answered twice (and takes two ids).
 /// A FHIR CareTeam search ([`access::Channel::Fhir`]) is read so too, with the tabs, but its
-/// history is not read: it shows none.
+/// history is not read: it shows none ([`shows_history`]).
+///
+/// [`shows_history`]: access::Channel::shows_history
 ///
 /// The statement's parts are rows of one `UNION ALL`, told apart by `k`: 0 the record with each
 /// item it holds (one row with no item when it holds none), 1 the viewer's latest shown access
 /// since the window's start (CP-IS047), 2 an id from the accesses' sequence, 3 the history of
-/// the record's numbers (CP-IS048; empty for a FHIR search), the newest [`HISTORY_LIMIT`] lines, newest first, as one array
-/// of records. Parts 1 to 3 are
+/// the record's numbers (CP-IS048; none unless the channel [`shows_history`]), the newest
+/// [`HISTORY_LIMIT`] lines, newest first, as one array of records. Parts 1 to 3 are
 /// read only for records that are current and hold items: an id taken for a record whose items
 /// the viewer may not see is left unused (a gap in the sequence, as any rolled-back insert
 /// leaves).
@@ -306,7 +308,7 @@ pub fn lookup_held_reading_ahead(
     .bind::<Array<Text>, _>(asked.iter().map(|a| a.viewer.viewer_id.clone()).collect::<Vec<_>>())
     .bind::<Array<Timestamptz>, _>(asked.iter().map(|a| access_history::window_start(a.at)).collect::<Vec<_>>())
     .bind::<BigInt, _>(HISTORY_LIMIT as i64)
-    .bind::<Array<Bool>, _>(asked.iter().map(|a| a.viewer.channel == access::Channel::Scra).collect::<Vec<_>>())
+    .bind::<Array<Bool>, _>(asked.iter().map(|a| a.viewer.channel.shows_history()).collect::<Vec<_>>())
     .load(conn)?;
     let mut rows = rows.into_iter().peekable();
     let mut answers = Vec::with_capacity(asked.len());

@@ -318,9 +318,10 @@ fn open_tab_batches(
 type Shown = (Box<Patient>, Vec<AuthorityBlock>);
 
 /// A tab's opening as it is to be recorded, under the current record's number with its history
-/// over that record's numbers (none for a CareTeam search, [`Channel::Fhir`]) (and what recording it reads, if that was read ahead with its
-/// record, which is only when the number asked is the current one), with what it shows; or the
-/// answer when nothing is to be recorded.
+/// over that record's numbers when its channel shows one ([`Channel::shows_history`]; a CareTeam
+/// search's does not), and what recording it reads, if that was read ahead with its record (only
+/// when the number asked is the current one), with what it shows; or the answer when nothing is to
+/// be recorded.
 fn resolve_tab(opening: Opening, held: items::Held, may_see_unborn: bool) -> Result<(Opening, Shown), TabAnswer> {
     match held {
         (Lookup::Found(patient), linked, held) => {
@@ -328,8 +329,7 @@ fn resolve_tab(opening: Opening, held: items::Held, may_see_unborn: bool) -> Res
             if authorities.is_empty() {
                 return Err(TabAnswer::NothingToShow);
             }
-            // The tab shows the history of the record's numbers; a CareTeam search shows none.
-            let history_of = if opening.viewer.channel == Channel::Scra { linked } else { Vec::new() };
+            let history_of = if opening.viewer.channel.shows_history() { linked } else { Vec::new() };
             let opening = Opening { nhs_number: patient.nhs_number.clone(), history_of, ..opening };
             Ok((opening, (Box::new(patient), authorities)))
         }

@@ -249,13 +249,26 @@ async fn care_team(req: &HttpRequest, state: &AppState) -> Result<Value, ApiErro
     };
     if let Some(search) = admitted.as_ref().filter(|s| s.unscheduled) {
         let opening = fhir_opening(search, search.nhs_number.clone(), trace.clone(), now);
+        let exchange = opening.exchange.clone();
         let may_see_unborn = roles::may_see_unborn_plans(&search.user.job_role);
-        if let TabAnswer::Opened { patient, tab } = state.recorder.open_tab(opening, may_see_unborn).await? {
-            let entries = careteam::entries(Some(&tab), &patient.nhs_number, dates::uk_date(now));
-            return Ok(searchset(req, entries.len(), entries, now));
+        match state.recorder.open_tab(opening, may_see_unborn).await? {
+            TabAnswer::Opened { patient, tab } => {
+                let entries = careteam::entries(Some(&tab), &patient.nhs_number, dates::uk_date(now));
+                return Ok(searchset(req, entries.len(), entries, now));
+            }
+            // A current record holding nothing this role may see (most children searched): an
+            // empty answer, its exchange logged (CP-IS061), nothing recorded (CP-IS068).
+            TabAnswer::NothingToShow => {
+                db::run(&state.pool, move |conn| {
+                    exchange.iter().try_for_each(|e| e.log(conn, now)).map_err(Into::into)
+                })
+                .await?;
+                return Ok(searchset(req, 0, Vec::new(), now));
+            }
+            // Nothing was recorded or logged (a superseded, unknown or invalidated number): the
+            // search, its checks passed, is looked up below on a connection.
+            TabAnswer::Moved { .. } | TabAnswer::NotFound => {}
         }
-        // Nothing was recorded or logged (a superseded, unknown or invalidated number, or nothing
-        // this role may see): the search, its checks passed, is looked up below on a connection.
     }
     // Otherwise what the role may see is read here, then, if anything, the access recorder
     // records the access and logs the exchange in one transaction (CP-IS047 by the child's lock).
