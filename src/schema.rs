@@ -345,8 +345,6 @@ diesel::table! {
     }
 }
 
-diesel::joinable!(access_events -> patients (nhs_number));
-diesel::joinable!(access_events -> users (user_id));
 diesel::joinable!(endpoint_tokens -> local_authorities (la_code));
 diesel::joinable!(endpoint_tokens -> nhs_organisations (ods_code));
 diesel::joinable!(incidents -> users (recorded_by));

@@ -473,6 +473,147 @@ fn what_the_reference_triggers_cannot_check_they_refuse() {
     }
 }
 
+/// A reference refusal from `table`'s triggers (access_events' as cp_items', migration 000036).
+fn refused_as_reference_from(conn: &mut PgConnection, sql: &str, table: &str) {
+    match diesel::sql_query(sql).execute(conn) {
+        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::ForeignKeyViolation, e))
+            if e.message().contains(&format!("\"{table}\"")) => {}
+        other => panic!("{sql}: expected {table}' reference refused, got {other:?}"),
+    }
+}
+
+const NEW_VIEWER: &str = "INSERT INTO users (id, username, display_name, password_hash) \
+     VALUES (900001, 'orphan.viewer', 'Orphan Viewer', '$argon2id$v=19$m=7168,t=5,p=1$c2FsdA$aGFzaA')";
+const ACCESS_OF_NEW_PATIENT: &str = "INSERT INTO access_events (nhs_number, accessed_at, viewer_id, user_id, \
+     viewer_name, job_role_code, organisation_code, channel, shown) \
+     VALUES ('9111111110', now(), 'orphan-viewer', 900001, 'Orphan Viewer', 'R8000', 'RXX', 'SCRa', true)";
+
+/// Issue 8, migration 000036: access_events' references (the child, the viewer's account) are
+/// checked once per statement rather than by two foreign keys per row, each locking its parent's
+/// row; the guarantee must stay a foreign key's, in both directions.
+#[test]
+fn access_events_references_hold_as_foreign_keys_would() {
+    use crate::support::db::{count, execute};
+    let db = TestDatabase::new(Template::Demo);
+    let mut conn = db.conn();
+    execute(&mut conn, NEW_PATIENT);
+    execute(&mut conn, NEW_VIEWER);
+    let accesses = || "SELECT count(*) FROM access_events";
+    let before = count(&mut conn, accesses());
+    for sql in [
+        // A child who is not a PDS patient; an account that does not exist.
+        &ACCESS_OF_NEW_PATIENT.replace("'9111111110'", "'9111111129'"),
+        &ACCESS_OF_NEW_PATIENT.replace("900001", "424242"),
+        // One unknown child among many in one statement: the whole statement is refused.
+        "INSERT INTO access_events (nhs_number, accessed_at, viewer_id, viewer_name, job_role_code, organisation_code, \
+         channel, shown) \
+         SELECT nhs_number, now(), 'v', 'V', 'R8000', 'RXX', 'FHIR', true FROM patients \
+         UNION ALL SELECT '9111111129', now(), 'v', 'V', 'R8000', 'RXX', 'FHIR', true",
+    ] {
+        refused_as_reference_from(&mut conn, sql, "access_events");
+    }
+    assert_eq!(count(&mut conn, accesses()), before, "nothing of a refused statement is stored");
+
+    // An API access names no account.
+    execute(&mut conn, &ACCESS_OF_NEW_PATIENT.replace("900001", "NULL"));
+    execute(&mut conn, ACCESS_OF_NEW_PATIENT);
+    // An access is never re-pointed.
+    for sql in [
+        "UPDATE access_events SET nhs_number = (SELECT nhs_number FROM patients WHERE nhs_number <> '9111111110' LIMIT 1) \
+         WHERE nhs_number = '9111111110'",
+        "UPDATE access_events SET user_id = NULL WHERE user_id = 900001",
+    ] {
+        refused_as_reference_from(&mut conn, sql, "access_events");
+    }
+    // A referenced parent is neither deleted nor re-keyed (nor truncated); its other columns may
+    // change.
+    for sql in [
+        "DELETE FROM patients WHERE nhs_number = '9111111110'",
+        "UPDATE patients SET nhs_number = '9111111129' WHERE nhs_number = '9111111110'",
+        "DELETE FROM users WHERE id = 900001",
+        "UPDATE users SET id = 900002 WHERE id = 900001",
+        "TRUNCATE users CASCADE",
+    ] {
+        refused_as_reference_from(&mut conn, sql, "access_events");
+    }
+    execute(&mut conn, "UPDATE users SET id = id, telephone = '0113 496 0000' WHERE id = 900001");
+    execute(&mut conn, "UPDATE patients SET postcode = 'LS11AA' WHERE nhs_number = '9111111110'");
+    // Outside READ COMMITTED a parent's check could miss a concurrent access: refused outright.
+    let outcome = conn
+        .build_transaction()
+        .repeatable_read()
+        .run(|conn| diesel::sql_query("DELETE FROM users WHERE id = 900001").execute(conn));
+    assert!(
+        matches!(
+            outcome,
+            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::SerializationFailure, _))
+        ),
+        "outside READ COMMITTED: {outcome:?}"
+    );
+    // Once nothing refers to them, they go as any row does (the retention purge deletes accesses).
+    execute(&mut conn, "DELETE FROM access_events WHERE nhs_number = '9111111110'");
+    execute(&mut conn, "DELETE FROM users WHERE id = 900001");
+    execute(&mut conn, "DELETE FROM patients WHERE nhs_number = '9111111110'");
+}
+
+/// The races a foreign key closes, for accesses: a patient or an account deleted while an access
+/// naming it is being recorded. Whichever transaction goes first, the second waits for it (at the
+/// references' advisory lock) and is then refused, so no access is left naming a child or an
+/// account that is gone.
+#[test]
+fn a_parent_deleted_while_its_access_is_recorded_leaves_no_orphan() {
+    use crate::support::db::{count, execute};
+    let db = TestDatabase::new(Template::Demo);
+    let mut setup = db.conn();
+    let orphans = "SELECT count(*) FROM access_events a \
+         WHERE NOT EXISTS (SELECT 1 FROM patients p WHERE p.nhs_number = a.nhs_number) \
+         OR (a.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = a.user_id))";
+    let waiting = |conn: &mut PgConnection| {
+        count(
+            conn,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+    };
+    for delete in ["DELETE FROM patients WHERE nhs_number = '9111111110'", "DELETE FROM users WHERE id = 900001"] {
+        for insert_first in [true, false] {
+            execute(&mut setup, NEW_PATIENT);
+            execute(&mut setup, NEW_VIEWER);
+            let (mut first, mut second) =
+                (PgConnection::establish(&db.url).unwrap(), PgConnection::establish(&db.url).unwrap());
+            let (lead, follow) =
+                if insert_first { (ACCESS_OF_NEW_PATIENT, delete) } else { (delete, ACCESS_OF_NEW_PATIENT) };
+            execute(&mut first, "BEGIN");
+            execute(&mut first, lead);
+            let follower = std::thread::spawn(move || {
+                let outcome = diesel::sql_query(follow).execute(&mut second);
+                (outcome, second)
+            });
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while waiting(&mut setup) == 0 {
+                assert!(std::time::Instant::now() < deadline, "the second ({follow}) should wait for the first's lock");
+                assert!(!follower.is_finished(), "the second ({follow}) went ahead without waiting for the first");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            execute(&mut first, "COMMIT");
+            let (outcome, _) = follower.join().unwrap();
+            assert!(
+                matches!(
+                    outcome,
+                    Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::ForeignKeyViolation,
+                        _
+                    ))
+                ),
+                "the second ({follow}) waits for the first and is refused: {outcome:?}"
+            );
+            assert_eq!(count(&mut setup, orphans), 0);
+            execute(&mut setup, "DELETE FROM access_events WHERE nhs_number = '9111111110'");
+            execute(&mut setup, "DELETE FROM users WHERE id = 900001");
+            execute(&mut setup, "DELETE FROM patients WHERE nhs_number = '9111111110'");
+        }
+    }
+}
+
 /// 20,000 children with a plan and looked-after status each (Kent's), so that the planner
 /// estimates the tab's statements as it does on a national dataset.
 fn insert_children_with_items(conn: &mut PgConnection) {
