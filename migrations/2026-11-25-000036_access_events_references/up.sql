@@ -5,9 +5,11 @@
 -- query of its own that locks the parent row FOR KEY SHARE, which writes to the patient's and the
 -- account's tuple and adds a WAL record each. A profile of the tab thread's PostgreSQL backend at
 -- 16 users put those checks at 6.6% of its time; the tab is one serial path, so that is the
--- tab's throughput. Three alternating `--only tab` rounds without the two keys: 0.334, 0.273 and
--- 0.366 of the baseline against 0.278, 0.270 and 0.321 with them (4,066, 2,945 and 4,172 tabs a
--- second against 3,646, 3,167 and 3,894).
+-- tab's throughput. `--only tab` at 16 users, each round of the build before followed by one of
+-- this (2026-11-25, four pairs): 4,013 -> 4,282, 3,840 -> 4,389, 4,298 -> 4,591 and 4,331 -> 4,636
+-- tabs a second; PostgreSQL's CPU an opening 208 -> 189, 203 -> 185, 190 -> 178 and 186 -> 172 µs.
+-- (With no check at all, in one round beside the first pair: 174 µs. The statement's check costs
+-- less than half of what the two keys did.)
 --
 -- The guarantee stays a foreign key's, in both directions, by the same means as cp_items':
 -- * access_events -> parent: after every INSERT, every NHS number the statement wrote must be a
