@@ -538,6 +538,19 @@ fn access_events_references_hold_as_foreign_keys_would() {
     }
     execute(&mut conn, "UPDATE users SET id = id, telephone = '0113 496 0000' WHERE id = 900001");
     execute(&mut conn, "UPDATE patients SET postcode = 'LS11AA' WHERE nhs_number = '9111111110'");
+    // Under READ COMMITTED an access locks no parent row (the references' advisory lock stands in);
+    // outside it, its snapshot could miss a deletion committed meanwhile, so it locks the patient's
+    // and the account's rows FOR KEY SHARE as a foreign key does.
+    let mut other = db.conn();
+    for (isolation, locks_rows) in [("READ COMMITTED", false), ("REPEATABLE READ", true)] {
+        execute(&mut conn, &format!("BEGIN ISOLATION LEVEL {isolation}"));
+        execute(&mut conn, ACCESS_OF_NEW_PATIENT);
+        for parent in ["patients WHERE nhs_number = '9111111110'", "users WHERE id = 900001"] {
+            let held = diesel::sql_query(format!("SELECT 1 FROM {parent} FOR UPDATE NOWAIT")).execute(&mut other);
+            assert_eq!(held.is_err(), locks_rows, "{isolation}: {parent} is locked: {held:?}");
+        }
+        execute(&mut conn, "ROLLBACK");
+    }
     // Outside READ COMMITTED a parent's check could miss a concurrent access: refused outright.
     let outcome = conn
         .build_transaction()
