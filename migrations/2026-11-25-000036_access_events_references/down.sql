@@ -5,7 +5,16 @@ DROP TRIGGER users_accesses_refer ON users;
 DROP FUNCTION users_refuse_if_accesses_refer();
 DROP TRIGGER patients_accesses_refer ON patients;
 DROP FUNCTION patients_refuse_if_accesses_refer();
-DROP FUNCTION access_events_parent_isolation_check();
+CREATE OR REPLACE FUNCTION cp_items_parent_isolation_check() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'deleting or re-keying a row cp_items may refer to needs READ COMMITTED (this transaction is %)',
+            current_setting('transaction_isolation')
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+END;
+$$;
+DROP FUNCTION reference_parent_isolation_check(text);
 DROP TRIGGER access_events_references_fixed ON access_events;
 DROP FUNCTION access_events_refuse_repointing();
 DROP TRIGGER access_events_references_exist ON access_events;

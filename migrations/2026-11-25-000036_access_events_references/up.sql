@@ -20,7 +20,7 @@
 --   foreign key does.
 -- * an access's references never change (nothing updates an access): refused.
 -- * parent: deleting or re-keying a patient or an account that accesses name is refused, outside
---   READ COMMITTED always (access_events_parent_isolation_check), and so is TRUNCATE while accesses
+--   READ COMMITTED always (reference_parent_isolation_check), and so is TRUNCATE while accesses
 --   exist. (The account's side reads access_events without an index on user_id, as the foreign
 --   key's own check did: the service deletes no account that has viewed a child.)
 -- tests/app/schema.rs proves each, the two races included.
@@ -72,15 +72,22 @@ CREATE TRIGGER access_events_references_fixed
     WHEN (OLD.nhs_number IS DISTINCT FROM NEW.nhs_number OR OLD.user_id IS DISTINCT FROM NEW.user_id)
     EXECUTE FUNCTION access_events_refuse_repointing();
 
--- As cp_items_parent_isolation_check (migration 000020): outside READ COMMITTED a parent's check
--- reads with the transaction's first snapshot, which can miss a concurrent access.
-CREATE FUNCTION access_events_parent_isolation_check() RETURNS void LANGUAGE plpgsql AS $$
+-- Migration 000020's refusal of a parent's delete or key change outside READ COMMITTED (whose
+-- check reads with the transaction's first snapshot, which can miss a concurrent child), for any
+-- child table: cp_items' own check now names its table through it.
+CREATE FUNCTION reference_parent_isolation_check(child text) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION 'deleting or re-keying a row access_events may refer to needs READ COMMITTED (this transaction is %)',
-            current_setting('transaction_isolation')
+        RAISE EXCEPTION 'deleting or re-keying a row % may refer to needs READ COMMITTED (this transaction is %)',
+            child, current_setting('transaction_isolation')
             USING ERRCODE = 'serialization_failure';
     END IF;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION cp_items_parent_isolation_check() RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM reference_parent_isolation_check('cp_items');
 END;
 $$;
 
@@ -91,7 +98,7 @@ BEGIN
     IF TG_OP = 'UPDATE' AND NEW.nhs_number = OLD.nhs_number THEN
         RETURN NEW;
     END IF;
-    PERFORM access_events_parent_isolation_check();
+    PERFORM reference_parent_isolation_check('access_events');
     PERFORM pg_advisory_xact_lock(cp_items_reference_lock());
     IF EXISTS (SELECT 1 FROM access_events WHERE nhs_number = OLD.nhs_number) THEN
         RAISE EXCEPTION '% on table "patients" violates the reference from "access_events"', TG_OP
@@ -110,7 +117,7 @@ BEGIN
     IF TG_OP = 'UPDATE' AND NEW.id = OLD.id THEN
         RETURN NEW;
     END IF;
-    PERFORM access_events_parent_isolation_check();
+    PERFORM reference_parent_isolation_check('access_events');
     PERFORM pg_advisory_xact_lock(cp_items_reference_lock());
     IF EXISTS (SELECT 1 FROM access_events WHERE user_id = OLD.id) THEN
         RAISE EXCEPTION '% on table "users" violates the reference from "access_events"', TG_OP

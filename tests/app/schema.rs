@@ -232,10 +232,16 @@ fn lookup_held_agrees_with_lookup_linked_and_current_held() {
 /// A statement the database must refuse as a broken reference (SQLSTATE 23503), whatever path
 /// the row took.
 fn refused_as_reference(conn: &mut PgConnection, sql: &str) {
+    refused_as_reference_from(conn, sql, "cp_items");
+}
+
+/// A reference refusal from `table`'s triggers (cp_items', migration 000017; access_events',
+/// migration 000036).
+fn refused_as_reference_from(conn: &mut PgConnection, sql: &str, table: &str) {
     match diesel::sql_query(sql).execute(conn) {
         Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::ForeignKeyViolation, e))
-            if e.message().contains("\"cp_items\"") => {}
-        other => panic!("{sql}: expected cp_items' reference refused, got {other:?}"),
+            if e.message().contains(&format!("\"{table}\"")) => {}
+        other => panic!("{sql}: expected {table}' reference refused, got {other:?}"),
     }
 }
 
@@ -311,58 +317,76 @@ fn cp_items_references_hold_as_foreign_keys_would() {
 /// left naming a patient or an upload that is gone.
 #[test]
 fn a_parent_deleted_while_its_item_is_inserted_leaves_no_orphan() {
-    use crate::support::db::{count, execute};
     let db = TestDatabase::new(Template::Demo);
-    let mut setup = db.conn();
     let orphans = "SELECT count(*) FROM cp_items i WHERE NOT EXISTS (SELECT 1 FROM patients p WHERE p.nhs_number = i.nhs_number) \
          OR (i.upload_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM uploads u WHERE u.id = i.upload_id))";
+    for delete in ["DELETE FROM patients WHERE nhs_number = '9111111110'", "DELETE FROM uploads WHERE id = 900001"] {
+        a_delete_racing_an_insert_is_refused_either_way(
+            &db,
+            &[NEW_PATIENT, NEW_UPLOAD],
+            ITEM_OF_NEW_PATIENT,
+            delete,
+            orphans,
+            &[
+                "DELETE FROM cp_items WHERE nhs_number = '9111111110'",
+                "DELETE FROM uploads WHERE id = 900001",
+                "DELETE FROM patients WHERE nhs_number = '9111111110'",
+            ],
+        );
+    }
+}
+
+/// The race a foreign key closes, both ways round, on two connections: `insert` (a child naming
+/// a parent) and `delete` (of that parent), each first in turn. The second must wait for the
+/// first's lock and, once the first commits, be refused as a reference; `orphans` then counts
+/// none. `parents` are made before each order, and `cleanup` removes what is left after it.
+fn a_delete_racing_an_insert_is_refused_either_way(
+    db: &TestDatabase,
+    parents: &[&str],
+    insert: &'static str,
+    delete: &'static str,
+    orphans: &str,
+    cleanup: &[&str],
+) {
+    use crate::support::db::{count, execute};
+    let mut setup = db.conn();
     let waiting = |conn: &mut PgConnection| {
         count(
             conn,
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
         )
     };
-    // (the parent, how to delete it)
-    let parents = [
-        (NEW_PATIENT, "DELETE FROM patients WHERE nhs_number = '9111111110'"),
-        (NEW_UPLOAD, "DELETE FROM uploads WHERE id = 900001"),
-    ];
-    for (parent, delete) in parents {
-        for insert_first in [true, false] {
-            execute(&mut setup, NEW_PATIENT);
-            execute(&mut setup, NEW_UPLOAD);
-            let (mut first, mut second) =
-                (PgConnection::establish(&db.url).unwrap(), PgConnection::establish(&db.url).unwrap());
-            let (lead, follow) =
-                if insert_first { (ITEM_OF_NEW_PATIENT, delete) } else { (delete, ITEM_OF_NEW_PATIENT) };
-            execute(&mut first, "BEGIN");
-            execute(&mut first, lead);
-            let follower = std::thread::spawn(move || {
-                let outcome = diesel::sql_query(follow).execute(&mut second);
-                (outcome, second)
-            });
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            while waiting(&mut setup) == 0 {
-                assert!(std::time::Instant::now() < deadline, "the second ({follow}) should wait for the first's lock");
-                assert!(!follower.is_finished(), "the second ({follow}) went ahead without waiting for the first");
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            execute(&mut first, "COMMIT");
-            let (outcome, _) = follower.join().unwrap();
-            assert!(
-                matches!(
-                    outcome,
-                    Err(diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::ForeignKeyViolation,
-                        _
-                    ))
-                ),
-                "{parent}: the second ({follow}) waits for the first and is refused: {outcome:?}"
-            );
-            assert_eq!(count(&mut setup, orphans), 0);
-            execute(&mut setup, "DELETE FROM cp_items WHERE nhs_number = '9111111110'");
-            execute(&mut setup, "DELETE FROM uploads WHERE id = 900001");
-            execute(&mut setup, "DELETE FROM patients WHERE nhs_number = '9111111110'");
+    for insert_first in [true, false] {
+        for parent in parents {
+            execute(&mut setup, parent);
+        }
+        let (mut first, mut second) =
+            (PgConnection::establish(&db.url).unwrap(), PgConnection::establish(&db.url).unwrap());
+        let (lead, follow) = if insert_first { (insert, delete) } else { (delete, insert) };
+        execute(&mut first, "BEGIN");
+        execute(&mut first, lead);
+        let follower = std::thread::spawn(move || {
+            let outcome = diesel::sql_query(follow).execute(&mut second);
+            (outcome, second)
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while waiting(&mut setup) == 0 {
+            assert!(std::time::Instant::now() < deadline, "the second ({follow}) should wait for the first's lock");
+            assert!(!follower.is_finished(), "the second ({follow}) went ahead without waiting for the first");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        execute(&mut first, "COMMIT");
+        let (outcome, _) = follower.join().unwrap();
+        assert!(
+            matches!(
+                outcome,
+                Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::ForeignKeyViolation, _))
+            ),
+            "the second ({follow}) waits for the first ({lead}) and is refused: {outcome:?}"
+        );
+        assert_eq!(count(&mut setup, orphans), 0);
+        for sql in cleanup {
+            execute(&mut setup, sql);
         }
     }
 }
@@ -473,15 +497,6 @@ fn what_the_reference_triggers_cannot_check_they_refuse() {
     }
 }
 
-/// A reference refusal from `table`'s triggers (access_events' as cp_items', migration 000036).
-fn refused_as_reference_from(conn: &mut PgConnection, sql: &str, table: &str) {
-    match diesel::sql_query(sql).execute(conn) {
-        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::ForeignKeyViolation, e))
-            if e.message().contains(&format!("\"{table}\"")) => {}
-        other => panic!("{sql}: expected {table}' reference refused, got {other:?}"),
-    }
-}
-
 const NEW_VIEWER: &str = "INSERT INTO users (id, username, display_name, password_hash) \
      VALUES (900001, 'orphan.viewer', 'Orphan Viewer', '$argon2id$v=19$m=7168,t=5,p=1$c2FsdA$aGFzaA')";
 const ACCESS_OF_NEW_PATIENT: &str = "INSERT INTO access_events (nhs_number, accessed_at, viewer_id, user_id, \
@@ -575,55 +590,23 @@ fn access_events_references_hold_as_foreign_keys_would() {
 /// account that is gone.
 #[test]
 fn a_parent_deleted_while_its_access_is_recorded_leaves_no_orphan() {
-    use crate::support::db::{count, execute};
     let db = TestDatabase::new(Template::Demo);
-    let mut setup = db.conn();
     let orphans = "SELECT count(*) FROM access_events a \
          WHERE NOT EXISTS (SELECT 1 FROM patients p WHERE p.nhs_number = a.nhs_number) \
          OR (a.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM users u WHERE u.id = a.user_id))";
-    let waiting = |conn: &mut PgConnection| {
-        count(
-            conn,
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
-        )
-    };
     for delete in ["DELETE FROM patients WHERE nhs_number = '9111111110'", "DELETE FROM users WHERE id = 900001"] {
-        for insert_first in [true, false] {
-            execute(&mut setup, NEW_PATIENT);
-            execute(&mut setup, NEW_VIEWER);
-            let (mut first, mut second) =
-                (PgConnection::establish(&db.url).unwrap(), PgConnection::establish(&db.url).unwrap());
-            let (lead, follow) =
-                if insert_first { (ACCESS_OF_NEW_PATIENT, delete) } else { (delete, ACCESS_OF_NEW_PATIENT) };
-            execute(&mut first, "BEGIN");
-            execute(&mut first, lead);
-            let follower = std::thread::spawn(move || {
-                let outcome = diesel::sql_query(follow).execute(&mut second);
-                (outcome, second)
-            });
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-            while waiting(&mut setup) == 0 {
-                assert!(std::time::Instant::now() < deadline, "the second ({follow}) should wait for the first's lock");
-                assert!(!follower.is_finished(), "the second ({follow}) went ahead without waiting for the first");
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            execute(&mut first, "COMMIT");
-            let (outcome, _) = follower.join().unwrap();
-            assert!(
-                matches!(
-                    outcome,
-                    Err(diesel::result::Error::DatabaseError(
-                        diesel::result::DatabaseErrorKind::ForeignKeyViolation,
-                        _
-                    ))
-                ),
-                "the second ({follow}) waits for the first and is refused: {outcome:?}"
-            );
-            assert_eq!(count(&mut setup, orphans), 0);
-            execute(&mut setup, "DELETE FROM access_events WHERE nhs_number = '9111111110'");
-            execute(&mut setup, "DELETE FROM users WHERE id = 900001");
-            execute(&mut setup, "DELETE FROM patients WHERE nhs_number = '9111111110'");
-        }
+        a_delete_racing_an_insert_is_refused_either_way(
+            &db,
+            &[NEW_PATIENT, NEW_VIEWER],
+            ACCESS_OF_NEW_PATIENT,
+            delete,
+            orphans,
+            &[
+                "DELETE FROM access_events WHERE nhs_number = '9111111110'",
+                "DELETE FROM users WHERE id = 900001",
+                "DELETE FROM patients WHERE nhs_number = '9111111110'",
+            ],
+        );
     }
 }
 
