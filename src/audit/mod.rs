@@ -144,14 +144,17 @@ pub fn record_many(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), Ap
     let Some(outbox) = Outbox::of(events)? else { return Ok(()) };
     // The commit moves the entries under the chain's lock: in a request it need not wait for its
     // flush while holding it (see lock_chain).
-    let sql = if crate::db::defer_flush() {
-        "INSERT INTO audit_outbox (occurred_at, actors, actions, numbers, details, canonicals) \
-         SELECT $1, $2, $3, $4, $5::text[]::jsonb[], $6 \
-         FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed"
+    if crate::db::defer_flush() {
+        outbox
+            .bind(crate::db::prepared::sql!(
+                "INSERT INTO audit_outbox (occurred_at, actors, actions, numbers, details, canonicals) \
+                 SELECT $1, $2, $3, $4, $5::text[]::jsonb[], $6 \
+                 FROM (SELECT set_config('synchronous_commit', 'off', true)) AS relaxed"
+            ))
+            .execute(conn)?;
     } else {
-        outbox_insert!("$1", "$2", "$3", "$4", "$5", "$6")
-    };
-    outbox.bind(crate::db::prepared::sql(sql)).execute(conn)?;
+        outbox.bind(crate::db::prepared::sql!(outbox_insert!("$1", "$2", "$3", "$4", "$5", "$6"))).execute(conn)?;
+    }
     Ok(())
 }
 
@@ -165,7 +168,7 @@ impl Outbox {
     }
 
     /// Binds the next six placeholders, in [`outbox_insert!`]'s order.
-    pub fn bind(self, query: crate::db::prepared::Prepared) -> crate::db::prepared::Prepared {
+    pub fn bind<S>(self, query: crate::db::prepared::Prepared<S>) -> crate::db::prepared::Prepared<S> {
         let (query, details, canonicals) = self.0.bind_head(query);
         query.bind::<Array<Text>, _>(details).bind::<Array<Text>, _>(canonicals)
     }
@@ -184,7 +187,7 @@ pub fn append_now(conn: &mut PgConnection, events: Vec<Event>) -> Result<(), App
     let (prevs, hashes) = chain::link(&head_hash(conn)?, batch.canonicals.iter().map(String::as_str));
     // One statement from arrays, in array order (the chain's order is the id order). The
     // canonical texts are not sent: the hashes are computed above.
-    let query = crate::db::prepared::sql(
+    let query = crate::db::prepared::sql!(
         "INSERT INTO audit_log (occurred_at, actor, action, nhs_number, details, prev_hash, hash) \
          SELECT $1, a, x, n, d::jsonb, p, h \
          FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bytea[], $7::bytea[]) \
@@ -237,7 +240,7 @@ pub fn pend(conn: &mut PgConnection, events: Vec<Event>) -> Result<Option<Pended
         .collect();
     diesel::copy_from(crate::schema::audit_pending::table).from_insertable(&rows).execute(conn)?;
     let written: LastId =
-        crate::db::prepared::sql("SELECT currval(pg_get_serial_sequence('audit_pending', 'id')) AS last_id")
+        crate::db::prepared::sql!("SELECT currval(pg_get_serial_sequence('audit_pending', 'id')) AS last_id")
             .get_result(conn)?;
     Ok(Some(Pended { count, last_id: written.last_id }))
 }
@@ -288,7 +291,7 @@ fn pending_through(conn: &mut PgConnection, last_id: i64) -> QueryResult<bool> {
         #[diesel(sql_type = diesel::sql_types::Bool)]
         pending: bool,
     }
-    Ok(crate::db::prepared::sql("SELECT EXISTS (SELECT 1 FROM audit_pending WHERE id <= $1) AS pending")
+    Ok(crate::db::prepared::sql!("SELECT EXISTS (SELECT 1 FROM audit_pending WHERE id <= $1) AS pending")
         .bind::<BigInt, _>(last_id)
         .get_result::<Any>(conn)?
         .pending)
@@ -334,7 +337,7 @@ pub(crate) fn chain_pending_locked(conn: &mut PgConnection, limit: i64) -> Query
     }
     // The read also allows this transaction's deletes from audit_pending (its guard refuses any
     // other), before the statement that deletes them runs.
-    let pending: Vec<Pending> = crate::db::prepared::sql(
+    let pending: Vec<Pending> = crate::db::prepared::sql!(
         "SELECT p.id, p.canonical FROM audit_pending p, \
              (SELECT set_config('cpis.audit_chaining', 'on', true)) AS allowed \
          ORDER BY p.id LIMIT $1",
@@ -347,7 +350,7 @@ pub(crate) fn chain_pending_locked(conn: &mut PgConnection, limit: i64) -> Query
     let (prevs, hashes) = chain::link(&head_hash(conn)?, pending.iter().map(|p| p.canonical.as_str()));
     let ids: Vec<i64> = pending.iter().map(|p| p.id).collect();
     let count = ids.len();
-    let inserted = crate::db::prepared::sql(
+    let inserted = crate::db::prepared::sql!(
         "WITH moved AS (DELETE FROM audit_pending WHERE id = ANY($1) RETURNING *) \
          INSERT INTO audit_log (occurred_at, actor, action, nhs_number, details, prev_hash, hash) \
          SELECT m.occurred_at, m.actor, m.action, m.nhs_number, \
@@ -371,7 +374,7 @@ pub(crate) fn chain_pending_locked(conn: &mut PgConnection, limit: i64) -> Query
 
 /// The chain's head hash (the genesis value for an empty trail). Call it holding the lock.
 fn head_hash(conn: &mut PgConnection) -> QueryResult<Vec<u8>> {
-    Ok(crate::db::prepared::sql("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
+    Ok(crate::db::prepared::sql!("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
         .get_result::<Head>(conn)
         .optional()?
         .map_or_else(|| chain::GENESIS.to_vec(), |h| h.hash))
@@ -440,10 +443,10 @@ impl Batch {
 
     /// Binds $1 to $4 (time, actors, actions, NHS numbers), which every statement here takes, and
     /// hands back the details and canonical texts for the statement to bind what it takes of them.
-    fn bind_head(
+    fn bind_head<S>(
         self,
-        query: crate::db::prepared::Prepared,
-    ) -> (crate::db::prepared::Prepared, Vec<String>, Vec<String>) {
+        query: crate::db::prepared::Prepared<S>,
+    ) -> (crate::db::prepared::Prepared<S>, Vec<String>, Vec<String>) {
         use diesel::sql_types::{Nullable, Timestamptz};
         let query = query
             .bind::<Timestamptz, _>(self.occurred_at)

@@ -375,15 +375,19 @@ impl SessionCache {
         remembered.put(ticket, hash, state, user_id, fresh_until, Utc::now());
     }
 
-    /// The contact details remembered of `user_ids`, after handling every announcement that has
-    /// arrived, and the ticket for reading the others from the database; `None` while nothing may
-    /// be remembered (every one is read). Never waits for I/O, as [`get`](SessionCache::get).
-    pub fn contacts(&self, user_ids: &[i64]) -> Option<(HashMap<i64, Arc<AccountContact>>, Ticket)> {
+    /// The contact details remembered of `user_ids`, one for each in their order (`None` for one
+    /// not remembered), after handling every announcement that has arrived, and the ticket for
+    /// reading the others from the database; `None` while nothing may be remembered (every one is
+    /// read). Never waits for I/O, as [`get`](SessionCache::get).
+    ///
+    /// A list in the ids' order rather than a map: building a map of the ids found was half of
+    /// this lookup's time, and the lookup was a seventh of the tab thread's (issue 8).
+    pub fn contacts(&self, user_ids: &[i64]) -> Option<(Vec<Option<Arc<AccountContact>>>, Ticket)> {
         if !self.listening.load(Ordering::Acquire) || !self.drain() {
             return None;
         }
         let remembered = self.remembered.lock().unwrap_or_else(|e| e.into_inner());
-        let found = user_ids.iter().filter_map(|id| remembered.contact(*id).map(|c| (*id, c.clone()))).collect();
+        let found = user_ids.iter().map(|id| remembered.contact(*id).cloned()).collect();
         Some((found, remembered.ticket()))
     }
 

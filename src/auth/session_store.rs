@@ -146,7 +146,7 @@ pub fn load_and_extend(
 ) -> QueryResult<Option<Loaded>> {
     use diesel::sql_types::{Bytea, Timestamptz};
     let expires = now + chrono::TimeDelta::seconds(idle_secs);
-    let row: Option<StateRow> = crate::db::prepared::sql(LOAD_SQL)
+    let row: Option<StateRow> = crate::db::prepared::sql!(LOAD_SQL)
         .bind::<Bytea, _>(hash)
         .bind::<Timestamptz, _>(now)
         .bind::<Timestamptz, _>(expires)

@@ -67,7 +67,7 @@ pub struct Basis {
 impl Basis {
     /// Binds the next four placeholders: the NHS numbers, the viewer ids, the windows' starts and
     /// the latest shown accesses (null for none), one per (NHS number, viewer).
-    pub fn bind(self, query: crate::db::prepared::Prepared) -> crate::db::prepared::Prepared {
+    pub fn bind<S>(self, query: crate::db::prepared::Prepared<S>) -> crate::db::prepared::Prepared<S> {
         use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
         query
             .bind::<Array<Text>, _>(self.numbers)
@@ -310,11 +310,11 @@ macro_rules! insert_accesses {
 pub(crate) use insert_accesses;
 
 /// Binds the first ten placeholders, in [`insert_accesses!`]'s order: the accesses as recorded.
-pub fn bind_accesses(
-    query: crate::db::prepared::Prepared,
+pub fn bind_accesses<S>(
+    query: crate::db::prepared::Prepared<S>,
     accesses: &[NewAccess<'_>],
     recorded: &[Recorded],
-) -> crate::db::prepared::Prepared {
+) -> crate::db::prepared::Prepared<S> {
     use diesel::sql_types::{Array, BigInt, Bool, Nullable, Text, Timestamptz};
     let column = |f: fn(&NewAccess<'_>) -> String| accesses.iter().map(f).collect::<Vec<String>>();
     query
@@ -332,7 +332,7 @@ pub fn bind_accesses(
 
 /// Inserts the accesses as recorded, alone, in one statement.
 fn insert(conn: &mut PgConnection, accesses: &[NewAccess<'_>], recorded: &[Recorded]) -> Result<(), AppError> {
-    bind_accesses(crate::db::prepared::sql(insert_accesses!()), accesses, recorded).execute(conn)?;
+    bind_accesses(crate::db::prepared::sql!(insert_accesses!()), accesses, recorded).execute(conn)?;
     Ok(())
 }
 
@@ -443,7 +443,7 @@ fn read_before_recording(
     }
     let (owners, numbers): (Vec<i32>, Vec<String>) =
         lists.iter().enumerate().flat_map(|(o, list)| list.iter().map(move |n| (o as i32, n.clone()))).unzip();
-    let rows: Vec<Row> = crate::db::prepared::sql(concat!(
+    let rows: Vec<Row> = crate::db::prepared::sql!(concat!(
         "SELECT 0 AS k, q.i AS o, NULL::bigint AS id, \
              (SELECT max(accessed_at) FROM access_events \
               WHERE nhs_number = q.n AND viewer_id = q.v AND shown AND accessed_at > q.w) AS accessed_at, \
@@ -638,24 +638,24 @@ pub fn histories(
         conn,
         names,
         lists,
-        concat!(
+        crate::db::prepared::sql!(concat!(
             "SELECT w.o, a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, a.organisation_code ",
             newest_shown!("$1::int[]", "$2::text[]", "$3"),
             " ORDER BY w.o, a.accessed_at DESC, a.id DESC"
-        ),
+        )),
     )
 }
 
-fn read_histories(
+fn read_histories<S: crate::db::prepared::Key>(
     conn: &mut PgConnection,
     names: &super::reference_names::ReferenceNames,
     lists: &[&[String]],
-    sql: &'static str,
+    query: crate::db::prepared::Prepared<S>,
 ) -> QueryResult<Vec<Vec<HistoryEntry>>> {
     use diesel::sql_types::{Array, BigInt, Integer, Text};
     let (owners, numbers): (Vec<i32>, Vec<String>) =
         lists.iter().enumerate().flat_map(|(o, list)| list.iter().map(move |n| (o as i32, n.clone()))).unzip();
-    let rows: Vec<HistoryRow> = crate::db::prepared::sql(sql)
+    let rows: Vec<HistoryRow> = query
         .bind::<Array<Integer>, _>(owners)
         .bind::<Array<Text>, _>(numbers)
         .bind::<BigInt, _>(HISTORY_LIMIT as i64)

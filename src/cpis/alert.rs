@@ -252,14 +252,17 @@ fn store_openings(
     claim: Option<(&[i64], access::Basis)>,
 ) -> Result<(), diesel::result::Error> {
     use diesel::sql_types::{Array, BigInt, Integer};
-    let text = match claim {
-        None => store_statement!("true"),
-        Some(_) => store_statement!("(SELECT cpis_claim_children($24, $25, $26, $27, $28, $29, $1))"),
-    };
-    let query = log.bind(outbox.bind(access::bind_accesses(crate::db::prepared::sql(text), accesses, recorded)));
+    // Each text its own statement (`sql!`), the same values bound to both.
     match claim {
-        None => query.execute(conn)?,
+        None => {
+            let query = crate::db::prepared::sql!(store_statement!("true"));
+            log.bind(outbox.bind(access::bind_accesses(query, accesses, recorded))).execute(conn)?
+        }
         Some((keys, basis)) => {
+            let query = crate::db::prepared::sql!(store_statement!(
+                "(SELECT cpis_claim_children($24, $25, $26, $27, $28, $29, $1))"
+            ));
+            let query = log.bind(outbox.bind(access::bind_accesses(query, accesses, recorded)));
             let timeout = i32::try_from(CHILD_LOCK_TIMEOUT.as_millis()).unwrap_or(i32::MAX);
             basis.bind(query.bind::<Array<BigInt>, _>(keys.to_vec()).bind::<Integer, _>(timeout)).execute(conn)?
         }

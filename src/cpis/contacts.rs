@@ -9,7 +9,6 @@
 //! the accounts not remembered are read, in one statement; without a listening connection every
 //! one is read.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use diesel::prelude::*;
@@ -32,20 +31,25 @@ pub fn fill<'a>(
     if ids.is_empty() {
         return Ok(());
     }
+    // Each id's contact at its place in `ids` (sorted): found again by a binary search.
     let (mut known, ticket) = match remembered.and_then(|cache| cache.contacts(&ids)) {
         Some((known, ticket)) => (known, Some(ticket)),
-        None => (HashMap::new(), None),
+        None => (vec![None; ids.len()], None),
     };
-    let missing: Vec<i64> = ids.into_iter().filter(|id| !known.contains_key(id)).collect();
+    let missing: Vec<i64> = ids.iter().zip(&known).filter(|(_, c)| c.is_none()).map(|(id, _)| *id).collect();
     if !missing.is_empty() {
         let read = read(conn, &missing)?;
-        if let (Some(cache), Some(ticket)) = (remembered, ticket) {
-            cache.put_contacts(ticket, read.clone());
+        for (id, contact) in &read {
+            if let Ok(place) = ids.binary_search(id) {
+                known[place] = Some(contact.clone());
+            }
         }
-        known.extend(read);
+        if let (Some(cache), Some(ticket)) = (remembered, ticket) {
+            cache.put_contacts(ticket, read);
+        }
     }
     for entry in &mut entries {
-        entry.contact = entry.user_id.and_then(|id| known.get(&id).cloned());
+        entry.contact = entry.user_id.and_then(|id| ids.binary_search(&id).ok()).and_then(|place| known[place].clone());
     }
     Ok(())
 }
@@ -61,7 +65,7 @@ fn read(conn: &mut PgConnection, ids: &[i64]) -> QueryResult<Vec<(i64, Arc<Accou
         contact: AccountContact,
     }
     let rows: Vec<Row> =
-        crate::db::prepared::sql("SELECT id, email, telephone, disabled_at FROM users WHERE id = ANY($1::bigint[])")
+        crate::db::prepared::sql!("SELECT id, email, telephone, disabled_at FROM users WHERE id = ANY($1::bigint[])")
             .bind::<Array<BigInt>, _>(ids.to_vec())
             .load(conn)?;
     Ok(rows.into_iter().map(|r| (r.id, Arc::new(r.contact))).collect())

@@ -75,7 +75,7 @@ pub struct HeldItem {
 /// 48,000 by key). A test compares it with the same read in diesel's DSL.
 pub fn current_held(conn: &mut PgConnection, numbers: &[String]) -> QueryResult<Vec<HeldItem>> {
     use diesel::sql_types::{Array, Text};
-    crate::db::prepared::sql(
+    crate::db::prepared::sql!(
         "SELECT i.id, i.nhs_number, i.la_code, i.item_type, i.la_child_id, i.start_date, i.end_date, \
          i.delete_date, la.code, la.reference_name, la.display_name, la.emergency_phone, \
          la.office_hours_phone, la.contacts_updated_at \
@@ -154,7 +154,7 @@ pub fn lookup_held_many(conn: &mut PgConnection, numbers: &[&str]) -> QueryResul
     }
     // The numbers come through a sub-select, as in `current_held`, so that one generic plan serves
     // every batch.
-    let rows: Vec<Row> = crate::db::prepared::sql(concat!(
+    let rows: Vec<Row> = crate::db::prepared::sql!(concat!(
         "SELECT q.o, p.*, h.* FROM unnest((SELECT $1::text[])) WITH ORDINALITY AS q(n, o) \
          CROSS JOIN LATERAL (",
         record_and_linked!("q.n"),
@@ -257,7 +257,7 @@ pub fn lookup_held_reading_ahead(
     type HistoryLine = (i64, DateTime<Utc>, Option<i64>, String, String, String);
     // Part 0 as `lookup_held_many` reads it. The arrays come through sub-selects, so that one
     // generic plan serves every batch. Parts 1 to 3 read as `access::read_before_recording` does.
-    let rows: Vec<Row> = crate::db::prepared::sql(concat!(
+    let rows: Vec<Row> = crate::db::prepared::sql!(concat!(
         "WITH p AS MATERIALIZED ( \
              SELECT q.o, q.v, q.w, q.s, p.* \
              FROM unnest((SELECT $1::text[]), (SELECT $2::text[]), (SELECT $3::timestamptz[]), \

@@ -286,7 +286,7 @@ pub fn flush_owed() -> bool {
 /// own transaction (the caller's work has committed), prepared once per connection (as a
 /// simple-protocol `BEGIN; ...; COMMIT` it was parsed and planned on every call).
 pub(crate) fn wait_for_flush(conn: &mut PgConnection) -> diesel::QueryResult<()> {
-    prepared::sql("SELECT pg_logical_emit_message(true, 'cpis.flush', '')").execute(conn)?;
+    prepared::sql!("SELECT pg_logical_emit_message(true, 'cpis.flush', '')").execute(conn)?;
     Ok(())
 }
 

@@ -4,12 +4,19 @@
 //! `sql_query` (its SQL could be built at run time, so diesel marks it unsafe to cache). The hot
 //! statements that the DSL cannot express (the session with its principal, the access history,
 //! the audit outbox) were therefore parsed and planned on every request: planning the session's
-//! statement took longer than running it. [`sql`] takes a `'static` SQL text (so it cannot be
+//! statement took longer than running it. [`sql!`] takes a constant SQL text (so it cannot be
 //! built from input) with `$1`, `$2`... placeholders, and is cached by diesel like a DSL query.
+//!
+//! Each use of [`sql!`] gives its statement a type of its own, by which diesel finds the prepared
+//! statement, as it does a DSL query's: found by its text instead, every execution wrote the whole
+//! text out again and hashed it (issue 8: 7.5% of the tab thread, whose statements run to several
+//! kilobytes). The text is a constant of that use, so one type never stands for two texts.
 //!
 //! Written here because diesel offers no cacheable raw query; it is a small adapter over diesel's
 //! public `AstPass::push_bind_param`, which writes each placeholder itself, so the text is sent
 //! with its placeholders renumbered in order of appearance and a value bound once per appearance.
+
+use std::marker::PhantomData;
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -17,25 +24,66 @@ use diesel::serialize::ToSql;
 use diesel::sql_types::{HasSqlType, Untyped};
 use diesel::{QueryResult, RunQueryDsl};
 
-/// A raw statement cached as a prepared statement on each connection. See the module's documentation.
-pub fn sql(text: &'static str) -> Prepared {
-    Prepared { text, binds: Vec::new() }
+/// A raw statement cached as a prepared statement on each connection, found by a type of its own
+/// (declared here, at the use). The text must be a constant (a literal, `concat!` of literals and
+/// macros), which the `const` below enforces: text read at run time does not compile. See the
+/// module's documentation.
+#[macro_export]
+macro_rules! prepared_sql {
+    ($text:expr $(,)?) => {{
+        /// This statement's own type, by which diesel finds its prepared statement.
+        struct Statement;
+        impl $crate::db::prepared::Key for Statement {
+            const OWN: bool = true;
+        }
+        const TEXT: &str = $text;
+        $crate::db::prepared::Prepared::<Statement>::of_its_own(TEXT)
+    }};
+}
+pub use crate::prepared_sql as sql;
+
+/// How diesel finds a statement's prepared statement: by the type itself, when it is the type of
+/// its own that [`sql!`] declares, or by the text ([`ByText`]).
+pub trait Key: 'static {
+    const OWN: bool;
 }
 
-pub struct Prepared {
+/// A statement found by its text: one of several constant texts chosen at run time ([`by_text`]).
+pub struct ByText;
+
+impl Key for ByText {
+    const OWN: bool = false;
+}
+
+/// A statement whose constant text is chosen at run time among several, found by that text (as
+/// diesel finds `sql_query`'s, were they cached): for statements off the hot paths, where writing
+/// each choice as its own [`sql!`] would repeat the code that binds it.
+pub fn by_text(text: &'static str) -> Prepared<ByText> {
+    Prepared::of_its_own(text)
+}
+
+/// A statement of [`sql!`] (`S` the type of its own that diesel finds it by) or of [`by_text`].
+pub struct Prepared<S> {
     text: &'static str,
     binds: Vec<Box<dyn BindValue>>,
+    _statement: PhantomData<fn() -> S>,
 }
 
-impl Prepared {
+impl<S> Prepared<S> {
+    /// For [`sql!`], which declares `S` for the one `text` it is given, and [`by_text`].
+    #[doc(hidden)]
+    pub fn of_its_own(text: &'static str) -> Prepared<S> {
+        Prepared { text, binds: Vec::new(), _statement: PhantomData }
+    }
+
     /// Binds the next placeholder (`$1`, then `$2`...), as `sql_query(..).bind` does.
-    pub fn bind<ST, T>(mut self, value: T) -> Prepared
+    pub fn bind<ST, T>(mut self, value: T) -> Prepared<S>
     where
         Pg: HasSqlType<ST>,
         T: ToSql<ST, Pg> + Send + 'static,
         ST: Send + 'static,
     {
-        self.binds.push(Box::new(Bind::<ST, T> { value, _type: std::marker::PhantomData }));
+        self.binds.push(Box::new(Bind::<ST, T> { value, _type: PhantomData }));
         self
     }
 }
@@ -46,7 +94,7 @@ trait BindValue: Send {
 
 struct Bind<ST, T> {
     value: T,
-    _type: std::marker::PhantomData<fn() -> ST>,
+    _type: PhantomData<fn() -> ST>,
 }
 
 impl<ST, T> BindValue for Bind<ST, T>
@@ -112,7 +160,7 @@ enum Piece<'a> {
     Param(usize),
 }
 
-impl QueryFragment<Pg> for Prepared {
+impl<S> QueryFragment<Pg> for Prepared<S> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         for piece in pieces(self.text) {
             match piece {
@@ -131,20 +179,36 @@ impl QueryFragment<Pg> for Prepared {
     }
 }
 
-impl QueryId for Prepared {
-    type QueryId = ();
-    const HAS_STATIC_QUERY_ID: bool = false;
+impl<S: Key> QueryId for Prepared<S> {
+    type QueryId = S;
+    const HAS_STATIC_QUERY_ID: bool = S::OWN;
 }
 
-impl Query for Prepared {
+impl<S> Query for Prepared<S> {
     type SqlType = Untyped;
 }
 
-impl<Conn> RunQueryDsl<Conn> for Prepared {}
+impl<S, Conn> RunQueryDsl<Conn> for Prepared<S> {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn id_of<S: Key>(_: &Prepared<S>) -> Option<std::any::TypeId> {
+        <Prepared<S> as QueryId>::query_id()
+    }
+
+    /// Each `sql!` is found by a type of its own, even for one text written twice; a text chosen
+    /// at run time is found by its text (no type).
+    #[test]
+    fn each_statement_is_found_by_its_own_type_or_its_text() {
+        let (a, b) = (sql!("SELECT 1"), sql!("SELECT 1"));
+        assert!(id_of(&a).is_some() && id_of(&b).is_some());
+        assert_ne!(id_of(&a), id_of(&b));
+        let statement = || sql!("SELECT 2");
+        assert_eq!(id_of(&statement()), id_of(&statement()), "one use, one type");
+        assert_eq!(id_of(&by_text("SELECT 1")), None);
+    }
 
     #[test]
     fn placeholders_are_found_in_order_and_may_repeat() {

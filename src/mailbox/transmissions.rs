@@ -139,7 +139,7 @@ impl Log {
     }
 
     /// Binds the next seven placeholders, in [`log_insert!`]'s order.
-    pub fn bind(self, query: crate::db::prepared::Prepared) -> crate::db::prepared::Prepared {
+    pub fn bind<S>(self, query: crate::db::prepared::Prepared<S>) -> crate::db::prepared::Prepared<S> {
         use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
         query
             .bind::<Array<Timestamptz>, _>(self.at)
@@ -153,7 +153,7 @@ impl Log {
 
     /// Logs them, in one statement of their own.
     pub fn execute(self, conn: &mut PgConnection) -> QueryResult<()> {
-        self.bind(crate::db::prepared::sql(log_insert!("$1", "$2", "$3", "$4", "$5", "$6", "$7"))).execute(conn)?;
+        self.bind(crate::db::prepared::sql!(log_insert!("$1", "$2", "$3", "$4", "$5", "$6", "$7"))).execute(conn)?;
         Ok(())
     }
 }

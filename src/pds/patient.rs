@@ -218,7 +218,7 @@ pub fn lookup_linked(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<(
         #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
         linked: Vec<String>,
     }
-    let row: Option<Row> = crate::db::prepared::sql(concat!(
+    let row: Option<Row> = crate::db::prepared::sql!(concat!(
         "SELECT p.nhs_number, p.given_name, p.family_name, p.gender, p.birth_date, p.death_date, p.postcode, \
                 p.address, p.gp_ods, p.restricted, p.superseded_by, p.invalidated, \
                 ARRAY(WITH RECURSIVE linked(nhs_number, depth) AS (SELECT p.nhs_number, 0 UNION ",
@@ -258,7 +258,7 @@ pub fn linked_numbers(conn: &mut PgConnection, current: &str) -> QueryResult<Vec
         #[diesel(sql_type = diesel::sql_types::Text)]
         nhs_number: String,
     }
-    let rows: Vec<Num> = crate::db::prepared::sql(concat!(
+    let rows: Vec<Num> = crate::db::prepared::sql!(concat!(
         "WITH RECURSIVE linked(nhs_number, depth) AS (SELECT $1::text, 0 UNION ",
         linked_step!(),
         ") SELECT DISTINCT nhs_number FROM linked"

@@ -258,7 +258,7 @@ pub fn candidates(conn: &mut PgConnection, q: &DemographicQuery, limit: i64) -> 
     use diesel::sql_types::{BigInt, Date, Nullable, Text};
     let (family_from, family_until) = key_range(&q.family);
     let given = q.given.as_ref().map(key_range);
-    crate::db::prepared::sql(statement(&q.family, q.similar))
+    crate::db::prepared::by_text(statement(&q.family, q.similar))
         .bind::<Date, _>(q.birth_from)
         .bind::<Date, _>(q.birth_to)
         .bind::<Text, _>(family_from)

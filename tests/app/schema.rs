@@ -72,7 +72,7 @@ fn hand_written_hot_statements_are_prepared_once_per_connection() {
     let db = TestDatabase::new(Template::Reference);
     let mut conn = db.conn();
     let query = |n: i64| {
-        cpis::db::prepared::sql("SELECT $1::bigint + $1::bigint AS a, $2::text AS b /* prepared-test */")
+        cpis::db::prepared::sql!("SELECT $1::bigint + $1::bigint AS a, $2::text AS b /* prepared-test */")
             .bind::<BigInt, _>(n)
             .bind::<Text, _>(format!("x{n}"))
     };
@@ -99,8 +99,59 @@ fn hand_written_hot_statements_are_prepared_once_per_connection() {
         ),
         1
     );
-    let missing = cpis::db::prepared::sql("SELECT $2::text AS b").bind::<Text, _>("only one".to_owned());
+    let missing = cpis::db::prepared::sql!("SELECT $2::text AS b").bind::<Text, _>("only one".to_owned());
     assert!(diesel::RunQueryDsl::execute(missing, &mut conn).is_err(), "a placeholder without a value is an error");
+}
+
+/// Issue 8: each `sql!` is found by a type of its own, so two texts chosen between at one place
+/// are two statements, each answering as its own text says, however often and in whatever order
+/// they run; texts chosen at run time (`by_text`) are found by their text.
+#[test]
+fn each_hand_written_statement_answers_as_its_own_text() {
+    use diesel::sql_types::BigInt;
+    #[derive(QueryableByName, Debug, PartialEq)]
+    struct One {
+        #[diesel(sql_type = BigInt)]
+        a: i64,
+    }
+    let db = TestDatabase::new(Template::Reference);
+    let mut conn = db.conn();
+    let own = |conn: &mut PgConnection, double: bool, n: i64| -> One {
+        if double {
+            cpis::db::prepared::sql!("SELECT $1::bigint * 2 AS a /* own-text */").bind::<BigInt, _>(n).get_result(conn)
+        } else {
+            cpis::db::prepared::sql!("SELECT $1::bigint * 3 AS a /* own-text */").bind::<BigInt, _>(n).get_result(conn)
+        }
+        .unwrap()
+    };
+    let chosen = |conn: &mut PgConnection, double: bool, n: i64| -> One {
+        let text = if double {
+            "SELECT $1::bigint * 2 AS a /* by-text */"
+        } else {
+            "SELECT $1::bigint * 3 AS a /* by-text */"
+        };
+        cpis::db::prepared::by_text(text).bind::<BigInt, _>(n).get_result(conn).unwrap()
+    };
+    for n in 1..=3 {
+        for double in [true, false, false, true] {
+            let expected = One { a: if double { 2 * n } else { 3 * n } };
+            assert_eq!(own(&mut conn, double, n), expected);
+            assert_eq!(chosen(&mut conn, double, n), expected);
+        }
+    }
+    for marker in ["own-text", "by-text"] {
+        assert_eq!(
+            crate::support::db::count(
+                &mut conn,
+                &format!(
+                    "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%{marker}%' \
+                     AND statement NOT LIKE '%pg_prepared_statements%'"
+                )
+            ),
+            2,
+            "{marker}: one prepared statement for each text"
+        );
+    }
 }
 
 /// Issue 8: `lookup_linked` answers in one statement what `lookup` and `linked_numbers` answer in
