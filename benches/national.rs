@@ -22,6 +22,8 @@
 mod baseline;
 #[path = "national/common.rs"]
 mod common;
+#[path = "national/cpu.rs"]
+mod cpu;
 #[path = "national/dataset.rs"]
 mod dataset;
 #[path = "national/loadgen.rs"]
@@ -457,6 +459,18 @@ fn main() {
     rt.block_on(run(settings, soak, sweep, rebuild, keep_dataset, only));
 }
 
+/// The bench cluster's postmaster, whose processes' CPU an `--only` run reports ([`cpu::Used`]).
+fn postmaster_pid() -> Option<u32> {
+    #[derive(QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+    }
+    let mut conn = PgConnection::establish(&url_for(DB)).ok()?;
+    let backend: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid").get_result(&mut conn).ok()?;
+    cpu::postmaster_of(u32::try_from(backend.pid).ok()?)
+}
+
 async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, keep_dataset: bool, only: Option<String>) {
     let mut admin = PgConnection::establish(&admin_url()).expect("connect to the bench cluster");
     if std::env::var("CPIS_BENCH_TUNE").is_ok() {
@@ -742,10 +756,19 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, keep_da
         };
         let users = settings.only_users;
         let base = closed_run(&bl, users, baseline_req, ok200).await;
+        let postmaster = postmaster_pid();
         eprintln!("national: profiling {name} for 60 s at {users} users (service pid {})", service.pid());
+        let used = postmaster.and_then(|p| cpu::Used::now(service.pid(), p));
         let stats = loadgen::closed(&svc, users, MAX_REQUESTS, Duration::from_secs(60), Duration::ZERO, make, ok).await;
+        let cpu = match (used, postmaster.and_then(|p| cpu::Used::now(service.pid(), p))) {
+            (Some(before), Some(after)) => {
+                let (service, postgres) = before.per_request(&after, stats.latencies.len());
+                format!("; CPU a request: service {service:.0} µs, PostgreSQL {postgres:.0} µs")
+            }
+            _ => String::new(),
+        };
         eprintln!(
-            "national: baseline {:.0}/s; {name} {:.0}/s (ratio {:.3}), p50 {:.1} ms, p99 {:.1} ms, {} errors",
+            "national: baseline {:.0}/s; {name} {:.0}/s (ratio {:.3}), p50 {:.1} ms, p99 {:.1} ms, {} errors{cpu}",
             base.throughput(),
             stats.throughput(),
             stats.throughput() / base.throughput(),
