@@ -461,14 +461,9 @@ fn main() {
 
 /// The bench cluster's postmaster, whose processes' CPU an `--only` run reports ([`cpu::Used`]).
 fn postmaster_pid() -> Option<u32> {
-    #[derive(QueryableByName)]
-    struct Pid {
-        #[diesel(sql_type = diesel::sql_types::Integer)]
-        pid: i32,
-    }
     let mut conn = PgConnection::establish(&url_for(DB)).ok()?;
-    let backend: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid").get_result(&mut conn).ok()?;
-    cpu::postmaster_of(u32::try_from(backend.pid).ok()?)
+    let backend: Count = diesel::sql_query("SELECT pg_backend_pid()::bigint AS n").get_result(&mut conn).ok()?;
+    cpu::postmaster_of(u32::try_from(backend.n).ok()?)
 }
 
 async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, keep_dataset: bool, only: Option<String>) {
@@ -762,7 +757,7 @@ async fn run(settings: Settings, soak: bool, sweep: bool, rebuild: bool, keep_da
         let stats = loadgen::closed(&svc, users, MAX_REQUESTS, Duration::from_secs(60), Duration::ZERO, make, ok).await;
         let cpu = match (used, postmaster.and_then(|p| cpu::Used::now(service.pid(), p))) {
             (Some(before), Some(after)) => {
-                let (service, postgres) = before.per_request(&after, stats.latencies.len());
+                let (service, postgres) = before.per_request(&after, stats.sent);
                 format!("; CPU a request: service {service:.0} µs, PostgreSQL {postgres:.0} µs")
             }
             _ => String::new(),

@@ -4,9 +4,9 @@
 //! change to a request's path is best judged by it, in alternating rounds.
 //!
 //! PostgreSQL's is every process of the bench cluster's postmaster (its backends, the WAL writer,
-//! the checkpointer, autovacuum): what the requests cost the database, wherever it is spent. A
-//! process that ends during the run takes its CPU with it (the service's pool keeps its
-//! connections, so its backends live through the run).
+//! the checkpointer, autovacuum's workers): what the requests cost the database, wherever it is
+//! spent. A process that ends during the run is counted through the postmaster's reaped children's
+//! time (`cutime`, `cstime`), so its CPU is neither lost nor taken away.
 
 /// CPU seconds used so far by the service and by the cluster.
 #[derive(Debug, Clone, Copy)]
@@ -19,57 +19,65 @@ impl Used {
     /// What the service (`service`, its pid) and the cluster (`postmaster`, its pid) have used;
     /// `None` where `/proc` cannot tell (not Linux, or a process gone).
     pub fn now(service: u32, postmaster: u32) -> Option<Used> {
-        let service = seconds(service)?;
-        let mut postgres = seconds(postmaster)?;
+        let service = own_seconds(service)?;
+        let mut postgres = own_seconds(postmaster)? + reaped_seconds(postmaster)?;
         for pid in children_of(postmaster) {
-            postgres += seconds(pid).unwrap_or(0.0);
+            postgres += own_seconds(pid).unwrap_or(0.0);
         }
         Some(Used { service, postgres })
     }
 
     /// Microseconds of CPU per request, service and PostgreSQL, from `self` to `later`.
-    pub fn per_request(&self, later: &Used, requests: usize) -> (f64, f64) {
+    pub fn per_request(&self, later: &Used, requests: u64) -> (f64, f64) {
         let n = requests.max(1) as f64;
         ((later.service - self.service) * 1e6 / n, (later.postgres - self.postgres) * 1e6 / n)
     }
 }
 
-/// A process's user and system CPU time in seconds (`/proc/<pid>/stat`, fields 14 and 15).
-fn seconds(pid: u32) -> Option<f64> {
+/// The fields of `/proc/<pid>/stat` after the command's closing parenthesis (the command may hold
+/// spaces and `)`): the state, field 3, is the first, so field n is at n - 3.
+fn stat_fields(pid: u32) -> Option<Vec<u64>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (utime, stime) = times(&stat)?;
-    // SAFETY: sysconf only reads a configuration value.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
-}
-
-/// The user and system time (in clock ticks) of a `/proc/<pid>/stat` line, and its parent's pid:
-/// the fields after the command's closing parenthesis (the command may hold spaces and `)`).
-fn fields(stat: &str) -> Option<Vec<&str>> {
     let rest = &stat[stat.rfind(')')? + 1..];
-    Some(rest.split_whitespace().collect())
+    // The state is a letter: read as 0, the numbers after it as they are.
+    Some(rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect())
 }
 
-fn times(stat: &str) -> Option<(u64, u64)> {
-    let f = fields(stat)?;
-    // After the command: state (field 3) is f[0], so field n is f[n - 3].
-    Some((f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?))
+/// Clock ticks as seconds.
+fn ticks_to_seconds(ticks: u64) -> Option<f64> {
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_second > 0).then(|| ticks as f64 / per_second as f64)
 }
 
-fn parent(stat: &str) -> Option<u32> {
-    fields(stat)?.get(1)?.parse().ok()
+/// A process's own user and system time (fields 14 and 15).
+fn own_seconds(pid: u32) -> Option<f64> {
+    let f = stat_fields(pid)?;
+    ticks_to_seconds(f.get(11)? + f.get(12)?)
+}
+
+/// The user and system time of a process's children that ended and were reaped (fields 16, 17).
+fn reaped_seconds(pid: u32) -> Option<f64> {
+    let f = stat_fields(pid)?;
+    ticks_to_seconds(f.get(13)? + f.get(14)?)
 }
 
 /// The pids whose parent is `ppid`.
 fn children_of(ppid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().and_then(|s| parent(&s)) == Some(ppid))
+        .filter(|&pid| super::proc_status(pid, "PPid:") == Some(u64::from(ppid)))
         .collect()
 }
 
-/// The cluster's postmaster: the parent of the backend serving `pid_of_backend` (a connection's
-/// `pg_backend_pid()`).
+/// The cluster's postmaster: the parent of `backend` (a connection's `pg_backend_pid()`), when
+/// both are PostgreSQL's processes on this machine. A server elsewhere, or in another pid
+/// namespace, gives `None` rather than some other process's figures.
 pub fn postmaster_of(backend: u32) -> Option<u32> {
-    parent(&std::fs::read_to_string(format!("/proc/{backend}/stat")).ok()?)
+    let is_postgres = |pid: u32| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|c| matches!(c.trim(), "postgres" | "postmaster"))
+    };
+    let postmaster = u32::try_from(super::proc_status(backend, "PPid:")?).ok()?;
+    (is_postgres(backend) && is_postgres(postmaster)).then_some(postmaster)
 }

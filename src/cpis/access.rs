@@ -646,7 +646,7 @@ pub fn histories(
     )
 }
 
-fn read_histories<S: crate::db::prepared::Key>(
+fn read_histories<S: 'static>(
     conn: &mut PgConnection,
     names: &super::reference_names::ReferenceNames,
     lists: &[&[String]],

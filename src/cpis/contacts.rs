@@ -36,6 +36,7 @@ pub fn fill<'a>(
         Some((known, ticket)) => (known, Some(ticket)),
         None => (vec![None; ids.len()], None),
     };
+    debug_assert_eq!(known.len(), ids.len(), "one contact, or none, for each id");
     let missing: Vec<i64> = ids.iter().zip(&known).filter(|(_, c)| c.is_none()).map(|(id, _)| *id).collect();
     if !missing.is_empty() {
         let read = read(conn, &missing)?;

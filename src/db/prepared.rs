@@ -10,7 +10,12 @@
 //! Each use of [`sql!`] gives its statement a type of its own, by which diesel finds the prepared
 //! statement, as it does a DSL query's: found by its text instead, every execution wrote the whole
 //! text out again and hashed it (issue 8: 7.5% of the tab thread, whose statements run to several
-//! kilobytes). The text is a constant of that use, so one type never stands for two texts.
+//! kilobytes). The text is a constant of that use, so one type never stands for two texts. diesel
+//! finds the statement by its type alone, not by the types of the values bound, so a use must
+//! bind the same SQL types every time (no `.bind` left out on some executions, no use inside a
+//! function generic over a bound value's SQL type): PostgreSQL keeps the parameter types of the
+//! statement's first execution. Texts chosen at run time are each their own `sql!`, their values
+//! bound by one function generic over the statement (`pds::search::candidates`).
 //!
 //! Written here because diesel offers no cacheable raw query; it is a small adapter over diesel's
 //! public `AstPass::push_bind_param`, which writes each placeholder itself, so the text is sent
@@ -33,36 +38,13 @@ macro_rules! prepared_sql {
     ($text:expr $(,)?) => {{
         /// This statement's own type, by which diesel finds its prepared statement.
         struct Statement;
-        impl $crate::db::prepared::Key for Statement {
-            const OWN: bool = true;
-        }
         const TEXT: &str = $text;
         $crate::db::prepared::Prepared::<Statement>::of_its_own(TEXT)
     }};
 }
 pub use crate::prepared_sql as sql;
 
-/// How diesel finds a statement's prepared statement: by the type itself, when it is the type of
-/// its own that [`sql!`] declares, or by the text ([`ByText`]).
-pub trait Key: 'static {
-    const OWN: bool;
-}
-
-/// A statement found by its text: one of several constant texts chosen at run time ([`by_text`]).
-pub struct ByText;
-
-impl Key for ByText {
-    const OWN: bool = false;
-}
-
-/// A statement whose constant text is chosen at run time among several, found by that text (as
-/// diesel finds `sql_query`'s, were they cached): for statements off the hot paths, where writing
-/// each choice as its own [`sql!`] would repeat the code that binds it.
-pub fn by_text(text: &'static str) -> Prepared<ByText> {
-    Prepared::of_its_own(text)
-}
-
-/// A statement of [`sql!`] (`S` the type of its own that diesel finds it by) or of [`by_text`].
+/// A statement of [`sql!`], `S` being the type of its own that diesel finds it by.
 pub struct Prepared<S> {
     text: &'static str,
     binds: Vec<Box<dyn BindValue>>,
@@ -70,7 +52,8 @@ pub struct Prepared<S> {
 }
 
 impl<S> Prepared<S> {
-    /// For [`sql!`], which declares `S` for the one `text` it is given, and [`by_text`].
+    /// For [`sql!`] alone, which declares `S` for the one constant `text` it is given: called with
+    /// any other type or text, it would break the rule that one type is one text.
     #[doc(hidden)]
     pub fn of_its_own(text: &'static str) -> Prepared<S> {
         Prepared { text, binds: Vec::new(), _statement: PhantomData }
@@ -179,9 +162,9 @@ impl<S> QueryFragment<Pg> for Prepared<S> {
     }
 }
 
-impl<S: Key> QueryId for Prepared<S> {
+impl<S: 'static> QueryId for Prepared<S> {
     type QueryId = S;
-    const HAS_STATIC_QUERY_ID: bool = S::OWN;
+    const HAS_STATIC_QUERY_ID: bool = true;
 }
 
 impl<S> Query for Prepared<S> {
@@ -194,20 +177,18 @@ impl<S, Conn> RunQueryDsl<Conn> for Prepared<S> {}
 mod tests {
     use super::*;
 
-    fn id_of<S: Key>(_: &Prepared<S>) -> Option<std::any::TypeId> {
+    fn id_of<S: 'static>(_: &Prepared<S>) -> Option<std::any::TypeId> {
         <Prepared<S> as QueryId>::query_id()
     }
 
-    /// Each `sql!` is found by a type of its own, even for one text written twice; a text chosen
-    /// at run time is found by its text (no type).
+    /// Each `sql!` is found by a type of its own, even for one text written twice.
     #[test]
-    fn each_statement_is_found_by_its_own_type_or_its_text() {
+    fn each_statement_is_found_by_its_own_type() {
         let (a, b) = (sql!("SELECT 1"), sql!("SELECT 1"));
         assert!(id_of(&a).is_some() && id_of(&b).is_some());
         assert_ne!(id_of(&a), id_of(&b));
         let statement = || sql!("SELECT 2");
         assert_eq!(id_of(&statement()), id_of(&statement()), "one use, one type");
-        assert_eq!(id_of(&by_text("SELECT 1")), None);
     }
 
     #[test]

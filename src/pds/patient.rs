@@ -198,7 +198,7 @@ pub fn lookup(conn: &mut PgConnection, nhs_number: &str) -> QueryResult<Lookup> 
 }
 
 /// The recursive step of "every number superseded into this one" (at most ten links deep), shared by
-/// [`linked_numbers`] and [`lookup_linked`]: a macro so that both statements stay `'static` text.
+/// [`linked_numbers`] and [`lookup_linked`]: a macro so that both statements stay constant text (`db::prepared::sql!`).
 macro_rules! linked_step {
     () => {
         "SELECT q.nhs_number, l.depth + 1 FROM patients q JOIN linked l ON q.superseded_by = l.nhs_number \

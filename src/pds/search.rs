@@ -252,13 +252,109 @@ pub fn search(conn: &mut PgConnection, q: &DemographicQuery) -> QueryResult<Sear
     Ok(SearchOutcome::Matches(scored))
 }
 
+// `key` within the bound range [`from`, `until`).
+macro_rules! in_range {
+    ($key:literal, $from:literal, $until:literal) => {
+        concat!("(", $key, " ~>=~ (SELECT ", $from, "::text) AND ", $key, " ~<~ (SELECT ", $until, "::text))")
+    };
+}
+// A name in its own field, with similar names also by Soundex and in the other field.
+macro_rules! or_similar {
+    ($name:expr, $soundex:literal, $swapped:expr) => {
+        concat!("(", $name, " OR ", $soundex, " OR ", $swapped, ")")
+    };
+}
+// The statement around its family name's and given name's conditions.
+macro_rules! search_sql {
+    ($family:expr, $given:expr) => {
+        concat!(
+            "SELECT nhs_number, given_name, family_name, gender, birth_date, death_date, postcode, address, \
+             gp_ods, restricted, superseded_by, invalidated FROM patients \
+             WHERE superseded_by IS NULL AND NOT invalidated \
+             AND birth_date BETWEEN (SELECT $1::date) AND (SELECT $2::date) AND ",
+            $family,
+            " AND ((SELECT $6::text) IS NULL OR ",
+            $given,
+            ") AND ((SELECT $8::text) IS NULL OR gender = (SELECT $8::text)) \
+             AND ((SELECT $9::text) IS NULL OR (postcode = (SELECT $9::text) AND NOT restricted)) \
+             LIMIT (SELECT $10::bigint)"
+        )
+    };
+}
+macro_rules! given_similar {
+    () => {
+        or_similar!(
+            in_range!("given_key", "$6", "$7"),
+            "given_soundex = (SELECT $11::text)",
+            in_range!("family_key", "$6", "$7")
+        )
+    };
+}
+
+/// The search's statement for the family name's kind of pattern (`exact` or `prefix`), with or
+/// without similar names (`similar`). Binds (each statement reads those it needs; all are sent, typed): $1 and $2 the birth dates;
+/// $3 and $4 the family key's range ([`key_range`]); $5 its Soundex; $6 and $7 the given key's
+/// range and $11 its Soundex (null without a given name); $8 the gender and $9 the postcode (null
+/// when not asked); $10 the limit.
+///
+/// Hand-written rather than diesel's boxed query, which is sent as text and planned again on every
+/// search (planning cost four times what running it did, measured under load). Prepared
+/// ([`crate::db::prepared`]) with every value read through a sub-select, so that PostgreSQL keeps
+/// one generic plan (a plan for the actual name would look cheaper each time, as in
+/// `items::current_held`). An exact family name is an equality, so the index is entered at the name
+/// and birth date together; `LIKE` with a bound pattern could not use the index in a generic plan.
+macro_rules! statement {
+    (exact) => {
+        search_sql!("family_key = (SELECT $3::text)", in_range!("given_key", "$6", "$7"))
+    };
+    (prefix) => {
+        search_sql!(in_range!("family_key", "$3", "$4"), in_range!("given_key", "$6", "$7"))
+    };
+    (exact, similar) => {
+        search_sql!(
+            or_similar!(
+                "family_key = (SELECT $3::text)",
+                "family_soundex = (SELECT $5::text)",
+                "given_key = (SELECT $3::text)"
+            ),
+            given_similar!()
+        )
+    };
+    (prefix, similar) => {
+        search_sql!(
+            or_similar!(
+                in_range!("family_key", "$3", "$4"),
+                "family_soundex = (SELECT $5::text)",
+                in_range!("given_key", "$3", "$4")
+            ),
+            given_similar!()
+        )
+    };
+}
+
 /// The records a search's names, birth dates, gender and postcode select, unscored, at most
-/// `limit`: current records only, and no restricted one when a postcode is given.
+/// `limit`: current records only, and no restricted one when a postcode is given. One of four
+/// statements ([`statement!`]), each prepared as its own (`sql!`), with the same values bound.
 pub fn candidates(conn: &mut PgConnection, q: &DemographicQuery, limit: i64) -> QueryResult<Vec<Patient>> {
+    use crate::db::prepared::sql;
+    match (&q.family, q.similar) {
+        (NamePattern::Exact(_), false) => bind(sql!(statement!(exact)), q, limit).load(conn),
+        (NamePattern::Prefix(_), false) => bind(sql!(statement!(prefix)), q, limit).load(conn),
+        (NamePattern::Exact(_), true) => bind(sql!(statement!(exact, similar)), q, limit).load(conn),
+        (NamePattern::Prefix(_), true) => bind(sql!(statement!(prefix, similar)), q, limit).load(conn),
+    }
+}
+
+/// Binds every value a search's statement may read ([`statement!`]), in its placeholders' order.
+fn bind<S>(
+    query: crate::db::prepared::Prepared<S>,
+    q: &DemographicQuery,
+    limit: i64,
+) -> crate::db::prepared::Prepared<S> {
     use diesel::sql_types::{BigInt, Date, Nullable, Text};
     let (family_from, family_until) = key_range(&q.family);
     let given = q.given.as_ref().map(key_range);
-    crate::db::prepared::by_text(statement(&q.family, q.similar))
+    query
         .bind::<Date, _>(q.birth_from)
         .bind::<Date, _>(q.birth_to)
         .bind::<Text, _>(family_from)
@@ -270,94 +366,17 @@ pub fn candidates(conn: &mut PgConnection, q: &DemographicQuery, limit: i64) -> 
         .bind::<Nullable<Text>, _>(q.postcode.clone())
         .bind::<BigInt, _>(limit)
         .bind::<Nullable<Text>, _>(q.given.as_ref().map(|g| soundex(g.stem())))
-        .load(conn)
 }
 
 /// The keys a name pattern matches, as the half-open range `[from, until)` in byte order (the
 /// order of the `text_pattern_ops` indexes): an exact name is followed only by a character no
 /// name has (U+0001), a prefix by every character after it (before U+10FFFF). Exact names are
-/// looked up by equality where the index is entered ([`statement`]); the range serves prefixes,
+/// looked up by equality where the index is entered ([`statement!`]); the range serves prefixes,
 /// and filters on the given name.
 fn key_range(p: &NamePattern) -> (String, String) {
     match p {
         NamePattern::Exact(s) => (s.clone(), format!("{s}\u{1}")),
         NamePattern::Prefix(s) => (s.clone(), format!("{s}\u{10FFFF}")),
-    }
-}
-
-/// The search's statement for the family name's kind of pattern, with or without similar names.
-/// Binds (each statement reads those it needs; all are sent, typed): $1 and $2 the birth dates;
-/// $3 and $4 the family key's range ([`key_range`]); $5 its Soundex; $6 and $7 the given key's
-/// range and $11 its Soundex (null without a given name); $8 the gender and $9 the postcode (null
-/// when not asked); $10 the limit.
-///
-/// Hand-written rather than diesel's boxed query, which is sent as text and planned again on every
-/// search (planning cost four times what running it did, measured under load). Prepared
-/// ([`crate::db::prepared`]) with every value read through a sub-select, so that PostgreSQL keeps
-/// one generic plan (a plan for the actual name would look cheaper each time, as in
-/// `items::current_held`). An exact family name is an equality, so the index is entered at the name
-/// and birth date together; `LIKE` with a bound pattern could not use the index in a generic plan.
-fn statement(family: &NamePattern, similar: bool) -> &'static str {
-    // `key` within the bound range [`from`, `until`).
-    macro_rules! in_range {
-        ($key:literal, $from:literal, $until:literal) => {
-            concat!("(", $key, " ~>=~ (SELECT ", $from, "::text) AND ", $key, " ~<~ (SELECT ", $until, "::text))")
-        };
-    }
-    // A name in its own field, with similar names also by Soundex and in the other field.
-    macro_rules! or_similar {
-        ($name:expr, $soundex:literal, $swapped:expr) => {
-            concat!("(", $name, " OR ", $soundex, " OR ", $swapped, ")")
-        };
-    }
-    macro_rules! search_sql {
-        ($family:expr, $given:expr) => {
-            concat!(
-                "SELECT nhs_number, given_name, family_name, gender, birth_date, death_date, postcode, address, \
-                 gp_ods, restricted, superseded_by, invalidated FROM patients \
-                 WHERE superseded_by IS NULL AND NOT invalidated \
-                 AND birth_date BETWEEN (SELECT $1::date) AND (SELECT $2::date) AND ",
-                $family,
-                " AND ((SELECT $6::text) IS NULL OR ",
-                $given,
-                ") AND ((SELECT $8::text) IS NULL OR gender = (SELECT $8::text)) \
-                 AND ((SELECT $9::text) IS NULL OR (postcode = (SELECT $9::text) AND NOT restricted)) \
-                 LIMIT (SELECT $10::bigint)"
-            )
-        };
-    }
-    macro_rules! given_similar {
-        () => {
-            or_similar!(
-                in_range!("given_key", "$6", "$7"),
-                "given_soundex = (SELECT $11::text)",
-                in_range!("family_key", "$6", "$7")
-            )
-        };
-    }
-    match (family, similar) {
-        (NamePattern::Exact(_), false) => {
-            search_sql!("family_key = (SELECT $3::text)", in_range!("given_key", "$6", "$7"))
-        }
-        (NamePattern::Prefix(_), false) => {
-            search_sql!(in_range!("family_key", "$3", "$4"), in_range!("given_key", "$6", "$7"))
-        }
-        (NamePattern::Exact(_), true) => search_sql!(
-            or_similar!(
-                "family_key = (SELECT $3::text)",
-                "family_soundex = (SELECT $5::text)",
-                "given_key = (SELECT $3::text)"
-            ),
-            given_similar!()
-        ),
-        (NamePattern::Prefix(_), true) => search_sql!(
-            or_similar!(
-                in_range!("family_key", "$3", "$4"),
-                "family_soundex = (SELECT $5::text)",
-                in_range!("given_key", "$3", "$4")
-            ),
-            given_similar!()
-        ),
     }
 }
 
