@@ -19,10 +19,11 @@ impl Used {
     /// What the service (`service`, its pid) and the cluster (`postmaster`, its pid) have used;
     /// `None` where `/proc` cannot tell (not Linux, or a process gone).
     pub fn now(service: u32, postmaster: u32) -> Option<Used> {
-        let service = own_seconds(service)?;
-        let mut postgres = own_seconds(postmaster)? + reaped_seconds(postmaster)?;
+        let service = ticks_to_seconds(ticks(service)?.0)?;
+        let (own, reaped) = ticks(postmaster)?;
+        let mut postgres = ticks_to_seconds(own + reaped)?;
         for pid in children_of(postmaster) {
-            postgres += own_seconds(pid).unwrap_or(0.0);
+            postgres += ticks(pid).and_then(|(own, _)| ticks_to_seconds(own)).unwrap_or(0.0);
         }
         Some(Used { service, postgres })
     }
@@ -34,13 +35,15 @@ impl Used {
     }
 }
 
-/// The fields of `/proc/<pid>/stat` after the command's closing parenthesis (the command may hold
-/// spaces and `)`): the state, field 3, is the first, so field n is at n - 3.
-fn stat_fields(pid: u32) -> Option<Vec<u64>> {
+/// A process's own user and system time (`/proc/<pid>/stat` fields 14 and 15) and that of its
+/// children that ended and were reaped (fields 16 and 17), in clock ticks. The fields are read
+/// after the command's closing parenthesis (the command may hold spaces and `)`): the state,
+/// field 3, is the first there, so field n is at n - 3.
+fn ticks(pid: u32) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 1..];
-    // The state is a letter: read as 0, the numbers after it as they are.
-    Some(rest.split_whitespace().map(|f| f.parse().unwrap_or(0)).collect())
+    let f: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let field = |n: usize| f.get(n - 3)?.parse::<u64>().ok();
+    Some((field(14)? + field(15)?, field(16)? + field(17)?))
 }
 
 /// Clock ticks as seconds.
@@ -48,18 +51,6 @@ fn ticks_to_seconds(ticks: u64) -> Option<f64> {
     // SAFETY: sysconf only reads a configuration value.
     let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     (per_second > 0).then(|| ticks as f64 / per_second as f64)
-}
-
-/// A process's own user and system time (fields 14 and 15).
-fn own_seconds(pid: u32) -> Option<f64> {
-    let f = stat_fields(pid)?;
-    ticks_to_seconds(f.get(11)? + f.get(12)?)
-}
-
-/// The user and system time of a process's children that ended and were reaped (fields 16, 17).
-fn reaped_seconds(pid: u32) -> Option<f64> {
-    let f = stat_fields(pid)?;
-    ticks_to_seconds(f.get(13)? + f.get(14)?)
 }
 
 /// The pids whose parent is `ppid`.

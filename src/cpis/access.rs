@@ -634,32 +634,18 @@ pub fn histories(
     names: &super::reference_names::ReferenceNames,
     lists: &[&[String]],
 ) -> QueryResult<Vec<Vec<HistoryEntry>>> {
-    read_histories(
-        conn,
-        names,
-        lists,
-        crate::db::prepared::sql!(concat!(
-            "SELECT w.o, a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, a.organisation_code ",
-            newest_shown!("$1::int[]", "$2::text[]", "$3"),
-            " ORDER BY w.o, a.accessed_at DESC, a.id DESC"
-        )),
-    )
-}
-
-fn read_histories<S: 'static>(
-    conn: &mut PgConnection,
-    names: &super::reference_names::ReferenceNames,
-    lists: &[&[String]],
-    query: crate::db::prepared::Prepared<S>,
-) -> QueryResult<Vec<Vec<HistoryEntry>>> {
     use diesel::sql_types::{Array, BigInt, Integer, Text};
     let (owners, numbers): (Vec<i32>, Vec<String>) =
         lists.iter().enumerate().flat_map(|(o, list)| list.iter().map(move |n| (o as i32, n.clone()))).unzip();
-    let rows: Vec<HistoryRow> = query
-        .bind::<Array<Integer>, _>(owners)
-        .bind::<Array<Text>, _>(numbers)
-        .bind::<BigInt, _>(HISTORY_LIMIT as i64)
-        .load(conn)?;
+    let rows: Vec<HistoryRow> = crate::db::prepared::sql!(concat!(
+        "SELECT w.o, a.id, a.accessed_at, a.user_id, a.viewer_name, a.job_role_code, a.organisation_code ",
+        newest_shown!("$1::int[]", "$2::text[]", "$3"),
+        " ORDER BY w.o, a.accessed_at DESC, a.id DESC"
+    ))
+    .bind::<Array<Integer>, _>(owners)
+    .bind::<Array<Text>, _>(numbers)
+    .bind::<BigInt, _>(HISTORY_LIMIT as i64)
+    .load(conn)?;
     let (owners, mut entries): (Vec<i32>, Vec<HistoryEntry>) = rows.into_iter().map(HistoryRow::into_entry).unzip();
     names.name(conn, &mut entries);
     let mut out: Vec<Vec<HistoryEntry>> = lists.iter().map(|_| Vec::new()).collect();

@@ -282,6 +282,22 @@ fn refused_as_reference_from(conn: &mut PgConnection, sql: &str, table: &str) {
     }
 }
 
+/// Whether a statement failed as a serialization failure (the references' refusals outside READ
+/// COMMITTED, and an insert behind a parent's delete).
+fn is_serialization_failure<T>(outcome: &QueryResult<T>) -> bool {
+    matches!(
+        outcome,
+        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::SerializationFailure, _))
+    )
+}
+
+/// A parent's delete or key change in a REPEATABLE READ transaction is refused, as its check could
+/// miss a concurrent child (migration 000020, `reference_parent_isolation_check`).
+fn refused_outside_read_committed(conn: &mut PgConnection, sql: &str) {
+    let outcome = conn.build_transaction().repeatable_read().run(|conn| diesel::sql_query(sql).execute(conn));
+    assert!(is_serialization_failure(&outcome), "{sql} outside READ COMMITTED: {outcome:?}");
+}
+
 const NEW_PATIENT: &str = "INSERT INTO patients (nhs_number, family_name, gender, birth_date, family_key, given_key, \
      family_soundex, given_soundex) VALUES ('9111111110', 'Orphan', 'female', '2015-01-01', 'orphan', '', 'O615', '')";
 const NEW_UPLOAD: &str = "INSERT INTO uploads (id, la_code, received_at, size_bytes, channel, file_code, received, \
@@ -456,13 +472,7 @@ fn the_reference_check_locks_parent_rows_only_outside_read_committed() {
     assert_eq!(count(&mut inserter, "SELECT count(*) FROM patients WHERE nhs_number = '9111111110'"), 1);
     execute(&mut other, "DELETE FROM patients WHERE nhs_number = '9111111110'");
     let outcome = diesel::sql_query(ITEM_OF_NEW_PATIENT).execute(&mut inserter);
-    assert!(
-        matches!(
-            outcome,
-            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::SerializationFailure, _))
-        ),
-        "an item naming a patient deleted since the snapshot: {outcome:?}"
-    );
+    assert!(is_serialization_failure(&outcome), "an item naming a patient deleted since the snapshot: {outcome:?}");
     execute(&mut inserter, "ROLLBACK");
     assert_eq!(count(&mut other, "SELECT count(*) FROM cp_items WHERE nhs_number = '9111111110'"), 0);
 
@@ -499,13 +509,7 @@ fn the_reference_check_locks_parent_rows_only_outside_read_committed() {
     }
     execute(&mut other, "COMMIT");
     let outcome = insert.join().unwrap();
-    assert!(
-        matches!(
-            outcome,
-            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::SerializationFailure, _))
-        ),
-        "the insert behind the delete: {outcome:?}"
-    );
+    assert!(is_serialization_failure(&outcome), "the insert behind the delete: {outcome:?}");
 }
 
 /// Where the triggers could not promise what a foreign key does, they refuse: a parent deleted
@@ -517,17 +521,7 @@ fn what_the_reference_triggers_cannot_check_they_refuse() {
     let db = TestDatabase::new(Template::Demo);
     let mut conn = db.conn();
     execute(&mut conn, NEW_PATIENT);
-    let outcome = conn
-        .build_transaction()
-        .repeatable_read()
-        .run(|conn| diesel::sql_query("DELETE FROM patients WHERE nhs_number = '9111111110'").execute(conn));
-    assert!(
-        matches!(
-            outcome,
-            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::SerializationFailure, _))
-        ),
-        "outside READ COMMITTED: {outcome:?}"
-    );
+    refused_outside_read_committed(&mut conn, "DELETE FROM patients WHERE nhs_number = '9111111110'");
     execute(&mut conn, "DELETE FROM patients WHERE nhs_number = '9111111110'");
     for table in ["patients", "uploads", "local_authorities"] {
         refused_as_reference(&mut conn, &format!("TRUNCATE {table} CASCADE"));
@@ -604,17 +598,7 @@ fn access_events_references_hold_as_foreign_keys_would() {
         execute(&mut conn, "ROLLBACK");
     }
     // Outside READ COMMITTED a parent's check could miss a concurrent access: refused outright.
-    let outcome = conn
-        .build_transaction()
-        .repeatable_read()
-        .run(|conn| diesel::sql_query("DELETE FROM users WHERE id = 900001").execute(conn));
-    assert!(
-        matches!(
-            outcome,
-            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::SerializationFailure, _))
-        ),
-        "outside READ COMMITTED: {outcome:?}"
-    );
+    refused_outside_read_committed(&mut conn, "DELETE FROM users WHERE id = 900001");
     // Once nothing refers to them, they go as any row does (the retention purge deletes accesses).
     execute(&mut conn, "DELETE FROM access_events WHERE nhs_number = '9111111110'");
     execute(&mut conn, "DELETE FROM users WHERE id = 900001");
